@@ -1,0 +1,236 @@
+//! `relay.toml` into typed values.
+//!
+//! STUB: the public types below are the contract the rest of the crate uses.
+//! Loading, units, validation and error reporting are filled in separately.
+
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole relay configuration, validated; paths resolved against the file's folder.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[[listener]]`, at least one.
+    pub listeners: Vec<ListenerConfig>,
+    /// `[tls]`; `Some` whenever a listener uses TLS (defaults filled in).
+    pub tls: Option<TlsConfig>,
+    /// `[limits]`
+    pub limits: Limits,
+    /// `[relay]`
+    pub relay: RelayConfig,
+    /// `[routing]`
+    pub routing: RoutingConfig,
+    /// `[route.NAME]`
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// `[dns]`
+    pub dns: DnsConfig,
+    /// `[queue]`
+    pub queue: QueueConfig,
+    /// `[metrics]`
+    pub metrics: MetricsConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Greeting, EHLO to next hops, Received.
+    pub hostname: String,
+    /// Spool folder (resolved).
+    pub spool_dir: PathBuf,
+    /// Time sessions and deliveries get to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// TLS mode of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerTls {
+    /// Plain SMTP, no STARTTLS.
+    None,
+    /// STARTTLS offered.
+    StartTls,
+    /// TLS from the first byte (RFC 8314).
+    Implicit,
+}
+
+/// `[[listener]]`
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// The `listener` metric label.
+    pub name: String,
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// TLS mode.
+    pub tls: ListenerTls,
+    /// Refuse MAIL before STARTTLS (530 5.7.0).
+    pub require_tls: bool,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain (resolved path).
+    pub cert: PathBuf,
+    /// PEM private key (resolved path).
+    pub key: PathBuf,
+}
+
+/// What to do with a bare LF or bare CR in message data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareNewline {
+    /// Turn it into CRLF.
+    Normalize,
+    /// Refuse the message with 550 5.6.0.
+    Reject,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Bytes; advertised as SIZE.
+    pub max_message_size: u64,
+    /// Recipients per transaction.
+    pub max_recipients: usize,
+    /// Concurrent connections, all listeners.
+    pub max_connections: usize,
+    /// Concurrent connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Time to wait for a command.
+    pub command_timeout: Duration,
+    /// Time to wait for each read during DATA/BDAT.
+    pub data_timeout: Duration,
+    /// Errors before the session is closed with 421 4.7.0.
+    pub max_errors: u32,
+    /// More Received fields than this is a loop (554 5.4.6).
+    pub max_received_headers: usize,
+    /// Bare LF/CR handling.
+    pub bare_newline: BareNewline,
+}
+
+/// `[relay]`
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Domains accepted from anyone (lower case, no trailing dot).
+    pub accepted_domains: Vec<String>,
+    /// Clients that may relay to any domain.
+    pub trusted_networks: Vec<IpNet>,
+}
+
+/// `[[routing.rule]]`
+#[derive(Debug, Clone)]
+pub struct RoutingRule {
+    /// Domain (lower case).
+    pub domain: String,
+    /// Route name.
+    pub route: String,
+}
+
+/// `[routing]`
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// The contacts table (resolved path).
+    pub contacts: PathBuf,
+    /// Route for contacts without a route column.
+    pub contact_route: String,
+    /// Route for accepted domains.
+    pub accepted_route: String,
+    /// Route for every other domain.
+    pub default_route: String,
+    /// Sub-address separator; empty = disabled.
+    pub subaddress_separator: String,
+    /// Per-domain overrides of `accepted_route`, in order.
+    pub rules: Vec<RoutingRule>,
+}
+
+/// Outbound TLS policy of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundTls {
+    /// Never STARTTLS.
+    None,
+    /// STARTTLS when offered, any certificate; clear otherwise.
+    Opportunistic,
+    /// Encrypt, any certificate; never send in clear.
+    Required,
+    /// Encrypt, valid certificate for the host name.
+    Verify,
+}
+
+/// `[route.NAME]`
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Next hops `host:port`, tried in order (empty when `mx`).
+    pub smarthost: Vec<String>,
+    /// Deliver by MX lookup.
+    pub mx: bool,
+    /// TLS policy.
+    pub tls: OutboundTls,
+    /// Port for MX hosts and smarthosts without one (default 25).
+    pub port: u16,
+    /// EHLO name (default `server.hostname`).
+    pub helo_name: Option<String>,
+    /// Extra trust anchor for `verify` (resolved path).
+    pub ca: Option<PathBuf>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-command reply timeout.
+    pub command_timeout: Duration,
+    /// Timeout for the data phase.
+    pub data_timeout: Duration,
+}
+
+/// `[dns]`
+#[derive(Debug, Clone, Default)]
+pub struct DnsConfig {
+    /// Name servers; empty = system resolver.
+    pub nameservers: Vec<SocketAddr>,
+}
+
+/// `[queue]`
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Retry intervals; the last repeats.
+    pub retry_schedule: Vec<Duration>,
+    /// Age after which a message bounces.
+    pub max_lifetime: Duration,
+    /// Concurrent outbound transactions.
+    pub delivery_concurrency: usize,
+    /// Concurrent outbound transactions per next hop.
+    pub per_host_concurrency: usize,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Address of /metrics, /healthz, /readyz.
+    pub bind: SocketAddr,
+}
+
+/// One configuration error, displayed as `FILE:LINE: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File the error is in.
+    pub file: PathBuf,
+    /// 1-based line (0 when the error is about the file as a whole).
+    pub line: usize,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`; on failure returns every error found.
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let _ = path;
+        todo!("config loader")
+    }
+}

@@ -1,0 +1,22 @@
+//! coexist-relay: an SMTP relay for mail-migration coexistence.
+//!
+//! # Layout
+//! The modules follow the path of a message (see `shared/DESIGN.md`):
+//!
+//! - [`config`]: `relay.toml` into typed values; every error with file, line, key.
+//! - [`server`]: listeners, accept loop, connection caps, drain on shutdown.
+//! - [`smtp`]: one inbound SMTP session: commands, DATA/BDAT, STARTTLS, replies.
+//! - [`route`]: the contacts table (format, atomic writer, hot reload) and the
+//!   per-recipient routing decision.
+//! - [`queue`]: the durable spool (envelope + message, group commit, recovery).
+//! - [`tls`]: certificate loading and the development certificate.
+//! - [`metrics`]: the Prometheus metric set.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod metrics;
+pub mod queue;
+pub mod route;
+pub mod server;
+pub mod smtp;
+pub mod tls;

@@ -1,0 +1,192 @@
+//! The metric set of DESIGN.md, declared in one place.
+//!
+//! Every family is registered at start and, where it has labels, pre-created
+//! at zero for each configured listener and route, so dashboards and alerts
+//! see a series before the first event. Counters are updated where the event
+//! happens; nothing here is recomputed by scanning.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use std::sync::LazyLock;
+
+/// Reasons a recipient (or a whole transaction) is refused; the `reason` label.
+pub const REJECT_REASONS: &[&str] = &[
+    "relay_denied",
+    "size",
+    "recipients",
+    "loop",
+    "syntax",
+    "sequence",
+    "tls_required",
+    "rate",
+    "connections",
+    "spool",
+];
+
+/// The registry and every metric family of the relay.
+pub struct Metrics {
+    /// Registry that `/metrics` renders.
+    pub registry: Registry,
+    /// `coexist_smtp_sessions_active`
+    pub sessions_active: IntGauge,
+    /// `coexist_smtp_connections_total{listener}`
+    pub connections_total: IntCounterVec,
+    /// `coexist_messages_received_total{listener}`
+    pub messages_received_total: IntCounterVec,
+    /// `coexist_bytes_received_total{listener}`
+    pub bytes_received_total: IntCounterVec,
+    /// `coexist_recipients_rejected_total{reason}`
+    pub recipients_rejected_total: IntCounterVec,
+    /// `coexist_deliveries_total{route,result}`
+    pub deliveries_total: IntCounterVec,
+    /// `coexist_delivery_duration_seconds{route}`
+    pub delivery_duration_seconds: HistogramVec,
+    /// `coexist_queue_messages`
+    pub queue_messages: IntGauge,
+    /// `coexist_queue_oldest_seconds`
+    pub queue_oldest_seconds: IntGauge,
+    /// `coexist_routing_contacts`
+    pub routing_contacts: IntGauge,
+    /// `coexist_routing_reloads_total{result}`
+    pub routing_reloads_total: IntCounterVec,
+    /// `coexist_tls_handshakes_total{direction,result}`
+    pub tls_handshakes_total: IntCounterVec,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("coexist")
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(opts(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::with_opts(opts(name, help)).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let m = Metrics {
+            sessions_active: gauge("smtp_sessions_active", "SMTP sessions currently open."),
+            connections_total: counter(
+                "smtp_connections_total",
+                "SMTP connections accepted, per listener.",
+                &["listener"],
+            ),
+            messages_received_total: counter(
+                "messages_received_total",
+                "Messages acknowledged with 250 after DATA/BDAT, per listener.",
+                &["listener"],
+            ),
+            bytes_received_total: counter(
+                "bytes_received_total",
+                "Message bytes acknowledged, per listener.",
+                &["listener"],
+            ),
+            recipients_rejected_total: counter(
+                "recipients_rejected_total",
+                "Recipients or transactions refused, by reason.",
+                &["reason"],
+            ),
+            deliveries_total: counter(
+                "deliveries_total",
+                "Delivery outcomes per recipient: delivered, deferred (each failed attempt), bounced.",
+                &["route", "result"],
+            ),
+            delivery_duration_seconds: {
+                // 1 ms to 10 min: a loopback hand-off to a slow remote data phase.
+                let buckets = vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0, 120.0, 300.0, 600.0,
+                ];
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "delivery_duration_seconds",
+                        "Duration of one outbound transaction, per route.",
+                    )
+                    .namespace("coexist")
+                    .buckets(buckets),
+                    &["route"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            queue_messages: gauge("queue_messages", "Messages in the spool."),
+            queue_oldest_seconds: gauge(
+                "queue_oldest_seconds",
+                "Age of the oldest message in the spool (0 when empty).",
+            ),
+            routing_contacts: gauge("routing_contacts", "Contacts in the loaded table."),
+            routing_reloads_total: counter(
+                "routing_reloads_total",
+                "Contacts table loads, by result.",
+                &["result"],
+            ),
+            tls_handshakes_total: counter(
+                "tls_handshakes_total",
+                "TLS handshakes, by direction and result.",
+                &["direction", "result"],
+            ),
+            registry,
+        };
+        for reason in REJECT_REASONS {
+            m.recipients_rejected_total.with_label_values(&[reason]);
+        }
+        for result in ["ok", "error"] {
+            m.routing_reloads_total.with_label_values(&[result]);
+            for direction in ["inbound", "outbound"] {
+                m.tls_handshakes_total.with_label_values(&[direction, result]);
+            }
+        }
+        m
+    }
+
+    /// Creates the zero-valued series for every configured listener and route.
+    pub fn register_names<'a>(
+        &self,
+        listeners: impl IntoIterator<Item = &'a str>,
+        routes: impl IntoIterator<Item = &'a str>,
+    ) {
+        for listener in listeners {
+            self.connections_total.with_label_values(&[listener]);
+            self.messages_received_total.with_label_values(&[listener]);
+            self.bytes_received_total.with_label_values(&[listener]);
+        }
+        for route in routes {
+            for result in ["delivered", "deferred", "bounced"] {
+                self.deliveries_total.with_label_values(&[route, result]);
+            }
+            self.delivery_duration_seconds.with_label_values(&[route]);
+        }
+    }
+
+    /// Counts one refusal.
+    pub fn reject(&self, reason: &str) {
+        self.recipients_rejected_total
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// Renders the registry in the Prometheus text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8192);
+        let mut families = self.registry.gather();
+        families.extend(prometheus::gather()); // process_* metrics from the default registry
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .expect("text encoding cannot fail");
+        out
+    }
+}
+
+/// The process-wide metric set.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}

@@ -1,0 +1,1 @@
+//! STUB: the durable spool. Implemented separately.

@@ -1,0 +1,11 @@
+//! Where each recipient goes.
+//!
+//! - [`table`]: the contacts table format: parse (no I/O) and look up.
+//! - [`store`]: the file on disk: atomic writer (used by the migrator) and loading.
+//! - [`reload`]: the live table: hot reload on change and SIGHUP, atomic swap.
+//! - [`router`]: the per-recipient decision (contact, rule, accepted, default).
+
+pub mod reload;
+pub mod router;
+pub mod store;
+pub mod table;

@@ -1,0 +1,1 @@
+//! STUB: contacts file reading and atomic writing. Implemented separately.
