@@ -1,1 +1,289 @@
-fn main() {}
+//! `coexist-relay`: command line, signals, and the calls into the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use relay::config::Config;
+use relay::route::reload::Contacts;
+use relay::route::router::Router;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Exit code for usage and configuration errors (DESIGN.md: 0 ok, 1 runtime, 2 config).
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "coexist-relay", version, about = "SMTP relay for mail-migration coexistence")]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = "config/relay.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay daemon (logs to stderr; SIGHUP reloads the contacts table).
+    Run,
+    /// Validate the configuration and the contacts table.
+    Check,
+    /// Show where each address would be routed, and why.
+    Route {
+        /// Print JSON (one array of objects).
+        #[arg(long)]
+        json: bool,
+        /// Decide as for a client at this address (default: a trusted client).
+        #[arg(long)]
+        client: Option<IpAddr>,
+        /// Addresses to route.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check => check(&cli.config),
+        Command::Route {
+            json,
+            client,
+            addresses,
+        } => route(&cli.config, json, client, &addresses),
+        Command::Run => {
+            init_logging();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("coexist-relay: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(run(&cli.config))
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+/// Loads the config and the contacts table, printing every error; `None` = exit 2.
+fn load_all(path: &Path) -> Option<(Config, Arc<Contacts>)> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return None;
+        }
+    };
+    let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
+    match Contacts::load(&config.routing.contacts, routes) {
+        Ok(contacts) => Some((config, contacts)),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            None
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load_all(path) {
+        Some((config, contacts)) => {
+            println!(
+                "{}: OK ({} listener(s), {} route(s), {} contact(s) in {})",
+                path.display(),
+                config.listeners.len(),
+                config.routes.len(),
+                contacts.current().len(),
+                config.routing.contacts.display()
+            );
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(EXIT_CONFIG),
+    }
+}
+
+fn route(path: &Path, json: bool, client: Option<IpAddr>, addresses: &[String]) -> ExitCode {
+    let Some((config, contacts)) = load_all(path) else {
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let router = Router::new(&config.relay, &config.routing, contacts);
+    let table = router.table();
+    // Without --client, answer as for a trusted client (what the relay would do for
+    // mail it accepts from the organisation itself).
+    let client = client
+        .or_else(|| config.relay.trusted_networks.first().map(|n| n.addr()))
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let mut rows = Vec::new();
+    for address in addresses {
+        let row = match router.decide(&table, address, client) {
+            Ok(d) => {
+                let next_hop = config
+                    .routes
+                    .get(&d.route)
+                    .map(|r| {
+                        if r.mx {
+                            let domain = d.rewritten.rsplit('@').next().unwrap_or("");
+                            format!("MX of {domain}")
+                        } else {
+                            r.smarthost.join(", ")
+                        }
+                    })
+                    .unwrap_or_default();
+                serde_json::json!({
+                    "address": address,
+                    "route": d.route,
+                    "next_hop": next_hop,
+                    "rewritten": d.rewritten,
+                    "reason": reason_text(&d.reason),
+                })
+            }
+            Err(e) => serde_json::json!({
+                "address": address,
+                "route": null,
+                "next_hop": null,
+                "rewritten": null,
+                "reason": format!("{e} (for client {client})"),
+            }),
+        };
+        rows.push(row);
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        for r in rows {
+            match r["route"].as_str() {
+                Some(route) => println!(
+                    "{} -> {} via {} [{}]: {}",
+                    r["address"].as_str().unwrap_or(""),
+                    r["rewritten"].as_str().unwrap_or(""),
+                    route,
+                    r["next_hop"].as_str().unwrap_or(""),
+                    r["reason"].as_str().unwrap_or("")
+                ),
+                None => println!(
+                    "{} -> refused: {}",
+                    r["address"].as_str().unwrap_or(""),
+                    r["reason"].as_str().unwrap_or("")
+                ),
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn reason_text(reason: &relay::queue::envelope::RouteReason) -> String {
+    use relay::queue::envelope::RouteReason;
+    match reason {
+        RouteReason::Contact => "contact in the contacts table".into(),
+        RouteReason::Rule { domain } => format!("[[routing.rule]] for {domain}"),
+        RouteReason::AcceptedDomain => "accepted domain (routing.accepted_route)".into(),
+        RouteReason::Default => "other domain, trusted client (routing.default_route)".into(),
+    }
+}
+
+async fn run(path: &Path) -> ExitCode {
+    let Some((config, contacts)) = load_all(path) else {
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    match serve(config, contacts).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("coexist-relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
+    use relay::queue::spool::Spool;
+    use relay::smtp::SessionContext;
+    use tokio::signal::unix::{signal, SignalKind};
+    use tokio_util::sync::CancellationToken;
+
+    let config = Arc::new(config);
+    let acceptor = match &config.tls {
+        Some(tls) if config.listeners.iter().any(|l| l.tls != relay::config::ListenerTls::None) => {
+            if relay::tls::ensure_dev_certificate(tls, &config.server.hostname)? {
+                tracing::warn!(
+                    cert = %tls.cert.display(),
+                    "generated a self-signed development certificate; configure a real one for production"
+                );
+            }
+            Some(relay::tls::acceptor(tls)?)
+        }
+        _ => None,
+    };
+    let (spool, recovered) = Spool::open(&config.server.spool_dir)
+        .with_context(|| format!("spool {}", config.server.spool_dir.display()))?;
+    tracing::info!(messages = recovered.len(), "spool recovered");
+
+    relay::metrics::metrics().register_names(
+        config.listeners.iter().map(|l| l.name.as_str()),
+        config.routes.keys().map(|r| r.as_str()),
+    );
+    let shutdown = CancellationToken::new();
+    let router = Arc::new(Router::new(&config.relay, &config.routing, Arc::clone(&contacts)));
+    let watcher = contacts.spawn_watcher(shutdown.clone());
+
+    let listeners = relay::server::bind(&config.listeners).await?;
+    for l in &listeners {
+        tracing::info!(listener = %l.config.name, addr = %l.local_addr()?, "listening");
+    }
+    let ctx = Arc::new(SessionContext {
+        config: Arc::clone(&config),
+        router,
+        spool,
+        queued: None,
+        shutdown: shutdown.clone(),
+    });
+
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let signals = {
+        let shutdown = shutdown.clone();
+        let contacts = Arc::clone(&contacts);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hangup.recv() => {
+                        let contacts = Arc::clone(&contacts);
+                        // Parsing a large table must not stall an async worker.
+                        let _ = tokio::task::spawn_blocking(move || {
+                            if let Ok(n) = contacts.reload() {
+                                tracing::info!(contacts = n, "contacts table reloaded (SIGHUP)");
+                            }
+                        }).await;
+                    }
+                    _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                    _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            shutdown.cancel();
+        })
+    };
+
+    relay::server::serve(ctx, listeners, acceptor).await?;
+    shutdown.cancel();
+    let _ = signals.await;
+    let _ = watcher.await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Listeners, the accept loop, connection caps, TLS hand-over, and the drain on shutdown.
+
+use crate::config::{ListenerConfig, ListenerTls};
+use crate::metrics::metrics;
+use crate::smtp::reply::Reply;
+use crate::smtp::{ConnectionInfo, Session, SessionContext, SessionEnd, TlsInfo};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener address could not be bound.
+    #[error("listener {name}: cannot bind {addr}: {source}")]
+    Bind {
+        /// Listener name.
+        name: String,
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// A listener uses TLS but no acceptor was given.
+    #[error("listener {0} uses TLS but no certificate is loaded")]
+    NoTls(String),
+}
+
+/// A bound listener, ready to accept.
+pub struct BoundListener {
+    /// Its configuration.
+    pub config: Arc<ListenerConfig>,
+    /// The socket.
+    pub socket: TcpListener,
+}
+
+impl BoundListener {
+    /// The address actually bound (the port is chosen by the OS for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+/// Binds every configured listener (all or nothing).
+pub async fn bind(listeners: &[ListenerConfig]) -> Result<Vec<BoundListener>, ServerError> {
+    let mut bound = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        let socket = TcpListener::bind(l.bind)
+            .await
+            .map_err(|source| ServerError::Bind {
+                name: l.name.clone(),
+                addr: l.bind,
+                source,
+            })?;
+        bound.push(BoundListener {
+            config: Arc::new(l.clone()),
+            socket,
+        });
+    }
+    Ok(bound)
+}
+
+/// Counts open connections, overall and per client address.
+#[derive(Default)]
+pub struct ConnectionLimits {
+    max_total: usize,
+    max_per_ip: usize,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// Held while a connection is open; releases its slot on drop.
+pub struct ConnectionSlot {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+}
+
+impl ConnectionLimits {
+    /// Limits from `[limits] max_connections` and `max_connections_per_ip`.
+    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+        Arc::new(ConnectionLimits {
+            max_total,
+            max_per_ip,
+            open: Mutex::default(),
+        })
+    }
+
+    /// Takes a slot for `ip`, or `None` when a cap is reached.
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_ip) = &mut *open;
+        let mine = per_ip.get(&ip).copied().unwrap_or(0);
+        if *total >= self.max_total || mine >= self.max_per_ip {
+            return None;
+        }
+        *total += 1;
+        per_ip.insert(ip, mine + 1);
+        Some(ConnectionSlot {
+            limits: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_ip) = &mut *open;
+        *total -= 1;
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts on every listener until shutdown, then gives open sessions
+/// `server.shutdown_grace` to finish.
+pub async fn serve(
+    ctx: Arc<SessionContext>,
+    listeners: Vec<BoundListener>,
+    tls: Option<TlsAcceptor>,
+) -> Result<(), ServerError> {
+    for l in &listeners {
+        if l.config.tls != ListenerTls::None && tls.is_none() {
+            return Err(ServerError::NoTls(l.config.name.clone()));
+        }
+    }
+    let limits = &ctx.config.limits;
+    let caps = ConnectionLimits::new(limits.max_connections, limits.max_connections_per_ip);
+    let sessions = TaskTracker::new();
+    let mut accept_loops = Vec::new();
+    for listener in listeners {
+        accept_loops.push(tokio::spawn(accept_loop(
+            Arc::clone(&ctx),
+            listener,
+            tls.clone(),
+            Arc::clone(&caps),
+            sessions.clone(),
+        )));
+    }
+    for l in accept_loops {
+        let _ = l.await;
+    }
+    sessions.close();
+    let grace = ctx.config.server.shutdown_grace;
+    if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+        tracing::warn!(
+            open = sessions.len(),
+            "shutdown grace period over; closing remaining sessions"
+        );
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    ctx: Arc<SessionContext>,
+    listener: BoundListener,
+    tls: Option<TlsAcceptor>,
+    caps: Arc<ConnectionLimits>,
+    sessions: TaskTracker,
+) {
+    let name = listener.config.name.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.socket.accept() => accepted,
+            _ = ctx.shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: keep the listener alive, back off a little.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        metrics().connections_total.with_label_values(&[&name]).inc();
+        let _ = stream.set_nodelay(true);
+        let Some(slot) = caps.acquire(peer.ip()) else {
+            metrics().reject("connections");
+            tracing::info!(listener = %name, client = %peer, "connection refused: limit reached");
+            sessions.spawn(refuse(stream, Reply::too_many_connections()));
+            continue;
+        };
+        let conn = ConnectionInfo {
+            listener: Arc::clone(&listener.config),
+            peer,
+            trusted: ctx
+                .config
+                .relay
+                .trusted_networks
+                .iter()
+                .any(|net| net.contains(&peer.ip())),
+            tls: None,
+        };
+        let ctx = Arc::clone(&ctx);
+        let tls = tls.clone();
+        sessions.spawn(async move {
+            let _slot = slot;
+            metrics().sessions_active.inc();
+            if let Err(e) = connection(ctx, conn, stream, tls).await {
+                tracing::debug!(client = %peer, error = %e, "session ended with an error");
+            }
+            metrics().sessions_active.dec();
+        });
+    }
+}
+
+/// Says why and closes (connection caps: RFC 5321 §3.1 allows 421 instead of 220).
+async fn refuse(mut stream: TcpStream, reply: Reply) {
+    let mut out = Vec::new();
+    reply.write_to(&mut out);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown().await;
+}
+
+/// One connection: implicit TLS or plain, with at most one STARTTLS upgrade.
+async fn connection(
+    ctx: Arc<SessionContext>,
+    conn: ConnectionInfo,
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<()> {
+    let handshake_timeout = ctx.config.limits.command_timeout;
+    let implicit = conn.listener.tls == ListenerTls::Implicit;
+    let mut session = Session::new(ctx, conn);
+    if implicit {
+        let Some(acceptor) = tls else { return Ok(()) };
+        let Some((mut stream, info)) = handshake(&acceptor, stream, handshake_timeout).await else {
+            return Ok(());
+        };
+        session.tls_established(info);
+        session.greet();
+        session.run(&mut stream).await?;
+        return Ok(());
+    }
+    let mut stream = stream;
+    session.greet();
+    if session.run(&mut stream).await? == SessionEnd::StartTls {
+        let Some(acceptor) = tls else { return Ok(()) };
+        let Some((mut stream, info)) = handshake(&acceptor, stream, handshake_timeout).await else {
+            return Ok(());
+        };
+        session.tls_established(info);
+        session.run(&mut stream).await?;
+    }
+    Ok(())
+}
+
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    limit: std::time::Duration,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, TlsInfo)> {
+    let result = tokio::time::timeout(limit, acceptor.accept(stream)).await;
+    match result {
+        Ok(Ok(stream)) => {
+            metrics()
+                .tls_handshakes_total
+                .with_label_values(&["inbound", "ok"])
+                .inc();
+            let info = tls_info(&stream);
+            Some((stream, info))
+        }
+        Ok(Err(e)) => {
+            metrics()
+                .tls_handshakes_total
+                .with_label_values(&["inbound", "error"])
+                .inc();
+            tracing::info!(error = %e, "inbound TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            metrics()
+                .tls_handshakes_total
+                .with_label_values(&["inbound", "error"])
+                .inc();
+            tracing::info!("inbound TLS handshake timed out");
+            None
+        }
+    }
+}
+
+fn tls_info<S: AsyncRead + AsyncWrite + Unpin>(stream: &tokio_rustls::server::TlsStream<S>) -> TlsInfo {
+    let (_, conn) = stream.get_ref();
+    TlsInfo {
+        version: conn
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_count_total_and_per_ip() {
+        let caps = ConnectionLimits::new(3, 2);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        let a1 = caps.acquire(a).unwrap();
+        let _a2 = caps.acquire(a).unwrap();
+        assert!(caps.acquire(a).is_none(), "per-IP cap");
+        let _b1 = caps.acquire(b).unwrap();
+        assert!(caps.acquire(b).is_none(), "total cap");
+        drop(a1);
+        assert!(caps.acquire(b).is_some(), "slot released on drop");
+    }
+}

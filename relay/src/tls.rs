@@ -1,0 +1,223 @@
+//! Server certificates: loading, checking, and the development certificate.
+//!
+//! When `[tls]` names files that do not exist yet, a self-signed certificate for
+//! `server.hostname` (plus `localhost` and the loopback addresses) is generated on
+//! first start, so the shipped loopback config works without an operator step. A
+//! certificate that does not match its key is refused at start with a clear message.
+
+use crate::config::TlsConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+
+/// Why the server's TLS material could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file has no usable PEM item.
+    #[error("{path}: {what}: {detail}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was expected.
+        what: &'static str,
+        /// Parser detail.
+        detail: String,
+    },
+    /// rustls refused the pair (most often: the key does not match the certificate).
+    #[error("{cert} with {key}: {detail} (does the key belong to this certificate?)")]
+    Rejected {
+        /// Certificate file.
+        cert: PathBuf,
+        /// Key file.
+        key: PathBuf,
+        /// rustls' reason.
+        detail: String,
+    },
+    /// Generating the development certificate failed.
+    #[error("generating a development certificate: {0}")]
+    Generate(String),
+    /// Only one of the two files exists.
+    #[error("{present} exists but {missing} does not: provide both, or remove both to get a generated development certificate")]
+    HalfPresent {
+        /// The file that exists.
+        present: PathBuf,
+        /// The file that is missing.
+        missing: PathBuf,
+    },
+}
+
+/// Writes a self-signed certificate and key for `hostname` when neither file exists.
+/// Returns true when it generated them.
+pub fn ensure_dev_certificate(tls: &TlsConfig, hostname: &str) -> Result<bool, TlsError> {
+    match (tls.cert.exists(), tls.key.exists()) {
+        (true, true) => return Ok(false),
+        (true, false) => {
+            return Err(TlsError::HalfPresent {
+                present: tls.cert.clone(),
+                missing: tls.key.clone(),
+            })
+        }
+        (false, true) => {
+            return Err(TlsError::HalfPresent {
+                present: tls.key.clone(),
+                missing: tls.cert.clone(),
+            })
+        }
+        (false, false) => {}
+    }
+    let names = vec![
+        hostname.to_string(),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    for dir in [tls.cert.parent(), tls.key.parent()].into_iter().flatten() {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    // The key first, private to the owner; then the certificate.
+    write_new(&tls.key, generated.key_pair.serialize_pem().as_bytes(), 0o600)?;
+    write_new(&tls.cert, generated.cert.pem().as_bytes(), 0o644)?;
+    Ok(true)
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
+    let io = |source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Reads a PEM certificate chain.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, "certificate", e))?
+        .collect();
+    let certs = certs.map_err(|e| pem_error(path, "certificate", e))?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.to_path_buf(),
+            what: "certificate",
+            detail: "no CERTIFICATE block found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn pem_error(path: &Path, what: &'static str, e: rustls::pki_types::pem::Error) -> TlsError {
+    match e {
+        rustls::pki_types::pem::Error::Io(source) => TlsError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => TlsError::Pem {
+            path: path.to_path_buf(),
+            what,
+            detail: format!("{other:?}"),
+        },
+    }
+}
+
+/// Builds the inbound TLS configuration: TLS 1.2 and 1.3 only (rustls has no older
+/// versions and no renegotiation), the ring provider's modern cipher suites.
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certs = load_certs(&tls.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| pem_error(&tls.key, "private key", e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Generate(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Rejected {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+            detail: e.to_string(),
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// The acceptor the listeners use.
+pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(server_config(tls)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_once_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = TlsConfig {
+            cert: dir.path().join("certs/relay.crt"),
+            key: dir.path().join("certs/relay.key"),
+        };
+        assert!(ensure_dev_certificate(&tls, "relay.test").unwrap());
+        assert!(!ensure_dev_certificate(&tls, "relay.test").unwrap());
+        let mode = std::fs::metadata(&tls.key).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o600);
+        server_config(&tls).unwrap();
+    }
+
+    #[test]
+    fn mismatched_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = TlsConfig {
+            cert: dir.path().join("a.crt"),
+            key: dir.path().join("a.key"),
+        };
+        let b = TlsConfig {
+            cert: dir.path().join("b.crt"),
+            key: dir.path().join("b.key"),
+        };
+        ensure_dev_certificate(&a, "a.test").unwrap();
+        ensure_dev_certificate(&b, "b.test").unwrap();
+        let mixed = TlsConfig {
+            cert: a.cert.clone(),
+            key: b.key.clone(),
+        };
+        let err = server_config(&mixed).unwrap_err();
+        assert!(matches!(err, TlsError::Rejected { .. }), "{err}");
+        assert!(err.to_string().contains("does the key belong"), "{err}");
+    }
+
+    #[test]
+    fn half_present_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = TlsConfig {
+            cert: dir.path().join("x.crt"),
+            key: dir.path().join("x.key"),
+        };
+        std::fs::write(&tls.cert, "junk").unwrap();
+        assert!(matches!(
+            ensure_dev_certificate(&tls, "x"),
+            Err(TlsError::HalfPresent { .. })
+        ));
+    }
+}

@@ -1,0 +1,242 @@
+//! Message content: the DATA and BDAT readers and the checks made on a complete message.
+//!
+//! The byte-level state machines come from `smtp-proto` (the same ones Stalwart runs):
+//! only `<CRLF>.<CRLF>` ends DATA, so a bare LF or CR followed by a dot can never end a
+//! message early or smuggle a second one (the 2023 "SMTP smuggling" class). What is
+//! added here is the size cap (switch to discarding once over the limit, so memory stays
+//! bounded) and the bare-newline policy on the finished message.
+
+use crate::config::BareNewline;
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
+use std::slice::Iter;
+
+/// Reads one DATA body or one BDAT chunk into a message buffer.
+pub enum BodyReader {
+    /// DATA, still storing.
+    Data(DataReceiver),
+    /// BDAT chunk, still storing.
+    Bdat(BdatReceiver),
+    /// Over the size limit (or the transaction is invalid): read to the end, keep nothing.
+    Discard {
+        /// The receiver that finds the end.
+        rx: DummyDataReceiver,
+        /// BDAT LAST seen (for BDAT); DATA always ends the message.
+        last: bool,
+    },
+}
+
+/// What a reader did with the bytes it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// More input is needed.
+    NeedMore,
+    /// The DATA body or BDAT chunk is complete.
+    Done,
+}
+
+impl BodyReader {
+    /// Starts reading a DATA body.
+    pub fn data() -> Self {
+        BodyReader::Data(DataReceiver::new())
+    }
+
+    /// Starts reading a BDAT chunk of `size` bytes; `discard` when it must not be kept
+    /// (no valid transaction, or it would exceed the size limit).
+    pub fn bdat(size: usize, last: bool, discard: bool) -> Self {
+        if discard {
+            BodyReader::Discard {
+                rx: DummyDataReceiver::new_bdat(size),
+                last,
+            }
+        } else {
+            BodyReader::Bdat(BdatReceiver::new(size, last))
+        }
+    }
+
+    /// True when this reader keeps nothing.
+    pub fn is_discarding(&self) -> bool {
+        matches!(self, BodyReader::Discard { .. })
+    }
+
+    /// Consumes bytes from `input` into `message`. When `message` grows past `limit`
+    /// the reader switches to discarding (the caller sees `message.len() > limit`).
+    pub fn ingest(&mut self, input: &mut Iter<'_, u8>, message: &mut Vec<u8>, limit: usize) -> Progress {
+        let done = match self {
+            BodyReader::Data(rx) => {
+                let done = rx.ingest(input, message);
+                if !done && message.len() > limit {
+                    // Keep the state that finds <CRLF>.<CRLF>; stop storing.
+                    *self = BodyReader::Discard {
+                        rx: DummyDataReceiver::new_data(rx),
+                        last: true,
+                    };
+                }
+                done
+            }
+            BodyReader::Bdat(rx) => rx.ingest(input, message),
+            BodyReader::Discard { rx, .. } => rx.ingest(input),
+        };
+        if done {
+            Progress::Done
+        } else {
+            Progress::NeedMore
+        }
+    }
+}
+
+/// Why a complete message is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentError {
+    /// A bare LF or CR, with `bare_newline = "reject"`.
+    BareNewline,
+    /// More `Received:` fields than allowed: a loop.
+    TooManyReceived,
+}
+
+/// Applies the bare-newline policy and the loop check to a complete message.
+///
+/// With `Normalize`, bare LF and bare CR become CRLF (RFC 5321 §2.3.8 requires CRLF;
+/// a gateway that passes bare LFs on lets the next hop disagree about line ends).
+pub fn check_content(
+    message: &mut Vec<u8>,
+    policy: BareNewline,
+    max_received: usize,
+) -> Result<(), ContentError> {
+    if has_bare_newline(message) {
+        match policy {
+            BareNewline::Reject => return Err(ContentError::BareNewline),
+            BareNewline::Normalize => *message = normalize_newlines(message),
+        }
+    }
+    if count_received(message) > max_received {
+        return Err(ContentError::TooManyReceived);
+    }
+    Ok(())
+}
+
+/// True when `bytes` holds an LF not preceded by CR or a CR not followed by LF.
+pub fn has_bare_newline(bytes: &[u8]) -> bool {
+    memchr::memchr2_iter(b'\r', b'\n', bytes).any(|i| match bytes[i] {
+        b'\n' => i == 0 || bytes[i - 1] != b'\r',
+        _ => bytes.get(i + 1) != Some(&b'\n'),
+    })
+}
+
+/// Rewrites every bare LF and bare CR as CRLF.
+pub fn normalize_newlines(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 64);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+            }
+            b'\r' | b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Counts `Received:` fields in the header section (RFC 5321 §6.3 loop detection).
+pub fn count_received(message: &[u8]) -> usize {
+    let headers = mail_parser::MessageParser::new().parse_headers(message);
+    headers.map_or(0, |m| {
+        m.headers()
+            .iter()
+            .filter(|h| h.name == mail_parser::HeaderName::Received)
+            .count()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(reader: &mut BodyReader, chunks: &[&[u8]], limit: usize) -> (Vec<u8>, bool) {
+        let mut msg = Vec::new();
+        for c in chunks {
+            let mut it = c.iter();
+            if reader.ingest(&mut it, &mut msg, limit) == Progress::Done {
+                return (msg, true);
+            }
+        }
+        (msg, false)
+    }
+
+    #[test]
+    fn data_ends_only_on_crlf_dot_crlf() {
+        let mut r = BodyReader::data();
+        let (msg, done) = feed(&mut r, &[b"a\n.\nb\r.\rc\r\n", b".\r\n"], 1000);
+        assert!(done);
+        assert_eq!(msg, b"a\n.\nb\r.\rc\r\n");
+    }
+
+    #[test]
+    fn smuggled_second_message_stays_inside_the_first() {
+        let mut r = BodyReader::data();
+        let body: &[u8] = b"x\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nevil\r\n.\r\n";
+        let (msg, done) = feed(&mut r, &[body], 1000);
+        assert!(done);
+        assert!(msg.ends_with(b"DATA\r\nevil\r\n"));
+    }
+
+    #[test]
+    fn oversize_data_is_discarded_but_end_is_found() {
+        let mut r = BodyReader::data();
+        let big = vec![b'x'; 5000];
+        let (msg, done) = feed(&mut r, &[b"hdr\r\n", &big, &big, b"\r\n.\r\n"], 1000);
+        assert!(done);
+        assert!(r.is_discarding());
+        assert!(msg.len() > 1000 && msg.len() < 6000, "stopped storing: {}", msg.len());
+    }
+
+    #[test]
+    fn bdat_takes_exact_chunk() {
+        let mut r = BodyReader::bdat(5, true, false);
+        let mut msg = Vec::new();
+        let mut it = b"12345QUIT\r\n".iter();
+        assert_eq!(r.ingest(&mut it, &mut msg, 100), Progress::Done);
+        assert_eq!(msg, b"12345");
+        assert_eq!(it.as_slice(), b"QUIT\r\n");
+    }
+
+    #[test]
+    fn bare_newlines() {
+        assert!(!has_bare_newline(b"a\r\nb\r\n"));
+        assert!(has_bare_newline(b"a\nb\r\n"));
+        assert!(has_bare_newline(b"a\rb\r\n"));
+        assert!(has_bare_newline(b"\n"));
+        assert!(has_bare_newline(b"a\r"));
+        assert_eq!(normalize_newlines(b"a\nb\rc\r\n"), b"a\r\nb\r\nc\r\n");
+        let mut m = b"a\nb\r\n".to_vec();
+        assert_eq!(
+            check_content(&mut m, BareNewline::Reject, 50),
+            Err(ContentError::BareNewline)
+        );
+        assert_eq!(check_content(&mut m, BareNewline::Normalize, 50), Ok(()));
+        assert_eq!(m, b"a\r\nb\r\n");
+    }
+
+    #[test]
+    fn received_loop() {
+        let mut m = Vec::new();
+        for i in 0..3 {
+            m.extend_from_slice(format!("Received: from h{i} by x; Mon, 1 Jan 2024 00:00:00 +0000\r\n").as_bytes());
+        }
+        m.extend_from_slice(b"Subject: x\r\n\r\nReceived: in body\r\n");
+        assert_eq!(count_received(&m), 3);
+        assert_eq!(
+            check_content(&mut m, BareNewline::Reject, 2),
+            Err(ContentError::TooManyReceived)
+        );
+        assert_eq!(check_content(&mut m, BareNewline::Reject, 3), Ok(()));
+    }
+}
