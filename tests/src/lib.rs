@@ -1,0 +1,346 @@
+//! Harness for end-to-end tests: start the built `coexist-relay` on loopback with a
+//! generated config, talk to it with raw SMTP, Python's smtplib and swaks, and look at
+//! what it wrote. Ports are chosen by the OS (port 0) and read back from the log.
+
+pub mod smtp;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of a binary built in this workspace (`coexist-relay`, ...), next to the test
+/// executable's folder (`target/<profile>/deps/..`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built; run the suite with `cargo nextest run --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// Folder of the repository (for shipped configs and Python scripts).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A relay configuration under construction: sections of TOML text.
+#[derive(Clone)]
+pub struct RelaySetup {
+    sections: BTreeMap<String, String>,
+    listeners: Vec<String>,
+    contacts: String,
+}
+
+impl Default for RelaySetup {
+    fn default() -> Self {
+        let mut sections = BTreeMap::new();
+        sections.insert(
+            "server".into(),
+            "hostname = \"relay.test\"\nspool_dir = \"spool\"\nshutdown_grace = \"5s\"\n".into(),
+        );
+        sections.insert(
+            "tls".into(),
+            "cert = \"certs/relay.crt\"\nkey = \"certs/relay.key\"\n".into(),
+        );
+        sections.insert(
+            "relay".into(),
+            "accepted_domains = [\"corp.example\"]\ntrusted_networks = [\"127.0.0.1/32\"]\n".into(),
+        );
+        sections.insert("routing".into(), "contacts = \"contacts\"\n".into());
+        // Part 1 does not deliver; next hops point at a closed port.
+        sections.insert("route.onprem".into(), "smarthost = [\"127.0.0.1:9\"]\n".into());
+        sections.insert("route.cloud".into(), "smarthost = [\"127.0.0.1:9\"]\n".into());
+        sections.insert("route.internet".into(), "mx = true\n".into());
+        sections.insert("metrics".into(), "bind = \"127.0.0.1:0\"\n".into());
+        RelaySetup {
+            sections,
+            listeners: vec![
+                "name = \"smtp\"\nbind = \"127.0.0.1:0\"\ntls = \"starttls\"\n".into(),
+                "name = \"smtps\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n".into(),
+            ],
+            contacts: "user3@corp.example  user3@tenant.cloud.example\n".into(),
+        }
+    }
+}
+
+impl RelaySetup {
+    /// Replaces (or adds) a section, e.g. `("limits", "max_recipients = 2")`.
+    pub fn section(mut self, name: &str, body: &str) -> Self {
+        self.sections.insert(name.into(), format!("{body}\n"));
+        self
+    }
+
+    /// Replaces the listeners (each a `[[listener]]` body).
+    pub fn listeners(mut self, listeners: &[&str]) -> Self {
+        self.listeners = listeners.iter().map(|l| format!("{l}\n")).collect();
+        self
+    }
+
+    /// Sets the contacts table text.
+    pub fn contacts(mut self, text: &str) -> Self {
+        self.contacts = text.into();
+        self
+    }
+
+    /// The relay.toml text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, body) in &self.sections {
+            if name == "metrics" {
+                continue;
+            }
+            out.push_str(&format!("[{name}]\n{body}\n"));
+        }
+        for l in &self.listeners {
+            out.push_str(&format!("[[listener]]\n{l}\n"));
+        }
+        if let Some(m) = self.sections.get("metrics") {
+            out.push_str(&format!("[metrics]\n{m}\n"));
+        }
+        out
+    }
+
+    /// Writes the config into a new folder and starts the relay.
+    pub fn start(self) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("relay.toml"), self.render()).expect("write config");
+        std::fs::write(dir.path().join("contacts"), &self.contacts).expect("write contacts");
+        Relay::start_in(dir)
+    }
+}
+
+/// Log lines of a running process, with a way to wait for one.
+#[derive(Default)]
+pub struct Log {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+impl Log {
+    /// Waits until a line containing `needle` appears after line `from`; returns its index.
+    pub fn wait_for(&self, needle: &str, from: usize, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            if let Some(i) = lines.iter().skip(from).position(|l| l.contains(needle)) {
+                return Some(from + i);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = self.changed.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// Number of lines so far.
+    pub fn len(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// True when nothing was logged yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+/// A running `coexist-relay run`.
+pub struct Relay {
+    /// Folder holding relay.toml, contacts, spool/, certs/.
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// Listener name → bound address.
+    pub listeners: HashMap<String, SocketAddr>,
+    /// stderr of the process.
+    pub log: Arc<Log>,
+}
+
+impl Relay {
+    /// Starts the relay on the config already in `dir`.
+    pub fn start_in(dir: tempfile::TempDir) -> Relay {
+        let mut relay = Relay {
+            dir,
+            child: None,
+            listeners: HashMap::new(),
+            log: Arc::new(Log::default()),
+        };
+        relay.restart();
+        relay
+    }
+
+    /// Path of the config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("relay.toml")
+    }
+
+    /// Starts (again) the process, waiting until every listener is bound.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let mut child = Command::new(binary("coexist-relay"))
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn coexist-relay");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::clone(&self.log);
+        let start = log.len();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("COEXIST_TEST_LOG").is_some() {
+                    eprintln!("relay: {line}");
+                }
+                log.lines.lock().unwrap().push(line);
+                log.changed.notify_all();
+            }
+            log.lines.lock().unwrap().push("<<stderr closed>>".into());
+            log.changed.notify_all();
+        });
+        self.child = Some(child);
+        let text = std::fs::read_to_string(self.config_path()).unwrap();
+        let expected = text.matches("[[listener]]").count();
+        self.listeners.clear();
+        let mut from = start;
+        while self.listeners.len() < expected {
+            let Some(i) = self
+                .log
+                .wait_for(" listening", from, Duration::from_secs(30))
+            else {
+                panic!("relay did not start:\n{}", self.log.text());
+            };
+            let line = self.log.lines.lock().unwrap()[i].clone();
+            let name = field(&line, "listener").expect("listener field");
+            let addr = field(&line, "addr").expect("addr field").parse().unwrap();
+            self.listeners.insert(name, addr);
+            from = i + 1;
+        }
+    }
+
+    /// Address of a listener by name.
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.listeners[name]
+    }
+
+    /// Sends a signal (by name, e.g. "HUP", "KILL", "TERM").
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to exit (after a signal); returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            // Polling a child's exit status has no event to await in std.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The spool folder.
+    pub fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    /// Runs another `coexist-relay` command on this relay's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary("coexist-relay"))
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .output()
+            .expect("run coexist-relay")
+    }
+
+    /// Every regular file under the spool whose content contains `needle`.
+    pub fn spooled_containing(&self, needle: &[u8]) -> Vec<Vec<u8>> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.spool()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(bytes) = std::fs::read(&p) {
+                    if bytes.windows(needle.len()).any(|w| w == needle) {
+                        found.push(bytes);
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads `key=value` (value possibly quoted) from a tracing log line.
+pub fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[start..];
+    let value = if let Some(stripped) = rest.strip_prefix('"') {
+        stripped.split('"').next()?
+    } else {
+        rest.split_whitespace().next()?
+    };
+    Some(value.to_string())
+}
+
+/// Runs a Python script from `tests/py/` with arguments; returns (success, stdout, stderr).
+pub fn python(script: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/py").join(script))
+        .args(args)
+        .output()
+        .expect("python3");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
