@@ -11,9 +11,11 @@
 //! - [`queue`]: the durable spool (envelope + message, group commit, recovery).
 //! - [`tls`]: certificate loading and the development certificate.
 //! - [`metrics`]: the Prometheus metric set.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` on `[metrics] bind`.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod http;
 pub mod metrics;
 pub mod queue;
 pub mod route;

@@ -241,10 +241,19 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
     let router = Arc::new(Router::new(&config.relay, &config.routing, Arc::clone(&contacts)));
     let watcher = contacts.spawn_watcher(shutdown.clone());
 
+    let ready = relay::http::Readiness::new(config.server.spool_dir.clone());
+    ready.table_loaded.store(true, std::sync::atomic::Ordering::Release);
+    let http = relay::http::bind(config.metrics.bind)
+        .await
+        .with_context(|| format!("[metrics] bind {}", config.metrics.bind))?;
+    tracing::info!(addr = %http.local_addr()?, "metrics endpoint ready");
+    let http = tokio::spawn(relay::http::serve(http, Arc::clone(&ready), shutdown.clone()));
+
     let listeners = relay::server::bind(&config.listeners).await?;
     for l in &listeners {
         tracing::info!(listener = %l.config.name, addr = %l.local_addr()?, "listening");
     }
+    ready.listeners_bound.store(true, std::sync::atomic::Ordering::Release);
     let ctx = Arc::new(SessionContext {
         config: Arc::clone(&config),
         router,
@@ -284,6 +293,7 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = signals.await;
     let _ = watcher.await;
+    let _ = http.await;
     tracing::info!("stopped");
     Ok(())
 }

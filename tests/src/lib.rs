@@ -169,6 +169,8 @@ pub struct Relay {
     pub listeners: HashMap<String, SocketAddr>,
     /// stderr of the process.
     pub log: Arc<Log>,
+    /// Address of `/metrics`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Relay {
@@ -179,6 +181,7 @@ impl Relay {
             child: None,
             listeners: HashMap::new(),
             log: Arc::new(Log::default()),
+            metrics: None,
         };
         relay.restart();
         relay
@@ -220,6 +223,14 @@ impl Relay {
         let text = std::fs::read_to_string(self.config_path()).unwrap();
         let expected = text.matches("[[listener]]").count();
         self.listeners.clear();
+        let Some(i) = self
+            .log
+            .wait_for("metrics endpoint ready", start, Duration::from_secs(30))
+        else {
+            panic!("relay did not start:\n{}", self.log.text());
+        };
+        let line = self.log.lines.lock().unwrap()[i].clone();
+        self.metrics = field(&line, "addr").and_then(|a| a.parse().ok());
         let mut from = start;
         while self.listeners.len() < expected {
             let Some(i) = self
@@ -343,4 +354,42 @@ pub fn python(script: &str, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close); returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect http");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("http response");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    (status, body)
+}
+
+impl Relay {
+    /// Scrapes `/metrics` and returns the value of one series, e.g.
+    /// `coexist_messages_received_total{listener="smtp"}` (0 when absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        let (status, body) = http_get(self.metrics.expect("metrics endpoint"), "/metrics");
+        assert_eq!(status, 200);
+        metric_value(&body, series)
+    }
+}
+
+/// Reads one series' value from a Prometheus text page.
+pub fn metric_value(page: &str, series: &str) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
 }
