@@ -347,3 +347,6 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
