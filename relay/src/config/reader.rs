@@ -111,7 +111,7 @@ impl<'a, 'i> Section<'a, 'i> {
                 format!("{path}.{name}")
             };
             let hint = match closest(name, known) {
-                Some(near) => format!("did you mean {near}? "),
+                Some(near) => format!(" (did you mean {near}?)"),
                 None => String::new(),
             };
             let place = if header.is_empty() {
@@ -122,7 +122,7 @@ impl<'a, 'i> Section<'a, 'i> {
             d.error(
                 Some(&key.span()),
                 &full,
-                format!("unknown key; {hint}({place}: {})", known.join(", ")),
+                format!("unknown key{hint}; {place}: {}", known.join(", ")),
             );
         }
         Section {
@@ -271,7 +271,12 @@ impl<'a, 'i> Section<'a, 'i> {
                 .ok_or_else(|| UnitError::NotASize(i.to_string())),
             DeValue::String(s) => units::parse_size(s),
             _ => {
-                self.wrong_type(d, key, value, "a size such as \"35MiB\" or a number of bytes");
+                self.wrong_type(
+                    d,
+                    key,
+                    value,
+                    "a size such as \"35MiB\" or a number of bytes",
+                );
                 return None;
             }
         };
@@ -298,7 +303,12 @@ impl<'a, 'i> Section<'a, 'i> {
     ) -> Option<Spanned<Vec<Duration>>> {
         let value = self.value(key)?;
         let DeValue::Array(items) = value.get_ref() else {
-            self.wrong_type(d, key, value, "an array of durations such as [\"1m\", \"5m\"]");
+            self.wrong_type(
+                d,
+                key,
+                value,
+                "an array of durations such as [\"1m\", \"5m\"]",
+            );
             return None;
         };
         let mut out = Vec::with_capacity(items.len());
@@ -387,12 +397,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// The sub-table `key` (`[routing]` inside the root, for example).
-    pub(super) fn table(
-        &self,
-        d: &mut Diagnostics,
-        key: &str,
-        known: &[&str],
-    ) -> Section<'a, 'i> {
+    pub(super) fn table(&self, d: &mut Diagnostics, key: &str, known: &[&str]) -> Section<'a, 'i> {
         let full = self.key(key);
         let Some(value) = self.value(key) else {
             return Section::absent(full);
@@ -476,7 +481,10 @@ impl<'a, 'i> Section<'a, 'i> {
                 DeValue::Table(t) => {
                     let header = format!("[{path}]");
                     let section = Section::open(d, t, Some(item.span()), path, &header, known);
-                    out.push((Spanned::new(name.span(), name.get_ref().to_string()), section));
+                    out.push((
+                        Spanned::new(name.span(), name.get_ref().to_string()),
+                        section,
+                    ));
                 }
                 other => d.error(
                     Some(&item.span()),

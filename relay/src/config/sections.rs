@@ -9,8 +9,8 @@ use super::reader::{Diagnostics, Section, Span};
 use super::values::{self, ValueError};
 use super::{
     BareNewline, Config, DnsConfig, DoctorConfig, Limits, ListenerConfig, ListenerTls,
-    MetricsConfig, OutboundTls, QueueConfig, RelayConfig, RouteConfig, RoutingConfig,
-    RoutingRule, ServerConfig, TlsConfig,
+    MetricsConfig, OutboundTls, QueueConfig, RelayConfig, RouteConfig, RoutingConfig, RoutingRule,
+    ServerConfig, TlsConfig,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -20,8 +20,8 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 const TOP_LEVEL: &[&str] = &[
-    "server", "listener", "tls", "limits", "relay", "routing", "route", "dns", "queue",
-    "metrics", "doctor",
+    "server", "listener", "tls", "limits", "relay", "routing", "route", "dns", "queue", "metrics",
+    "doctor",
 ];
 const SERVER_KEYS: &[&str] = &["hostname", "spool_dir", "shutdown_grace"];
 const LISTENER_KEYS: &[&str] = &["name", "bind", "tls", "require_tls"];

@@ -315,17 +315,17 @@ fn unknown_keys_name_the_valid_ones() {
     assert_one_error(
         &minimal_plus("[limits]\nmax_mesage_size = 10\n"),
         16,
-        "limits.max_mesage_size: unknown key; did you mean max_message_size? (valid keys in [limits]: max_message_size, ",
+        "limits.max_mesage_size: unknown key (did you mean max_message_size?); valid keys in [limits]: max_message_size, ",
     );
     assert_one_error(
         &minimal_plus("[logging]\nlevel = \"debug\"\n"),
         15,
-        "logging: unknown key; (valid top-level tables: server, listener, ",
+        "logging: unknown key; valid top-level tables: server, listener, ",
     );
     assert_one_error(
         &minimal_plus("[route.cloud2]\nmx = true\nprot = 25\n"),
         17,
-        "route.cloud2.prot: unknown key; did you mean port?",
+        "route.cloud2.prot: unknown key (did you mean port?)",
     );
 }
 
@@ -434,7 +434,11 @@ fn undefined_routes_are_reported_where_they_are_named() {
         "routing.accepted_route: route \"onprem\" (the default; routing.accepted_route is not set) is not defined; defined routes: cloud, exchange, internet (add [route.onprem] or set routing.accepted_route)",
     );
     // Without a [routing] table the default names have no line of their own.
-    assert_one_error(&text, 0, "routing.accepted_route: route \"onprem\" (the default");
+    assert_one_error(
+        &text,
+        0,
+        "routing.accepted_route: route \"onprem\" (the default",
+    );
 }
 
 #[test]

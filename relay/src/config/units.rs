@@ -186,7 +186,9 @@ mod tests {
 
     #[test]
     fn bad_durations() {
-        for bad in ["", "s", "5 m", "5min", "1.5h", "-5s", "5S", "h5", "5m3", "1w"] {
+        for bad in [
+            "", "s", "5 m", "5min", "1.5h", "-5s", "5S", "h5", "5m3", "1w",
+        ] {
             assert_eq!(
                 parse_duration(bad),
                 Err(UnitError::NotADuration(bad.to_string())),

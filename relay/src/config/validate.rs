@@ -51,13 +51,12 @@ fn check_listeners(d: &mut Diagnostics, config: &Config, spans: &Spans) {
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut binds: HashMap<SocketAddr, String> = HashMap::new();
-    if let Some(span) = &spans.metrics_bind {
-        if config.metrics.bind.port() != 0 {
-            binds.insert(
-                config.metrics.bind,
-                format!("metrics.bind (line {})", d.line(span)),
-            );
-        }
+    if config.metrics.bind.port() != 0 {
+        let owner = match &spans.metrics_bind {
+            Some(span) => format!("metrics.bind (line {})", d.line(span)),
+            None => "metrics.bind (the default)".to_string(),
+        };
+        binds.insert(config.metrics.bind, owner);
     }
     for (i, (listener, at)) in config.listeners.iter().zip(&spans.listeners).enumerate() {
         let key = |k: &str| format!("listener[{i}].{k}");
@@ -80,7 +79,10 @@ fn check_listeners(d: &mut Diagnostics, config: &Config, spans: &Spans) {
                     Some(owner) => d.error(
                         Some(span),
                         &key("bind"),
-                        format!("{} is already used by {owner}; give each listener its own address", listener.bind),
+                        format!(
+                            "{} is already used by {owner}; give each listener its own address",
+                            listener.bind
+                        ),
                     ),
                     None => {
                         binds.insert(

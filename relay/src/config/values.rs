@@ -177,15 +177,26 @@ mod tests {
     #[test]
     fn domains_are_normalised() {
         assert_eq!(domain("Corp.Example."), Ok("corp.example".into()));
-        assert_eq!(domain("xn--bcher-kva.example"), Ok("xn--bcher-kva.example".into()));
+        assert_eq!(
+            domain("xn--bcher-kva.example"),
+            Ok("xn--bcher-kva.example".into())
+        );
         assert_eq!(domain("localhost"), Ok("localhost".into()));
     }
 
     #[test]
     fn bad_domains() {
         for bad in [
-            "", ".", "a..b", ".a", "-a.example", "a-.example", "a_b.example", "bücher.example",
-            "a b", "user@corp.example",
+            "",
+            ".",
+            "a..b",
+            ".a",
+            "-a.example",
+            "a-.example",
+            "a_b.example",
+            "bücher.example",
+            "a b",
+            "user@corp.example",
         ] {
             assert!(
                 matches!(domain(bad), Err(ValueError::NotADomain(..))),
@@ -193,25 +204,46 @@ mod tests {
             );
         }
         assert!(domain(&"a".repeat(64)).is_err());
-        assert!(domain(&["a"; 127].join(".")).is_ok(), "253 characters is the limit");
+        assert!(
+            domain(&["a"; 127].join(".")).is_ok(),
+            "253 characters is the limit"
+        );
         assert!(domain(&["a"; 128].join(".")).is_err());
     }
 
     #[test]
     fn smarthosts_get_the_default_port() {
-        assert_eq!(smarthost("Mail.Corp.Example", 25), Ok("mail.corp.example:25".into()));
-        assert_eq!(smarthost("mail.corp.example:587", 25), Ok("mail.corp.example:587".into()));
+        assert_eq!(
+            smarthost("Mail.Corp.Example", 25),
+            Ok("mail.corp.example:25".into())
+        );
+        assert_eq!(
+            smarthost("mail.corp.example:587", 25),
+            Ok("mail.corp.example:587".into())
+        );
         assert_eq!(smarthost("127.0.0.1:2526", 25), Ok("127.0.0.1:2526".into()));
         assert_eq!(smarthost("192.0.2.1", 2525), Ok("192.0.2.1:2525".into()));
-        assert_eq!(smarthost("[2001:DB8::1]:26", 25), Ok("[2001:db8::1]:26".into()));
+        assert_eq!(
+            smarthost("[2001:DB8::1]:26", 25),
+            Ok("[2001:db8::1]:26".into())
+        );
         assert_eq!(smarthost("[::1]", 25), Ok("[::1]:25".into()));
     }
 
     #[test]
     fn bad_smarthosts() {
         for bad in [
-            "", "::1", "2001:db8::1:25", "[::1", "[::1]25", "[mail]:25", "host:0", "host:x",
-            "host:70000", "bad_host:25", ":25",
+            "",
+            "::1",
+            "2001:db8::1:25",
+            "[::1",
+            "[::1]25",
+            "[mail]:25",
+            "host:0",
+            "host:x",
+            "host:70000",
+            "bad_host:25",
+            ":25",
         ] {
             assert!(
                 matches!(smarthost(bad, 25), Err(ValueError::NotAHop(..))),
@@ -247,7 +279,10 @@ mod tests {
         assert!(bind_address("[::]:25").is_ok());
         assert!(bind_address("localhost:25").is_err());
         assert!(bind_address("127.0.0.1").is_err());
-        assert_eq!(name_server("192.0.2.53"), Ok("192.0.2.53:53".parse().unwrap()));
+        assert_eq!(
+            name_server("192.0.2.53"),
+            Ok("192.0.2.53:53".parse().unwrap())
+        );
         assert_eq!(name_server("[::1]:5353"), Ok("[::1]:5353".parse().unwrap()));
         assert!(name_server("ns.example").is_err());
         assert!(name_server("192.0.2.53:0").is_err());
