@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 const TOP_LEVEL: &[&str] = &[
@@ -92,9 +92,9 @@ const MANY: u64 = 10_000_000;
 
 /// Where things are in the file, for the checks across tables.
 pub(super) struct Spans {
-    /// Whether the file has a `listener` key at all (if it is malformed, that
-    /// error is already recorded).
-    pub listener_key: bool,
+    /// Whether `listener` is there but not an array of tables (that error is
+    /// already recorded, so "no listener" would be noise).
+    pub listener_malformed: bool,
     /// One per entry of `Config::listeners`, same order.
     pub listeners: Vec<ListenerSpans>,
     /// Every place that names a route.
@@ -138,7 +138,9 @@ pub(super) fn read(
 ) -> (Config, Spans) {
     let root = Section::open(d, doc, None, String::new(), "", TOP_LEVEL);
     let mut spans = Spans {
-        listener_key: doc.contains_key("listener"),
+        listener_malformed: doc
+            .get("listener")
+            .is_some_and(|v| !matches!(v.get_ref(), DeValue::Array(_))),
         listeners: Vec::new(),
         route_refs: Vec::new(),
         metrics_bind: None,

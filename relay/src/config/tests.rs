@@ -461,7 +461,7 @@ fn routes_need_exactly_one_kind_of_next_hop() {
     assert_one_error(
         &minimal_plus("[route.v6]\nsmarthost = [\"2001:db8::1:25\"]\n"),
         16,
-        "route.v6.smarthost[0]: \"2001:db8::1:25\" is not a next hop; write host, host:port or [IPv6]:port",
+        "route.v6.smarthost[0]: \"2001:db8::1:25\" is not a next hop (put IPv6 addresses in brackets); write host, host:port or [IPv6]:port",
     );
     assert_one_error(
         &minimal_plus("[route.\"on prem\"]\nmx = true\n"),
@@ -633,4 +633,59 @@ mx = true
 "#;
     let lines: Vec<usize> = load(text).unwrap_err().iter().map(|e| e.line).collect();
     assert_eq!(lines, vec![3, 7, 9, 10, 12, 13, 16]);
+}
+
+#[test]
+fn empty_listener_array_is_no_listener() {
+    let text = MINIMAL.replace(
+        "[[listener]]\nname = \"smtp\"\nbind = \"127.0.0.1:0\"\ntls = \"none\"\n",
+        "",
+    );
+    let text = format!("listener = []\n{text}");
+    assert_one_error(&text, 0, "listener: no [[listener]] defined");
+}
+
+/// `from_str` is fed whatever is in the file: it must answer, never panic. Every
+/// prefix of the shipped config, and every line of it replaced by junk, is cheap
+/// coverage of the odd shapes a fuzzer would find first.
+#[test]
+fn never_panics_on_truncated_or_mangled_input() {
+    let shipped = include_str!("../../../config/relay.toml");
+    // Errors must point inside the text they were given.
+    let check = |text: &str| {
+        if let Err(errors) = load(text) {
+            let last_line = text.split('\n').count();
+            assert!(!errors.is_empty());
+            for e in errors {
+                assert!(e.line <= last_line, "{e} is past line {last_line}");
+            }
+        }
+    };
+    for (i, _) in shipped.char_indices() {
+        check(&shipped[..i]);
+    }
+    let lines: Vec<&str> = shipped.lines().collect();
+    let junk = [
+        "",
+        "=",
+        "x = ",
+        "[",
+        "[[route]]",
+        "route = 1",
+        "listener = [1, \"a\"]",
+        "[limits]\nmax_message_size = -1",
+        "tls = {}",
+        "bind = 99999999999999999999999",
+        "port = 0x10000",
+        "retry_schedule = [[]]",
+        "\u{0}",
+        "é = \"é\"",
+    ];
+    for n in 0..lines.len() {
+        for j in junk {
+            let mut mangled = lines.clone();
+            mangled[n] = j;
+            check(&mangled.join("\n"));
+        }
+    }
 }

@@ -42,7 +42,7 @@ fn check_route_refs(d: &mut Diagnostics, config: &Config, spans: &Spans) {
 }
 
 fn check_listeners(d: &mut Diagnostics, config: &Config, spans: &Spans) {
-    if config.listeners.is_empty() && !spans.listener_key {
+    if config.listeners.is_empty() && !spans.listener_malformed {
         d.error(
             None,
             "listener",

@@ -14,7 +14,7 @@ pub enum ValueError {
     #[error("\"{0}\" is not a domain name; {1}")]
     NotADomain(String, &'static str),
     /// Not `host`, `host:port` or `[ipv6]:port`.
-    #[error("\"{0}\" is not a next hop; write host, host:port or [IPv6]:port (e.g. \"mail.corp.example:25\", \"[2001:db8::1]:25\"): {1}")]
+    #[error("\"{0}\" is not a next hop ({1}); write host, host:port or [IPv6]:port (e.g. \"mail.corp.example:25\", \"[2001:db8::1]:25\")")]
     NotAHop(String, String),
     /// Not a CIDR network or single address.
     #[error("\"{0}\" is not a network; write an address or CIDR (e.g. \"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\")")]
