@@ -1,13 +1,31 @@
 //! `relay.toml` into typed values.
 //!
-//! STUB: the public types below are the contract the rest of the crate uses.
-//! Loading, units, validation and error reporting are filled in separately.
+//! [`Config::load`] reads the file, [`Config::from_str`] does the rest without I/O:
+//! the TOML is parsed with byte spans, each table is read into the types below with
+//! the defaults of `shared/DESIGN.md`, and the sections are checked against each
+//! other. Every problem becomes a [`ConfigError`] `FILE:LINE: key: what is wrong and
+//! what would be valid`; all of them are returned, not just the first, so an
+//! operator fixes the file in one pass. Paths are resolved against the folder of
+//! the file (not canonicalised: they may not exist yet).
+//!
+//! Layout: [`units`] (sizes, durations), `values` (domains, next hops, networks),
+//! `reader` (spanned tables, unknown keys, line numbers), `sections` (one reader
+//! per table, defaults), `validate` (checks across tables: route names, TLS).
 
 use ipnet::IpNet;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::de::DeTable;
+
+mod reader;
+mod sections;
+pub mod units;
+mod validate;
+mod values;
+
+use reader::Diagnostics;
 
 /// The whole relay configuration, validated; paths resolved against the file's folder.
 #[derive(Debug, Clone)]
@@ -34,6 +52,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// `[metrics]`
     pub metrics: MetricsConfig,
+    /// `[doctor]`: hints for `coexist-relay doctor`.
+    pub doctor: DoctorConfig,
 }
 
 /// `[server]`
@@ -110,6 +130,28 @@ pub struct Limits {
     pub max_received_headers: usize,
     /// Bare LF/CR handling.
     pub bare_newline: BareNewline,
+    /// Messages accepted per minute from one IP address; 0 = unlimited.
+    pub max_messages_per_minute_per_ip: u32,
+    /// Connections accepted per minute from one IP address; 0 = unlimited.
+    pub max_connections_per_minute_per_ip: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 35 * 1024 * 1024,
+            max_recipients: 500,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            command_timeout: Duration::from_secs(5 * 60),
+            data_timeout: Duration::from_secs(10 * 60),
+            max_errors: 10,
+            max_received_headers: 50,
+            bare_newline: BareNewline::Normalize,
+            max_messages_per_minute_per_ip: 0,
+            max_connections_per_minute_per_ip: 0,
+        }
+    }
 }
 
 /// `[relay]`
@@ -203,11 +245,50 @@ pub struct QueueConfig {
     pub per_host_concurrency: usize,
 }
 
+impl Default for QueueConfig {
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        QueueConfig {
+            retry_schedule: vec![
+                minutes(1),
+                minutes(5),
+                minutes(15),
+                minutes(30),
+                minutes(60),
+                minutes(120),
+                minutes(240),
+            ],
+            max_lifetime: Duration::from_secs(5 * 24 * 3600),
+            delivery_concurrency: 100,
+            per_host_concurrency: 20,
+        }
+    }
+}
+
 /// `[metrics]`
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
     /// Address of /metrics, /healthz, /readyz.
     pub bind: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 9125)),
+        }
+    }
+}
+
+/// `[doctor]`: facts `coexist-relay doctor` cannot find out by itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DoctorConfig {
+    /// The SPF include the accepted domains should carry for the cloud service
+    /// (e.g. `spf.protection.outlook.com`), lower case; checked when set.
+    pub spf_include: Option<String>,
+    /// The address the relay sends from as seen on the internet, when it is behind
+    /// NAT; checked against SPF and reverse DNS when set.
+    pub public_ip: Option<IpAddr>,
 }
 
 /// One configuration error, displayed as `FILE:LINE: message`.
@@ -227,10 +308,45 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+impl std::error::Error for ConfigError {}
+
 impl Config {
     /// Reads and validates `path`; on failure returns every error found.
+    ///
+    /// A file that cannot be read is one error at line 0.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-        let _ = path;
-        todo!("config loader")
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_str(&text, path),
+            Err(e) => Err(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            }]),
+        }
+    }
+
+    /// Parses and validates `text` as if read from `path` (used for messages and
+    /// to resolve relative paths); no I/O. On failure returns every error found,
+    /// in line order; a TOML syntax error is reported alone.
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let mut diagnostics = Diagnostics::new(path, text);
+        let document = match DeTable::parse(text) {
+            Ok(document) => document,
+            Err(e) => {
+                diagnostics.syntax(&e);
+                return Err(diagnostics.finish());
+            }
+        };
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        let (config, spans) = sections::read(&mut diagnostics, document.get_ref(), path, base);
+        validate::check(&mut diagnostics, &config, &spans);
+        if diagnostics.is_clean() {
+            Ok(config)
+        } else {
+            Err(diagnostics.finish())
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

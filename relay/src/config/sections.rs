@@ -1,0 +1,626 @@
+//! One reader per table of `relay.toml`: keys, types, defaults and the checks that
+//! need only that table. Checks across tables are in `validate`.
+//!
+//! A key that is missing or wrong gets its default (or a placeholder) after the
+//! error is recorded, so reading goes on and later errors are found too; the
+//! resulting `Config` is only returned when there were no errors.
+
+use super::reader::{Diagnostics, Section, Span};
+use super::values::{self, ValueError};
+use super::{
+    BareNewline, Config, DnsConfig, DoctorConfig, Limits, ListenerConfig, ListenerTls,
+    MetricsConfig, OutboundTls, QueueConfig, RelayConfig, RouteConfig, RoutingConfig, RoutingRule,
+    ServerConfig, TlsConfig,
+};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+const TOP_LEVEL: &[&str] = &[
+    "server", "listener", "tls", "limits", "relay", "routing", "route", "dns", "queue", "metrics",
+    "doctor",
+];
+const SERVER_KEYS: &[&str] = &["hostname", "spool_dir", "shutdown_grace"];
+const LISTENER_KEYS: &[&str] = &["name", "bind", "tls", "require_tls"];
+const TLS_KEYS: &[&str] = &["cert", "key"];
+const LIMITS_KEYS: &[&str] = &[
+    "max_message_size",
+    "max_recipients",
+    "max_connections",
+    "max_connections_per_ip",
+    "command_timeout",
+    "data_timeout",
+    "max_errors",
+    "max_received_headers",
+    "bare_newline",
+    "max_messages_per_minute_per_ip",
+    "max_connections_per_minute_per_ip",
+];
+const RELAY_KEYS: &[&str] = &["accepted_domains", "trusted_networks"];
+const ROUTING_KEYS: &[&str] = &[
+    "contacts",
+    "contact_route",
+    "accepted_route",
+    "default_route",
+    "subaddress_separator",
+    "rule",
+];
+const RULE_KEYS: &[&str] = &["domain", "route"];
+const ROUTE_KEYS: &[&str] = &[
+    "smarthost",
+    "mx",
+    "tls",
+    "port",
+    "helo_name",
+    "ca",
+    "connect_timeout",
+    "command_timeout",
+    "data_timeout",
+];
+const DNS_KEYS: &[&str] = &["nameservers"];
+const QUEUE_KEYS: &[&str] = &[
+    "retry_schedule",
+    "max_lifetime",
+    "delivery_concurrency",
+    "per_host_concurrency",
+];
+const METRICS_KEYS: &[&str] = &["bind"];
+const DOCTOR_KEYS: &[&str] = &["spf_include", "public_ip"];
+
+const LISTENER_TLS: &[(&str, ListenerTls)] = &[
+    ("none", ListenerTls::None),
+    ("starttls", ListenerTls::StartTls),
+    ("implicit", ListenerTls::Implicit),
+];
+const OUTBOUND_TLS: &[(&str, OutboundTls)] = &[
+    ("none", OutboundTls::None),
+    ("opportunistic", OutboundTls::Opportunistic),
+    ("required", OutboundTls::Required),
+    ("verify", OutboundTls::Verify),
+];
+const BARE_NEWLINE: &[(&str, BareNewline)] = &[
+    ("normalize", BareNewline::Normalize),
+    ("reject", BareNewline::Reject),
+];
+
+/// Upper bound for counts, high enough never to be the real limit: it only
+/// catches an extra digit or two.
+const MANY: u64 = 10_000_000;
+
+/// Where things are in the file, for the checks across tables.
+pub(super) struct Spans {
+    /// Whether `listener` is there but not an array of tables (that error is
+    /// already recorded, so "no listener" would be noise).
+    pub listener_malformed: bool,
+    /// One per entry of `Config::listeners`, same order.
+    pub listeners: Vec<ListenerSpans>,
+    /// Every place that names a route.
+    pub route_refs: Vec<RouteRef>,
+    /// `metrics.bind`, if written.
+    pub metrics_bind: Option<Span>,
+}
+
+/// Positions of one `[[listener]]`.
+pub(super) struct ListenerSpans {
+    /// The `[[listener]]` header.
+    pub header: Option<Span>,
+    /// `name`, when valid.
+    pub name: Option<Span>,
+    /// `bind`, when valid.
+    pub bind: Option<Span>,
+    /// `tls`, when written and valid.
+    pub tls: Option<Span>,
+    /// Whether `tls` was written but invalid (then nothing is checked against it).
+    pub tls_invalid: bool,
+}
+
+/// A place in the file that names a route.
+pub(super) struct RouteRef {
+    /// The key, e.g. `routing.contact_route` or `routing.rule[2].route`.
+    pub key: String,
+    /// The route named.
+    pub name: String,
+    /// The value, or the `[routing]` header when the name is the default.
+    pub span: Option<Span>,
+    /// Whether the name is the built-in default rather than written in the file.
+    pub defaulted: bool,
+}
+
+/// Reads every table of `doc`; `path` is the file, `base` its folder.
+pub(super) fn read(
+    d: &mut Diagnostics,
+    doc: &DeTable,
+    path: &Path,
+    base: &Path,
+) -> (Config, Spans) {
+    let root = Section::open(d, doc, None, String::new(), "", TOP_LEVEL);
+    let mut spans = Spans {
+        listener_malformed: doc
+            .get("listener")
+            .is_some_and(|v| !matches!(v.get_ref(), DeValue::Array(_))),
+        listeners: Vec::new(),
+        route_refs: Vec::new(),
+        metrics_bind: None,
+    };
+    let server = read_server(&root.table(d, "server", SERVER_KEYS), d, base);
+    let listeners = root
+        .tables(d, "listener", LISTENER_KEYS)
+        .iter()
+        .map(|s| {
+            let (listener, listener_spans) = read_listener(s, d);
+            spans.listeners.push(listener_spans);
+            listener
+        })
+        .collect();
+    let tls = read_tls(&root.table(d, "tls", TLS_KEYS), d, base);
+    let limits = read_limits(&root.table(d, "limits", LIMITS_KEYS), d);
+    let relay = read_relay(&root.table(d, "relay", RELAY_KEYS), d);
+    let routing = read_routing(
+        &root.table(d, "routing", ROUTING_KEYS),
+        d,
+        base,
+        &mut spans.route_refs,
+    );
+    let routes = root
+        .named_tables(d, "route", ROUTE_KEYS)
+        .iter()
+        .map(|(name, s)| {
+            if let Err(e) = values::name(name.get_ref()) {
+                d.error(Some(&name.span()), s.name(), e);
+            }
+            (name.get_ref().clone(), read_route(s, d, base))
+        })
+        .collect::<BTreeMap<_, _>>();
+    let dns = read_dns(&root.table(d, "dns", DNS_KEYS), d);
+    let queue = read_queue(&root.table(d, "queue", QUEUE_KEYS), d);
+    let metrics_section = root.table(d, "metrics", METRICS_KEYS);
+    let metrics = match bind_address(d, &metrics_section, "bind") {
+        Some(bind) => {
+            spans.metrics_bind = Some(bind.span());
+            MetricsConfig {
+                bind: bind.into_inner(),
+            }
+        }
+        None => MetricsConfig::default(),
+    };
+    let doctor = read_doctor(&root.table(d, "doctor", DOCTOR_KEYS), d);
+    let config = Config {
+        path: path.to_path_buf(),
+        server,
+        listeners,
+        tls,
+        limits,
+        relay,
+        routing,
+        routes,
+        dns,
+        queue,
+        metrics,
+        doctor,
+    };
+    (config, spans)
+}
+
+fn read_server(s: &Section, d: &mut Diagnostics, base: &Path) -> ServerConfig {
+    let hostname = s
+        .required_string(d, "hostname", "\"relay.corp.example\"")
+        .and_then(|h| checked(d, s, "hostname", &h, values::domain))
+        .unwrap_or_default();
+    ServerConfig {
+        hostname,
+        spool_dir: s
+            .path(d, "spool_dir", base)
+            .map_or_else(|| base.join("spool"), Spanned::into_inner),
+        shutdown_grace: s
+            .duration(d, "shutdown_grace")
+            .map_or(Duration::from_secs(30), Spanned::into_inner),
+    }
+}
+
+fn read_listener(s: &Section, d: &mut Diagnostics) -> (ListenerConfig, ListenerSpans) {
+    let name = s
+        .required_string(d, "name", "\"smtp\"")
+        .and_then(|n| checked(d, s, "name", &n, |t| values::name(t).map(|()| n.clone())));
+    let bind = match s.required_string(d, "bind", "\"127.0.0.1:2525\"") {
+        Some(b) => checked(d, s, "bind", &b, values::bind_address).map(|a| (a, b.span())),
+        None => None,
+    };
+    let tls = s.choice(d, "tls", LISTENER_TLS);
+    let tls_invalid = tls.is_none() && s.has("tls");
+    // DESIGN.md: a listener offers STARTTLS unless told otherwise.
+    let mode = tls.as_ref().map_or(ListenerTls::StartTls, |t| *t.get_ref());
+    let require_tls = s.bool(d, "require_tls");
+    if let Some(require) = &require_tls {
+        if *require.get_ref() && !tls_invalid && mode != ListenerTls::StartTls {
+            let why = match mode {
+                ListenerTls::Implicit => {
+                    "with tls = \"implicit\" every session is encrypted from the first byte"
+                }
+                _ => "with tls = \"none\" STARTTLS is never offered, so no client could send",
+            };
+            d.error(
+                Some(&require.span()),
+                &s.key("require_tls"),
+                format!("require_tls = true only goes with tls = \"starttls\"; {why}: remove require_tls or set tls = \"starttls\""),
+            );
+        }
+    }
+    let spans = ListenerSpans {
+        header: s.span().cloned(),
+        name: name.as_ref().map(Spanned::span),
+        bind: bind.as_ref().map(|(_, span)| span.clone()),
+        tls: tls.as_ref().map(Spanned::span),
+        tls_invalid,
+    };
+    let listener = ListenerConfig {
+        name: name.map(Spanned::into_inner).unwrap_or_default(),
+        bind: bind.map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |(a, _)| a),
+        tls: if tls_invalid { ListenerTls::None } else { mode },
+        require_tls: require_tls.is_some_and(|r| *r.get_ref()),
+    };
+    (listener, spans)
+}
+
+fn read_tls(s: &Section, d: &mut Diagnostics, base: &Path) -> Option<TlsConfig> {
+    s.span()?;
+    Some(TlsConfig {
+        cert: s
+            .path(d, "cert", base)
+            .map_or_else(|| base.join("../certs/relay.crt"), Spanned::into_inner),
+        key: s
+            .path(d, "key", base)
+            .map_or_else(|| base.join("../certs/relay.key"), Spanned::into_inner),
+    })
+}
+
+fn read_limits(s: &Section, d: &mut Diagnostics) -> Limits {
+    let default = Limits::default();
+    Limits {
+        max_message_size: match s.size(d, "max_message_size") {
+            Some(size) if *size.get_ref() == 0 => {
+                d.error(
+                    Some(&size.span()),
+                    &s.key("max_message_size"),
+                    "must be more than 0 (e.g. \"35MiB\")",
+                );
+                default.max_message_size
+            }
+            Some(size) => size.into_inner(),
+            None => default.max_message_size,
+        },
+        // RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients; fewer
+        // is allowed here for tests, but not zero.
+        max_recipients: s
+            .number(d, "max_recipients", 1..=MANY)
+            .unwrap_or(default.max_recipients),
+        max_connections: s
+            .number(d, "max_connections", 1..=MANY)
+            .unwrap_or(default.max_connections),
+        max_connections_per_ip: s
+            .number(d, "max_connections_per_ip", 1..=MANY)
+            .unwrap_or(default.max_connections_per_ip),
+        command_timeout: timeout(d, s, "command_timeout").unwrap_or(default.command_timeout),
+        data_timeout: timeout(d, s, "data_timeout").unwrap_or(default.data_timeout),
+        max_errors: s
+            .number(d, "max_errors", 1..=MANY)
+            .unwrap_or(default.max_errors),
+        max_received_headers: s
+            .number(d, "max_received_headers", 1..=MANY)
+            .unwrap_or(default.max_received_headers),
+        bare_newline: s
+            .choice(d, "bare_newline", BARE_NEWLINE)
+            .map_or(default.bare_newline, Spanned::into_inner),
+        max_messages_per_minute_per_ip: s
+            .number(d, "max_messages_per_minute_per_ip", 0..=u32::MAX.into())
+            .unwrap_or(default.max_messages_per_minute_per_ip),
+        max_connections_per_minute_per_ip: s
+            .number(d, "max_connections_per_minute_per_ip", 0..=u32::MAX.into())
+            .unwrap_or(default.max_connections_per_minute_per_ip),
+    }
+}
+
+fn read_relay(s: &Section, d: &mut Diagnostics) -> RelayConfig {
+    let mut accepted_domains: Vec<String> = Vec::new();
+    for (i, text) in list(d, s, "accepted_domains").iter().enumerate() {
+        let key = format!("{}[{i}]", s.key("accepted_domains"));
+        match values::domain(text.get_ref()) {
+            // Listing a domain twice is harmless; keep the first.
+            Ok(domain) if !accepted_domains.contains(&domain) => accepted_domains.push(domain),
+            Ok(_) => {}
+            Err(e) => d.error(Some(&text.span()), &key, e),
+        }
+    }
+    let trusted_networks = match s.strings(d, "trusted_networks") {
+        Some(texts) => texts
+            .get_ref()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                let key = format!("{}[{i}]", s.key("trusted_networks"));
+                report(d, &key, text, values::network(text.get_ref()))
+            })
+            .collect(),
+        None if s.has("trusted_networks") => Vec::new(),
+        // DESIGN.md default: the local host may relay anywhere.
+        None => vec![
+            "127.0.0.0/8".parse().expect("valid CIDR"),
+            "::1/128".parse().expect("valid CIDR"),
+        ],
+    };
+    RelayConfig {
+        accepted_domains,
+        trusted_networks,
+    }
+}
+
+fn read_routing(
+    s: &Section,
+    d: &mut Diagnostics,
+    base: &Path,
+    refs: &mut Vec<RouteRef>,
+) -> RoutingConfig {
+    let mut route_name = |d: &mut Diagnostics, key: &str, default: &str| -> String {
+        match s.string(d, key) {
+            Some(name) => {
+                refs.push(RouteRef {
+                    key: s.key(key),
+                    name: name.get_ref().clone(),
+                    span: Some(name.span()),
+                    defaulted: false,
+                });
+                name.into_inner()
+            }
+            // Written but not a string: already reported, don't add "not defined".
+            None if s.has(key) => default.to_string(),
+            None => {
+                refs.push(RouteRef {
+                    key: s.key(key),
+                    name: default.to_string(),
+                    span: s.span().cloned(),
+                    defaulted: true,
+                });
+                default.to_string()
+            }
+        }
+    };
+    let contact_route = route_name(d, "contact_route", "cloud");
+    let accepted_route = route_name(d, "accepted_route", "onprem");
+    let default_route = route_name(d, "default_route", "internet");
+    let subaddress_separator = match s.string(d, "subaddress_separator") {
+        Some(sep) => {
+            let text = sep.get_ref();
+            let mut chars = text.chars();
+            let ok = match (chars.next(), chars.next()) {
+                (None, _) => true,
+                (Some(c), None) => c != '@' && !c.is_whitespace() && !c.is_control(),
+                _ => false,
+            };
+            if !ok {
+                d.error(
+                    Some(&sep.span()),
+                    &s.key("subaddress_separator"),
+                    format!("\"{text}\" is not a separator; write one character other than '@' and spaces (e.g. \"+\" or \"-\"), or \"\" to disable"),
+                );
+            }
+            sep.into_inner()
+        }
+        None => "+".to_string(),
+    };
+    let mut rules: Vec<RoutingRule> = Vec::new();
+    let mut rule_lines: Vec<usize> = Vec::new();
+    for rule in s.tables(d, "rule", RULE_KEYS) {
+        let domain = rule
+            .required_string(d, "domain", "\"eu.corp.example\"")
+            .and_then(|t| checked(d, &rule, "domain", &t, values::domain).map(|v| (v, t.span())));
+        let route = rule.required_string(d, "route", "\"onprem\"");
+        if let Some(route) = &route {
+            refs.push(RouteRef {
+                key: rule.key("route"),
+                name: route.get_ref().clone(),
+                span: Some(route.span()),
+                defaulted: false,
+            });
+        }
+        if let (Some((domain, span)), Some(route)) = (domain, route) {
+            if let Some(earlier) = rules.iter().position(|r| r.domain == domain) {
+                d.error(
+                    Some(&span),
+                    &rule.key("domain"),
+                    format!("\"{domain}\" already has a rule at line {}; rules are tried in order, so this one would never match: remove it", rule_lines[earlier]),
+                );
+            }
+            rule_lines.push(d.line(&span));
+            rules.push(RoutingRule {
+                domain,
+                route: route.into_inner(),
+            });
+        }
+    }
+    RoutingConfig {
+        contacts: s
+            .path(d, "contacts", base)
+            .map_or_else(|| base.join("contacts"), Spanned::into_inner),
+        contact_route,
+        accepted_route,
+        default_route,
+        subaddress_separator,
+        rules,
+    }
+}
+
+fn read_route(s: &Section, d: &mut Diagnostics, base: &Path) -> RouteConfig {
+    let port = s.number(d, "port", 1..=u16::MAX.into()).unwrap_or(25);
+    let hosts = s.strings(d, "smarthost");
+    let has_hosts = hosts
+        .as_ref()
+        .map_or(s.has("smarthost"), |h| !h.get_ref().is_empty());
+    let smarthost = hosts.map_or_else(Vec::new, |hosts| {
+        hosts
+            .get_ref()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                let key = format!("{}[{i}]", s.key("smarthost"));
+                report(d, &key, text, values::smarthost(text.get_ref(), port))
+            })
+            .collect()
+    });
+    let mx = s.bool(d, "mx");
+    let mx_on = mx.as_ref().is_some_and(|m| *m.get_ref());
+    match (&mx, has_hosts, mx_on) {
+        (Some(mx), true, true) => d.error(
+            Some(&mx.span()),
+            &s.key("mx"),
+            "a route has either smarthost or mx = true, not both: remove smarthost to deliver by MX lookup, or mx to use the smarthosts",
+        ),
+        (_, false, false) if !s.has("mx") || mx.is_some() => d.error(
+            s.span(),
+            s.name(),
+            "no next hop; add smarthost = [\"host:port\"] or mx = true",
+        ),
+        _ => {}
+    }
+    let helo_name = s
+        .string(d, "helo_name")
+        .and_then(|h| checked(d, s, "helo_name", &h, values::domain));
+    let defaults = (
+        Duration::from_secs(30),
+        Duration::from_secs(5 * 60),
+        Duration::from_secs(10 * 60),
+    );
+    RouteConfig {
+        smarthost,
+        mx: mx_on,
+        tls: s
+            .choice(d, "tls", OUTBOUND_TLS)
+            .map_or(OutboundTls::Opportunistic, Spanned::into_inner),
+        port,
+        helo_name,
+        ca: s.path(d, "ca", base).map(Spanned::into_inner),
+        connect_timeout: timeout(d, s, "connect_timeout").unwrap_or(defaults.0),
+        command_timeout: timeout(d, s, "command_timeout").unwrap_or(defaults.1),
+        data_timeout: timeout(d, s, "data_timeout").unwrap_or(defaults.2),
+    }
+}
+
+fn read_dns(s: &Section, d: &mut Diagnostics) -> DnsConfig {
+    let nameservers = list(d, s, "nameservers")
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let key = format!("{}[{i}]", s.key("nameservers"));
+            report(d, &key, text, values::name_server(text.get_ref()))
+        })
+        .collect();
+    DnsConfig { nameservers }
+}
+
+fn read_queue(s: &Section, d: &mut Diagnostics) -> QueueConfig {
+    let default = QueueConfig::default();
+    let retry_schedule = match s.durations(d, "retry_schedule") {
+        Some(list) if list.get_ref().is_empty() => {
+            d.error(
+                Some(&list.span()),
+                &s.key("retry_schedule"),
+                "is empty; list at least one interval (e.g. [\"1m\", \"5m\", \"15m\", \"1h\"]); the last one repeats",
+            );
+            default.retry_schedule
+        }
+        Some(list) if list.get_ref().contains(&Duration::ZERO) => {
+            d.error(
+                Some(&list.span()),
+                &s.key("retry_schedule"),
+                "an interval of 0s would retry in a busy loop; every interval must be longer than zero",
+            );
+            default.retry_schedule
+        }
+        Some(list) => list.into_inner(),
+        None => default.retry_schedule,
+    };
+    QueueConfig {
+        retry_schedule,
+        max_lifetime: timeout(d, s, "max_lifetime").unwrap_or(default.max_lifetime),
+        delivery_concurrency: s
+            .number(d, "delivery_concurrency", 1..=MANY)
+            .unwrap_or(default.delivery_concurrency),
+        per_host_concurrency: s
+            .number(d, "per_host_concurrency", 1..=MANY)
+            .unwrap_or(default.per_host_concurrency),
+    }
+}
+
+fn read_doctor(s: &Section, d: &mut Diagnostics) -> DoctorConfig {
+    DoctorConfig {
+        spf_include: s
+            .string(d, "spf_include")
+            .and_then(|t| checked(d, s, "spf_include", &t, values::domain)),
+        public_ip: s.string(d, "public_ip").and_then(|t| {
+            match t.get_ref().parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    d.error(
+                        Some(&t.span()),
+                        &s.key("public_ip"),
+                        format!("\"{}\" is not an IP address; write e.g. \"192.0.2.25\" or \"2001:db8::25\"", t.get_ref()),
+                    );
+                    None
+                }
+            }
+        }),
+    }
+}
+
+/// A duration that must be longer than zero (a zero timeout fires at once).
+fn timeout(d: &mut Diagnostics, s: &Section, key: &str) -> Option<Duration> {
+    let value = s.duration(d, key)?;
+    if value.get_ref().is_zero() {
+        d.error(
+            Some(&value.span()),
+            &s.key(key),
+            "must be longer than zero (e.g. \"30s\", \"5m\")",
+        );
+        return None;
+    }
+    Some(value.into_inner())
+}
+
+/// A `bind` key holding `ip:port`.
+fn bind_address(d: &mut Diagnostics, s: &Section, key: &str) -> Option<Spanned<SocketAddr>> {
+    let text = s.string(d, key)?;
+    checked(d, s, key, &text, values::bind_address).map(|a| Spanned::new(text.span(), a))
+}
+
+/// An optional array of strings (empty when absent or wrong).
+fn list(d: &mut Diagnostics, s: &Section, key: &str) -> Vec<Spanned<String>> {
+    s.strings(d, key).map_or_else(Vec::new, Spanned::into_inner)
+}
+
+/// Runs `check` on a string value and records its error at the value's line.
+fn checked<T>(
+    d: &mut Diagnostics,
+    s: &Section,
+    key: &str,
+    text: &Spanned<String>,
+    check: impl FnOnce(&str) -> Result<T, ValueError>,
+) -> Option<T> {
+    report(d, &s.key(key), text, check(text.get_ref()))
+}
+
+/// Records `result`'s error, if any, at `text`'s line under `key`.
+fn report<T>(
+    d: &mut Diagnostics,
+    key: &str,
+    text: &Spanned<String>,
+    result: Result<T, ValueError>,
+) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            d.error(Some(&text.span()), key, e);
+            None
+        }
+    }
+}
