@@ -15,3 +15,6 @@ pub mod session;
 pub mod state;
 
 pub use session::{ConnectionInfo, Session, SessionContext, SessionEnd, TlsInfo};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! Scripted sessions over an in-memory stream: the state machine without sockets.
+
+use super::*;
+use crate::config::Config;
+use crate::queue::spool::Spool;
+use crate::route::reload::Contacts;
+use crate::route::router::Router;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_util::sync::CancellationToken;
+
+const CONFIG: &str = r#"
+[server]
+hostname = "relay.test"
+spool_dir = "spool"
+[[listener]]
+name = "smtp"
+bind = "127.0.0.1:0"
+tls = "none"
+[limits]
+max_recipients = 2
+max_message_size = 200
+[relay]
+accepted_domains = ["corp.example"]
+trusted_networks = ["10.0.0.0/8"]
+[routing]
+contacts = "contacts"
+[route.onprem]
+smarthost = ["127.0.0.1:9"]
+[route.cloud]
+smarthost = ["127.0.0.1:9"]
+[route.internet]
+mx = true
+"#;
+
+struct Script {
+    client: DuplexStream,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<std::io::Result<SessionEnd>>,
+    envelopes: tokio::sync::mpsc::UnboundedReceiver<crate::queue::envelope::Envelope>,
+    shutdown: CancellationToken,
+}
+
+async fn start(peer: &str) -> Script {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("contacts"), "ann@corp.example ann@tenant.cloud.example\n").unwrap();
+    let config = Config::from_str(CONFIG, &dir.path().join("relay.toml")).unwrap();
+    let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
+    let contacts = Contacts::load(&config.routing.contacts, routes).unwrap();
+    let router = Arc::new(Router::new(&config.relay, &config.routing, contacts));
+    let (spool, _) = Spool::open(&config.server.spool_dir).unwrap();
+    let (tx, envelopes) = tokio::sync::mpsc::unbounded_channel();
+    let listener = Arc::new(config.listeners[0].clone());
+    let shutdown = CancellationToken::new();
+    let ctx = Arc::new(SessionContext {
+        config: Arc::new(config),
+        router,
+        spool,
+        queued: Some(tx),
+        shutdown: shutdown.clone(),
+    });
+    let (client, mut server) = tokio::io::duplex(1 << 16);
+    let conn = ConnectionInfo {
+        listener,
+        peer: peer.parse().unwrap(),
+        trusted: false,
+        tls: None,
+    };
+    let task = tokio::spawn(async move {
+        let mut session = Session::new(ctx, conn);
+        session.greet();
+        session.run(&mut server).await
+    });
+    let mut s = Script {
+        client,
+        _dir: dir,
+        task,
+        envelopes,
+        shutdown,
+    };
+    assert!(s.read().await.starts_with("220 relay.test"));
+    s
+}
+
+impl Script {
+    async fn send(&mut self, bytes: &[u8]) {
+        self.client.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads whole reply lines until `n` replies (last line without '-') arrived.
+    async fn replies(&mut self, n: usize) -> Vec<String> {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        let mut done = Vec::new();
+        while done.len() < n {
+            let k = self.client.read(&mut buf).await.unwrap();
+            assert!(k > 0, "EOF after {done:?}");
+            text.push_str(std::str::from_utf8(&buf[..k]).unwrap());
+            while let Some(pos) = text.find("\r\n") {
+                let line: String = text.drain(..pos + 2).collect();
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    done.push(line.trim_end().to_string());
+                }
+            }
+        }
+        done
+    }
+
+    async fn read(&mut self) -> String {
+        self.replies(1).await.remove(0)
+    }
+
+    async fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.read().await
+    }
+}
+
+#[tokio::test]
+async fn envelope_order_is_enforced() {
+    let mut s = start("192.0.2.1:1000").await;
+    assert!(s.cmd("MAIL FROM:<a@x.example>").await.starts_with("503 5.5.1"));
+    assert!(s.cmd("EHLO c").await.starts_with("250 DSN"));
+    assert!(s.cmd("RCPT TO:<b@corp.example>").await.starts_with("503 5.5.1"));
+    assert!(s.cmd("DATA").await.starts_with("503 5.5.1"));
+    assert!(s.cmd("MAIL FROM:<a@x.example>").await.starts_with("250 2.1.0"));
+    assert!(s.cmd("DATA").await.starts_with("503 5.5.1"), "DATA before RCPT");
+    assert!(s.cmd("STARTTLS").await.starts_with("502 5.5.1"), "not offered here");
+    assert!(s.cmd("QUIT").await.starts_with("221 2.0.0"));
+    assert_eq!(s.task.await.unwrap().unwrap(), SessionEnd::Closed);
+}
+
+#[tokio::test]
+async fn routing_decisions_are_stored_with_the_envelope() {
+    let mut s = start("192.0.2.1:1000").await;
+    s.send(b"EHLO c\r\nMAIL FROM:<a@x.example> RET=HDRS ENVID=e1\r\nRCPT TO:<Ann+tag@corp.example> NOTIFY=FAILURE ORCPT=rfc822;ann@corp.example\r\nRCPT TO:<bob@corp.example>\r\nRCPT TO:<eve@elsewhere.example>\r\nRCPT TO:<x@corp.example>\r\nDATA\r\n").await;
+    let r = s.replies(7).await;
+    assert!(r[2].starts_with("250 2.1.5"));
+    assert!(r[3].starts_with("250 2.1.5"));
+    assert!(r[4].starts_with("554 5.7.1"), "untrusted client, foreign domain");
+    assert!(r[5].starts_with("452 4.5.3"), "max_recipients = 2");
+    assert!(r[6].starts_with("354"));
+    s.send(b"Subject: x\r\n\r\nhi\r\n.\r\n").await;
+    assert!(s.read().await.starts_with("250 2.0.0"));
+    let env = s.envelopes.recv().await.unwrap();
+    assert_eq!(env.sender, "a@x.example");
+    assert_eq!(env.envid.as_deref(), Some("e1"));
+    assert_eq!(env.recipients.len(), 2);
+    assert_eq!(env.recipients[0].rewritten, "ann+tag@tenant.cloud.example");
+    assert_eq!(env.recipients[0].route, "cloud");
+    assert!(env.recipients[0].notify.failure);
+    assert_eq!(env.recipients[0].orcpt.as_deref(), Some("ann@corp.example"));
+    assert_eq!(env.recipients[1].rewritten, "bob@corp.example");
+    assert_eq!(env.recipients[1].route, "onprem");
+}
+
+#[tokio::test]
+async fn oversize_data_is_refused_and_the_session_goes_on() {
+    let mut s = start("192.0.2.1:1000").await;
+    s.send(b"EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n").await;
+    s.replies(4).await;
+    s.send(&[b'x'; 300]).await;
+    s.send(b"\r\n.\r\nNOOP\r\n").await;
+    let r = s.replies(2).await;
+    assert!(r[0].starts_with("552 5.3.4"), "{r:?}");
+    assert!(r[1].starts_with("250 2.0.0"));
+}
+
+#[tokio::test]
+async fn bdat_and_data_do_not_mix() {
+    let mut s = start("192.0.2.1:1000").await;
+    s.send(b"EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@corp.example>\r\nBDAT 3\r\nabcDATA\r\n").await;
+    let r = s.replies(5).await;
+    assert!(r[3].starts_with("250 2.0.0 3 octets"));
+    assert!(r[4].starts_with("503 5.5.1"), "{r:?}");
+    s.send(b"BDAT 2 LAST\r\nde").await;
+    assert!(s.read().await.starts_with("250 2.0.0"));
+    assert!(s.envelopes.recv().await.is_some());
+}
+
+#[tokio::test]
+async fn shutdown_says_421_4_3_2_between_commands() {
+    let mut s = start("192.0.2.1:1000").await;
+    s.cmd("EHLO c").await;
+    s.shutdown.cancel();
+    assert!(s.read().await.starts_with("421 4.3.2"));
+    assert_eq!(s.task.await.unwrap().unwrap(), SessionEnd::Closed);
+}
