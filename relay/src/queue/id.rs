@@ -115,7 +115,10 @@ mod tests {
         let ids = IdGenerator::new();
         let made: Vec<String> = (0..100_000).map(|_| ids.next()).collect();
         assert!(made.iter().all(|id| is_valid(id)), "{}", made[0]);
-        assert!(made.windows(2).all(|w| w[0] < w[1]), "not strictly increasing");
+        assert!(
+            made.windows(2).all(|w| w[0] < w[1]),
+            "not strictly increasing"
+        );
         let unique: HashSet<&String> = made.iter().collect();
         assert_eq!(unique.len(), made.len());
     }
@@ -152,7 +155,10 @@ mod tests {
             .expect("clock")
             .as_millis() as u64;
         let t = (decode(&id).expect("valid") >> (PID_BITS + SEQ_BITS)) as u64;
-        assert!(t <= now_ms && now_ms - t < 10_000, "time bits {t} vs {now_ms}");
+        assert!(
+            t <= now_ms && now_ms - t < 10_000,
+            "time bits {t} vs {now_ms}"
+        );
     }
 
     #[test]

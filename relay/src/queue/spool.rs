@@ -210,10 +210,8 @@ impl Spool {
             return Err(SpoolError::InvalidId(envelope.id));
         }
         envelope.size = (header.len() + body.len()) as u64;
-        let mut prefix = file_format::encode_prefix(
-            &file_format::envelope_json(&envelope)?,
-            &[&header, &body],
-        );
+        let mut prefix =
+            file_format::encode_prefix(&file_format::envelope_json(&envelope)?, &[&header, &body]);
         prefix.extend_from_slice(&header);
 
         let dest = self.queue.join(&envelope.id);
@@ -225,28 +223,30 @@ impl Spool {
         #[cfg(not(test))]
         let fault = None;
         let job_dest = dest.clone();
-        // Writing on the blocking pool lets sessions write in parallel while
-        // the committer fsyncs the previous batch.
+        // Writing and fsyncing on the blocking pool, many files at once, lets
+        // the kernel share journal commits between them (see group_commit).
         tokio::task::spawn_blocking(move || {
             if done.is_closed() {
                 return;
             }
-            match id_unused(&job_dest).and_then(|()| write_new(&tmp, &[&prefix, &body], fault)) {
-                Ok(file) => {
-                    let job = Job {
-                        file,
-                        tmp,
-                        dest: job_dest,
-                        done,
-                    };
-                    if let Err(std::sync::mpsc::SendError(job)) = committer.send(job) {
-                        let _ = fs::remove_file(&job.tmp);
-                        let _ = job.done.send(Err(io::Error::other("spool committer stopped")));
-                    }
-                }
-                Err(e) => {
-                    let _ = done.send(Err(e));
-                }
+            let written = id_unused(&job_dest)
+                .and_then(|()| write_new(&tmp, &[&prefix, &body], fault))
+                .and_then(|file| file.sync_all());
+            if let Err(e) = written {
+                let _ = fs::remove_file(&tmp);
+                let _ = done.send(Err(e));
+                return;
+            }
+            let job = Job {
+                tmp,
+                dest: job_dest,
+                done,
+            };
+            if let Err(std::sync::mpsc::SendError(job)) = committer.send(job) {
+                let _ = fs::remove_file(&job.tmp);
+                let _ = job
+                    .done
+                    .send(Err(io::Error::other("spool committer stopped")));
             }
         });
         match outcome.await {
@@ -579,7 +579,8 @@ mod tests {
     use crate::queue::file_format::tests::sample_envelope;
     use std::process::Command;
 
-    const HEADER: &[u8] = b"Received: from client.example.net by relay.corp.example; Tue, 1 Jan 2030\r\n";
+    const HEADER: &[u8] =
+        b"Received: from client.example.net by relay.corp.example; Tue, 1 Jan 2030\r\n";
     const BODY: &[u8] = b"Subject: hi\r\n\r\nHello \xff binary-safe.\r\n.\r\n";
 
     fn open(dir: &Path) -> (Arc<Spool>, Vec<Envelope>) {
@@ -649,7 +650,10 @@ mod tests {
 
         let (spool, queued) = open(tmp.path());
         assert_eq!(queued.len(), 50);
-        assert!(queued.windows(2).all(|w| w[0].id < w[1].id), "not oldest first");
+        assert!(
+            queued.windows(2).all(|w| w[0].id < w[1].id),
+            "not oldest first"
+        );
         for (env, body) in stored {
             assert_eq!(
                 spool.read_message(&env.id).expect("read"),
