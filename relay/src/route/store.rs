@@ -377,7 +377,7 @@ mod tests {
             contact("a@x.example", "t@y.example", Some("two words")),
             contact("a@x.example", "t@y.example", Some("#x")),
         ] {
-            assert!(add_contacts(&path, &[bad.clone()]).is_err(), "{bad:?}");
+            assert!(add_contacts(&path, std::slice::from_ref(&bad)).is_err(), "{bad:?}");
         }
         let after = fs::metadata(&path).unwrap();
         assert_eq!(before.ino(), after.ino(), "file must not be replaced");
