@@ -313,6 +313,16 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_table_is_valid() {
+        // config/contacts must work with the example relay.toml's routes.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/contacts");
+        let table = load(&path, &|r| matches!(r, "onprem" | "cloud" | "internet")).unwrap();
+        assert_eq!(table.len(), 3);
+        let m = table.lookup("bob.smith+x@CORP.example", "+").unwrap();
+        assert_eq!(m.rewritten, "Bob.Smith+x@tenant.cloud.example");
+    }
+
+    #[test]
     fn load_reports_non_utf8_line() {
         let (_dir, path) = table_file("");
         fs::write(
@@ -377,7 +387,10 @@ mod tests {
             contact("a@x.example", "t@y.example", Some("two words")),
             contact("a@x.example", "t@y.example", Some("#x")),
         ] {
-            assert!(add_contacts(&path, std::slice::from_ref(&bad)).is_err(), "{bad:?}");
+            assert!(
+                add_contacts(&path, std::slice::from_ref(&bad)).is_err(),
+                "{bad:?}"
+            );
         }
         let after = fs::metadata(&path).unwrap();
         assert_eq!(before.ino(), after.ino(), "file must not be replaced");
