@@ -16,7 +16,7 @@
 //! # Memory layout
 //! The table is built for a million contacts in well under 200 MB: the text of
 //! every address and target lives in one arena `String`; each contact is a 16-byte
-//! [`Entry`] of offsets into it; the index is a [`hashbrown::HashTable`] of `u32`
+//! entry of offsets into it; the index is a [`hashbrown::HashTable`] of `u32`
 //! entry numbers keyed by the hash of the case-folded address. No per-contact heap
 //! allocation.
 
