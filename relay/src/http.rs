@@ -46,7 +46,10 @@ impl Readiness {
         }
         let probe = self.spool_dir.join(".readyz-probe");
         if let Err(e) = std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)) {
-            problems.push(format!("spool {} not writable: {e}", self.spool_dir.display()));
+            problems.push(format!(
+                "spool {} not writable: {e}",
+                self.spool_dir.display()
+            ));
         }
         problems
     }
@@ -83,7 +86,10 @@ pub async fn serve(listener: TcpListener, ready: Arc<Readiness>, shutdown: Cance
     }
 }
 
-async fn respond(req: &Request<hyper::body::Incoming>, ready: &Arc<Readiness>) -> Response<Full<Bytes>> {
+async fn respond(
+    req: &Request<hyper::body::Incoming>,
+    ready: &Arc<Readiness>,
+) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/metrics" => {
             let body = tokio::task::spawn_blocking(|| metrics().render())
@@ -109,7 +115,10 @@ async fn respond(req: &Request<hyper::body::Incoming>, ready: &Arc<Readiness>) -
                 )
             }
         }
-        _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /healthz, /readyz\n".into()),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /healthz, /readyz\n".into(),
+        ),
     }
 }
 

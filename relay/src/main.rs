@@ -15,7 +15,11 @@ use std::sync::Arc;
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "coexist-relay", version, about = "SMTP relay for mail-migration coexistence")]
+#[command(
+    name = "coexist-relay",
+    version,
+    about = "SMTP relay for mail-migration coexistence"
+)]
 struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = "config/relay.toml")]
@@ -218,7 +222,12 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
 
     let config = Arc::new(config);
     let acceptor = match &config.tls {
-        Some(tls) if config.listeners.iter().any(|l| l.tls != relay::config::ListenerTls::None) => {
+        Some(tls)
+            if config
+                .listeners
+                .iter()
+                .any(|l| l.tls != relay::config::ListenerTls::None) =>
+        {
             if relay::tls::ensure_dev_certificate(tls, &config.server.hostname)? {
                 tracing::warn!(
                     cert = %tls.cert.display(),
@@ -238,22 +247,34 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
         config.routes.keys().map(|r| r.as_str()),
     );
     let shutdown = CancellationToken::new();
-    let router = Arc::new(Router::new(&config.relay, &config.routing, Arc::clone(&contacts)));
+    let router = Arc::new(Router::new(
+        &config.relay,
+        &config.routing,
+        Arc::clone(&contacts),
+    ));
     let watcher = contacts.spawn_watcher(shutdown.clone());
 
     let ready = relay::http::Readiness::new(config.server.spool_dir.clone());
-    ready.table_loaded.store(true, std::sync::atomic::Ordering::Release);
+    ready
+        .table_loaded
+        .store(true, std::sync::atomic::Ordering::Release);
     let http = relay::http::bind(config.metrics.bind)
         .await
         .with_context(|| format!("[metrics] bind {}", config.metrics.bind))?;
     tracing::info!(addr = %http.local_addr()?, "metrics endpoint ready");
-    let http = tokio::spawn(relay::http::serve(http, Arc::clone(&ready), shutdown.clone()));
+    let http = tokio::spawn(relay::http::serve(
+        http,
+        Arc::clone(&ready),
+        shutdown.clone(),
+    ));
 
     let listeners = relay::server::bind(&config.listeners).await?;
     for l in &listeners {
         tracing::info!(listener = %l.config.name, addr = %l.local_addr()?, "listening");
     }
-    ready.listeners_bound.store(true, std::sync::atomic::Ordering::Release);
+    ready
+        .listeners_bound
+        .store(true, std::sync::atomic::Ordering::Release);
     let ctx = Arc::new(SessionContext {
         config: Arc::clone(&config),
         router,

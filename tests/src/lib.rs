@@ -62,8 +62,14 @@ impl Default for RelaySetup {
         );
         sections.insert("routing".into(), "contacts = \"contacts\"\n".into());
         // Part 1 does not deliver; next hops point at a closed port.
-        sections.insert("route.onprem".into(), "smarthost = [\"127.0.0.1:9\"]\n".into());
-        sections.insert("route.cloud".into(), "smarthost = [\"127.0.0.1:9\"]\n".into());
+        sections.insert(
+            "route.onprem".into(),
+            "smarthost = [\"127.0.0.1:9\"]\n".into(),
+        );
+        sections.insert(
+            "route.cloud".into(),
+            "smarthost = [\"127.0.0.1:9\"]\n".into(),
+        );
         sections.insert("route.internet".into(), "mx = true\n".into());
         sections.insert("metrics".into(), "bind = \"127.0.0.1:0\"\n".into());
         RelaySetup {
@@ -308,7 +314,9 @@ impl Relay {
         let mut found = Vec::new();
         let mut stack = vec![self.spool()];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let p = e.path();
                 if p.is_dir() {
@@ -361,7 +369,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect http");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("http response");
     let status = raw
@@ -369,7 +381,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status line");
-    let body = raw.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     (status, body)
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`table`]: the contacts table format: parse (no I/O) and look up.
 //! - [`store`]: the file on disk: atomic writer (used by the migrator) and loading.
-//! - [`reload`]: the live table: hot reload on change and SIGHUP, atomic swap.
+//! - [`reload`]: the live table: reload when the file changes (polled) or on SIGHUP,
+//!   swapped atomically only when the whole new table is valid.
 //! - [`router`]: the per-recipient decision (contact, rule, accepted, default).
 
 pub mod reload;

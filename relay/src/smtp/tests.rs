@@ -44,7 +44,11 @@ struct Script {
 
 async fn start(peer: &str) -> Script {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("contacts"), "ann@corp.example ann@tenant.cloud.example\n").unwrap();
+    std::fs::write(
+        dir.path().join("contacts"),
+        "ann@corp.example ann@tenant.cloud.example\n",
+    )
+    .unwrap();
     let config = Config::from_str(CONFIG, &dir.path().join("relay.toml")).unwrap();
     let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
     let contacts = Contacts::load(&config.routing.contacts, routes).unwrap();
@@ -120,13 +124,28 @@ impl Script {
 #[tokio::test]
 async fn envelope_order_is_enforced() {
     let mut s = start("192.0.2.1:1000").await;
-    assert!(s.cmd("MAIL FROM:<a@x.example>").await.starts_with("503 5.5.1"));
+    assert!(s
+        .cmd("MAIL FROM:<a@x.example>")
+        .await
+        .starts_with("503 5.5.1"));
     assert!(s.cmd("EHLO c").await.starts_with("250 DSN"));
-    assert!(s.cmd("RCPT TO:<b@corp.example>").await.starts_with("503 5.5.1"));
+    assert!(s
+        .cmd("RCPT TO:<b@corp.example>")
+        .await
+        .starts_with("503 5.5.1"));
     assert!(s.cmd("DATA").await.starts_with("503 5.5.1"));
-    assert!(s.cmd("MAIL FROM:<a@x.example>").await.starts_with("250 2.1.0"));
-    assert!(s.cmd("DATA").await.starts_with("503 5.5.1"), "DATA before RCPT");
-    assert!(s.cmd("STARTTLS").await.starts_with("502 5.5.1"), "not offered here");
+    assert!(s
+        .cmd("MAIL FROM:<a@x.example>")
+        .await
+        .starts_with("250 2.1.0"));
+    assert!(
+        s.cmd("DATA").await.starts_with("503 5.5.1"),
+        "DATA before RCPT"
+    );
+    assert!(
+        s.cmd("STARTTLS").await.starts_with("502 5.5.1"),
+        "not offered here"
+    );
     assert!(s.cmd("QUIT").await.starts_with("221 2.0.0"));
     assert_eq!(s.task.await.unwrap().unwrap(), SessionEnd::Closed);
 }
@@ -138,7 +157,10 @@ async fn routing_decisions_are_stored_with_the_envelope() {
     let r = s.replies(7).await;
     assert!(r[2].starts_with("250 2.1.5"));
     assert!(r[3].starts_with("250 2.1.5"));
-    assert!(r[4].starts_with("554 5.7.1"), "untrusted client, foreign domain");
+    assert!(
+        r[4].starts_with("554 5.7.1"),
+        "untrusted client, foreign domain"
+    );
     assert!(r[5].starts_with("452 4.5.3"), "max_recipients = 2");
     assert!(r[6].starts_with("354"));
     s.send(b"Subject: x\r\n\r\nhi\r\n.\r\n").await;
@@ -158,7 +180,8 @@ async fn routing_decisions_are_stored_with_the_envelope() {
 #[tokio::test]
 async fn oversize_data_is_refused_and_the_session_goes_on() {
     let mut s = start("192.0.2.1:1000").await;
-    s.send(b"EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n").await;
+    s.send(b"EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n")
+        .await;
     s.replies(4).await;
     s.send(&[b'x'; 300]).await;
     s.send(b"\r\n.\r\nNOOP\r\n").await;
@@ -170,7 +193,10 @@ async fn oversize_data_is_refused_and_the_session_goes_on() {
 #[tokio::test]
 async fn bdat_and_data_do_not_mix() {
     let mut s = start("192.0.2.1:1000").await;
-    s.send(b"EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@corp.example>\r\nBDAT 3\r\nabcDATA\r\n").await;
+    s.send(
+        b"EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b@corp.example>\r\nBDAT 3\r\nabcDATA\r\n",
+    )
+    .await;
     let r = s.replies(5).await;
     assert!(r[3].starts_with("250 2.0.0 3 octets"));
     assert!(r[4].starts_with("503 5.5.1"), "{r:?}");
