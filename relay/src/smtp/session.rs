@@ -4,6 +4,7 @@
 
 use super::commands::Action;
 use super::data::{BodyReader, Progress};
+use super::line::{Line, LineReader};
 use super::reply::Reply;
 use super::state::{Greeting, Phase};
 use crate::config::{Config, ListenerConfig};
@@ -11,8 +12,8 @@ use crate::metrics::metrics;
 use crate::queue::envelope::Envelope;
 use crate::queue::spool::Spool;
 use crate::route::router::Router;
-use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::Error as ParseError;
+use smtp_proto::Request;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +94,7 @@ pub struct Session {
     /// The DATA body being received (BDAT chunks go into the transaction).
     pub(super) body: Vec<u8>,
     errors: u32,
-    parser: RequestReceiver,
+    lines: LineReader,
     out: Vec<u8>,
 }
 
@@ -110,7 +111,7 @@ impl Session {
             input: Input::Commands,
             body: Vec::new(),
             errors: 0,
-            parser: RequestReceiver::default(),
+            lines: LineReader::default(),
             out: Vec::with_capacity(512),
         }
     }
@@ -127,7 +128,7 @@ impl Session {
         self.greeting = None;
         self.phase = Phase::Fresh;
         self.input = Input::Commands;
-        self.parser = RequestReceiver::default();
+        self.lines = LineReader::default();
         self.body = Vec::new();
     }
 
@@ -223,18 +224,25 @@ impl Session {
     /// Consumes input for one command or one piece of body.
     async fn step(&mut self, input: &mut std::slice::Iter<'_, u8>) -> Action {
         match &mut self.input {
-            Input::Commands => match self.parser.ingest(input) {
-                Ok(request) => {
-                    let request = request.into_owned();
-                    self.command(request).await
+            Input::Commands => {
+                let Some(line) = self.lines.next_line(input) else {
+                    return Action::NeedMore;
+                };
+                let parsed = match line {
+                    Line::TooLong => Err(ParseError::ResponseTooLong),
+                    Line::Complete(bytes) => {
+                        Request::parse(&mut bytes.iter()).map(Request::into_owned)
+                    }
+                };
+                match parsed {
+                    Ok(request) => self.command(request).await,
+                    Err(e) => {
+                        let reply = parse_error_reply(e);
+                        self.reply(reply);
+                        Action::Continue
+                    }
                 }
-                Err(ParseError::NeedsMoreData { .. }) => Action::NeedMore,
-                Err(e) => {
-                    let reply = parse_error_reply(e);
-                    self.reply(reply);
-                    Action::Continue
-                }
-            },
+            }
             Input::Data(reader) => {
                 let limit = self.ctx.config.limits.max_message_size as usize;
                 match reader.ingest(input, &mut self.body, limit) {
