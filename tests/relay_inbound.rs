@@ -628,3 +628,32 @@ fn shipped_config_checks_ok() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn per_ip_rate_limits() {
+    let relay = RelaySetup::default()
+        .section(
+            "limits",
+            "max_messages_per_minute_per_ip = 2\nmax_connections_per_minute_per_ip = 3",
+        )
+        .start();
+    let addr = relay.addr("smtp");
+    let (mut c, _) = Client::connect(addr);
+    c.ehlo();
+    for _ in 0..2 {
+        assert!(c.cmd("MAIL FROM:<a@sender.example>").has(250, "2.1.0"));
+        assert!(c.cmd("RSET").has(250, "2.0.0"));
+    }
+    assert!(c.cmd("MAIL FROM:<a@sender.example>").has(450, "4.7.1"));
+    let (_c2, g2) = Client::connect(addr);
+    let (_c3, g3) = Client::connect(addr);
+    assert_eq!((g2.code, g3.code), (220, 220));
+    let (_c4, g4) = Client::connect(addr);
+    assert!(
+        g4.has(421, "4.7.0"),
+        "fourth connection in a minute: {}",
+        g4.text
+    );
+    let (_d, gd) = Client::connect_from("127.0.0.2".parse().unwrap(), addr);
+    assert_eq!(gd.code, 220, "other clients unaffected");
+}

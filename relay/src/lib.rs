@@ -9,6 +9,7 @@
 //! - [`route`]: the contacts table (format, atomic writer, hot reload) and the
 //!   per-recipient routing decision.
 //! - [`queue`]: the durable spool (envelope + message, group commit, recovery).
+//! - [`rate`]: per-client connection and message rate limits.
 //! - [`tls`]: certificate loading and the development certificate.
 //! - [`metrics`]: the Prometheus metric set.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` on `[metrics] bind`.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod queue;
+pub mod rate;
 pub mod route;
 pub mod server;
 pub mod smtp;

@@ -281,6 +281,7 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
         spool,
         queued: None,
         shutdown: shutdown.clone(),
+        message_rate: relay::rate::RateLimit::new(config.limits.max_messages_per_minute_per_ip),
     });
 
     let mut hangup = signal(SignalKind::hangup())?;

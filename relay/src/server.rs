@@ -2,6 +2,7 @@
 
 use crate::config::{ListenerConfig, ListenerTls};
 use crate::metrics::metrics;
+use crate::rate::RateLimit;
 use crate::smtp::reply::Reply;
 use crate::smtp::{ConnectionInfo, Session, SessionContext, SessionEnd, TlsInfo};
 use std::collections::HashMap;
@@ -133,6 +134,7 @@ pub async fn serve(
     }
     let limits = &ctx.config.limits;
     let caps = ConnectionLimits::new(limits.max_connections, limits.max_connections_per_ip);
+    let rate = Arc::new(RateLimit::new(limits.max_connections_per_minute_per_ip));
     let sessions = TaskTracker::new();
     let mut accept_loops = Vec::new();
     for listener in listeners {
@@ -141,6 +143,7 @@ pub async fn serve(
             listener,
             tls.clone(),
             Arc::clone(&caps),
+            Arc::clone(&rate),
             sessions.clone(),
         )));
     }
@@ -163,6 +166,7 @@ async fn accept_loop(
     listener: BoundListener,
     tls: Option<TlsAcceptor>,
     caps: Arc<ConnectionLimits>,
+    rate: Arc<RateLimit>,
     sessions: TaskTracker,
 ) {
     let name = listener.config.name.clone();
@@ -185,6 +189,12 @@ async fn accept_loop(
             .with_label_values(&[&name])
             .inc();
         let _ = stream.set_nodelay(true);
+        if !rate.allow(peer.ip()) {
+            metrics().reject("rate");
+            tracing::info!(listener = %name, client = %peer, "connection refused: rate limit");
+            sessions.spawn(refuse(stream, Reply::connection_rate()));
+            continue;
+        }
         let Some(slot) = caps.acquire(peer.ip()) else {
             metrics().reject("connections");
             tracing::info!(listener = %name, client = %peer, "connection refused: limit reached");

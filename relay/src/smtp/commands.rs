@@ -138,6 +138,11 @@ impl Session {
             self.reply(Reply::tls_required());
             return Action::Continue;
         }
+        if !self.ctx.message_rate.allow(self.conn.peer.ip()) {
+            metrics().reject("rate");
+            self.reply(Reply::message_rate());
+            return Action::Continue;
+        }
         let max = self.ctx.config.limits.max_message_size;
         // RFC 1870 §6.2: a declared SIZE over the limit is refused before any data.
         if from.size as u64 > max {

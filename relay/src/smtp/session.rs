@@ -11,6 +11,7 @@ use crate::config::{Config, ListenerConfig};
 use crate::metrics::metrics;
 use crate::queue::envelope::Envelope;
 use crate::queue::spool::Spool;
+use crate::rate::RateLimit;
 use crate::route::router::Router;
 use smtp_proto::Error as ParseError;
 use smtp_proto::Request;
@@ -33,6 +34,8 @@ pub struct SessionContext {
     pub queued: Option<mpsc::UnboundedSender<Envelope>>,
     /// Cancelled on SIGTERM.
     pub shutdown: CancellationToken,
+    /// `limits.max_messages_per_minute_per_ip`, counted at MAIL.
+    pub message_rate: RateLimit,
 }
 
 /// The negotiated TLS parameters, for the Received field and logs.

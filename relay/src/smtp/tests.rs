@@ -63,6 +63,7 @@ async fn start(peer: &str) -> Script {
         spool,
         queued: Some(tx),
         shutdown: shutdown.clone(),
+        message_rate: crate::rate::RateLimit::new(0),
     });
     let (client, mut server) = tokio::io::duplex(1 << 16);
     let conn = ConnectionInfo {
