@@ -366,27 +366,28 @@ pub fn python(script: &str, args: &[&str]) -> (bool, String, String) {
 
 /// A minimal HTTP/1.1 GET (Connection: close); returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    try_http_get(addr, path).unwrap_or_else(|| panic!("GET http://{addr}{path} failed"))
+}
+
+/// Like [`http_get`], `None` when the server cannot be reached or answers garbage.
+pub fn try_http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect http");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .ok()?;
     let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("http response");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
+    s.read_to_string(&mut raw).ok()?;
+    let status = raw.split_whitespace().nth(1)?.parse().ok()?;
     let body = raw
         .split_once("\r\n\r\n")
         .map(|x| x.1)
         .unwrap_or("")
         .to_string();
-    (status, body)
+    Some((status, body))
 }
 
 impl Relay {

@@ -1,0 +1,233 @@
+//! End-to-end: the operator's surface (issue #4) — `/metrics` moving by exact amounts,
+//! `promtool check metrics`, a real Prometheus scraping the relay, `/healthz`, `/readyz`.
+
+use coexist_e2e::smtp::Client;
+use coexist_e2e::{http_get, metric_value, RelaySetup};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn send(c: &mut Client, rcpt: &str) {
+    assert!(c.cmd("MAIL FROM:<a@sender.example>").has(250, "2.1.0"));
+    assert!(c.cmd(&format!("RCPT TO:<{rcpt}>")).has(250, "2.1.5"));
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(b"Subject: m\r\n\r\nmetrics\r\n.\r\n");
+    assert!(c.read_reply().has(250, "2.0.0"));
+}
+
+#[test]
+fn metrics_move_by_exact_amounts_and_pass_promtool() {
+    let relay = RelaySetup::default()
+        .section("limits", "max_message_size = \"1KiB\"")
+        .start();
+    let m = relay.metrics.expect("metrics endpoint");
+    let (_, before) = http_get(m, "/metrics");
+    for family in [
+        "coexist_smtp_sessions_active",
+        "coexist_smtp_connections_total{listener=\"smtp\"}",
+        "coexist_messages_received_total{listener=\"smtps\"}",
+        "coexist_recipients_rejected_total{reason=\"spool\"}",
+        "coexist_deliveries_total{result=\"bounced\",route=\"cloud\"}",
+        "coexist_delivery_duration_seconds_count{route=\"onprem\"}",
+        "coexist_queue_messages",
+        "coexist_queue_oldest_seconds",
+        "coexist_routing_contacts",
+        "coexist_routing_reloads_total{result=\"error\"}",
+        "coexist_tls_handshakes_total{direction=\"outbound\",result=\"ok\"}",
+    ] {
+        assert!(
+            before.contains(&format!("{family} ")),
+            "{family} exists from start"
+        );
+    }
+    assert_eq!(metric_value(&before, "coexist_routing_contacts"), 1.0);
+    assert_eq!(
+        metric_value(&before, "coexist_routing_reloads_total{result=\"ok\"}"),
+        1.0
+    );
+
+    let addr = relay.addr("smtp");
+    let (mut c, _) = Client::connect(addr);
+    c.ehlo();
+    send(&mut c, "bob@corp.example");
+    send(&mut c, "user3@corp.example");
+    // One relay denial and one oversize message.
+    let (mut u, _) = Client::connect_from("127.0.0.2".parse().unwrap(), addr);
+    u.ehlo();
+    assert!(u.cmd("MAIL FROM:<a@sender.example>").has(250, "2.1.0"));
+    assert!(u.cmd("RCPT TO:<x@elsewhere.example>").has(554, "5.7.1"));
+    assert!(u
+        .cmd("MAIL FROM:<a@sender.example> SIZE=5000")
+        .has(503, "5.5.1"));
+    assert!(u.cmd("RSET").has(250, "2.0.0"));
+    assert!(u
+        .cmd("MAIL FROM:<a@sender.example> SIZE=5000")
+        .has(552, "5.3.4"));
+
+    let (_, after) = http_get(m, "/metrics");
+    let delta = |series: &str| metric_value(&after, series) - metric_value(&before, series);
+    assert_eq!(
+        delta("coexist_messages_received_total{listener=\"smtp\"}"),
+        2.0
+    );
+    assert_eq!(
+        delta("coexist_messages_received_total{listener=\"smtps\"}"),
+        0.0
+    );
+    assert_eq!(
+        delta("coexist_smtp_connections_total{listener=\"smtp\"}"),
+        2.0
+    );
+    assert_eq!(
+        delta("coexist_recipients_rejected_total{reason=\"relay_denied\"}"),
+        1.0
+    );
+    assert_eq!(
+        delta("coexist_recipients_rejected_total{reason=\"size\"}"),
+        1.0
+    );
+    assert_eq!(
+        delta("coexist_recipients_rejected_total{reason=\"sequence\"}"),
+        1.0
+    );
+    assert_eq!(metric_value(&after, "coexist_smtp_sessions_active"), 2.0);
+    let bytes = delta("coexist_bytes_received_total{listener=\"smtp\"}");
+    assert!(
+        bytes > 2.0 * 30.0 && bytes < 2.0 * 1024.0,
+        "bytes counted: {bytes}"
+    );
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (.ci/run installs prometheus)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(after.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_handshakes_are_counted() {
+    let relay = RelaySetup::default().start();
+    let port = relay.addr("smtps").port().to_string();
+    let before = relay.metric("coexist_tls_handshakes_total{direction=\"inbound\",result=\"ok\"}");
+    let (ok, out, err) = coexist_e2e::python(
+        "smtplib_send.py",
+        &[
+            "127.0.0.1",
+            &port,
+            "--mode",
+            "ssl",
+            "--rcpt",
+            "bob@corp.example",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    // A plaintext client on the implicit-TLS port is a failed handshake.
+    let mut raw = std::net::TcpStream::connect(relay.addr("smtps")).unwrap();
+    raw.write_all(b"EHLO plain\r\n").unwrap();
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut raw, &mut sink);
+    let ok_after =
+        relay.metric("coexist_tls_handshakes_total{direction=\"inbound\",result=\"ok\"}");
+    let err_after =
+        relay.metric("coexist_tls_handshakes_total{direction=\"inbound\",result=\"error\"}");
+    assert_eq!(ok_after - before, 1.0);
+    assert_eq!(err_after, 1.0);
+}
+
+#[test]
+fn health_and_readiness() {
+    let relay = RelaySetup::default().start();
+    let m = relay.metrics.unwrap();
+    assert_eq!(http_get(m, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(http_get(m, "/readyz").0, 200);
+    assert_eq!(http_get(m, "/nope").0, 404);
+    // A spool that cannot be written makes the relay unready (root ignores modes, so
+    // the folder is moved away instead).
+    let spool = relay.spool();
+    let moved = relay.dir.path().join("spool-away");
+    std::fs::rename(&spool, &moved).unwrap();
+    let (status, body) = http_get(m, "/readyz");
+    assert_eq!(status, 503);
+    assert!(body.contains("spool"), "{body}");
+    std::fs::rename(&moved, &spool).unwrap();
+    assert_eq!(http_get(m, "/readyz").0, 200);
+}
+
+#[test]
+fn prometheus_scrapes_the_relay() {
+    let relay = RelaySetup::default().start();
+    let target = relay.metrics.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: coexist\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let prom = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus is installed (.ci/run installs it)");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Kill(prom);
+    let (mut c, _) = Client::connect(relay.addr("smtp"));
+    c.ehlo();
+    for _ in 0..3 {
+        send(&mut c, "bob@corp.example");
+    }
+    let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let query = "/api/v1/query?query=coexist_messages_received_total%7Blistener%3D%22smtp%22%7D";
+    // Prometheus scrapes on its own clock; poll its API until the sample shows up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Some((200, body)) = coexist_e2e::try_http_get(api, query) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if let Some(value) = v["data"]["result"][0]["value"][1].as_str() {
+                if value == "3" {
+                    return;
+                }
+            }
+            last = body;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("Prometheus never saw 3 messages: {last}");
+}
