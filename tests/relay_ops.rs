@@ -231,3 +231,66 @@ fn prometheus_scrapes_the_relay() {
     }
     panic!("Prometheus never saw 3 messages: {last}");
 }
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let rules = coexist_e2e::repo_root().join("config/prometheus-alerts.yml");
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+}
+
+#[test]
+fn systemd_unit_verifies_without_warnings() {
+    // systemd-analyze checks that ExecStart exists: point it at the built binary.
+    let unit =
+        std::fs::read_to_string(coexist_e2e::repo_root().join("config/coexist-relay.service"))
+            .unwrap();
+    for key in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "User=coexist",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit.contains(key), "{key}");
+    }
+    let binary = coexist_e2e::binary("coexist-relay");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coexist-relay.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/coexist-relay", binary.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+}
+
+#[test]
+fn certificate_expiry_is_exported() {
+    let relay = RelaySetup::default().start();
+    let expiry = relay.metric("coexist_tls_certificate_expiry_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        expiry > now + 86400.0,
+        "generated certificate expiry exported: {expiry}"
+    );
+}

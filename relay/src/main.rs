@@ -234,7 +234,11 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
                     "generated a self-signed development certificate; configure a real one for production"
                 );
             }
-            Some(relay::tls::acceptor(tls)?)
+            let acceptor = relay::tls::acceptor(tls)?;
+            relay::metrics::metrics()
+                .tls_certificate_expiry
+                .set(relay::tls::not_after(&tls.cert)?);
+            Some(acceptor)
         }
         _ => None,
     };

@@ -52,6 +52,9 @@ pub struct Metrics {
     pub routing_reloads_total: IntCounterVec,
     /// `coexist_tls_handshakes_total{direction,result}`
     pub tls_handshakes_total: IntCounterVec,
+    /// `coexist_tls_certificate_expiry_timestamp_seconds` (0 when no certificate is
+    /// loaded): for the certificate-expiry alert. Not in DESIGN's list; added for #4.
+    pub tls_certificate_expiry: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -136,6 +139,10 @@ impl Metrics {
                 "tls_handshakes_total",
                 "TLS handshakes, by direction and result.",
                 &["direction", "result"],
+            ),
+            tls_certificate_expiry: gauge(
+                "tls_certificate_expiry_timestamp_seconds",
+                "notAfter of the inbound TLS certificate, Unix seconds.",
             ),
             registry,
         };

@@ -166,6 +166,18 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsEr
     Ok(Arc::new(config))
 }
 
+/// Expiry (`notAfter`, Unix seconds) of the first certificate in a PEM chain.
+pub fn not_after(path: &Path) -> Result<i64, TlsError> {
+    let certs = load_certs(path)?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(certs[0].as_ref()).map_err(|e| TlsError::Pem {
+            path: path.to_path_buf(),
+            what: "certificate",
+            detail: e.to_string(),
+        })?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
 /// The acceptor the listeners use.
 pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(server_config(tls)?))
@@ -184,6 +196,12 @@ mod tests {
         };
         assert!(ensure_dev_certificate(&tls, "relay.test").unwrap());
         assert!(!ensure_dev_certificate(&tls, "relay.test").unwrap());
+        let expiry = not_after(&tls.cert).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        assert!(
+            expiry > now + 86400,
+            "generated certificate is valid for a while"
+        );
         let mode = std::fs::metadata(&tls.key).unwrap().permissions();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.mode() & 0o777, 0o600);
