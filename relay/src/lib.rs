@@ -9,11 +9,14 @@
 //! - [`route`]: the contacts table (format, atomic writer, hot reload) and the
 //!   per-recipient routing decision.
 //! - [`queue`]: the durable spool (envelope + message, group commit, recovery).
+//! - [`deliver`]: outbound: next hops (smarthost, MX), TLS policy, one SMTP
+//!   transaction per group of recipients, session reuse, DSNs.
 //! - [`tls`]: certificate loading and the development certificate.
 //! - [`metrics`]: the Prometheus metric set.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod deliver;
 pub mod metrics;
 pub mod queue;
 pub mod route;
