@@ -19,7 +19,12 @@ fn envelope(c: &mut Client, rcpts: &[&str]) {
 
 fn queue_id(reply: &coexist_e2e::smtp::Reply) -> String {
     assert!(reply.has(250, "2.0.0"), "{}", reply.text);
-    reply.text.split_whitespace().nth(2).expect("queue id").to_string()
+    reply
+        .text
+        .split_whitespace()
+        .nth(2)
+        .expect("queue id")
+        .to_string()
 }
 
 #[test]
@@ -29,7 +34,12 @@ fn swaks_message_is_spooled_byte_for_byte_with_one_received() {
     std::fs::write(&body, BODY).unwrap();
     let addr = relay.addr("smtp");
     let out = Command::new("swaks")
-        .args(["--server", &addr.ip().to_string(), "--port", &addr.port().to_string()])
+        .args([
+            "--server",
+            &addr.ip().to_string(),
+            "--port",
+            &addr.port().to_string(),
+        ])
         .args(["--from", "alice@sender.example", "--to", "bob@corp.example"])
         .args(["--helo", "swaks.test", "--data"])
         .arg(&body)
@@ -37,7 +47,10 @@ fn swaks_message_is_spooled_byte_for_byte_with_one_received() {
         .expect("swaks is installed (.ci/run installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    let line = text.lines().find(|l| l.contains("<- ") && l.contains("Message queued")).expect(&text);
+    let line = text
+        .lines()
+        .find(|l| l.contains("<- ") && l.contains("Message queued"))
+        .expect(&text);
     let id = line.split_whitespace().nth(3).unwrap();
     // swaks sends the file as-is after dot-stuffing; the spool holds exactly one
     // Received field followed by the original bytes (dot-unstuffed).
@@ -45,7 +58,9 @@ fn swaks_message_is_spooled_byte_for_byte_with_one_received() {
     let files = relay.spooled_containing(unstuffed.as_bytes());
     assert_eq!(files.len(), 1, "one message file holds the body");
     let file = String::from_utf8_lossy(&files[0]).into_owned();
-    let at = file.find("Received: from swaks.test").expect("Received prepended");
+    let at = file
+        .find("Received: from swaks.test")
+        .expect("Received prepended");
     let message = &file[at..];
     assert_eq!(message.matches("Received:").count(), 1);
     assert!(message.contains(&format!("id {id}")), "{message}");
@@ -58,33 +73,75 @@ fn smtplib_starttls_and_implicit_tls() {
     let smtp = relay.addr("smtp");
     let (ok, out, err) = python(
         "smtplib_send.py",
-        &["127.0.0.1", &smtp.port().to_string(), "--mode", "starttls", "--rcpt", "bob@corp.example"],
+        &[
+            "127.0.0.1",
+            &smtp.port().to_string(),
+            "--mode",
+            "starttls",
+            "--rcpt",
+            "bob@corp.example",
+        ],
     );
     assert!(ok, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["starttls"], 220);
     assert_eq!(v["data"][0], 250);
-    for ext in ["pipelining", "size", "8bitmime", "smtputf8", "enhancedstatuscodes", "chunking", "dsn", "starttls"] {
-        assert!(v["features"].as_array().unwrap().iter().any(|f| f == ext), "{ext} advertised");
+    for ext in [
+        "pipelining",
+        "size",
+        "8bitmime",
+        "smtputf8",
+        "enhancedstatuscodes",
+        "chunking",
+        "dsn",
+        "starttls",
+    ] {
+        assert!(
+            v["features"].as_array().unwrap().iter().any(|f| f == ext),
+            "{ext} advertised"
+        );
     }
     let cipher = v["cipher"].as_str().unwrap().to_string();
-    let id = v["data"][1].as_str().unwrap().split_whitespace().nth(1).unwrap().to_string();
+    let id = v["data"][1]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
     let files = relay.spooled_containing(format!("id {id}").as_bytes());
     assert_eq!(files.len(), 1);
     let file = String::from_utf8_lossy(&files[0]);
     assert!(file.contains("with ESMTPS"), "{file}");
-    assert!(file.contains("TLS13_") || file.contains(&cipher), "cipher in Received: {file}");
+    assert!(
+        file.contains("TLS13_") || file.contains(&cipher),
+        "cipher in Received: {file}"
+    );
 
     let smtps = relay.addr("smtps");
     let (ok, out, err) = python(
         "smtplib_send.py",
-        &["127.0.0.1", &smtps.port().to_string(), "--mode", "ssl", "--rcpt", "bob@corp.example"],
+        &[
+            "127.0.0.1",
+            &smtps.port().to_string(),
+            "--mode",
+            "ssl",
+            "--rcpt",
+            "bob@corp.example",
+        ],
     );
     assert!(ok, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["data"][0], 250);
     assert!(v["tls_version"].as_str().unwrap().starts_with("TLSv1."));
-    assert!(!v["features"].as_array().unwrap().iter().any(|f| f == "starttls"), "no STARTTLS inside TLS");
+    assert!(
+        !v["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "starttls"),
+        "no STARTTLS inside TLS"
+    );
 }
 
 #[test]
@@ -92,11 +149,26 @@ fn smtplib_smtputf8_and_8bitmime() {
     let relay = RelaySetup::default().start();
     let port = relay.addr("smtp").port().to_string();
     let msg = relay.dir.path().join("utf8.eml");
-    std::fs::write(&msg, "From: jörg@sender.example\r\nSubject: grüße\r\n\r\nÄpfel\r\n").unwrap();
+    std::fs::write(
+        &msg,
+        "From: jörg@sender.example\r\nSubject: grüße\r\n\r\nÄpfel\r\n",
+    )
+    .unwrap();
     let m = msg.to_str().unwrap();
     let (ok, out, err) = python(
         "smtplib_send.py",
-        &["127.0.0.1", &port, "--smtputf8", "--eightbit", "--sender", "jörg@sender.example", "--rcpt", "bob@corp.example", "--message-file", m],
+        &[
+            "127.0.0.1",
+            &port,
+            "--smtputf8",
+            "--eightbit",
+            "--sender",
+            "jörg@sender.example",
+            "--rcpt",
+            "bob@corp.example",
+            "--message-file",
+            m,
+        ],
     );
     assert!(ok, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -157,7 +229,10 @@ fn bdat_chunks_make_one_message() {
     queue_id(&c.cmd("BDAT 0 LAST"));
     c.send(b"BDAT 3 LAST\r\nxyz");
     assert!(c.read_reply().has(503, "5.5.1"));
-    assert!(c.cmd("NOOP").has(250, "2.0.0"), "chunk bytes were not taken as commands");
+    assert!(
+        c.cmd("NOOP").has(250, "2.0.0"),
+        "chunk bytes were not taken as commands"
+    );
 }
 
 #[test]
@@ -168,8 +243,12 @@ fn size_limits() {
     let (mut c, _) = Client::connect(relay.addr("smtp"));
     let ehlo = c.ehlo();
     assert!(ehlo.text.contains("SIZE 1024"), "{}", ehlo.text);
-    assert!(c.cmd("MAIL FROM:<a@sender.example> SIZE=2048").has(552, "5.3.4"));
-    assert!(c.cmd("MAIL FROM:<a@sender.example> SIZE=512").has(250, "2.1.0"));
+    assert!(c
+        .cmd("MAIL FROM:<a@sender.example> SIZE=2048")
+        .has(552, "5.3.4"));
+    assert!(c
+        .cmd("MAIL FROM:<a@sender.example> SIZE=512")
+        .has(250, "2.1.0"));
     assert!(c.cmd("RCPT TO:<bob@corp.example>").has(250, "2.1.5"));
     assert_eq!(c.cmd("DATA").code, 354);
     let big = "x".repeat(200);
@@ -198,7 +277,9 @@ fn recipient_limit_and_loop_detection() {
     assert_eq!(c.cmd("DATA").code, 354);
     let mut msg = String::new();
     for i in 0..4 {
-        msg.push_str(&format!("Received: from h{i} by h; Mon, 1 Jan 2024 00:00:00 +0000\r\n"));
+        msg.push_str(&format!(
+            "Received: from h{i} by h; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+        ));
     }
     msg.push_str("Subject: loop\r\n\r\nx\r\n.\r\n");
     c.send(msg.as_bytes());
@@ -212,13 +293,19 @@ fn relay_denied_for_untrusted_clients_only() {
     let (mut c, _) = Client::connect_from("127.0.0.2".parse().unwrap(), addr);
     c.ehlo();
     assert!(c.cmd("MAIL FROM:<a@sender.example>").has(250, "2.1.0"));
-    assert!(c.cmd("RCPT TO:<victim@elsewhere.example>").has(554, "5.7.1"));
+    assert!(c
+        .cmd("RCPT TO:<victim@elsewhere.example>")
+        .has(554, "5.7.1"));
     assert!(c.cmd("RCPT TO:<bob@corp.example>").has(250, "2.1.5"));
-    assert!(c.cmd("RCPT TO:<bob%elsewhere.example@corp.example>").has(554, "5.7.1"));
+    assert!(c
+        .cmd("RCPT TO:<bob%elsewhere.example@corp.example>")
+        .has(554, "5.7.1"));
     let (mut t, _) = Client::connect(addr);
     t.ehlo();
     assert!(t.cmd("MAIL FROM:<a@sender.example>").has(250, "2.1.0"));
-    assert!(t.cmd("RCPT TO:<victim@elsewhere.example>").has(250, "2.1.5"));
+    assert!(t
+        .cmd("RCPT TO:<victim@elsewhere.example>")
+        .has(250, "2.1.5"));
 }
 
 /// "a\n.\r\n" must not end DATA, and the commands after it must not become a second
@@ -234,11 +321,17 @@ fn smuggling_is_normalized_into_one_message() {
     c.send(SMUGGLE);
     c.send(b"NOOP\r\n");
     queue_id(&c.read_reply());
-    assert!(c.read_reply().has(250, "2.0.0"), "next reply is NOOP's, not a second message");
+    assert!(
+        c.read_reply().has(250, "2.0.0"),
+        "next reply is NOOP's, not a second message"
+    );
     let files = relay.spooled_containing(b"smuggled");
     assert_eq!(files.len(), 1);
     let f = &files[0];
-    assert!(f.windows(7).any(|w| w == b"a\r\n.\r\nM"), "bare LF normalized to CRLF");
+    assert!(
+        f.windows(7).any(|w| w == b"a\r\n.\r\nM"),
+        "bare LF normalized to CRLF"
+    );
 }
 
 #[test]
@@ -253,7 +346,10 @@ fn smuggling_is_rejected_with_bare_newline_reject() {
     c.send(b"NOOP\r\n");
     assert!(c.read_reply().has(550, "5.6.0"));
     assert!(c.read_reply().has(250, "2.0.0"));
-    assert!(relay.spooled_containing(b"smuggled").is_empty(), "nothing spooled");
+    assert!(
+        relay.spooled_containing(b"smuggled").is_empty(),
+        "nothing spooled"
+    );
 }
 
 #[test]
@@ -262,13 +358,18 @@ fn starttls_discards_pipelined_plaintext() {
     let port = relay.addr("smtp").port().to_string();
     let (ok, out, err) = python("starttls_injection.py", &["127.0.0.1", &port]);
     assert!(ok, "{out}{err}");
-    assert!(out.starts_with("250-relay.test"), "first TLS reply answers EHLO, not the injected RSET: {out}");
+    assert!(
+        out.starts_with("250-relay.test"),
+        "first TLS reply answers EHLO, not the injected RSET: {out}"
+    );
 }
 
 #[test]
 fn require_tls_refuses_mail_in_clear() {
     let relay = RelaySetup::default()
-        .listeners(&["name = \"smtp\"\nbind = \"127.0.0.1:0\"\ntls = \"starttls\"\nrequire_tls = true"])
+        .listeners(&[
+            "name = \"smtp\"\nbind = \"127.0.0.1:0\"\ntls = \"starttls\"\nrequire_tls = true",
+        ])
         .start();
     let (mut c, _) = Client::connect(relay.addr("smtp"));
     c.ehlo();
@@ -280,26 +381,40 @@ fn command_replies_and_sequence_errors() {
     let relay = RelaySetup::default().start();
     let (mut c, greeting) = Client::connect(relay.addr("smtp"));
     assert!(greeting.text.starts_with("220 relay.test"));
-    assert!(c.cmd("MAIL FROM:<a@sender.example>").has(503, "5.5.1"), "MAIL before EHLO");
+    assert!(
+        c.cmd("MAIL FROM:<a@sender.example>").has(503, "5.5.1"),
+        "MAIL before EHLO"
+    );
     assert_eq!(c.cmd("HELO h.test").code, 250);
     assert!(c.cmd("RCPT TO:<bob@corp.example>").has(503, "5.5.1"));
     assert!(c.cmd("DATA").has(503, "5.5.1"));
     assert!(c.cmd("FOO bar").has(500, "5.5.2"));
     assert!(c.cmd("MAIL FROM:alice").has(501, "5.5.4"));
-    assert!(c.cmd("MAIL FROM:<a@sender.example> FOO=BAR").has(555, "5.5.4"));
+    assert!(c
+        .cmd("MAIL FROM:<a@sender.example> FOO=BAR")
+        .has(555, "5.5.4"));
     assert!(c.cmd("VRFY bob").has(252, "2.5.0"));
     assert!(c.cmd("HELP").has(214, "2.0.0"));
     assert!(c.cmd("NOOP").has(250, "2.0.0"));
     assert!(c.cmd("MAIL FROM:<a@sender.example>").has(250, "2.1.0"));
-    assert!(c.cmd("MAIL FROM:<a@sender.example>").has(503, "5.5.1"), "nested MAIL");
+    assert!(
+        c.cmd("MAIL FROM:<a@sender.example>").has(503, "5.5.1"),
+        "nested MAIL"
+    );
     assert!(c.cmd("RSET").has(250, "2.0.0"));
-    assert!(c.cmd("MAIL FROM:<> RET=HDRS ENVID=abc").has(250, "2.1.0"), "null sender with DSN");
+    assert!(
+        c.cmd("MAIL FROM:<> RET=HDRS ENVID=abc").has(250, "2.1.0"),
+        "null sender with DSN"
+    );
     assert!(c
         .cmd("RCPT TO:<bob@corp.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@corp.example")
         .has(250, "2.1.5"));
     let long = format!("NOOP {}", "x".repeat(10_000));
     assert!(c.cmd(&long).has(500, "5.5.2"), "line too long");
-    assert!(c.cmd("NOOP").has(250, "2.0.0"), "session survives a long line");
+    assert!(
+        c.cmd("NOOP").has(250, "2.0.0"),
+        "session survives a long line"
+    );
     assert!(c.cmd("QUIT").has(221, "2.0.0"));
     assert!(c.is_closed());
 }
@@ -307,10 +422,7 @@ fn command_replies_and_sequence_errors() {
 #[test]
 fn timeouts_error_limit_and_connection_caps() {
     let relay = RelaySetup::default()
-        .section(
-            "limits",
-            "command_timeout = \"1s\"\nmax_errors = 3",
-        )
+        .section("limits", "command_timeout = \"1s\"\nmax_errors = 3")
         .start();
     let addr = relay.addr("smtp");
     // Idle: the server speaks first with 421 4.4.2 when the command timeout passes.
@@ -331,8 +443,11 @@ fn timeouts_error_limit_and_connection_caps() {
 #[test]
 fn connection_caps_answer_421() {
     let relay = RelaySetup::default()
-        .section("limits", "max_connections_per_ip = 2
-max_connections = 3")
+        .section(
+            "limits",
+            "max_connections_per_ip = 2
+max_connections = 3",
+        )
         .start();
     let addr = relay.addr("smtp");
     let (_a, ga) = Client::connect(addr);
@@ -357,7 +472,14 @@ fn sigkill_after_250_keeps_the_message() {
     relay.kill();
     let from = relay.log.len();
     relay.restart();
-    assert!(relay.log.wait_for("messages=1", from, Duration::from_secs(10)).is_some(), "{}", relay.log.text());
+    assert!(
+        relay
+            .log
+            .wait_for("messages=1", from, Duration::from_secs(10))
+            .is_some(),
+        "{}",
+        relay.log.text()
+    );
     let files = relay.spooled_containing(b"must survive kill -9");
     assert_eq!(files.len(), 1);
     assert!(String::from_utf8_lossy(&files[0]).contains(&id));
@@ -402,17 +524,30 @@ fn contacts_table_hot_reload_by_rename_and_sighup() {
     let from = relay.log.len();
     replace_atomically(&contacts, "bob@corp.example bob@tenant.cloud.example\n");
     assert!(
-        relay.log.wait_for("reloaded", from, Duration::from_secs(3)).is_some(),
+        relay
+            .log
+            .wait_for("reloaded", from, Duration::from_secs(3))
+            .is_some(),
         "picked up within 2 s of the rename: {}",
         relay.log.text()
     );
     let after = send_to(&relay, "Bob+news@Corp.Example", "marker-after");
-    assert!(after.contains("bob+news@tenant.cloud.example"), "rewritten with tag: {after}");
+    assert!(
+        after.contains("bob+news@tenant.cloud.example"),
+        "rewritten with tag: {after}"
+    );
 
     // A broken table is refused and the last good one keeps serving.
     let from = relay.log.len();
     replace_atomically(&contacts, "bob@corp.example\n");
-    assert!(relay.log.wait_for("contacts:1", from, Duration::from_secs(3)).is_some(), "{}", relay.log.text());
+    assert!(
+        relay
+            .log
+            .wait_for("contacts:1", from, Duration::from_secs(3))
+            .is_some(),
+        "{}",
+        relay.log.text()
+    );
     let kept = send_to(&relay, "bob@corp.example", "marker-kept");
     assert!(kept.contains("bob@tenant.cloud.example"));
 
@@ -420,7 +555,10 @@ fn contacts_table_hot_reload_by_rename_and_sighup() {
     std::fs::write(&contacts, "bob@corp.example bob2@tenant.cloud.example\n").unwrap();
     let from = relay.log.len();
     relay.signal("HUP");
-    assert!(relay.log.wait_for("reloaded", from, Duration::from_secs(3)).is_some());
+    assert!(relay
+        .log
+        .wait_for("reloaded", from, Duration::from_secs(3))
+        .is_some());
     let hup = send_to(&relay, "bob@corp.example", "marker-hup");
     assert!(hup.contains("bob2@tenant.cloud.example"), "{hup}");
 }
@@ -429,8 +567,18 @@ fn contacts_table_hot_reload_by_rename_and_sighup() {
 fn check_and_route_commands() {
     let relay = RelaySetup::default().start();
     let out = relay.cli(&["check"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = relay.cli(&["route", "--json", "USER3@corp.example", "x@corp.example", "y@elsewhere.example"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = relay.cli(&[
+        "route",
+        "--json",
+        "USER3@corp.example",
+        "x@corp.example",
+        "y@elsewhere.example",
+    ]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["route"], "cloud");
@@ -458,8 +606,16 @@ fn check_and_route_commands() {
 fn shipped_config_checks_ok() {
     let root = coexist_e2e::repo_root();
     let out = Command::new(coexist_e2e::binary("coexist-relay"))
-        .args(["--config", root.join("config/relay.toml").to_str().unwrap(), "check"])
+        .args([
+            "--config",
+            root.join("config/relay.toml").to_str().unwrap(),
+            "check",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

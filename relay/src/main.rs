@@ -15,7 +15,11 @@ use std::sync::Arc;
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "coexist-relay", version, about = "SMTP relay for mail-migration coexistence")]
+#[command(
+    name = "coexist-relay",
+    version,
+    about = "SMTP relay for mail-migration coexistence"
+)]
 struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = "config/relay.toml")]
@@ -218,7 +222,12 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
 
     let config = Arc::new(config);
     let acceptor = match &config.tls {
-        Some(tls) if config.listeners.iter().any(|l| l.tls != relay::config::ListenerTls::None) => {
+        Some(tls)
+            if config
+                .listeners
+                .iter()
+                .any(|l| l.tls != relay::config::ListenerTls::None) =>
+        {
             if relay::tls::ensure_dev_certificate(tls, &config.server.hostname)? {
                 tracing::warn!(
                     cert = %tls.cert.display(),
@@ -238,7 +247,11 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
         config.routes.keys().map(|r| r.as_str()),
     );
     let shutdown = CancellationToken::new();
-    let router = Arc::new(Router::new(&config.relay, &config.routing, Arc::clone(&contacts)));
+    let router = Arc::new(Router::new(
+        &config.relay,
+        &config.routing,
+        Arc::clone(&contacts),
+    ));
     let watcher = contacts.spawn_watcher(shutdown.clone());
 
     let listeners = relay::server::bind(&config.listeners).await?;

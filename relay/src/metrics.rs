@@ -63,12 +63,16 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(opts(name, help), labels).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::with_opts(opts(name, help)).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
         let m = Metrics {
@@ -141,7 +145,8 @@ impl Metrics {
         for result in ["ok", "error"] {
             m.routing_reloads_total.with_label_values(&[result]);
             for direction in ["inbound", "outbound"] {
-                m.tls_handshakes_total.with_label_values(&[direction, result]);
+                m.tls_handshakes_total
+                    .with_label_values(&[direction, result]);
             }
         }
         m

@@ -180,7 +180,10 @@ async fn accept_loop(
                 continue;
             }
         };
-        metrics().connections_total.with_label_values(&[&name]).inc();
+        metrics()
+            .connections_total
+            .with_label_values(&[&name])
+            .inc();
         let _ = stream.set_nodelay(true);
         let Some(slot) = caps.acquire(peer.ip()) else {
             metrics().reject("connections");
@@ -287,7 +290,9 @@ async fn handshake(
     }
 }
 
-fn tls_info<S: AsyncRead + AsyncWrite + Unpin>(stream: &tokio_rustls::server::TlsStream<S>) -> TlsInfo {
+fn tls_info<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &tokio_rustls::server::TlsStream<S>,
+) -> TlsInfo {
     let (_, conn) = stream.get_ref();
     TlsInfo {
         version: conn

@@ -92,7 +92,11 @@ pub fn ensure_dev_certificate(tls: &TlsConfig, hostname: &str) -> Result<bool, T
         })?;
     }
     // The key first, private to the owner; then the certificate.
-    write_new(&tls.key, generated.key_pair.serialize_pem().as_bytes(), 0o600)?;
+    write_new(
+        &tls.key,
+        generated.key_pair.serialize_pem().as_bytes(),
+        0o600,
+    )?;
     write_new(&tls.cert, generated.cert.pem().as_bytes(), 0o644)?;
     Ok(true)
 }
@@ -146,7 +150,8 @@ fn pem_error(path: &Path, what: &'static str, e: rustls::pki_types::pem::Error) 
 /// versions and no renegotiation), the ring provider's modern cipher suites.
 pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = load_certs(&tls.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| pem_error(&tls.key, "private key", e))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .map_err(|e| pem_error(&tls.key, "private key", e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -62,8 +62,14 @@ impl Default for RelaySetup {
         );
         sections.insert("routing".into(), "contacts = \"contacts\"\n".into());
         // Part 1 does not deliver; next hops point at a closed port.
-        sections.insert("route.onprem".into(), "smarthost = [\"127.0.0.1:9\"]\n".into());
-        sections.insert("route.cloud".into(), "smarthost = [\"127.0.0.1:9\"]\n".into());
+        sections.insert(
+            "route.onprem".into(),
+            "smarthost = [\"127.0.0.1:9\"]\n".into(),
+        );
+        sections.insert(
+            "route.cloud".into(),
+            "smarthost = [\"127.0.0.1:9\"]\n".into(),
+        );
         sections.insert("route.internet".into(), "mx = true\n".into());
         sections.insert("metrics".into(), "bind = \"127.0.0.1:0\"\n".into());
         RelaySetup {
@@ -297,7 +303,9 @@ impl Relay {
         let mut found = Vec::new();
         let mut stack = vec![self.spool()];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let p = e.path();
                 if p.is_dir() {

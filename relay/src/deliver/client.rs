@@ -18,8 +18,8 @@ use mail_send::SmtpClient;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use smtp_proto::{
-    EXT_8BIT_MIME, EXT_BINARY_MIME, EXT_CHUNKING, EXT_DSN, EXT_PIPELINING, EXT_SIZE,
-    EXT_SMTP_UTF8, EXT_START_TLS,
+    EXT_8BIT_MIME, EXT_BINARY_MIME, EXT_CHUNKING, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8,
+    EXT_START_TLS,
 };
 use std::io;
 use std::pin::Pin;
@@ -53,7 +53,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -604,7 +608,9 @@ fn lost(stage: Stage, e: io::Error) -> DeliverError {
 /// applies to several recipients.
 pub(crate) fn clone_error(e: &DeliverError) -> DeliverError {
     match e {
-        DeliverError::Connect(io) => DeliverError::Connect(io::Error::new(io.kind(), io.to_string())),
+        DeliverError::Connect(io) => {
+            DeliverError::Connect(io::Error::new(io.kind(), io.to_string()))
+        }
         DeliverError::Timeout(s) => DeliverError::Timeout(*s),
         DeliverError::ConnectionLost { stage, detail } => DeliverError::ConnectionLost {
             stage: *stage,
@@ -647,7 +653,10 @@ mod tests {
 
     #[tokio::test]
     async fn dot_stuffing() {
-        assert_eq!(stuffed(b"A: b\r\n\r\n.\r\n").await, b"A: b\r\n\r\n..\r\n.\r\n");
+        assert_eq!(
+            stuffed(b"A: b\r\n\r\n.\r\n").await,
+            b"A: b\r\n\r\n..\r\n.\r\n"
+        );
         assert_eq!(stuffed(b".x\r\n").await, b"..x\r\n.\r\n");
         assert_eq!(stuffed(b"a\r\n..b\r\nc").await, b"a\r\n...b\r\nc\r\n.\r\n");
         assert_eq!(stuffed(b"a.b\r\n").await, b"a.b\r\n.\r\n");

@@ -139,12 +139,7 @@ pub fn build(
     );
     for r in &reports {
         let rcpt = &envelope.recipients[r.index];
-        let _ = write!(
-            m,
-            "<{}>: {}\r\n",
-            rcpt.address,
-            one_line(&r.failure.detail)
-        );
+        let _ = write!(m, "<{}>: {}\r\n", rcpt.address, one_line(&r.failure.detail));
     }
     // RFC 3464 §2.2: per-message fields.
     let _ = write!(
@@ -181,7 +176,11 @@ pub fn build(
                 let _ = write!(m, "Diagnostic-Code: smtp; {}\r\n", one_line(reply));
             }
             None => {
-                let _ = write!(m, "Diagnostic-Code: x-coexist; {}\r\n", one_line(&r.failure.detail));
+                let _ = write!(
+                    m,
+                    "Diagnostic-Code: x-coexist; {}\r\n",
+                    one_line(&r.failure.detail)
+                );
             }
         }
     }
@@ -287,18 +286,19 @@ mod tests {
     use mail_parser::{MessageParser, MimeHeaders};
 
     fn envelope() -> Envelope {
-        let rcpt = |address: &str, rewritten: &str, notify: Notify, orcpt: Option<&str>| Recipient {
-            address: address.into(),
-            rewritten: rewritten.into(),
-            route: "cloud".into(),
-            reason: RouteReason::Contact,
-            notify,
-            orcpt: orcpt.map(str::to_string),
-            status: RecipientStatus::Pending,
-            attempts: 1,
-            next_attempt: 0,
-            last_error: None,
-        };
+        let rcpt =
+            |address: &str, rewritten: &str, notify: Notify, orcpt: Option<&str>| Recipient {
+                address: address.into(),
+                rewritten: rewritten.into(),
+                route: "cloud".into(),
+                reason: RouteReason::Contact,
+                notify,
+                orcpt: orcpt.map(str::to_string),
+                status: RecipientStatus::Pending,
+                attempts: 1,
+                next_attempt: 0,
+                last_error: None,
+            };
         Envelope {
             id: "Q1234".into(),
             received_at: 1_700_000_000,
@@ -344,7 +344,10 @@ mod tests {
                     text: "User unknown".into(),
                 },
             },
-            Some(("mx.tenant.cloud.example", "mx.tenant.cloud.example[192.0.2.9]:25".into())),
+            Some((
+                "mx.tenant.cloud.example",
+                "mx.tenant.cloud.example[192.0.2.9]:25".into(),
+            )),
         )
     }
 
@@ -353,8 +356,16 @@ mod tests {
         let env = envelope();
         let f = failure();
         let reports = [
-            Report { index: 0, action: Action::Failed, failure: &f },
-            Report { index: 1, action: Action::Failed, failure: &f },
+            Report {
+                index: 0,
+                action: Action::Failed,
+                failure: &f,
+            },
+            Report {
+                index: 1,
+                action: Action::Failed,
+                failure: &f,
+            },
         ];
         let dsn = build(&env, "relay.corp.example", &reports, MESSAGE, Utc::now()).unwrap();
         assert_eq!(dsn.envelope.sender, "");
@@ -373,10 +384,16 @@ mod tests {
         assert_eq!(parsed.parts.len(), 4, "root + 3 parts");
         let text = parsed.body_text(0).unwrap();
         assert!(text.contains("<bob@corp.example>"), "{text}");
-        assert!(!text.contains("quiet@"), "NOTIFY=NEVER recipient must not be reported");
+        assert!(
+            !text.contains("quiet@"),
+            "NOTIFY=NEVER recipient must not be reported"
+        );
 
         let status_part = &parsed.parts[2];
-        assert_eq!(status_part.content_type().unwrap().subtype(), Some("delivery-status"));
+        assert_eq!(
+            status_part.content_type().unwrap().subtype(),
+            Some("delivery-status")
+        );
         let status = String::from_utf8_lossy(status_part.contents());
         for field in [
             "Reporting-MTA: dns; relay.corp.example",
@@ -395,10 +412,16 @@ mod tests {
 
         let returned = &parsed.parts[3];
         assert_eq!(returned.content_type().unwrap().ctype(), "text");
-        assert_eq!(returned.content_type().unwrap().subtype(), Some("rfc822-headers"));
+        assert_eq!(
+            returned.content_type().unwrap().subtype(),
+            Some("rfc822-headers")
+        );
         let returned = String::from_utf8_lossy(returned.contents());
         assert!(returned.contains("Subject: hello"));
-        assert!(!returned.contains("secret body"), "RET=HDRS returns headers only");
+        assert!(
+            !returned.contains("secret body"),
+            "RET=HDRS returns headers only"
+        );
     }
 
     #[test]
@@ -406,16 +429,26 @@ mod tests {
         let mut env = envelope();
         env.ret = Some(Ret::Full);
         let f = failure();
-        let reports = [Report { index: 0, action: Action::Failed, failure: &f }];
+        let reports = [Report {
+            index: 0,
+            action: Action::Failed,
+            failure: &f,
+        }];
         let dsn = build(&env, "relay.corp.example", &reports, MESSAGE, Utc::now()).unwrap();
         let parsed = MessageParser::default().parse(&dsn.message).unwrap();
         let returned = parsed
             .parts
             .iter()
-            .find(|p| p.content_type().is_some_and(|c| c.ctype() == "message"))
+            .find(|p| {
+                p.content_type()
+                    .is_some_and(|c| c.ctype() == "message" && c.subtype() == Some("rfc822"))
+            })
             .expect("message/rfc822 part");
-        assert_eq!(returned.content_type().unwrap().subtype(), Some("rfc822"));
-        let inner = parsed.attachment(0).and_then(|a| a.message()).expect("nested message");
+        assert!(!returned.contents().is_empty());
+        let inner = parsed
+            .attachments()
+            .find_map(|a| a.message())
+            .expect("nested message");
         assert_eq!(inner.subject(), Some("hello"));
         assert!(inner.body_text(0).unwrap().contains("secret body"));
     }
@@ -424,19 +457,34 @@ mod tests {
     fn no_dsn_to_null_sender_or_never() {
         let mut env = envelope();
         let f = failure();
-        let never_only = [Report { index: 1, action: Action::Failed, failure: &f }];
+        let never_only = [Report {
+            index: 1,
+            action: Action::Failed,
+            failure: &f,
+        }];
         assert!(build(&env, "h", &never_only, MESSAGE, Utc::now()).is_none());
         env.sender.clear();
-        let reports = [Report { index: 0, action: Action::Failed, failure: &f }];
+        let reports = [Report {
+            index: 0,
+            action: Action::Failed,
+            failure: &f,
+        }];
         assert!(build(&env, "h", &reports, MESSAGE, Utc::now()).is_none());
     }
 
     #[test]
     fn delayed_respects_notify() {
         let mut env = envelope();
-        env.recipients[0].notify = Notify { failure: true, ..Notify::default() };
+        env.recipients[0].notify = Notify {
+            failure: true,
+            ..Notify::default()
+        };
         let f = failure();
-        let reports = [Report { index: 0, action: Action::Delayed, failure: &f }];
+        let reports = [Report {
+            index: 0,
+            action: Action::Delayed,
+            failure: &f,
+        }];
         assert!(build(&env, "h", &reports, MESSAGE, Utc::now()).is_none());
         env.recipients[0].notify = Notify::default();
         let dsn = build(&env, "h", &reports, MESSAGE, Utc::now()).unwrap();

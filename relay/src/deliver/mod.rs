@@ -107,11 +107,18 @@ impl Deliverer {
                 continue;
             };
             let mx = self.routes.get(&r.route).map(|c| c.mx).unwrap_or(false);
-            let domain = if mx { domain_of(&r.rewritten) } else { String::new() };
+            let domain = if mx {
+                domain_of(&r.rewritten)
+            } else {
+                String::new()
+            };
             groups.entry((r.route.clone(), domain)).or_default().push(i);
         }
         for ((route, domain), group) in groups {
-            outcomes.extend(self.deliver_group(envelope, &route, &domain, &group, &message).await);
+            outcomes.extend(
+                self.deliver_group(envelope, &route, &domain, &group, &message)
+                    .await,
+            );
         }
         // Back in the caller's order.
         let position = |i: usize| indices.iter().position(|&x| x == i).unwrap_or(usize::MAX);
@@ -146,7 +153,10 @@ impl Deliverer {
             Err(e) => return self.fail_all(envelope, route_name, group, None, &e, None),
         };
         let params = SessionParams {
-            helo: route.helo_name.clone().unwrap_or_else(|| self.hostname.clone()),
+            helo: route
+                .helo_name
+                .clone()
+                .unwrap_or_else(|| self.hostname.clone()),
             policy: route.tls,
             tls_config: match route.tls {
                 OutboundTls::Verify => self

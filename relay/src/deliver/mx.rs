@@ -151,7 +151,9 @@ impl Resolver {
         }
         match first_error {
             // Implicit MX of a name that has neither MX nor address: nothing there.
-            Some(DeliverError::NoSuchDomain(_)) if exchanges.len() == 1 && exchanges[0].1 == domain => {
+            Some(DeliverError::NoSuchDomain(_))
+                if exchanges.len() == 1 && exchanges[0].1 == domain =>
+            {
                 Err(DeliverError::NoSuchDomain(domain))
             }
             Some(e @ DeliverError::DnsTemporary { .. }) => Err(e),
@@ -263,10 +265,7 @@ mod tests {
             split_host_port("MX.example", 25).unwrap(),
             ("mx.example".into(), 25)
         );
-        assert_eq!(
-            split_host_port("[::1]:26", 25).unwrap(),
-            ("::1".into(), 26)
-        );
+        assert_eq!(split_host_port("[::1]:26", 25).unwrap(), ("::1".into(), 26));
         assert_eq!(
             split_host_port("127.0.0.1:1", 25).unwrap(),
             ("127.0.0.1".into(), 1)

@@ -65,7 +65,12 @@ impl Reply {
         Reply {
             code: r.code,
             enhanced: r.esc,
-            text: r.message.split(['\r', '\n']).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "),
+            text: r
+                .message
+                .split(['\r', '\n'])
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 
@@ -83,7 +88,10 @@ impl Reply {
     /// basic code's class when it sent none (RFC 3463 §3.1 X.0.0).
     pub fn status(&self) -> String {
         if self.enhanced[0] != 0 {
-            format!("{}.{}.{}", self.enhanced[0], self.enhanced[1], self.enhanced[2])
+            format!(
+                "{}.{}.{}",
+                self.enhanced[0], self.enhanced[1], self.enhanced[2]
+            )
         } else if self.is_permanent() {
             "5.0.0".into()
         } else if self.is_positive() {
@@ -302,9 +310,10 @@ impl Failure {
             _ => None,
         };
         let (remote_mta, detail) = match remote {
-            Some((host, shown)) if reply.is_some() => {
-                (Some(host.to_string()), format!("host {shown} said: {error}"))
-            }
+            Some((host, shown)) if reply.is_some() => (
+                Some(host.to_string()),
+                format!("host {shown} said: {error}"),
+            ),
             Some((host, shown)) => (Some(host.to_string()), format!("{shown}: {error}")),
             None => (None, error.to_string()),
         };

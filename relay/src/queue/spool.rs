@@ -28,7 +28,12 @@ impl Spool {
         "STUB".into()
     }
     /// STUB
-    pub async fn store(&self, envelope: Envelope, _header: Vec<u8>, _body: Vec<u8>) -> Result<Envelope, SpoolError> {
+    pub async fn store(
+        &self,
+        envelope: Envelope,
+        _header: Vec<u8>,
+        _body: Vec<u8>,
+    ) -> Result<Envelope, SpoolError> {
         Ok(envelope)
     }
 }

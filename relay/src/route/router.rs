@@ -45,7 +45,12 @@ impl Router {
         self.contacts.current()
     }
     /// STUB.
-    pub fn decide(&self, _table: &ContactsTable, address: &str, _client: IpAddr) -> Result<Decision, RouteError> {
+    pub fn decide(
+        &self,
+        _table: &ContactsTable,
+        address: &str,
+        _client: IpAddr,
+    ) -> Result<Decision, RouteError> {
         Ok(Decision {
             route: "onprem".into(),
             rewritten: address.into(),

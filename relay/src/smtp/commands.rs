@@ -289,7 +289,12 @@ impl Session {
     }
 
     /// A BDAT chunk has been read completely (RFC 3030 §2: one reply per chunk).
-    pub(super) async fn chunk_done(&mut self, reader: BodyReader, size: usize, last: bool) -> Action {
+    pub(super) async fn chunk_done(
+        &mut self,
+        reader: BodyReader,
+        size: usize,
+        last: bool,
+    ) -> Action {
         let max = self.ctx.config.limits.max_message_size;
         let refusal = match &mut self.phase {
             Phase::Mail(txn) if txn.recipients.is_empty() => {
@@ -303,7 +308,10 @@ impl Session {
                 Some((Reply::too_large(max), "size"))
             }
             Phase::Mail(_) => None,
-            _ => Some((Reply::bad_sequence("Need MAIL and RCPT before BDAT"), "sequence")),
+            _ => Some((
+                Reply::bad_sequence("Need MAIL and RCPT before BDAT"),
+                "sequence",
+            )),
         };
         match refusal {
             Some((reply, reason)) => {
@@ -336,7 +344,11 @@ impl Session {
         };
         self.phase = Phase::Ready;
         let limits = &self.ctx.config.limits;
-        match check_content(&mut message, limits.bare_newline, limits.max_received_headers) {
+        match check_content(
+            &mut message,
+            limits.bare_newline,
+            limits.max_received_headers,
+        ) {
             Ok(()) => {}
             Err(ContentError::BareNewline) => {
                 metrics().reject("syntax");
@@ -383,7 +395,10 @@ impl Session {
         match self.ctx.spool.store(envelope, header, message).await {
             Ok(envelope) => {
                 let listener = [self.conn.listener.name.as_str()];
-                metrics().messages_received_total.with_label_values(&listener).inc();
+                metrics()
+                    .messages_received_total
+                    .with_label_values(&listener)
+                    .inc();
                 metrics()
                     .bytes_received_total
                     .with_label_values(&listener)

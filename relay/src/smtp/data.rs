@@ -60,7 +60,12 @@ impl BodyReader {
 
     /// Consumes bytes from `input` into `message`. When `message` grows past `limit`
     /// the reader switches to discarding (the caller sees `message.len() > limit`).
-    pub fn ingest(&mut self, input: &mut Iter<'_, u8>, message: &mut Vec<u8>, limit: usize) -> Progress {
+    pub fn ingest(
+        &mut self,
+        input: &mut Iter<'_, u8>,
+        message: &mut Vec<u8>,
+        limit: usize,
+    ) -> Progress {
         let done = match self {
             BodyReader::Data(rx) => {
                 let done = rx.ingest(input, message);
@@ -195,7 +200,11 @@ mod tests {
         let (msg, done) = feed(&mut r, &[b"hdr\r\n", &big, &big, b"\r\n.\r\n"], 1000);
         assert!(done);
         assert!(r.is_discarding());
-        assert!(msg.len() > 1000 && msg.len() < 6000, "stopped storing: {}", msg.len());
+        assert!(
+            msg.len() > 1000 && msg.len() < 6000,
+            "stopped storing: {}",
+            msg.len()
+        );
     }
 
     #[test]
@@ -229,7 +238,9 @@ mod tests {
     fn received_loop() {
         let mut m = Vec::new();
         for i in 0..3 {
-            m.extend_from_slice(format!("Received: from h{i} by x; Mon, 1 Jan 2024 00:00:00 +0000\r\n").as_bytes());
+            m.extend_from_slice(
+                format!("Received: from h{i} by x; Mon, 1 Jan 2024 00:00:00 +0000\r\n").as_bytes(),
+            );
         }
         m.extend_from_slice(b"Subject: x\r\n\r\nReceived: in body\r\n");
         assert_eq!(count_received(&m), 3);

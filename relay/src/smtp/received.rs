@@ -37,11 +37,7 @@ pub fn received_header(t: &Trace<'_>) -> Vec<u8> {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("IPv6:{v6}"),
     };
-    let mut s = format!(
-        "Received: from {} ([{}])\r\n",
-        sanitize(t.helo),
-        ip
-    );
+    let mut s = format!("Received: from {} ([{}])\r\n", sanitize(t.helo), ip);
     if let Some(tls) = t.tls {
         s.push_str(&format!(
             "\t(using {} with cipher {})\r\n",
@@ -55,17 +51,20 @@ pub fn received_header(t: &Trace<'_>) -> Vec<u8> {
     if let Some(rcpt) = t.single_recipient {
         s.push_str(&format!("\r\n\tfor <{}>", sanitize(rcpt)));
     }
-    s.push_str(&format!(
-        ";\r\n\t{}\r\n",
-        chrono::Local::now().to_rfc2822()
-    ));
+    s.push_str(&format!(";\r\n\t{}\r\n", chrono::Local::now().to_rfc2822()));
     s.into_bytes()
 }
 
 /// Client-supplied text must not break the header (no CR/LF, no control characters).
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() || c == '(' || c == ')' { '_' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '(' || c == ')' {
+                '_'
+            } else {
+                c
+            }
+        })
         .take(255)
         .collect()
 }

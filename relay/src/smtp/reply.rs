@@ -175,7 +175,11 @@ impl Reply {
     }
     /// `554 5.4.6` mail loop (too many Received fields, RFC 5321 §6.3).
     pub fn mail_loop() -> Self {
-        Reply::new(554, (5, 4, 6), "Too many Received headers: mail loop detected")
+        Reply::new(
+            554,
+            (5, 4, 6),
+            "Too many Received headers: mail loop detected",
+        )
     }
     /// `550 5.6.0` bare LF or CR in message data while `bare_newline = "reject"`.
     pub fn bare_newline() -> Self {
@@ -199,11 +203,19 @@ impl Reply {
     }
     /// `421 4.7.0` connection rate exceeded.
     pub fn connection_rate() -> Self {
-        Reply::new(421, (4, 7, 0), "Connection rate limit exceeded, try again later")
+        Reply::new(
+            421,
+            (4, 7, 0),
+            "Connection rate limit exceeded, try again later",
+        )
     }
     /// `450 4.7.1` message rate exceeded.
     pub fn message_rate() -> Self {
-        Reply::new(450, (4, 7, 1), "Message rate limit exceeded, try again later")
+        Reply::new(
+            450,
+            (4, 7, 1),
+            "Message rate limit exceeded, try again later",
+        )
     }
     /// `451 4.3.0` spool write failed.
     pub fn spool_failed() -> Self {
@@ -255,8 +267,14 @@ mod tests {
 
     #[test]
     fn single_line_has_enhanced_code() {
-        assert_eq!(wire(&Reply::relay_denied()), "554 5.7.1 Relay access denied\r\n");
-        assert_eq!(wire(&Reply::queued("ABC")), "250 2.0.0 ABC Message queued\r\n");
+        assert_eq!(
+            wire(&Reply::relay_denied()),
+            "554 5.7.1 Relay access denied\r\n"
+        );
+        assert_eq!(
+            wire(&Reply::queued("ABC")),
+            "250 2.0.0 ABC Message queued\r\n"
+        );
     }
 
     #[test]

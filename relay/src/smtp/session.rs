@@ -179,7 +179,8 @@ impl Session {
             };
             let mut input = buf[..n].iter();
             // An empty BDAT chunk has no bytes to wait for: step it even on empty input.
-            while !input.as_slice().is_empty() || matches!(self.input, Input::Bdat { size: 0, .. }) {
+            while !input.as_slice().is_empty() || matches!(self.input, Input::Bdat { size: 0, .. })
+            {
                 match self.step(&mut input).await {
                     Action::Continue => {}
                     Action::NeedMore => break,
