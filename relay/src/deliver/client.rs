@@ -559,9 +559,7 @@ pub async fn write_dot_stuffed<W: AsyncWrite + Unpin>(w: &mut W, message: &[u8])
         line_start = b == b'\n';
     }
     w.write_all(&message[start..]).await?;
-    if message.ends_with(b"\r\n") {
-        w.write_all(b".\r\n").await
-    } else if message.is_empty() {
+    if message.is_empty() || message.ends_with(b"\r\n") {
         w.write_all(b".\r\n").await
     } else {
         // RFC 5321 §4.1.1.4: the end marker must begin a line.
