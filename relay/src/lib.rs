@@ -9,6 +9,8 @@
 //! - [`route`]: the contacts table (format, atomic writer, hot reload) and the
 //!   per-recipient routing decision.
 //! - [`queue`]: the durable spool (envelope + message, group commit, recovery).
+//! - [`deliver`]: outbound: next hops (smarthost, MX), TLS policy, one SMTP
+//!   transaction per group of recipients, session reuse, DSNs.
 //! - [`rate`]: per-client connection and message rate limits.
 //! - [`tls`]: certificate loading and the development certificate.
 //! - [`metrics`]: the Prometheus metric set.
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod deliver;
 pub mod http;
 pub mod metrics;
 pub mod queue;

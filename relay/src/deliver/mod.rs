@@ -1,0 +1,345 @@
+//! Outbound delivery: one message and a group of its recipients to a next hop.
+//!
+//! - [`mx`]: next hops from a smarthost list or an MX lookup.
+//! - [`client`]: one SMTP session (TLS policy, pipelining, DATA/BDAT, result per RCPT).
+//! - [`pool`]: idle sessions for reuse, per-next-hop concurrency.
+//! - [`tls`]: client TLS configurations per policy.
+//! - [`status`]: every error and the one table that says temporary or permanent.
+//! - [`dsn`]: RFC 3464 delivery status notifications.
+//!
+//! [`Deliverer::deliver`] never fails as a whole: every recipient it is given
+//! comes back with an [`Outcome`], and the caller (the queue manager) records it.
+
+pub mod client;
+pub mod dsn;
+pub mod mx;
+pub mod pool;
+pub mod status;
+pub mod tls;
+
+#[cfg(test)]
+mod tests;
+
+use crate::config::{Config, OutboundTls, RouteConfig};
+use crate::metrics::metrics;
+use crate::queue::envelope::Envelope;
+use client::{Session, SessionParams, Transaction, TxnRecipient};
+use mx::{NextHop, Resolver};
+use pool::{Pool, PoolKey};
+use rustls::ClientConfig;
+use status::{DeliverError, Failure};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use status::DeliverError as Error;
+
+/// How long an idle session is kept for the next message.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What happened to one recipient in one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The next hop accepted it.
+    Delivered {
+        /// The next hop's final reply, e.g. `250 2.0.0 Ok: queued as X`.
+        reply: String,
+    },
+    /// Try again later.
+    Temporary(Failure),
+    /// Give up: bounce.
+    Permanent(Failure),
+}
+
+/// Delivers messages; holds the resolver, the session pool and TLS configurations.
+pub struct Deliverer {
+    hostname: String,
+    routes: BTreeMap<String, RouteConfig>,
+    resolver: Resolver,
+    any_certificate: Arc<ClientConfig>,
+    verifying: BTreeMap<String, Arc<ClientConfig>>,
+    pool: Arc<Pool>,
+}
+
+impl Deliverer {
+    /// Builds the resolver and the TLS configurations of every route.
+    pub fn new(config: &Config) -> Result<Deliverer, DeliverError> {
+        let mut verifying = BTreeMap::new();
+        for (name, route) in &config.routes {
+            if route.tls == OutboundTls::Verify {
+                verifying.insert(name.clone(), tls::verifying(route.ca.as_deref())?);
+            }
+        }
+        Ok(Deliverer {
+            hostname: config.server.hostname.clone(),
+            routes: config.routes.clone(),
+            resolver: Resolver::new(&config.dns)?,
+            any_certificate: tls::any_certificate(),
+            verifying,
+            pool: Pool::new(config.queue.per_host_concurrency, IDLE_TIMEOUT),
+        })
+    }
+
+    /// TCP connections opened so far (connection reuse shows as fewer
+    /// connections than transactions).
+    pub fn connections_opened(&self) -> usize {
+        self.pool.opened()
+    }
+
+    /// Closes idle sessions (QUIT); for shutdown.
+    pub fn close_idle(&self) {
+        self.pool.close_idle();
+    }
+
+    /// Delivers the recipients `indices` of `envelope` and returns one outcome
+    /// per index, in the order given. Recipients are grouped by route and, for
+    /// MX routes, by domain; each group is one transaction.
+    pub async fn deliver(
+        &self,
+        envelope: &Envelope,
+        indices: &[usize],
+        message: Arc<Vec<u8>>,
+    ) -> Vec<(usize, Outcome)> {
+        let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        let mut outcomes = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let Some(r) = envelope.recipients.get(i) else {
+                continue;
+            };
+            let mx = self.routes.get(&r.route).map(|c| c.mx).unwrap_or(false);
+            let domain = if mx {
+                domain_of(&r.rewritten)
+            } else {
+                String::new()
+            };
+            groups.entry((r.route.clone(), domain)).or_default().push(i);
+        }
+        for ((route, domain), group) in groups {
+            outcomes.extend(
+                self.deliver_group(envelope, &route, &domain, &group, &message)
+                    .await,
+            );
+        }
+        // Back in the caller's order.
+        let position = |i: usize| indices.iter().position(|&x| x == i).unwrap_or(usize::MAX);
+        outcomes.sort_by_key(|(i, _)| position(*i));
+        outcomes
+    }
+
+    async fn deliver_group(
+        &self,
+        envelope: &Envelope,
+        route_name: &str,
+        domain: &str,
+        group: &[usize],
+        message: &[u8],
+    ) -> Vec<(usize, Outcome)> {
+        let started = Instant::now();
+        let Some(route) = self.routes.get(route_name) else {
+            let e = DeliverError::UnknownRoute(route_name.to_string());
+            return self.fail_all(envelope, route_name, group, None, &e, None);
+        };
+        let hops = if route.mx {
+            self.resolver.mx(domain, route.port).await
+        } else {
+            self.resolver.smarthosts(&route.smarthost, route.port).await
+        };
+        let hops = match hops {
+            Ok(h) if h.is_empty() => Err(DeliverError::NoAddress(route_name.to_string())),
+            other => other,
+        };
+        let hops = match hops {
+            Ok(h) => h,
+            Err(e) => return self.fail_all(envelope, route_name, group, None, &e, None),
+        };
+        let params = SessionParams {
+            helo: route
+                .helo_name
+                .clone()
+                .unwrap_or_else(|| self.hostname.clone()),
+            policy: route.tls,
+            tls_config: match route.tls {
+                OutboundTls::Verify => self
+                    .verifying
+                    .get(route_name)
+                    .cloned()
+                    .unwrap_or_else(|| self.any_certificate.clone()),
+                _ => self.any_certificate.clone(),
+            },
+            connect_timeout: route.connect_timeout,
+            command_timeout: route.command_timeout,
+            data_timeout: route.data_timeout,
+        };
+
+        let mut last: Option<(NextHop, DeliverError)> = None;
+        for hop in &hops {
+            let key = PoolKey::new(hop.addr, &hop.host, route.tls, &params.helo);
+            let _permit = self.pool.permit(hop.addr).await;
+            let session = match self.session(&key, hop, &params).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(queue_id = %envelope.id, next_hop = %hop, error = %e, "next hop skipped");
+                    last = Some((hop.clone(), e));
+                    continue;
+                }
+            };
+            let outcomes = self
+                .transaction(envelope, route_name, group, message, session, key)
+                .await;
+            metrics()
+                .delivery_duration_seconds
+                .with_label_values(&[route_name])
+                .observe(started.elapsed().as_secs_f64());
+            return outcomes;
+        }
+        let (hop, e) = last.expect("at least one next hop was tried");
+        self.fail_all(envelope, route_name, group, Some(&hop), &e, None)
+    }
+
+    /// A fresh-enough pooled session (after a successful RSET), or a new one.
+    async fn session(
+        &self,
+        key: &PoolKey,
+        hop: &NextHop,
+        params: &SessionParams,
+    ) -> Result<Session, DeliverError> {
+        while let Some(mut session) = self.pool.take(key) {
+            match session.reset().await {
+                Ok(()) => return Ok(session),
+                // The server closed it while idle: not an error, open another.
+                Err(_) => tokio::spawn(session.quit()),
+            };
+        }
+        let session = Session::open(hop, params).await?;
+        self.pool.count_open();
+        Ok(session)
+    }
+
+    async fn transaction(
+        &self,
+        envelope: &Envelope,
+        route: &str,
+        group: &[usize],
+        message: &[u8],
+        mut session: Session,
+        key: PoolKey,
+    ) -> Vec<(usize, Outcome)> {
+        let recipients = group
+            .iter()
+            .map(|&i| {
+                let r = &envelope.recipients[i];
+                TxnRecipient {
+                    address: &r.rewritten,
+                    original: &r.address,
+                    notify: r.notify,
+                    orcpt: r.orcpt.as_deref(),
+                }
+            })
+            .collect();
+        let txn = Transaction {
+            sender: &envelope.sender,
+            body: envelope.body,
+            smtputf8: envelope.smtputf8,
+            ret: envelope.ret,
+            envid: envelope.envid.as_deref(),
+            recipients,
+            message,
+        };
+        let result = session.send(&txn).await;
+        let hop = session.hop.clone();
+        let tls = session.tls.clone();
+        let outcomes = group
+            .iter()
+            .zip(result.recipients)
+            .map(|(&i, r)| {
+                let outcome = match r {
+                    Ok(reply) => Outcome::Delivered {
+                        reply: reply.to_string(),
+                    },
+                    Err(e) => classify(&e, Some(&hop)),
+                };
+                self.log(envelope, i, route, Some(&hop), tls.as_deref(), &outcome);
+                (i, outcome)
+            })
+            .collect();
+        if result.reusable {
+            self.pool.put(key, session);
+        } else {
+            tokio::spawn(session.quit());
+        }
+        outcomes
+    }
+
+    fn fail_all(
+        &self,
+        envelope: &Envelope,
+        route: &str,
+        group: &[usize],
+        hop: Option<&NextHop>,
+        e: &DeliverError,
+        tls: Option<&str>,
+    ) -> Vec<(usize, Outcome)> {
+        group
+            .iter()
+            .map(|&i| {
+                let outcome = classify(e, hop);
+                self.log(envelope, i, route, hop, tls, &outcome);
+                (i, outcome)
+            })
+            .collect()
+    }
+
+    /// The Postfix-style line for one recipient and attempt, and its counter.
+    fn log(
+        &self,
+        envelope: &Envelope,
+        i: usize,
+        route: &str,
+        hop: Option<&NextHop>,
+        tls: Option<&str>,
+        outcome: &Outcome,
+    ) {
+        let r = &envelope.recipients[i];
+        let (status, result, text) = match outcome {
+            Outcome::Delivered { reply } => ("sent", "delivered", reply.clone()),
+            Outcome::Temporary(f) => ("deferred", "deferred", f.to_string()),
+            Outcome::Permanent(f) => ("bounced", "bounced", f.to_string()),
+        };
+        metrics()
+            .deliveries_total
+            .with_label_values(&[route, result])
+            .inc();
+        let delay = (chrono::Utc::now().timestamp() - envelope.received_at).max(0);
+        let relay = hop.map_or_else(|| "none".to_string(), |h| h.to_string());
+        tracing::info!(
+            "{}: to=<{}>, orig_to=<{}>, route={}, relay={}, delay={}, tls={}, status={} ({})",
+            envelope.id,
+            r.rewritten,
+            r.address,
+            route,
+            relay,
+            delay,
+            tls.unwrap_or("none"),
+            status,
+            text
+        );
+    }
+}
+
+/// Error → outcome, through the one classification table.
+fn classify(e: &DeliverError, hop: Option<&NextHop>) -> Outcome {
+    let failure = Failure::new(e, hop.map(|h| (h.host.as_str(), h.to_string())));
+    if e.is_permanent() {
+        Outcome::Permanent(failure)
+    } else {
+        Outcome::Temporary(failure)
+    }
+}
+
+/// The domain of `local@domain`, lower case; empty when there is none.
+fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+        .unwrap_or_default()
+}

@@ -1,0 +1,724 @@
+//! Delivery against real peers on loopback: Postfix's smtp-sink, a scripted
+//! in-test SMTP server (failures on demand), and a tiny DNS responder.
+
+use super::*;
+use crate::config::{
+    BareNewline, DnsConfig, Limits, MetricsConfig, QueueConfig, RelayConfig, RoutingConfig,
+    ServerConfig,
+};
+use crate::queue::envelope::{BodyType, Notify, Recipient, RecipientStatus, RouteReason};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+
+const MESSAGE: &[u8] =
+    b"Received: from client.example by relay.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+From: alice@sender.example\r\n\
+To: bob@corp.example\r\n\
+Subject: byte for byte\r\n\
+DKIM-Signature: v=1; a=rsa-sha256; d=sender.example; s=s; b=AAAA\r\n\
+\r\n\
+.a line that starts with a dot\r\n\
+..two dots\r\n\
+.\r\n\
+last line\r\n";
+
+fn route(smarthost: Vec<String>, mx: bool, tls: OutboundTls, port: u16) -> RouteConfig {
+    RouteConfig {
+        smarthost,
+        mx,
+        tls,
+        port,
+        helo_name: None,
+        ca: None,
+        connect_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(10),
+        data_timeout: Duration::from_secs(10),
+    }
+}
+
+fn config(routes: Vec<(&str, RouteConfig)>, dns: Vec<SocketAddr>) -> Config {
+    Config {
+        path: PathBuf::from("relay.toml"),
+        server: ServerConfig {
+            hostname: "relay.test".into(),
+            spool_dir: PathBuf::from("spool"),
+            shutdown_grace: Duration::from_secs(1),
+        },
+        listeners: Vec::new(),
+        tls: None,
+        limits: Limits {
+            max_message_size: 1 << 20,
+            max_recipients: 100,
+            max_connections: 10,
+            max_connections_per_ip: 10,
+            command_timeout: Duration::from_secs(10),
+            data_timeout: Duration::from_secs(10),
+            max_errors: 10,
+            max_received_headers: 50,
+            bare_newline: BareNewline::Normalize,
+            max_messages_per_minute_per_ip: 0,
+            max_connections_per_minute_per_ip: 0,
+        },
+        relay: RelayConfig {
+            accepted_domains: vec!["corp.example".into()],
+            trusted_networks: Vec::new(),
+        },
+        routing: RoutingConfig {
+            contacts: PathBuf::from("contacts"),
+            contact_route: "cloud".into(),
+            accepted_route: "onprem".into(),
+            default_route: "internet".into(),
+            subaddress_separator: "+".into(),
+            rules: Vec::new(),
+        },
+        routes: routes
+            .into_iter()
+            .map(|(n, r)| (n.to_string(), r))
+            .collect(),
+        dns: DnsConfig { nameservers: dns },
+        queue: QueueConfig {
+            retry_schedule: vec![Duration::from_secs(60)],
+            max_lifetime: Duration::from_secs(3600),
+            delivery_concurrency: 10,
+            per_host_concurrency: 2,
+        },
+        metrics: MetricsConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+        },
+        doctor: Default::default(),
+    }
+}
+
+fn envelope(route: &str, rcpts: &[&str]) -> Envelope {
+    Envelope {
+        id: "T1".into(),
+        received_at: chrono::Utc::now().timestamp(),
+        sender: "alice@sender.example".into(),
+        client_ip: "127.0.0.1".parse().unwrap(),
+        helo: "client.example".into(),
+        listener: "smtp".into(),
+        body: BodyType::SevenBit,
+        smtputf8: false,
+        ret: None,
+        envid: None,
+        size: MESSAGE.len() as u64,
+        recipients: rcpts
+            .iter()
+            .map(|a| Recipient {
+                address: a.replace("@cloud.test", "@corp.example"),
+                rewritten: a.to_string(),
+                route: route.into(),
+                reason: RouteReason::Contact,
+                notify: Notify::default(),
+                orcpt: None,
+                status: RecipientStatus::Pending,
+                attempts: 0,
+                next_attempt: 0,
+                last_error: None,
+            })
+            .collect(),
+    }
+}
+
+fn all(n: usize) -> Vec<usize> {
+    (0..n).collect()
+}
+
+// ---------------------------------------------------------------- scripted sink
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+#[derive(Clone)]
+struct Script {
+    greeting: &'static str,
+    extensions: Vec<&'static str>,
+    /// RCPT address → reply line.
+    rcpt_replies: Vec<(&'static str, &'static str)>,
+    /// Close the connection after reading part of the message.
+    drop_in_data: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            greeting: "220 sink.test ESMTP",
+            extensions: vec![
+                "PIPELINING",
+                "8BITMIME",
+                "SIZE 10000000",
+                "DSN",
+                "ENHANCEDSTATUSCODES",
+            ],
+            rcpt_replies: Vec::new(),
+            drop_in_data: false,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    accepts: usize,
+    commands: Vec<String>,
+    /// (recipients, unstuffed message bytes)
+    messages: Vec<(Vec<String>, Vec<u8>)>,
+}
+
+struct Sink {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Sink {
+    async fn start(script: Script) -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let s = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                s.lock().unwrap().accepts += 1;
+                tokio::spawn(sink_session(Box::new(tcp), script.clone(), s.clone()));
+            }
+        });
+        Sink { addr, seen }
+    }
+
+    fn mails(&self) -> usize {
+        let seen = self.seen.lock().unwrap();
+        seen.commands
+            .iter()
+            .filter(|c| c.starts_with("MAIL"))
+            .count()
+    }
+}
+
+async fn sink_session(stream: Box<dyn Io>, script: Script, seen: Arc<Mutex<Seen>>) {
+    let mut r = BufReader::new(stream);
+    let mut tls_done = false;
+    if r.get_mut()
+        .write_all(format!("{}\r\n", script.greeting).as_bytes())
+        .await
+        .is_err()
+        || !script.greeting.starts_with('2')
+    {
+        return;
+    }
+    let mut rcpts = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let cmd = line.trim_end().to_string();
+        seen.lock().unwrap().commands.push(cmd.clone());
+        let upper = cmd.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            let mut ext: Vec<&str> = script.extensions.clone();
+            if script.tls.is_some() && !tls_done {
+                ext.push("STARTTLS");
+            }
+            let mut out = String::from("250-sink.test\r\n");
+            for (i, e) in ext.iter().enumerate() {
+                let sep = if i + 1 == ext.len() { ' ' } else { '-' };
+                out.push_str(&format!("250{sep}{e}\r\n"));
+            }
+            if ext.is_empty() {
+                out = "250 sink.test\r\n".into();
+            }
+            out
+        } else if upper == "STARTTLS" {
+            let Some(cfg) = script.tls.clone() else {
+                return;
+            };
+            if r.get_mut()
+                .write_all(b"220 2.0.0 go ahead\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let inner = r.into_inner();
+            match tokio_rustls::TlsAcceptor::from(cfg).accept(inner).await {
+                Ok(tls) => {
+                    r = BufReader::new(Box::new(tls));
+                    tls_done = true;
+                    continue;
+                }
+                Err(_) => return,
+            }
+        } else if upper.starts_with("MAIL") {
+            rcpts.clear();
+            "250 2.1.0 ok\r\n".into()
+        } else if upper.starts_with("RCPT") {
+            let addr =
+                cmd[cmd.find('<').unwrap_or(0) + 1..cmd.find('>').unwrap_or(cmd.len())].to_string();
+            match script.rcpt_replies.iter().find(|(a, _)| *a == addr) {
+                Some((_, reply)) => format!("{reply}\r\n"),
+                None => {
+                    rcpts.push(addr);
+                    "250 2.1.5 ok\r\n".into()
+                }
+            }
+        } else if upper == "DATA" {
+            if r.get_mut().write_all(b"354 go ahead\r\n").await.is_err() {
+                return;
+            }
+            let mut data = Vec::new();
+            loop {
+                let mut l = Vec::new();
+                if r.read_until(b'\n', &mut l).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if script.drop_in_data {
+                    return;
+                }
+                if l == b".\r\n" {
+                    break;
+                }
+                let l = if l.starts_with(b".") { &l[1..] } else { &l[..] };
+                data.extend_from_slice(l);
+            }
+            seen.lock()
+                .unwrap()
+                .messages
+                .push((std::mem::take(&mut rcpts), data));
+            "250 2.0.0 queued as S1\r\n".into()
+        } else if upper.starts_with("BDAT") {
+            let n: usize = upper
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let mut data = vec![0; n];
+            if script.drop_in_data || r.read_exact(&mut data).await.is_err() {
+                return;
+            }
+            seen.lock()
+                .unwrap()
+                .messages
+                .push((std::mem::take(&mut rcpts), data));
+            "250 2.0.0 queued as S2\r\n".into()
+        } else if upper == "RSET" {
+            rcpts.clear();
+            "250 2.0.0 ok\r\n".into()
+        } else if upper == "QUIT" {
+            let _ = r.get_mut().write_all(b"221 2.0.0 bye\r\n").await;
+            return;
+        } else {
+            "502 5.5.2 what\r\n".into()
+        };
+        if r.get_mut().write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn self_signed() -> Arc<rustls::ServerConfig> {
+    let ck = rcgen::generate_simple_self_signed(vec!["sink.test".to_string()]).unwrap();
+    let cert = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    Arc::new(cfg)
+}
+
+fn smarthost_config(addrs: &[SocketAddr], tls: OutboundTls) -> Config {
+    config(
+        vec![(
+            "cloud",
+            route(
+                addrs.iter().map(|a| a.to_string()).collect(),
+                false,
+                tls,
+                25,
+            ),
+        )],
+        Vec::new(),
+    )
+}
+
+fn is_delivered(o: &Outcome) -> bool {
+    matches!(o, Outcome::Delivered { .. })
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn one_550_does_not_fail_the_others() {
+    let sink = Sink::start(Script {
+        rcpt_replies: vec![("b@cloud.test", "550 5.1.1 no such user")],
+        ..Script::default()
+    })
+    .await;
+    let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::Opportunistic)).unwrap();
+    let env = envelope("cloud", &["a@cloud.test", "b@cloud.test", "c@cloud.test"]);
+    let out = d.deliver(&env, &all(3), Arc::new(MESSAGE.to_vec())).await;
+    assert_eq!(out.len(), 3);
+    assert!(
+        is_delivered(&out[0].1) && is_delivered(&out[2].1),
+        "{out:?}"
+    );
+    match &out[1].1 {
+        Outcome::Permanent(f) => {
+            assert_eq!(f.status, "5.1.1");
+            assert_eq!(f.reply.as_deref(), Some("550 5.1.1 no such user"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let seen = sink.seen.lock().unwrap();
+    assert_eq!(seen.messages.len(), 1, "one transaction for the group");
+    assert_eq!(seen.messages[0].0, ["a@cloud.test", "c@cloud.test"]);
+    assert_eq!(seen.messages[0].1, MESSAGE, "relayed byte for byte");
+    let mail = seen
+        .commands
+        .iter()
+        .find(|c| c.starts_with("MAIL"))
+        .unwrap();
+    assert!(mail.contains(&format!("SIZE={}", MESSAGE.len())), "{mail}");
+    let rcpt = seen
+        .commands
+        .iter()
+        .find(|c| c.starts_with("RCPT"))
+        .unwrap();
+    assert!(rcpt.contains("ORCPT=rfc822;a@corp.example"), "{rcpt}");
+}
+
+#[tokio::test]
+async fn bdat_when_chunking_is_offered() {
+    let mut script = Script::default();
+    script.extensions.push("CHUNKING");
+    let sink = Sink::start(script).await;
+    let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
+    let env = envelope("cloud", &["a@cloud.test"]);
+    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    assert_eq!(
+        out[0].1,
+        Outcome::Delivered {
+            reply: "250 2.0.0 queued as S2".into()
+        }
+    );
+    assert_eq!(sink.seen.lock().unwrap().messages[0].1, MESSAGE);
+}
+
+#[tokio::test]
+async fn failover_after_421_greeting() {
+    let busy = Sink::start(Script {
+        greeting: "421 4.3.2 busy",
+        ..Script::default()
+    })
+    .await;
+    let good = Sink::start(Script::default()).await;
+    let d = Deliverer::new(&smarthost_config(
+        &[busy.addr, good.addr],
+        OutboundTls::Opportunistic,
+    ))
+    .unwrap();
+    let env = envelope("cloud", &["a@cloud.test"]);
+    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    assert!(is_delivered(&out[0].1), "{out:?}");
+    assert_eq!(busy.seen.lock().unwrap().accepts, 1);
+    assert_eq!(good.seen.lock().unwrap().messages.len(), 1);
+}
+
+#[tokio::test]
+async fn connection_refused_then_all_fail_is_temporary() {
+    // A port nobody listens on: bind, note, close.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let d = Deliverer::new(&smarthost_config(&[addr], OutboundTls::Opportunistic)).unwrap();
+    let env = envelope("cloud", &["a@cloud.test"]);
+    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    match &out[0].1 {
+        Outcome::Temporary(f) => assert_eq!(f.status, "4.4.1", "{f}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn drop_mid_data_is_temporary() {
+    let sink = Sink::start(Script {
+        drop_in_data: true,
+        ..Script::default()
+    })
+    .await;
+    let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
+    let env = envelope("cloud", &["a@cloud.test", "b@cloud.test"]);
+    let out = d.deliver(&env, &all(2), Arc::new(MESSAGE.to_vec())).await;
+    for (_, o) in &out {
+        assert!(matches!(o, Outcome::Temporary(_)), "{o:?}");
+    }
+    assert!(sink.seen.lock().unwrap().messages.is_empty());
+}
+
+#[tokio::test]
+async fn required_tls_without_starttls_never_sends_mail() {
+    let sink = Sink::start(Script::default()).await;
+    let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::Required)).unwrap();
+    let env = envelope("cloud", &["a@cloud.test"]);
+    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    match &out[0].1 {
+        Outcome::Temporary(f) => assert_eq!(f.status, "4.7.4", "{f}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sink.mails(), 0, "MAIL must not be sent in clear");
+}
+
+#[tokio::test]
+async fn self_signed_certificate_verify_defers_opportunistic_delivers() {
+    let sink = Sink::start(Script {
+        tls: Some(self_signed()),
+        ..Script::default()
+    })
+    .await;
+    let hop = format!("sink.test:{}", sink.addr.port());
+    // The name must resolve: a static DNS answer for sink.test → 127.0.0.1.
+    let dns = Dns::start().await;
+    let routes = |tls| vec![("cloud", route(vec![hop.clone()], false, tls, 25))];
+    let env = envelope("cloud", &["a@cloud.test"]);
+    let before = metrics()
+        .tls_handshakes_total
+        .with_label_values(&["outbound", "error"])
+        .get();
+
+    let d = Deliverer::new(&config(routes(OutboundTls::Verify), vec![dns.addr])).unwrap();
+    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    match &out[0].1 {
+        Outcome::Temporary(f) => assert_eq!(f.status, "4.7.5", "{f}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sink.mails(), 0);
+    assert!(
+        metrics()
+            .tls_handshakes_total
+            .with_label_values(&["outbound", "error"])
+            .get()
+            > before
+    );
+
+    let d = Deliverer::new(&config(routes(OutboundTls::Opportunistic), vec![dns.addr])).unwrap();
+    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    assert!(is_delivered(&out[0].1), "{out:?}");
+    let seen = sink.seen.lock().unwrap();
+    assert_eq!(seen.messages[0].1, MESSAGE);
+    // EHLO was said again after STARTTLS (RFC 3207 §4.2).
+    let ehlos = seen
+        .commands
+        .iter()
+        .filter(|c| c.starts_with("EHLO"))
+        .count();
+    assert!(ehlos >= 3, "{:?}", seen.commands);
+}
+
+#[tokio::test]
+async fn sessions_are_reused() {
+    let sink = Sink::start(Script::default()).await;
+    let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
+    for n in 0..5 {
+        let mut env = envelope("cloud", &["a@cloud.test"]);
+        env.id = format!("R{n}");
+        let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+        assert!(is_delivered(&out[0].1), "{out:?}");
+    }
+    let seen = sink.seen.lock().unwrap();
+    assert_eq!(seen.messages.len(), 5);
+    assert!(
+        seen.accepts < 5,
+        "5 messages over {} connections",
+        seen.accepts
+    );
+    assert_eq!(seen.accepts, 1);
+    assert_eq!(d.connections_opened(), 1);
+    assert_eq!(seen.commands.iter().filter(|c| *c == "RSET").count(), 4);
+}
+
+// ---------------------------------------------------------------- smtp-sink
+
+#[tokio::test]
+async fn postfix_smtp_sink_receives_identical_bytes() {
+    let bin = std::path::Path::new("/usr/sbin/smtp-sink");
+    if !bin.exists() {
+        eprintln!("smtp-sink not installed; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let template = format!("{}/msg.", dir.path().display());
+    let mut child = tokio::process::Command::new(bin)
+        .args([
+            "-c",
+            "-u",
+            "root",
+            "-d",
+            &template,
+            &format!("127.0.0.1:{port}"),
+            "100",
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Wait until it listens (an event: the connect succeeds).
+    let mut ready = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "smtp-sink did not start");
+    let d = Deliverer::new(&smarthost_config(&[addr], OutboundTls::Opportunistic)).unwrap();
+    let env = envelope("cloud", &["a@cloud.test", "b@cloud.test", "c@cloud.test"]);
+    let out = d.deliver(&env, &all(3), Arc::new(MESSAGE.to_vec())).await;
+    assert!(out.iter().all(|(_, o)| is_delivered(o)), "{out:?}");
+    d.close_idle();
+    let dumps: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(dumps.len(), 1, "one transaction");
+    let dump = std::fs::read(dumps[0].path()).unwrap();
+    let text = String::from_utf8_lossy(&dump);
+    assert_eq!(text.matches("X-Rcpt-Args:").count(), 3, "{text}");
+    // smtp-sink writes lines with LF and adds an empty line at the end.
+    let expected = String::from_utf8_lossy(MESSAGE).replace("\r\n", "\n") + "\n";
+    let start = text
+        .find("Received: from client.example")
+        .expect("message in dump");
+    assert_eq!(&text[start..], expected);
+    let _ = child.kill().await;
+}
+
+// ---------------------------------------------------------------- DNS
+
+/// A UDP DNS responder with fixed answers:
+/// - `mx.test`: MX 10 a.mx.test (127.0.0.2, nothing listens), MX 20 b.mx.test (127.0.0.1)
+/// - `nullmx.test`: MX 0 .
+/// - `amx.test`: no MX, A 127.0.0.1 (implicit MX)
+/// - `sink.test`: A 127.0.0.1
+/// - anything else: NXDOMAIN
+struct Dns {
+    addr: SocketAddr,
+}
+
+impl Dns {
+    async fn start() -> Dns {
+        use hickory_proto::op::{Message, ResponseCode};
+        use hickory_proto::rr::rdata::{A, MX};
+        use hickory_proto::rr::{Name, RData, Record, RecordType};
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                let Ok(req) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let Some(q) = req.queries.first().cloned() else {
+                    continue;
+                };
+                let name = q
+                    .name()
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                let qt = q.query_type();
+                let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
+                resp.metadata.recursion_desired = req.metadata.recursion_desired;
+                resp.metadata.recursion_available = true;
+                resp.metadata.authoritative = true;
+                resp.add_query(q.clone());
+                let a = |ip: [u8; 4]| RData::A(A::new(ip[0], ip[1], ip[2], ip[3]));
+                let mx = |p, host: &str| RData::MX(MX::new(p, Name::from_ascii(host).unwrap()));
+                let answers: Option<Vec<RData>> = match (name.as_str(), qt) {
+                    ("mx.test", RecordType::MX) => {
+                        Some(vec![mx(10, "a.mx.test."), mx(20, "b.mx.test.")])
+                    }
+                    ("a.mx.test", RecordType::A) => Some(vec![a([127, 0, 0, 2])]),
+                    ("b.mx.test", RecordType::A) => Some(vec![a([127, 0, 0, 1])]),
+                    ("nullmx.test", RecordType::MX) => Some(vec![mx(0, ".")]),
+                    ("amx.test" | "sink.test", RecordType::A) => Some(vec![a([127, 0, 0, 1])]),
+                    (
+                        "mx.test" | "a.mx.test" | "b.mx.test" | "nullmx.test" | "amx.test"
+                        | "sink.test",
+                        _,
+                    ) => Some(Vec::new()),
+                    _ => None,
+                };
+                match answers {
+                    Some(list) => {
+                        for rdata in list {
+                            resp.add_answer(Record::from_rdata(q.name().clone(), 60, rdata));
+                        }
+                    }
+                    None => resp.metadata.response_code = ResponseCode::NXDomain,
+                }
+                if let Ok(bytes) = resp.to_vec() {
+                    let _ = socket.send_to(&bytes, peer).await;
+                }
+            }
+        });
+        Dns { addr }
+    }
+}
+
+#[tokio::test]
+async fn mx_routing() {
+    let dns = Dns::start().await;
+    let sink = Sink::start(Script::default()).await;
+    let cfg = config(
+        vec![(
+            "internet",
+            route(
+                Vec::new(),
+                true,
+                OutboundTls::Opportunistic,
+                sink.addr.port(),
+            ),
+        )],
+        vec![dns.addr],
+    );
+    let d = Deliverer::new(&cfg).unwrap();
+    let env = envelope(
+        "internet",
+        &["u@mx.test", "v@amx.test", "w@nullmx.test", "x@nx.test"],
+    );
+    let out = d.deliver(&env, &all(4), Arc::new(MESSAGE.to_vec())).await;
+    assert_eq!(
+        out.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    // MX 10 refuses (127.0.0.2), MX 20 takes it.
+    assert!(is_delivered(&out[0].1), "{:?}", out[0]);
+    // No MX: the A record is the implicit MX.
+    assert!(is_delivered(&out[1].1), "{:?}", out[1]);
+    match &out[2].1 {
+        Outcome::Permanent(f) => assert_eq!(f.status, "5.1.10"),
+        other => panic!("null MX: {other:?}"),
+    }
+    match &out[3].1 {
+        Outcome::Permanent(f) => assert_eq!(f.status, "5.1.2"),
+        other => panic!("NXDOMAIN: {other:?}"),
+    }
+    let seen = sink.seen.lock().unwrap();
+    assert_eq!(seen.messages.len(), 2, "one transaction per domain");
+}
