@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Exit code for usage and configuration errors (DESIGN.md: 0 ok, 1 runtime, 2 config).
-const EXIT_CONFIG: u8 = 2;
+pub(crate) const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +46,36 @@ enum Command {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
+    /// Inspect and manage the queue (works with or without a running relay).
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum QueueCommand {
+    /// Every queued message: id, age, size, sender, recipients with route and status.
+    List {
+        /// Print JSON (one array of envelopes).
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message: its envelope (JSON) and its headers.
+    Show {
+        /// Queue id.
+        id: String,
+    },
+    /// Retry every pending recipient now.
+    Flush,
+    /// Remove a message; its sender gets a DSN unless --silent.
+    Delete {
+        /// No DSN to the sender.
+        #[arg(long)]
+        silent: bool,
+        /// Queue id.
+        id: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +87,7 @@ fn main() -> ExitCode {
             client,
             addresses,
         } => route(&cli.config, json, client, &addresses),
+        Command::Queue { command } => queue_cli::run(&cli.config, command),
         Command::Run => {
             init_logging();
             let runtime = match tokio::runtime::Runtime::new() {
@@ -71,6 +102,8 @@ fn main() -> ExitCode {
     }
 }
 
+mod queue_cli;
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -82,7 +115,7 @@ fn init_logging() {
 }
 
 /// Loads the config and the contacts table, printing every error; `None` = exit 2.
-fn load_all(path: &Path) -> Option<(Config, Arc<Contacts>)> {
+pub(crate) fn load_all(path: &Path) -> Option<(Config, Arc<Contacts>)> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -245,6 +278,7 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
     let (spool, recovered) = Spool::open(&config.server.spool_dir)
         .with_context(|| format!("spool {}", config.server.spool_dir.display()))?;
     tracing::info!(messages = recovered.len(), "spool recovered");
+    let deliverer = Arc::new(relay::deliver::Deliverer::new(&config).context("outbound delivery")?);
 
     relay::metrics::metrics().register_names(
         config.listeners.iter().map(|l| l.name.as_str()),
@@ -279,11 +313,29 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
     ready
         .listeners_bound
         .store(true, std::sync::atomic::Ordering::Release);
+    let (queued, incoming) = tokio::sync::mpsc::unbounded_channel();
+    let manager = relay::queue::manager::spawn(
+        relay::queue::attempt::Services {
+            config: Arc::clone(&config),
+            spool: Arc::clone(&spool),
+            deliverer,
+            router: Arc::clone(&router),
+        },
+        recovered,
+        incoming,
+        shutdown.clone(),
+    );
+    let admin = relay::queue::admin::serve(
+        &config.server.spool_dir,
+        manager.admin.clone(),
+        shutdown.clone(),
+    )
+    .context("admin socket")?;
     let ctx = Arc::new(SessionContext {
         config: Arc::clone(&config),
         router,
         spool,
-        queued: None,
+        queued: Some(queued),
         shutdown: shutdown.clone(),
         message_rate: relay::rate::RateLimit::new(config.limits.max_messages_per_minute_per_ip),
     });
@@ -320,6 +372,8 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
     let _ = signals.await;
     let _ = watcher.await;
     let _ = http.await;
+    let _ = admin.await;
+    let _ = manager.task.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -133,11 +133,29 @@ impl Router {
         address: &str,
         client: IpAddr,
     ) -> Result<Decision, RouteError> {
+        self.decide_for(table, address, self.is_trusted(client))
+    }
+
+    /// Like [`Router::decide`] for mail the relay makes itself (bounces), which may
+    /// go to any domain like mail from a trusted client.
+    pub fn decide_local(
+        &self,
+        table: &ContactsTable,
+        address: &str,
+    ) -> Result<Decision, RouteError> {
+        self.decide_for(table, address, true)
+    }
+
+    fn decide_for(
+        &self,
+        table: &ContactsTable,
+        address: &str,
+        trusted: bool,
+    ) -> Result<Decision, RouteError> {
         if address.is_empty() {
             // RFC 5321 §4.5.5: <> is a reverse-path only.
             return Err(RouteError::BadAddress("empty recipient"));
         }
-        let trusted = self.is_trusted(client);
         let postmaster;
         let full = if address.eq_ignore_ascii_case("postmaster") {
             // RFC 5321 §4.5.1: bare "postmaster" must be accepted; it means ours.

@@ -1,0 +1,193 @@
+//! One delivery attempt for one message: deliver what is due, record every
+//! recipient's outcome in the envelope, bounce what failed for good, and persist.
+
+use super::bounce::send_bounce;
+use super::envelope::{Envelope, RecipientStatus};
+use super::retry::next_delay;
+use super::spool::Spool;
+use crate::config::Config;
+use crate::deliver::status::Failure;
+use crate::deliver::{Deliverer, Outcome};
+use crate::metrics::metrics;
+use crate::route::router::Router;
+use std::sync::Arc;
+
+/// What the manager needs to run attempts.
+pub struct Services {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// The spool.
+    pub spool: Arc<Spool>,
+    /// Outbound delivery.
+    pub deliverer: Arc<Deliverer>,
+    /// For routing bounces.
+    pub router: Arc<Router>,
+}
+
+/// The result of one attempt.
+pub enum AttemptResult {
+    /// Every recipient is delivered or bounced; the message left the spool.
+    Done {
+        /// Queue id.
+        id: String,
+        /// DSNs created by this attempt.
+        bounces: Vec<Envelope>,
+    },
+    /// Some recipients remain; the updated envelope is persisted.
+    Again {
+        /// The envelope with the new state.
+        envelope: Envelope,
+        /// DSNs created by this attempt.
+        bounces: Vec<Envelope>,
+    },
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The earliest `next_attempt` of the pending recipients (None when nothing is pending).
+pub fn next_due(envelope: &Envelope) -> Option<i64> {
+    envelope
+        .recipients
+        .iter()
+        .filter(|r| r.status == RecipientStatus::Pending)
+        .map(|r| r.next_attempt)
+        .min()
+}
+
+/// Runs one attempt. Never panics on I/O: a message that cannot be read stays queued
+/// and is retried at the schedule's last interval (logged).
+pub async fn attempt(services: Arc<Services>, mut envelope: Envelope) -> AttemptResult {
+    let now = unix_now();
+    let spool = Arc::clone(&services.spool);
+    let id = envelope.id.clone();
+    let message = match tokio::task::spawn_blocking(move || spool.read_message(&id)).await {
+        Ok(Ok(m)) => Arc::new(m),
+        Ok(Err(e)) => return unreadable(&services, envelope, now, e.to_string()),
+        Err(e) => return unreadable(&services, envelope, now, e.to_string()),
+    };
+    let due: Vec<usize> = envelope
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status == RecipientStatus::Pending && r.next_attempt <= now)
+        .map(|(i, _)| i)
+        .collect();
+    let outcomes = services
+        .deliverer
+        .deliver(&envelope, &due, Arc::clone(&message))
+        .await;
+
+    let queue = &services.config.queue;
+    let expires = envelope.received_at + queue.max_lifetime.as_secs() as i64;
+    let now = unix_now();
+    let mut failed: Vec<(usize, Failure)> = Vec::new();
+    for (i, outcome) in outcomes {
+        let rcpt = &mut envelope.recipients[i];
+        match outcome {
+            Outcome::Delivered { reply } => rcpt.status = RecipientStatus::Delivered { reply },
+            Outcome::Permanent(failure) => {
+                rcpt.status = RecipientStatus::Bounced {
+                    reply: failure.to_string(),
+                };
+                failed.push((i, failure));
+            }
+            Outcome::Temporary(failure) => {
+                rcpt.attempts += 1;
+                rcpt.last_error = Some(failure.to_string());
+                let delay = next_delay(&queue.retry_schedule, rcpt.attempts, (&envelope.id, i));
+                let next = now + delay.as_secs().max(1) as i64;
+                if next > expires {
+                    // RFC 5321 §4.5.4.1: give up after the queue lifetime, with a DSN.
+                    let expired = Failure {
+                        status: "4.4.7".to_string(),
+                        remote_mta: failure.remote_mta.clone(),
+                        reply: failure.reply.clone(),
+                        detail: format!(
+                            "delivery time expired after {} attempts; last error: {}",
+                            rcpt.attempts, failure.detail
+                        ),
+                    };
+                    rcpt.status = RecipientStatus::Bounced {
+                        reply: expired.to_string(),
+                    };
+                    metrics()
+                        .deliveries_total
+                        .with_label_values(&[rcpt.route.as_str(), "bounced"])
+                        .inc();
+                    tracing::info!(id = %envelope.id, to = %rcpt.rewritten, orig_to = %rcpt.address, route = %rcpt.route, status = "expired", "{expired}");
+                    failed.push((i, expired));
+                } else {
+                    rcpt.next_attempt = next;
+                }
+            }
+        }
+    }
+    let mut bounces = Vec::new();
+    if let Some(b) = send_bounce(
+        &services.spool,
+        &services.router,
+        &services.config.server.hostname,
+        &envelope,
+        &failed,
+        &message,
+    )
+    .await
+    {
+        bounces.push(b);
+    }
+    persist(&services, envelope, bounces).await
+}
+
+/// Writes the new state, or removes the message when nothing is pending.
+async fn persist(
+    services: &Arc<Services>,
+    envelope: Envelope,
+    bounces: Vec<Envelope>,
+) -> AttemptResult {
+    let spool = Arc::clone(&services.spool);
+    if next_due(&envelope).is_none() {
+        let id = envelope.id.clone();
+        let removed = tokio::task::spawn_blocking(move || spool.remove(&id)).await;
+        if let Ok(Err(e)) = removed {
+            tracing::error!(id = %envelope.id, error = %e, "could not remove a finished message");
+        }
+        return AttemptResult::Done {
+            id: envelope.id,
+            bounces,
+        };
+    }
+    let to_write = envelope.clone();
+    let written = tokio::task::spawn_blocking(move || spool.update(&to_write)).await;
+    if let Ok(Err(e)) = written {
+        // The next attempt may repeat deliveries already made: at-least-once.
+        tracing::error!(id = %envelope.id, error = %e, "could not persist delivery state");
+    }
+    AttemptResult::Again { envelope, bounces }
+}
+
+fn unreadable(
+    services: &Services,
+    mut envelope: Envelope,
+    now: i64,
+    error: String,
+) -> AttemptResult {
+    tracing::error!(id = %envelope.id, %error, "cannot read the queued message; will retry");
+    let later = services
+        .config
+        .queue
+        .retry_schedule
+        .last()
+        .map_or(3600, |d| d.as_secs() as i64);
+    for r in &mut envelope.recipients {
+        if r.status == RecipientStatus::Pending {
+            r.next_attempt = now + later;
+        }
+    }
+    AttemptResult::Again {
+        envelope,
+        bounces: Vec::new(),
+    }
+}

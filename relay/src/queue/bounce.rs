@@ -1,0 +1,64 @@
+//! Turning failed recipients into a DSN that goes back through the router and spool.
+
+use crate::deliver::dsn::{self, Action, Report};
+use crate::deliver::status::Failure;
+use crate::queue::envelope::Envelope;
+use crate::queue::spool::Spool;
+use crate::route::router::Router;
+
+/// Builds the DSN for `failed` (index, failure) recipients of `envelope`, routes it and
+/// spools it. Returns the spooled DSN's envelope, or `None` when no DSN is due (null
+/// sender, NOTIFY) or it could not be routed/stored (logged).
+pub async fn send_bounce(
+    spool: &Spool,
+    router: &Router,
+    hostname: &str,
+    envelope: &Envelope,
+    failed: &[(usize, Failure)],
+    message: &[u8],
+) -> Option<Envelope> {
+    if failed.is_empty() {
+        return None;
+    }
+    if envelope.sender.is_empty() {
+        // RFC 5321 §4.5.5: a bounce that bounces is dropped, with a trace in the log.
+        tracing::info!(id = %envelope.id, "no DSN: the failed message had the null sender <>");
+        return None;
+    }
+    let reports: Vec<Report<'_>> = failed
+        .iter()
+        .map(|(index, failure)| Report {
+            index: *index,
+            action: Action::Failed,
+            failure,
+        })
+        .collect();
+    let dsn = dsn::build(envelope, hostname, &reports, message, chrono::Utc::now())?;
+    let mut bounce = dsn.envelope;
+    let table = router.table();
+    for rcpt in &mut bounce.recipients {
+        match router.decide_local(&table, &rcpt.address) {
+            Ok(d) => {
+                rcpt.route = d.route;
+                rcpt.rewritten = d.rewritten;
+                rcpt.reason = d.reason;
+            }
+            Err(e) => {
+                tracing::warn!(id = %envelope.id, sender = %rcpt.address, error = %e, "DSN dropped: cannot route it");
+                return None;
+            }
+        }
+    }
+    bounce.id = spool.new_id();
+    let id = bounce.id.clone();
+    match spool.store(bounce, Vec::new(), dsn.message).await {
+        Ok(stored) => {
+            tracing::info!(id = %envelope.id, dsn = %id, to = %envelope.sender, "sender non-delivery notification queued");
+            Some(stored)
+        }
+        Err(e) => {
+            tracing::error!(id = %envelope.id, error = %e, "DSN could not be spooled");
+            None
+        }
+    }
+}

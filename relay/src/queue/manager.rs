@@ -1,0 +1,302 @@
+//! The scheduler: holds every queued message, starts delivery attempts when they are
+//! due (at most `queue.delivery_concurrency` at once), reschedules what was deferred,
+//! and answers the admin commands (`queue flush`, `queue delete`).
+//!
+//! It is one task that owns the schedule; attempts run as their own tasks and report
+//! back, so the schedule is never shared and never locked.
+
+use super::attempt::{attempt, next_due, unix_now, AttemptResult, Services};
+use super::bounce::send_bounce;
+use super::envelope::{Envelope, RecipientStatus};
+use crate::deliver::status::Failure;
+use crate::metrics::metrics;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// A request from `coexist-relay queue ...` through the admin socket.
+#[derive(Debug)]
+pub enum AdminRequest {
+    /// Make every pending recipient due now; answers the number of messages.
+    Flush(oneshot::Sender<usize>),
+    /// Remove a message (with a DSN to the sender unless `silent`).
+    Delete {
+        /// Queue id.
+        id: String,
+        /// No DSN.
+        silent: bool,
+        /// Ok, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// The running scheduler.
+pub struct Manager {
+    /// Admin requests go here.
+    pub admin: mpsc::Sender<AdminRequest>,
+    /// Ends after shutdown, once in-flight attempts finished or the grace ran out.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+struct Schedule {
+    messages: HashMap<String, Envelope>,
+    /// (due time, id) of messages not in flight.
+    due: BTreeSet<(i64, String)>,
+    /// (received, id) of every message, for `queue_oldest_seconds`.
+    by_age: BTreeSet<(i64, String)>,
+    in_flight: HashMap<String, AfterAttempt>,
+}
+
+/// What to do with a message when its attempt in flight returns.
+#[derive(Default)]
+struct AfterAttempt {
+    /// `queue delete` arrived meanwhile (Some(silent)).
+    delete: Option<bool>,
+    /// `queue flush` arrived meanwhile: make it due again at once.
+    flush: bool,
+}
+
+impl Schedule {
+    fn insert(&mut self, envelope: Envelope) {
+        let id = envelope.id.clone();
+        if let Some(at) = next_due(&envelope) {
+            self.due.insert((at, id.clone()));
+        }
+        self.by_age.insert((envelope.received_at, id.clone()));
+        self.messages.insert(id, envelope);
+        metrics().queue_messages.set(self.messages.len() as i64);
+    }
+
+    fn forget(&mut self, id: &str) -> Option<Envelope> {
+        let envelope = self.messages.remove(id)?;
+        self.by_age.remove(&(envelope.received_at, id.to_string()));
+        if let Some(at) = next_due(&envelope) {
+            self.due.remove(&(at, id.to_string()));
+        }
+        metrics().queue_messages.set(self.messages.len() as i64);
+        Some(envelope)
+    }
+
+    fn update_age(&self) {
+        let oldest = self
+            .by_age
+            .first()
+            .map_or(0, |(t, _)| (unix_now() - t).max(0));
+        metrics().queue_oldest_seconds.set(oldest);
+    }
+}
+
+/// Starts the scheduler with the messages recovered from the spool and the channel
+/// the SMTP sessions announce new messages on.
+pub fn spawn(
+    services: Services,
+    recovered: Vec<Envelope>,
+    incoming: mpsc::UnboundedReceiver<Envelope>,
+    shutdown: CancellationToken,
+) -> Manager {
+    let (admin, admin_rx) = mpsc::channel(16);
+    let task = tokio::spawn(run(
+        Arc::new(services),
+        recovered,
+        incoming,
+        admin_rx,
+        shutdown,
+    ));
+    Manager { admin, task }
+}
+
+async fn run(
+    services: Arc<Services>,
+    recovered: Vec<Envelope>,
+    mut incoming: mpsc::UnboundedReceiver<Envelope>,
+    mut admin: mpsc::Receiver<AdminRequest>,
+    shutdown: CancellationToken,
+) {
+    let mut s = Schedule {
+        messages: HashMap::new(),
+        due: BTreeSet::new(),
+        by_age: BTreeSet::new(),
+        in_flight: HashMap::new(),
+    };
+    for envelope in recovered {
+        s.insert(envelope);
+    }
+    s.update_age();
+    let concurrency = services.config.queue.delivery_concurrency;
+    let mut attempts: JoinSet<AttemptResult> = JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Start everything due, up to the concurrency limit.
+        let now = unix_now();
+        while s.in_flight.len() < concurrency {
+            let Some((at, id)) = s.due.first().cloned() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            s.due.pop_first();
+            let Some(envelope) = s.messages.get(&id).cloned() else {
+                continue;
+            };
+            s.in_flight.insert(id, AfterAttempt::default());
+            attempts.spawn(attempt(Arc::clone(&services), envelope));
+        }
+        let next = s.due.first().map(|(at, _)| *at);
+        let wait = match next {
+            Some(at) if s.in_flight.len() < concurrency => {
+                Duration::from_secs((at - now).clamp(0, 3600) as u64)
+            }
+            _ => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            Some(envelope) = incoming.recv() => s.insert(envelope),
+            Some(done) = attempts.join_next() => match done {
+                Ok(result) => finished(&services, &mut s, result).await,
+                Err(e) => tracing::error!(error = %e, "delivery attempt task failed"),
+            },
+            Some(request) = admin.recv() => handle_admin(&services, &mut s, request).await,
+            _ = tokio::time::sleep(wait) => {}
+            _ = tick.tick() => s.update_age(),
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    // Let attempts in flight finish within the grace period; what does not finish is
+    // still in the spool and is retried at the next start.
+    let grace = services.config.server.shutdown_grace;
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(done) = attempts.join_next().await {
+            if let Ok(result) = done {
+                finished(&services, &mut s, result).await;
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            in_flight = attempts.len(),
+            "shutdown grace over with deliveries in flight; they will be retried"
+        );
+        attempts.abort_all();
+    }
+    services.deliverer.close_idle();
+}
+
+async fn finished(services: &Arc<Services>, s: &mut Schedule, result: AttemptResult) {
+    let (id, envelope, bounces) = match result {
+        AttemptResult::Done { id, bounces } => (id, None, bounces),
+        AttemptResult::Again { envelope, bounces } => {
+            (envelope.id.clone(), Some(envelope), bounces)
+        }
+    };
+    let after = s.in_flight.remove(&id).unwrap_or_default();
+    s.forget(&id);
+    for bounce in bounces {
+        s.insert(bounce);
+    }
+    match (envelope, after.delete) {
+        (Some(envelope), Some(silent)) => {
+            delete_now(services, s, envelope, silent).await;
+        }
+        (Some(mut envelope), None) => {
+            if after.flush {
+                make_due(&mut envelope, unix_now());
+            }
+            s.insert(envelope)
+        }
+        (None, _) => {}
+    }
+}
+
+async fn handle_admin(services: &Arc<Services>, s: &mut Schedule, request: AdminRequest) {
+    match request {
+        AdminRequest::Flush(reply) => {
+            let now = unix_now();
+            let ids: Vec<String> = s.messages.keys().cloned().collect();
+            let n = ids.len();
+            for id in ids {
+                if let Some(after) = s.in_flight.get_mut(&id) {
+                    after.flush = true;
+                } else if let Some(mut envelope) = s.forget(&id) {
+                    make_due(&mut envelope, now);
+                    s.insert(envelope);
+                }
+            }
+            tracing::info!(messages = n, "queue flush requested");
+            let _ = reply.send(n);
+        }
+        AdminRequest::Delete { id, silent, reply } => {
+            if let Some(after) = s.in_flight.get_mut(&id) {
+                // Deleted when its attempt returns.
+                after.delete = Some(silent);
+                let _ = reply.send(Ok(()));
+            } else if let Some(envelope) = s.forget(&id) {
+                delete_now(services, s, envelope, silent).await;
+                let _ = reply.send(Ok(()));
+            } else {
+                let _ = reply.send(Err(format!("no message {id} in the queue")));
+            }
+        }
+    }
+}
+
+fn make_due(envelope: &mut Envelope, now: i64) {
+    for r in &mut envelope.recipients {
+        if r.status == RecipientStatus::Pending {
+            r.next_attempt = now;
+        }
+    }
+}
+
+async fn delete_now(services: &Arc<Services>, s: &mut Schedule, envelope: Envelope, silent: bool) {
+    if let Some(bounce) = delete_message(services, &envelope, silent).await {
+        s.insert(bounce);
+    }
+}
+
+/// Removes a message from the spool; unless `silent`, its pending recipients are
+/// bounced to the sender first. Also used by the offline `queue delete`.
+pub async fn delete_message(
+    services: &Services,
+    envelope: &Envelope,
+    silent: bool,
+) -> Option<Envelope> {
+    let mut bounce = None;
+    if !silent {
+        let failure = Failure {
+            status: "5.0.0".into(),
+            remote_mta: None,
+            reply: None,
+            detail: "message deleted from the queue by the postmaster".into(),
+        };
+        let failed: Vec<(usize, Failure)> = envelope
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.status == RecipientStatus::Pending)
+            .map(|(i, _)| (i, failure.clone()))
+            .collect();
+        let message = services
+            .spool
+            .read_message(&envelope.id)
+            .unwrap_or_default();
+        bounce = send_bounce(
+            &services.spool,
+            &services.router,
+            &services.config.server.hostname,
+            envelope,
+            &failed,
+            &message,
+        )
+        .await;
+    }
+    if let Err(e) = services.spool.remove(&envelope.id) {
+        tracing::error!(id = %envelope.id, error = %e, "queue delete: could not remove");
+    }
+    tracing::info!(id = %envelope.id, silent, "deleted from the queue");
+    bounce
+}
