@@ -174,7 +174,10 @@ async fn mx(resolver: &TokioResolver, domain: &str, hostname: &str) -> Check {
             unresolved.push(host.clone());
             parts.push(format!("{preference} {host}{this} → no address"));
         } else {
-            parts.push(format!("{preference} {host}{this} → {}", addresses.join(" ")));
+            parts.push(format!(
+                "{preference} {host}{this} → {}",
+                addresses.join(" ")
+            ));
         }
     }
     let detail = parts.join(", ");
@@ -188,7 +191,10 @@ async fn mx(resolver: &TokioResolver, domain: &str, hostname: &str) -> Check {
         Check::warn(
             what,
             detail,
-            format!("give {} an A/AAAA record, or remove the MX", unresolved.join(", ")),
+            format!(
+                "give {} an A/AAAA record, or remove the MX",
+                unresolved.join(", ")
+            ),
         )
     } else {
         Check::ok(what, detail)
@@ -302,9 +308,12 @@ async fn spf(resolver: &TokioResolver, domain: &str, config: &Config) -> Check {
             let need = match (&wanted.spf_include, wanted.public_ip) {
                 (Some(inc), _) => format!("\"v=spf1 include:{inc} ~all\""),
                 (None, Some(ip)) => format!("\"v=spf1 {}:{ip} ~all\"", ip_mechanism(ip)),
-                (None, None) => "\"v=spf1 ... ~all\" naming every server that sends as the domain".into(),
+                (None, None) => {
+                    "\"v=spf1 ... ~all\" naming every server that sends as the domain".into()
+                }
             };
-            let detail = "no SPF record (TXT \"v=spf1 ...\"): receivers cannot tell forged mail from real";
+            let detail =
+                "no SPF record (TXT \"v=spf1 ...\"): receivers cannot tell forged mail from real";
             let fix = format!("publish a TXT record at {domain}: {need}");
             return if wanted.spf_include.is_some() || wanted.public_ip.is_some() {
                 Check::fail(what, detail, fix)
@@ -315,7 +324,9 @@ async fn spf(resolver: &TokioResolver, domain: &str, config: &Config) -> Check {
         Err(n) => {
             return Check::fail(
                 what,
-                format!("{n} SPF records: receivers treat this as a permanent error (RFC 7208 §4.5)"),
+                format!(
+                    "{n} SPF records: receivers treat this as a permanent error (RFC 7208 §4.5)"
+                ),
                 "merge them into one \"v=spf1 ...\" TXT record",
             )
         }
@@ -324,7 +335,9 @@ async fn spf(resolver: &TokioResolver, domain: &str, config: &Config) -> Check {
     let mut notes = Vec::new();
     if let Some(include) = &wanted.spf_include {
         let has = terms(&record).any(|(q, name, value)| {
-            q == '+' && name == "include" && value.trim_end_matches('.').eq_ignore_ascii_case(include)
+            q == '+'
+                && name == "include"
+                && value.trim_end_matches('.').eq_ignore_ascii_case(include)
         });
         if has {
             notes.push(format!("includes {include}"));
@@ -367,7 +380,10 @@ async fn spf(resolver: &TokioResolver, domain: &str, config: &Config) -> Check {
             problems.push((
                 true,
                 format!("does not cover the relay's public address {ip}: its mail fails SPF"),
-                format!("add {}:{ip} to the SPF record of {domain}", ip_mechanism(ip)),
+                format!(
+                    "add {}:{ip} to the SPF record of {domain}",
+                    ip_mechanism(ip)
+                ),
             ));
         } else {
             problems.push((

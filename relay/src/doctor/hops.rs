@@ -57,40 +57,37 @@ pub(super) async fn check(
             )]
         }
     };
-    let mut groups = Vec::new();
     for (name, route) in &config.routes {
-        if route.mx {
-            let domains = known_domains(config, contacts, name);
-            match domains {
-                None => checks.push(Check::ok(
-                    format!("route {name}"),
-                    "MX route: resolved per recipient domain at delivery",
-                )),
-                Some(domains) if domains.is_empty() => checks.push(Check::ok(
-                    format!("route {name}"),
-                    "MX route, not used by any rule, contact or accepted domain",
-                )),
-                Some(domains) => {
-                    for domain in domains.iter().take(MAX_SAMPLE_DOMAINS) {
-                        groups.push(mx_group(&resolver, name, route, domain, deadline).await);
-                    }
-                    if domains.len() > MAX_SAMPLE_DOMAINS {
-                        checks.push(Check::ok(
-                            format!("route {name}"),
-                            format!(
-                                "MX route for {} domain(s); probed the first {MAX_SAMPLE_DOMAINS}",
-                                domains.len()
-                            ),
-                        ));
-                    }
+        if !route.mx {
+            let group = smarthost_group(&resolver, name, route, deadline).await;
+            checks.extend(probe_group(config, group, deadline).await);
+            continue;
+        }
+        match known_domains(config, contacts, name) {
+            None => checks.push(Check::ok(
+                format!("route {name}"),
+                "MX route: resolved per recipient domain at delivery",
+            )),
+            Some(domains) if domains.is_empty() => checks.push(Check::ok(
+                format!("route {name}"),
+                "MX route, not used by any rule, contact or accepted domain",
+            )),
+            Some(domains) => {
+                if domains.len() > MAX_SAMPLE_DOMAINS {
+                    checks.push(Check::ok(
+                        format!("route {name}"),
+                        format!(
+                            "MX route for {} domain(s); probing the first {MAX_SAMPLE_DOMAINS}",
+                            domains.len()
+                        ),
+                    ));
+                }
+                for domain in domains.iter().take(MAX_SAMPLE_DOMAINS) {
+                    let group = mx_group(&resolver, name, route, domain, deadline).await;
+                    checks.extend(probe_group(config, group, deadline).await);
                 }
             }
-        } else {
-            groups.push(smarthost_group(&resolver, name, route, deadline).await);
         }
-    }
-    for group in groups {
-        checks.extend(probe_group(config, group, deadline).await);
     }
     checks
 }
@@ -193,7 +190,10 @@ async fn probe_group(config: &Config, group: Group, deadline: Instant) -> Vec<Ch
                 return vec![Check::fail(
                     group.label,
                     e.to_string(),
-                    format!("point route.{}.ca at a readable PEM CA certificate", group.route),
+                    format!(
+                        "point route.{}.ca at a readable PEM CA certificate",
+                        group.route
+                    ),
                 )]
             }
         },
@@ -238,7 +238,12 @@ async fn probe_group(config: &Config, group: Group, deadline: Instant) -> Vec<Ch
                 group.route
             )
         };
-        checks.push(make(broken, format!("{}: {what}", group.label), detail, fix));
+        checks.push(make(
+            broken,
+            format!("{}: {what}", group.label),
+            detail,
+            fix,
+        ));
     }
     if group.hops.is_empty() && checks.is_empty() {
         checks.push(Check::fail(
@@ -248,7 +253,7 @@ async fn probe_group(config: &Config, group: Group, deadline: Instant) -> Vec<Ch
         ));
     }
     for (hop, outcome) in group.hops.iter().zip(outcomes) {
-        let what = format!("{}: {hop}", group.label);
+        let what = format!("{}: {}", group.label, hop_name(hop));
         checks.push(match outcome {
             None => make(
                 broken,
@@ -264,6 +269,15 @@ async fn probe_group(config: &Config, group: Group, deadline: Instant) -> Vec<Ch
         });
     }
     checks
+}
+
+/// `host[ip]:port` as Postfix logs it, or just `ip:port` for an IP literal.
+fn hop_name(hop: &NextHop) -> String {
+    if hop.host.parse::<std::net::IpAddr>().is_ok() {
+        hop.addr.to_string()
+    } else {
+        hop.to_string()
+    }
 }
 
 fn make(status: Status, what: String, detail: impl Into<String>, fix: impl Into<String>) -> Check {

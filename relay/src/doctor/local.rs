@@ -111,7 +111,13 @@ pub(super) fn certificate(config: &Config) -> Vec<Check> {
     }
     let der = match tls::load_certs(&tls.cert) {
         Ok(certs) => certs[0].clone(),
-        Err(e) => return vec![Check::fail(what, e.to_string(), "install a readable PEM certificate")],
+        Err(e) => {
+            return vec![Check::fail(
+                what,
+                e.to_string(),
+                "install a readable PEM certificate",
+            )]
+        }
     };
     let cert = match X509Certificate::from_der(der.as_ref()) {
         Ok((_, cert)) => cert,
@@ -192,7 +198,10 @@ pub(super) fn expiry(cert: &X509Certificate<'_>, now: i64, tls: &TlsConfig) -> C
             fix,
         )
     } else {
-        Check::ok("certificate expiry", format!("valid until {when} ({days} days)"))
+        Check::ok(
+            "certificate expiry",
+            format!("valid until {when} ({days} days)"),
+        )
     }
 }
 

@@ -37,7 +37,8 @@ pub enum Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad`, so `{:<5}` lines the report up.
+        f.pad(match self {
             Status::Ok => "ok",
             Status::Warn => "warn",
             Status::Fail => "fail",
@@ -71,7 +72,11 @@ impl Check {
     }
 
     /// A warning with its fix.
-    pub fn warn(what: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub fn warn(
+        what: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
             status: Status::Warn,
             what: what.into(),
@@ -81,7 +86,11 @@ impl Check {
     }
 
     /// A failure with its fix.
-    pub fn fail(what: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub fn fail(
+        what: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
             status: Status::Fail,
             what: what.into(),
@@ -129,7 +138,9 @@ impl Report {
 
     /// The checks whose `what` starts with `prefix` (for tests and scripts).
     pub fn find<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Check> + 'a {
-        self.checks.iter().filter(move |c| c.what.starts_with(prefix))
+        self.checks
+            .iter()
+            .filter(move |c| c.what.starts_with(prefix))
     }
 }
 

@@ -25,8 +25,8 @@ pub(super) fn check(config: &Config) -> Vec<Check> {
     let mut checks = vec![free_space_of(dir)];
     if !dir.join("queue").is_dir() {
         checks.push(Check::ok(
-            format!("spool {}", dir.display()),
-            "no queue yet (created on first start)",
+            "queue",
+            format!("empty: no spool in {} yet (created on first start)", dir.display()),
         ));
         return checks;
     }
@@ -50,7 +50,10 @@ pub(super) fn check(config: &Config) -> Vec<Check> {
 /// `statvfs` of the spool folder, or of its nearest existing parent.
 fn free_space_of(dir: &Path) -> Check {
     let what = format!("spool free space ({})", dir.display());
-    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("."));
+    let existing = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("."));
     match rustix::fs::statvfs(existing) {
         Ok(st) => free_space(&what, st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize),
         Err(e) => Check::fail(
@@ -63,7 +66,9 @@ fn free_space_of(dir: &Path) -> Check {
 
 /// Free bytes (for unprivileged users) against the thresholds.
 pub(super) fn free_space(what: &str, avail: u64, total: u64) -> Check {
-    let percent = (avail.saturating_mul(100)).checked_div(total).unwrap_or(100);
+    let percent = (avail.saturating_mul(100))
+        .checked_div(total)
+        .unwrap_or(100);
     let detail = format!("{} free ({percent} %)", human(avail));
     let fix = "free space on that file system or move the spool to a bigger one: \
                when it fills, the relay answers 452 4.3.1 and senders queue mail on their side";
@@ -101,7 +106,8 @@ pub(super) fn queue(count: usize, oldest: Option<Duration>, max_lifetime: Durati
         return Check::ok("queue", "empty");
     };
     let detail = format!("{count} message(s), oldest {}", human_duration(age));
-    let fix = "see why with `coexist-relay queue list` (last error per recipient) and fix the next hop; \
+    let fix =
+        "see why with `coexist-relay queue list` (last error per recipient) and fix the next hop; \
                `coexist-relay queue flush` retries at once";
     if age > max_lifetime / 2 {
         Check::fail(

@@ -8,7 +8,7 @@
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SRV, TXT};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use tokio::net::UdpSocket;
@@ -39,12 +39,6 @@ impl Zone {
 
     fn add(mut self, owner: &str, rdata: RData) -> Zone {
         self.records.entry(key(owner)).or_default().push(rdata);
-        self
-    }
-
-    /// A name that exists but holds no records (every query is NODATA).
-    pub(crate) fn empty(mut self, owner: &str) -> Zone {
-        self.records.entry(key(owner)).or_default();
         self
     }
 
@@ -103,7 +97,11 @@ impl Zone {
                         let t = key(&target.0.to_ascii());
                         for r in self.records.get(&t).into_iter().flatten() {
                             if r.record_type() == q.query_type() {
-                                resp.add_answer(Record::from_rdata(target.0.clone(), 60, r.clone()));
+                                resp.add_answer(Record::from_rdata(
+                                    target.0.clone(),
+                                    60,
+                                    r.clone(),
+                                ));
                             }
                         }
                     }
