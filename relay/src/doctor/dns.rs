@@ -259,10 +259,10 @@ pub(super) fn covers(mechanism: &str, value: &str, ip: IpAddr) -> bool {
     let Ok(addr) = addr.parse::<IpAddr>() else {
         return false;
     };
-    let family_ok = match (mechanism, addr, ip) {
-        ("ip4", IpAddr::V4(_), IpAddr::V4(_)) | ("ip6", IpAddr::V6(_), IpAddr::V6(_)) => true,
-        _ => false,
-    };
+    let family_ok = matches!(
+        (mechanism, addr, ip),
+        ("ip4", IpAddr::V4(_), IpAddr::V4(_)) | ("ip6", IpAddr::V6(_), IpAddr::V6(_))
+    );
     let prefix = prefix.unwrap_or(if addr.is_ipv4() { 32 } else { 128 });
     family_ok && IpNet::new(addr, prefix).is_ok_and(|net| net.contains(&ip))
 }

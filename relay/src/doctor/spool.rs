@@ -26,7 +26,10 @@ pub(super) fn check(config: &Config) -> Vec<Check> {
     if !dir.join("queue").is_dir() {
         checks.push(Check::ok(
             "queue",
-            format!("empty: no spool in {} yet (created on first start)", dir.display()),
+            format!(
+                "empty: no spool in {} yet (created on first start)",
+                dir.display()
+            ),
         ));
         return checks;
     }
