@@ -31,10 +31,12 @@ fn smtp_sink() -> Sink {
         .stdout(Stdio::null())
         .spawn()
         .expect("smtp-sink (Debian package postfix) must be installed");
+    // Owned by the guard at once, so it is reaped on every path.
+    let sink = Sink { child, addr };
     // Listening when a connection succeeds; nothing else to wait on.
     for _ in 0..200 {
         if TcpStream::connect(addr).is_ok() {
-            return Sink { child, addr };
+            return sink;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
