@@ -15,10 +15,12 @@
 //! - [`tls`]: certificate loading and the development certificate.
 //! - [`metrics`]: the Prometheus metric set.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` on `[metrics] bind`.
+//! - [`doctor`]: `coexist-relay doctor`: config, certificate, next hops, DNS, spool.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod deliver;
+pub mod doctor;
 pub mod http;
 pub mod metrics;
 pub mod queue;
@@ -27,3 +29,6 @@ pub mod route;
 pub mod server;
 pub mod smtp;
 pub mod tls;
+
+#[cfg(test)]
+pub(crate) mod testutil;

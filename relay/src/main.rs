@@ -46,6 +46,12 @@ enum Command {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
+    /// Operational checks (certificate, next hops, DNS, spool): ok / warn / fail with the fix.
+    Doctor {
+        /// Print JSON (an object with a `checks` array).
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and manage the queue (works with or without a running relay).
     Queue {
         #[command(subcommand)]
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
             client,
             addresses,
         } => route(&cli.config, json, client, &addresses),
+        Command::Doctor { json } => doctor(&cli.config, json),
         Command::Queue { command } => queue_cli::run(&cli.config, command),
         Command::Run => {
             init_logging();
@@ -114,17 +121,22 @@ fn init_logging() {
         .init();
 }
 
-/// Loads the config and the contacts table, printing every error; `None` = exit 2.
-pub(crate) fn load_all(path: &Path) -> Option<(Config, Arc<Contacts>)> {
-    let config = match Config::load(path) {
-        Ok(c) => c,
+/// Loads the config, printing every error; `None` = exit 2.
+pub(crate) fn load_config(path: &Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(c) => Some(c),
         Err(errors) => {
             for e in errors {
                 eprintln!("{e}");
             }
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Loads the config and the contacts table, printing every error; `None` = exit 2.
+pub(crate) fn load_all(path: &Path) -> Option<(Config, Arc<Contacts>)> {
+    let config = load_config(path)?;
     let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
     match Contacts::load(&config.routing.contacts, routes) {
         Ok(contacts) => Some((config, contacts)),
@@ -135,6 +147,27 @@ pub(crate) fn load_all(path: &Path) -> Option<(Config, Arc<Contacts>)> {
             None
         }
     }
+}
+
+fn doctor(path: &Path, json: bool) -> ExitCode {
+    // A broken contacts table is one of the things doctor reports, so only the
+    // config itself is a usage error here.
+    let Some(config) = load_config(path) else {
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let report = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(relay::doctor::run(&config, &Default::default())),
+        Err(e) => {
+            eprintln!("coexist-relay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", serde_json::json!(report));
+    } else {
+        print!("{report}");
+    }
+    ExitCode::from(report.exit_code())
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -2,7 +2,7 @@
 //! work beside a running relay); flush and delete go through the running relay's admin
 //! socket, or act on the spool themselves when no relay runs.
 
-use crate::{load_all, QueueCommand, EXIT_CONFIG};
+use crate::{load_all, load_config, QueueCommand, EXIT_CONFIG};
 use relay::queue::admin;
 use relay::queue::envelope::{Envelope, RecipientStatus};
 use relay::queue::spool::Spool;
@@ -11,14 +11,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub fn run(config_path: &Path, command: QueueCommand) -> ExitCode {
-    let config = match relay::config::Config::load(config_path) {
-        Ok(c) => c,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return ExitCode::from(EXIT_CONFIG);
-        }
+    let Some(config) = load_config(config_path) else {
+        return ExitCode::from(EXIT_CONFIG);
     };
     let spool_dir = config.server.spool_dir.clone();
     match command {

@@ -7,11 +7,12 @@ use crate::config::{
     ServerConfig,
 };
 use crate::queue::envelope::{BodyType, Notify, Recipient, RecipientStatus, RouteReason};
-use std::net::SocketAddr;
+use crate::testutil::dns::{DnsServer, Zone};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 const MESSAGE: &[u8] =
     b"Received: from client.example by relay.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n\
@@ -488,7 +489,7 @@ async fn self_signed_certificate_verify_defers_opportunistic_delivers() {
     .await;
     let hop = format!("sink.test:{}", sink.addr.port());
     // The name must resolve: a static DNS answer for sink.test → 127.0.0.1.
-    let dns = Dns::start().await;
+    let dns = DnsServer::start(mx_zone()).await;
     let routes = |tls| vec![("cloud", route(vec![hop.clone()], false, tls, 25))];
     let env = envelope("cloud", &["a@cloud.test"]);
     let before = metrics()
@@ -608,80 +609,27 @@ async fn postfix_smtp_sink_receives_identical_bytes() {
 
 // ---------------------------------------------------------------- DNS
 
-/// A UDP DNS responder with fixed answers:
+/// The zone of `mx_routing`:
 /// - `mx.test`: MX 10 a.mx.test (127.0.0.2, nothing listens), MX 20 b.mx.test (127.0.0.1)
 /// - `nullmx.test`: MX 0 .
 /// - `amx.test`: no MX, A 127.0.0.1 (implicit MX)
 /// - `sink.test`: A 127.0.0.1
 /// - anything else: NXDOMAIN
-struct Dns {
-    addr: SocketAddr,
-}
-
-impl Dns {
-    async fn start() -> Dns {
-        use hickory_proto::op::{Message, ResponseCode};
-        use hickory_proto::rr::rdata::{A, MX};
-        use hickory_proto::rr::{Name, RData, Record, RecordType};
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-                let Ok(req) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let Some(q) = req.queries.first().cloned() else {
-                    continue;
-                };
-                let name = q
-                    .name()
-                    .to_ascii()
-                    .trim_end_matches('.')
-                    .to_ascii_lowercase();
-                let qt = q.query_type();
-                let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
-                resp.metadata.recursion_desired = req.metadata.recursion_desired;
-                resp.metadata.recursion_available = true;
-                resp.metadata.authoritative = true;
-                resp.add_query(q.clone());
-                let a = |ip: [u8; 4]| RData::A(A::new(ip[0], ip[1], ip[2], ip[3]));
-                let mx = |p, host: &str| RData::MX(MX::new(p, Name::from_ascii(host).unwrap()));
-                let answers: Option<Vec<RData>> = match (name.as_str(), qt) {
-                    ("mx.test", RecordType::MX) => {
-                        Some(vec![mx(10, "a.mx.test."), mx(20, "b.mx.test.")])
-                    }
-                    ("a.mx.test", RecordType::A) => Some(vec![a([127, 0, 0, 2])]),
-                    ("b.mx.test", RecordType::A) => Some(vec![a([127, 0, 0, 1])]),
-                    ("nullmx.test", RecordType::MX) => Some(vec![mx(0, ".")]),
-                    ("amx.test" | "sink.test", RecordType::A) => Some(vec![a([127, 0, 0, 1])]),
-                    (
-                        "mx.test" | "a.mx.test" | "b.mx.test" | "nullmx.test" | "amx.test"
-                        | "sink.test",
-                        _,
-                    ) => Some(Vec::new()),
-                    _ => None,
-                };
-                match answers {
-                    Some(list) => {
-                        for rdata in list {
-                            resp.add_answer(Record::from_rdata(q.name().clone(), 60, rdata));
-                        }
-                    }
-                    None => resp.metadata.response_code = ResponseCode::NXDomain,
-                }
-                if let Ok(bytes) = resp.to_vec() {
-                    let _ = socket.send_to(&bytes, peer).await;
-                }
-            }
-        });
-        Dns { addr }
-    }
+fn mx_zone() -> Zone {
+    let local = IpAddr::from([127, 0, 0, 1]);
+    Zone::new()
+        .mx("mx.test", 10, "a.mx.test")
+        .mx("mx.test", 20, "b.mx.test")
+        .addr("a.mx.test", IpAddr::from([127, 0, 0, 2]))
+        .addr("b.mx.test", local)
+        .mx("nullmx.test", 0, ".")
+        .addr("amx.test", local)
+        .addr("sink.test", local)
 }
 
 #[tokio::test]
 async fn mx_routing() {
-    let dns = Dns::start().await;
+    let dns = DnsServer::start(mx_zone()).await;
     let sink = Sink::start(Script::default()).await;
     let cfg = config(
         vec![(
