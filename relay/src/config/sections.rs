@@ -333,6 +333,11 @@ fn read_relay(s: &Section, d: &mut Diagnostics) -> RelayConfig {
             Err(e) => d.error(Some(&text.span()), &key, e),
         }
     }
+    if !s.has("accepted_domains") {
+        // DESIGN.md's default (the example organisation's domain); every real
+        // deployment sets its own.
+        accepted_domains.push("corp.example".to_string());
+    }
     let trusted_networks = match s.strings(d, "trusted_networks") {
         Some(texts) => texts
             .get_ref()

@@ -79,7 +79,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(limits.max_messages_per_minute_per_ip, 0);
     assert_eq!(limits.max_connections_per_minute_per_ip, 0);
 
-    assert!(config.relay.accepted_domains.is_empty());
+    assert_eq!(config.relay.accepted_domains, vec!["corp.example"]);
     let loopback: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
     assert_eq!(config.relay.trusted_networks, loopback);
 
