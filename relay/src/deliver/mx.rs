@@ -42,33 +42,13 @@ pub struct Resolver {
 impl Resolver {
     /// The system resolver, or `[dns] nameservers` when given.
     pub fn new(dns: &DnsConfig) -> Result<Resolver, DeliverError> {
-        let builder = if dns.nameservers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|e| DeliverError::Resolver(e.to_string()))?
-        } else {
-            let servers = dns
-                .nameservers
-                .iter()
-                .map(|sa| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = sa.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = sa.port();
-                    NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            let mut opts = ResolverOpts::default();
-            opts.timeout = Duration::from_secs(5);
-            opts.attempts = 2;
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            )
-            .with_options(opts)
-        };
-        let inner = builder
-            .build()
-            .map_err(|e| DeliverError::Resolver(e.to_string()))?;
+        let inner = build(dns).map_err(|e| DeliverError::Resolver(e.to_string()))?;
         Ok(Resolver { inner })
+    }
+
+    /// The hickory resolver underneath, for lookups other than MX/A (doctor's TXT, SRV).
+    pub fn hickory(&self) -> &TokioResolver {
+        &self.inner
     }
 
     /// The addresses of the smarthosts, in configured order.
@@ -249,6 +229,34 @@ fn split_host_port(entry: &str, default_port: u16) -> Result<(String, u16), Deli
         None if !entry.is_empty() => Ok((entry.to_ascii_lowercase(), default_port)),
         None => Err(bad()),
     }
+}
+
+/// Builds the system resolver, or one asking `[dns] nameservers` (UDP, then TCP).
+fn build(dns: &DnsConfig) -> Result<TokioResolver, hickory_resolver::net::NetError> {
+    let builder = if dns.nameservers.is_empty() {
+        TokioResolver::builder_tokio()?
+    } else {
+        let servers = dns
+            .nameservers
+            .iter()
+            .map(|sa| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = sa.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = sa.port();
+                NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        let mut opts = ResolverOpts::default();
+        opts.timeout = Duration::from_secs(5);
+        opts.attempts = 2;
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(servers),
+            TokioRuntimeProvider::default(),
+        )
+        .with_options(opts)
+    };
+    builder.build()
 }
 
 #[cfg(test)]

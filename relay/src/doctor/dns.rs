@@ -8,9 +8,7 @@
 //! not evaluated, and the check says so when it matters.
 
 use super::Check;
-use crate::config::{Config, DnsConfig};
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use crate::config::Config;
 use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
@@ -24,7 +22,7 @@ pub(super) async fn check(config: &Config, budget: Duration) -> Vec<Check> {
     if config.relay.accepted_domains.is_empty() {
         return Vec::new();
     }
-    let resolver = match resolver(&config.dns) {
+    let resolver = match crate::deliver::mx::Resolver::new(&config.dns) {
         Ok(r) => r,
         Err(e) => {
             return vec![Check::fail(
@@ -39,9 +37,9 @@ pub(super) async fn check(config: &Config, budget: Duration) -> Vec<Check> {
     for domain in &config.relay.accepted_domains {
         let one = async {
             vec![
-                mx(&resolver, domain, &config.server.hostname).await,
-                spf(&resolver, domain, config).await,
-                autodiscover(&resolver, domain).await,
+                mx(resolver.hickory(), domain, &config.server.hostname).await,
+                spf(resolver.hickory(), domain, config).await,
+                autodiscover(resolver.hickory(), domain).await,
             ]
         };
         match tokio::time::timeout_at(deadline, one).await {
@@ -54,34 +52,6 @@ pub(super) async fn check(config: &Config, budget: Duration) -> Vec<Check> {
         }
     }
     checks
-}
-
-/// The system resolver, or `[dns] nameservers`, as `deliver::mx::Resolver` builds it.
-fn resolver(dns: &DnsConfig) -> Result<TokioResolver, NetError> {
-    let builder = if dns.nameservers.is_empty() {
-        TokioResolver::builder_tokio()?
-    } else {
-        let servers = dns
-            .nameservers
-            .iter()
-            .map(|sa| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = sa.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = sa.port();
-                NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        let mut opts = ResolverOpts::default();
-        opts.timeout = Duration::from_secs(5);
-        opts.attempts = 2;
-        TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        )
-        .with_options(opts)
-    };
-    builder.build()
 }
 
 /// What a lookup found: records, nothing of that type, or no such name.
