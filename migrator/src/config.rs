@@ -484,7 +484,7 @@ parallel = 2
         let text = GOOD.replace("parallel = 2", "paralel = 2");
         let e = errors(&text);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("/etc/m/migrator.toml:23: migration.paralel: unknown key (did you mean parallel?)"), "{e:?}");
+        assert!(e[0].starts_with("/etc/m/migrator.toml:20: migration.paralel: unknown key (did you mean parallel?)"), "{e:?}");
     }
 
     #[test]

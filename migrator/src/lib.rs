@@ -18,3 +18,7 @@ pub mod config;
 pub mod contacts;
 pub mod directory;
 pub mod imap;
+pub mod copy;
+pub mod state;
+pub mod report;
+pub mod run;

@@ -101,7 +101,7 @@ impl Folder {
 }
 
 /// `STORAGE` from GETQUOTAROOT (RFC 9208), in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Quota {
     /// Bytes in use.
     pub usage: u64,
