@@ -126,10 +126,15 @@ impl Session {
             let server_name = server_name.clone();
             let addr = addr.clone();
             async move {
-                connector
+                let mut tls = connector
                     .connect(server_name, tcp)
                     .await
-                    .map_err(|e| ImapError::Tls(format!("{addr}: {e}")))
+                    .map_err(|e| ImapError::Tls(format!("{addr}: {e}")))?;
+                // imap-next hands a whole APPEND literal to rustls at once; the
+                // default 64 KiB send buffer limit would refuse a big message.
+                // Memory stays bounded by the copy's batch size.
+                tls.get_mut().1.set_buffer_limit(None);
+                Ok::<_, ImapError>(tls)
             }
         };
         let options = |discard_greeting: bool| {
