@@ -91,12 +91,24 @@ fn base64_lines(data: &[u8]) -> Vec<u8> {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::with_capacity(data.len() * 4 / 3 + data.len() / 38);
     for (i, chunk) in data.chunks(3).enumerate() {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63]);
         out.push(T[(n >> 12) as usize & 63]);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] } else { b'=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] } else { b'=' });
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63]
+        } else {
+            b'='
+        });
         if i % 19 == 18 {
             out.extend_from_slice(b"\r\n");
         }
@@ -134,7 +146,12 @@ fn seed(source: &Dovecot, dir: &Path, big: bool, bulk: usize) -> usize {
             "folder": folder, "flags": flags, "date": date, "file": file,
         }));
     };
-    add("INBOX", &["\\Seen"], "01-Jan-2019 10:00:00 +0000", mail(Some("m1@x"), "old", "hello 2019\r\n"));
+    add(
+        "INBOX",
+        &["\\Seen"],
+        "01-Jan-2019 10:00:00 +0000",
+        mail(Some("m1@x"), "old", "hello 2019\r\n"),
+    );
     add(
         "INBOX",
         &["\\Flagged", "$Label1"],
@@ -145,17 +162,71 @@ fn seed(source: &Dovecot, dir: &Path, big: bool, bulk: usize) -> usize {
             m
         },
     );
-    add("INBOX", &[], "03-Mar-2023 12:00:00 +0000", mail(None, "no message-id", "drafty\r\n"));
-    add("INBOX", &[], "04-Mar-2023 12:00:00 +0000", mail(None, "no message-id either", "other\r\n"));
-    add("Work/Projects/2024", &["\\Answered", "\\Seen"], "20-Feb-2024 09:00:00 +0000", mail(Some("w1@x"), "plan", "nested\r\n"));
-    add("Work/Projects/2024", &["\\Draft"], "10-Oct-2015 09:00:00 +0000", mail(Some("w2@x"), "ancient", "2015\r\n"));
-    add("Work", &[], "11-Nov-2022 11:11:11 +0000", mail(Some("w3@x"), "work", "w\r\n"));
-    add("Sent", &["\\Seen"], "05-May-2020 10:00:00 +0000", mail(Some("s1@x"), "sent", "sent\r\n"));
-    add("Calendar", &[], "01-Jan-2024 09:00:00 +0000", ics("ev1", "Standup"));
-    add("Calendar", &[], "02-Jan-2024 09:00:00 +0000", ics("ev2", "Review"));
-    add("Calendar", &[], "03-Jan-2024 09:00:00 +0000", mail(Some("notcal@x"), "not a calendar item", "plain\r\n"));
+    add(
+        "INBOX",
+        &[],
+        "03-Mar-2023 12:00:00 +0000",
+        mail(None, "no message-id", "drafty\r\n"),
+    );
+    add(
+        "INBOX",
+        &[],
+        "04-Mar-2023 12:00:00 +0000",
+        mail(None, "no message-id either", "other\r\n"),
+    );
+    add(
+        "Work/Projects/2024",
+        &["\\Answered", "\\Seen"],
+        "20-Feb-2024 09:00:00 +0000",
+        mail(Some("w1@x"), "plan", "nested\r\n"),
+    );
+    add(
+        "Work/Projects/2024",
+        &["\\Draft"],
+        "10-Oct-2015 09:00:00 +0000",
+        mail(Some("w2@x"), "ancient", "2015\r\n"),
+    );
+    add(
+        "Work",
+        &[],
+        "11-Nov-2022 11:11:11 +0000",
+        mail(Some("w3@x"), "work", "w\r\n"),
+    );
+    add(
+        "Sent",
+        &["\\Seen"],
+        "05-May-2020 10:00:00 +0000",
+        mail(Some("s1@x"), "sent", "sent\r\n"),
+    );
+    add(
+        "Calendar",
+        &[],
+        "01-Jan-2024 09:00:00 +0000",
+        ics("ev1", "Standup"),
+    );
+    add(
+        "Calendar",
+        &[],
+        "02-Jan-2024 09:00:00 +0000",
+        ics("ev2", "Review"),
+    );
+    add(
+        "Calendar",
+        &[],
+        "03-Jan-2024 09:00:00 +0000",
+        mail(Some("notcal@x"), "not a calendar item", "plain\r\n"),
+    );
     for i in 0..bulk {
-        add("Bulk", &[], "07-Jul-2022 07:00:00 +0000", mail(Some(&format!("bulk{i}@x")), &format!("bulk {i}"), &"x".repeat(2000)));
+        add(
+            "Bulk",
+            &[],
+            "07-Jul-2022 07:00:00 +0000",
+            mail(
+                Some(&format!("bulk{i}@x")),
+                &format!("bulk {i}"),
+                &"x".repeat(2000),
+            ),
+        );
     }
     if big {
         let mut m = b"From: carol@example.net\r\nSubject: big\r\nMessage-ID: <big@x>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
@@ -226,7 +297,9 @@ state_dir = "state"
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(coexist_e2e::binary("coexist-migrator"));
-        c.arg("--config").arg(self.dir.path().join("migrator.toml")).args(args);
+        c.arg("--config")
+            .arg(self.dir.path().join("migrator.toml"))
+            .args(args);
         c
     }
 
@@ -288,7 +361,9 @@ fn non_empty(dump: &Value) -> Value {
 }
 
 fn counter(report: &Value, name: &str) -> u64 {
-    report["users"][0]["counters"][name].as_u64().unwrap_or_else(|| panic!("no counter {name} in {report}"))
+    report["users"][0]["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {report}"))
 }
 
 #[test]
@@ -296,10 +371,19 @@ fn migrate_copies_every_folder_byte_for_byte_and_rerun_copies_nothing() {
     let s = start(Options::default());
     let (code, out, err, report) = s.migrate(&[]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
-    assert!(out.contains("review: migrate 1 user(s); content: mail, calendar"), "{out}");
+    assert!(
+        out.contains("review: migrate 1 user(s); content: mail, calendar"),
+        "{out}"
+    );
 
     // The forwarding contact is in the relay's table.
-    assert!(s.contacts().lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == [ALICE, ALICE_CLOUD]), "{}", s.contacts());
+    assert!(
+        s.contacts()
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [ALICE, ALICE_CLOUD]),
+        "{}",
+        s.contacts()
+    );
 
     // Folder by folder, message by message: bytes, flags, INTERNALDATE.
     let source = non_empty(&s.source.dump(ALICE));
@@ -315,7 +399,10 @@ fn migrate_copies_every_folder_byte_for_byte_and_rerun_copies_nothing() {
     let warnings = report["users"][0]["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1, "{report}");
     assert_eq!(warnings[0]["folder"], "Calendar");
-    assert!(warnings[0]["reason"].as_str().unwrap().contains("no text/calendar part"));
+    assert!(warnings[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no text/calendar part"));
 
     let (code, out, _) = s.run(&["status", "--json", ALICE]);
     assert_eq!(code, 0);
@@ -337,16 +424,36 @@ fn migrate_copies_every_folder_byte_for_byte_and_rerun_copies_nothing() {
     assert_eq!(counter(&report, "skipped"), s.seeded as u64);
     assert_eq!(non_empty(&s.target.dump(ALICE_CLOUD)), target);
 
+    // UIDVALIDITY changed (a restored or rebuilt source folder): UIDs mean
+    // nothing any more, so messages are matched by Message-ID / header hash.
+    let state_file = s.state_dir().join(format!("{ALICE}.json"));
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    for folder in state["folders"].as_object_mut().unwrap().values_mut() {
+        folder["uid_validity"] = Value::from(1);
+    }
+    std::fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(counter(&report, "copied"), 0, "{report}");
+    assert_eq!(counter(&report, "skipped"), s.seeded as u64);
+
     // New mail at the source: `sync` copies exactly that.
     let extra = s.dir.path().join("extra.json");
     let eml = s.dir.path().join("extra.eml");
-    std::fs::write(&eml, mail(Some("late@x"), "late", "arrived after the flip\r\n")).unwrap();
+    std::fs::write(
+        &eml,
+        mail(Some("late@x"), "late", "arrived after the flip\r\n"),
+    )
+    .unwrap();
     std::fs::write(&extra, serde_json::to_vec(&serde_json::json!([{"folder": "INBOX", "flags": [], "date": "01-Feb-2025 10:00:00 +0000", "file": eml}])).unwrap()).unwrap();
     s.source.seed(ALICE, &extra);
     let (code, out, err) = s.run(&["sync", ALICE]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("copied 1 "), "{out}");
-    assert_eq!(non_empty(&s.source.dump(ALICE)), non_empty(&s.target.dump(ALICE_CLOUD)));
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD))
+    );
 }
 
 #[test]
@@ -382,14 +489,20 @@ fn plaintext_source_is_refused_without_allow_insecure() {
     let (code, out, err, report) = s.migrate(&[]);
     assert_eq!(code, 1, "{out}\n{err}");
     let error = report["users"][0]["error"].as_str().unwrap();
-    assert!(error.contains("does not offer STARTTLS") && error.contains("--allow-insecure"), "{error}");
+    assert!(
+        error.contains("does not offer STARTTLS") && error.contains("--allow-insecure"),
+        "{error}"
+    );
     assert_eq!(s.contacts(), "# address target [route]\n");
     // No credentials reached the plaintext server.
     assert_eq!(logins(&s.source), seeded_logins, "{}", s.source.log());
 
     let (code, out, err, _) = s.migrate(&["--allow-insecure"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert_eq!(non_empty(&s.source.dump(ALICE)), non_empty(&s.target.dump(ALICE_CLOUD)));
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD))
+    );
 }
 
 #[test]
@@ -400,18 +513,28 @@ fn untrusted_certificate_is_refused_and_starttls_works() {
     });
     // Without the test CA the certificate does not verify.
     let toml = std::fs::read_to_string(s.dir.path().join("migrator.toml")).unwrap();
-    std::fs::write(s.dir.path().join("migrator.toml"), toml.replacen("ca = \"ca.pem\"\n", "", 1)).unwrap();
+    std::fs::write(
+        s.dir.path().join("migrator.toml"),
+        toml.replacen("ca = \"ca.pem\"\n", "", 1),
+    )
+    .unwrap();
     let (code, out, err, report) = s.migrate(&[]);
     assert_eq!(code, 1, "{out}\n{err}");
     let error = report["users"][0]["error"].as_str().unwrap();
-    assert!(error.starts_with("source: TLS:") && error.contains("certificate"), "{error}");
+    assert!(
+        error.starts_with("source: TLS:") && error.contains("certificate"),
+        "{error}"
+    );
     assert!(!s.contacts().contains(ALICE));
 
     // STARTTLS on the source (imap://) with the CA.
     s.write_config(&s.source.starttls_url());
     let (code, out, err, _) = s.migrate(&[]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert_eq!(non_empty(&s.source.dump(ALICE)), non_empty(&s.target.dump(ALICE_CLOUD)));
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD))
+    );
 }
 
 #[test]
@@ -423,7 +546,11 @@ fn dry_run_writes_nothing() {
     let (code, out, err, report) = s.migrate(&["--dry-run"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("dry run"), "{out}");
-    assert!(err.contains("would write the contact") && err.contains("would copy Work/Projects/2024 -> Work/Projects/2024"), "{err}");
+    assert!(
+        err.contains("would write the contact")
+            && err.contains("would copy Work/Projects/2024 -> Work/Projects/2024"),
+        "{err}"
+    );
     assert_eq!(report["users"][0]["planned_messages"], s.seeded as u64);
     assert_eq!(s.contacts(), "# address target [route]\n");
     assert!(!s.state_dir().exists());
@@ -456,12 +583,22 @@ fn date_range_limits_by_internaldate() {
         .as_object()
         .unwrap()
         .values()
-        .flat_map(|v| v.as_array().unwrap().iter().map(|m| m[1].as_str().unwrap().to_string()))
+        .flat_map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m[1].as_str().unwrap().to_string())
+        })
         .collect();
     dates.sort();
     // 2021-06-15 (8-bit), 2023-03-03, 2023-03-04, 2022-11-11 (Work), 2024-01-01 (Calendar).
     assert_eq!(dates.len(), 5, "{dates:?}");
-    assert!(dates.iter().all(|d| ["2021", "2022", "2023", "2024"].iter().any(|y| d.contains(y))), "{dates:?}");
+    assert!(
+        dates.iter().all(|d| ["2021", "2022", "2023", "2024"]
+            .iter()
+            .any(|y| d.contains(y))),
+        "{dates:?}"
+    );
 }
 
 #[test]
@@ -473,10 +610,19 @@ fn forwarding_only_then_rollback() {
     let (code, out, _) = s.run(&["ready", "--json"]);
     assert_eq!(code, 0, "{out}");
     let ready: Value = serde_json::from_str(&out).unwrap();
-    let alice = ready.as_array().unwrap().iter().find(|r| r["address"] == ALICE).unwrap();
+    let alice = ready
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == ALICE)
+        .unwrap();
     assert_eq!(alice["messages"], s.seeded as u64);
     assert_eq!(alice["fits"], true);
-    assert!(ready.as_array().unwrap().iter().all(|r| r["address"] != "carol@corp.example"));
+    assert!(ready
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["address"] != "carol@corp.example"));
 
     let (code, out, err, report) = s.migrate(&["--forwarding-only"]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -495,7 +641,10 @@ fn forwarding_only_then_rollback() {
     let (_, out, _) = s.run(&["status", ALICE]);
     assert!(out.contains("rolled back"), "{out}");
     let (_, out, _) = s.run(&["ready", "--json"]);
-    assert!(out.contains(ALICE), "a rolled-back user is ready again: {out}");
+    assert!(
+        out.contains(ALICE),
+        "a rolled-back user is ready again: {out}"
+    );
 }
 
 #[test]
@@ -519,7 +668,12 @@ fn killed_during_copy_resumes_to_the_same_end_state() {
         bulk: 600,
         ..Options::default()
     });
-    let mut child = s.command(&["migrate", ALICE]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = s
+        .command(&["migrate", ALICE])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait for the first confirmed batch in the checkpoint, then SIGKILL.
     let state_file = s.state_dir().join(format!("{ALICE}.json"));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -530,7 +684,15 @@ fn killed_during_copy_resumes_to_the_same_end_state() {
         let copied = std::fs::read(&state_file)
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .map(|v| v["folders"].as_object().map(|f| f.values().any(|f| !f["copied"].as_array().unwrap().is_empty())).unwrap_or(false))
+            .map(|v| {
+                v["folders"]
+                    .as_object()
+                    .map(|f| {
+                        f.values()
+                            .any(|f| !f["copied"].as_array().unwrap().is_empty())
+                    })
+                    .unwrap_or(false)
+            })
             .unwrap_or(false);
         if copied {
             child.kill().unwrap();
@@ -540,11 +702,21 @@ fn killed_during_copy_resumes_to_the_same_end_state() {
         assert!(Instant::now() < deadline, "no progress in the state file");
         std::thread::sleep(Duration::from_millis(5));
     };
-    assert!(killed, "the copy finished before it could be killed; seed more");
+    assert!(
+        killed,
+        "the copy finished before it could be killed; seed more"
+    );
     let partial: usize = s.target_counts().iter().map(|(_, n)| n).sum();
-    assert!(partial < s.seeded, "killed mid-copy: {partial} of {}", s.seeded);
+    assert!(
+        partial < s.seeded,
+        "killed mid-copy: {partial} of {}",
+        s.seeded
+    );
 
     let (code, out, err, _) = s.migrate(&[]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert_eq!(non_empty(&s.source.dump(ALICE)), non_empty(&s.target.dump(ALICE_CLOUD)));
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD))
+    );
 }

@@ -101,7 +101,11 @@ impl Content {
         match name {
             "mail" => self.mail = true,
             "calendar" => self.calendar = true,
-            other => return Err(format!("unknown content \"{other}\"; expected mail, calendar")),
+            other => {
+                return Err(format!(
+                    "unknown content \"{other}\"; expected mail, calendar"
+                ))
+            }
         }
         Ok(())
     }
@@ -136,14 +140,7 @@ pub struct Migration {
 }
 
 const TOP: &[&str] = &["directory", "routing", "source", "target", "migration"];
-const ENDPOINT_KEYS: &[&str] = &[
-    "url",
-    "auth",
-    "master_user",
-    "password_file",
-    "login",
-    "ca",
-];
+const ENDPOINT_KEYS: &[&str] = &["url", "auth", "master_user", "password_file", "login", "ca"];
 
 impl Config {
     /// Reads and validates `path`; on failure every error found.
@@ -465,7 +462,10 @@ parallel = 2
         assert_eq!(c.users, Path::new("/etc/m/users.csv"));
         assert_eq!(c.routing.contacts, Path::new("/etc/m/contacts"));
         assert_eq!(c.source.security, Security::Implicit);
-        assert_eq!((c.source.host.as_str(), c.source.port), ("127.0.0.1", 10993));
+        assert_eq!(
+            (c.source.host.as_str(), c.source.port),
+            ("127.0.0.1", 10993)
+        );
         assert_eq!(c.target.security, Security::StartTls);
         assert_eq!(c.target.port, 143);
         assert_eq!(c.target.auth, Auth::Authzid);
@@ -484,7 +484,12 @@ parallel = 2
         let text = GOOD.replace("parallel = 2", "paralel = 2");
         let e = errors(&text);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("/etc/m/migrator.toml:20: migration.paralel: unknown key (did you mean parallel?)"), "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "/etc/m/migrator.toml:20: migration.paralel: unknown key (did you mean parallel?)"
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -495,36 +500,72 @@ parallel = 2
             .replace("[\"mail\"]", "[\"mail\", \"contacts\"]");
         let e = errors(&text);
         assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e[0].contains(":8: source.url: \"https://x\" is not an IMAP URL; write imaps://"), "{e:?}");
+        assert!(
+            e[0].contains(":8: source.url: \"https://x\" is not an IMAP URL; write imaps://"),
+            "{e:?}"
+        );
         assert!(e[1].contains(":14: target.auth: unknown value \"kerberos\"; expected one of: password, master, authzid"), "{e:?}");
-        assert!(e[2].contains(":19: migration.content: unknown content \"contacts\""), "{e:?}");
+        assert!(
+            e[2].contains(":19: migration.content: unknown content \"contacts\""),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn master_auth_needs_master_user() {
         let text = GOOD.replacen("master_user = \"admin\"\n", "", 1);
         let e = errors(&text);
-        assert!(e.iter().any(|e| e.contains(":7: source.master_user: required; add master_user = \"admin\"")), "{e:?}");
+        assert!(
+            e.iter().any(
+                |e| e.contains(":7: source.master_user: required; add master_user = \"admin\"")
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn template_must_give_an_address() {
         let text = GOOD.replace("{local}@tenant.cloud.example", "{local}");
         let e = errors(&text);
-        assert!(e[0].contains("routing.target_template: gives \"user\""), "{e:?}");
+        assert!(
+            e[0].contains("routing.target_template: gives \"user\""),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn shipped_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/migrator.toml");
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(c.routing.contacts.ends_with("config/contacts"));
+        assert_eq!(c.routing.route, None);
+        assert_eq!(c.source.auth, Auth::Master);
+        assert_eq!(c.target.auth, Auth::Authzid);
+        assert_eq!(c.source.ca, None);
+        let users = crate::directory::load(&c.users).unwrap();
+        assert_eq!(users.iter().filter(|u| u.enabled).count(), 4);
     }
 
     #[test]
     fn urls() {
-        assert_eq!(parse_url("imaps://h").unwrap(), (Security::Implicit, "h".into(), 993));
-        assert_eq!(parse_url("imap://[::1]:1430").unwrap(), (Security::StartTls, "::1".into(), 1430));
+        assert_eq!(
+            parse_url("imaps://h").unwrap(),
+            (Security::Implicit, "h".into(), 993)
+        );
+        assert_eq!(
+            parse_url("imap://[::1]:1430").unwrap(),
+            (Security::StartTls, "::1".into(), 1430)
+        );
         assert!(parse_url("imap://h:0").is_err());
         assert!(parse_url("imap://user@h").is_err());
     }
 
     #[test]
     fn templates() {
-        assert_eq!(expand("{local}@t.example", "Bob@corp.example", ""), "Bob@t.example");
+        assert_eq!(
+            expand("{local}@t.example", "Bob@corp.example", ""),
+            "Bob@t.example"
+        );
         assert_eq!(expand("{address}", "a@b", ""), "a@b");
         assert_eq!(expand("{target}", "a@b", "x@y"), "x@y");
     }

@@ -52,17 +52,18 @@ fn relay_routes(table: &Path) -> Option<(PathBuf, BTreeSet<String>)> {
 
 /// The addresses that have a contact now (lower-cased).
 pub fn current(routing: &Routing) -> Result<BTreeSet<String>, ContactsError> {
-    let table = store::load(&routing.contacts, &|_| true).map_err(|errors| {
-        ContactsError::Table(errors.iter().map(ToString::to_string).collect())
-    })?;
-    Ok(table.iter().map(|c| c.address.to_ascii_lowercase()).collect())
+    let table = store::load(&routing.contacts, &|_| true)
+        .map_err(|errors| ContactsError::Table(errors.iter().map(ToString::to_string).collect()))?;
+    Ok(table
+        .iter()
+        .map(|c| c.address.to_ascii_lowercase())
+        .collect())
 }
 
 /// The contact target for `address`, if it has one.
 pub fn lookup(routing: &Routing, address: &str) -> Result<Option<String>, ContactsError> {
-    let table = store::load(&routing.contacts, &|_| true).map_err(|errors| {
-        ContactsError::Table(errors.iter().map(ToString::to_string).collect())
-    })?;
+    let table = store::load(&routing.contacts, &|_| true)
+        .map_err(|errors| ContactsError::Table(errors.iter().map(ToString::to_string).collect()))?;
     Ok(table.get(address).map(|c| c.target.to_string()))
 }
 
@@ -135,7 +136,10 @@ mod tests {
         let target = target_for(&alice, &r);
         assert_eq!(target, "alice@tenant.example");
         flip(&r, &alice, &target).unwrap();
-        assert_eq!(lookup(&r, "ALICE@corp.example").unwrap().as_deref(), Some("alice@tenant.example"));
+        assert_eq!(
+            lookup(&r, "ALICE@corp.example").unwrap().as_deref(),
+            Some("alice@tenant.example")
+        );
         assert_eq!(current(&r).unwrap().len(), 2);
         assert!(unflip(&r, "alice@corp.example").unwrap());
         assert!(!unflip(&r, "alice@corp.example").unwrap());
@@ -155,7 +159,11 @@ mod tests {
         std::fs::write(dir.path().join("relay.toml"), relay_toml).unwrap();
         r.route = Some("nowhere".into());
         let err = flip(&r, &user("a@corp.example"), "a@t.example").unwrap_err();
-        assert!(err.to_string().contains("routing.route \"nowhere\" is not a [route.NAME]"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("routing.route \"nowhere\" is not a [route.NAME]"),
+            "{err}"
+        );
         assert_eq!(std::fs::read_to_string(&r.contacts).unwrap(), "");
     }
 }

@@ -14,9 +14,9 @@
 //! target: one more is copied).
 
 use crate::config::Content;
-use mail_parser::MimeHeaders;
 use crate::imap::{session::AppendRefusal, Folder, ImapError, Message, Session};
 use crate::state::{Counters, FolderState};
+use mail_parser::MimeHeaders;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -198,9 +198,10 @@ pub async fn measure(
         .await
         .map_err(on("source"))?;
     let todo: Vec<u32> = match state {
-        Some(s) if s.uid_validity == selected.uid_validity => {
-            uids.into_iter().filter(|u| !s.copied.contains(*u)).collect()
-        }
+        Some(s) if s.uid_validity == selected.uid_validity => uids
+            .into_iter()
+            .filter(|u| !s.copied.contains(*u))
+            .collect(),
         _ => uids,
     };
     let mut bytes = 0;
@@ -257,7 +258,10 @@ pub async fn sync_folder(
             .await
             .map_err(on("source"))?
     };
-    let mut todo: Vec<u32> = uids.into_iter().filter(|u| !state.copied.contains(*u)).collect();
+    let mut todo: Vec<u32> = uids
+        .into_iter()
+        .filter(|u| !state.copied.contains(*u))
+        .collect();
 
     if !plan.target.eq_ignore_ascii_case("INBOX") {
         dst.create(&plan.target).await.map_err(on("target"))?;
@@ -267,7 +271,10 @@ pub async fn sync_folder(
     let candidates: Vec<u32> = if must_match {
         todo.clone()
     } else {
-        todo.iter().copied().filter(|u| state.pending.contains(u)).collect()
+        todo.iter()
+            .copied()
+            .filter(|u| state.pending.contains(u))
+            .collect()
     };
     if !candidates.is_empty() {
         let mut on_target = target_index(dst, &plan.target).await?;
@@ -332,7 +339,10 @@ pub async fn sync_folder(
                     }
                 }
             }
-            let sizes: Vec<(u32, u64)> = messages.iter().map(|m| (m.uid, m.body.len() as u64)).collect();
+            let sizes: Vec<(u32, u64)> = messages
+                .iter()
+                .map(|m| (m.uid, m.body.len() as u64))
+                .collect();
             state.pending = remaining.clone();
             sink.save(&plan.source, state)?;
             let results = append(dst, &plan.target, messages).await?;
@@ -364,7 +374,11 @@ pub async fn sync_folder(
             }
             // Throttled: back off (1 s, 2 s, 4 s, ...) rather than count a failure.
             let delay = Duration::from_secs(1 << (attempt - 1).min(5));
-            tracing::info!("{}: target asks to slow down; retrying {} message(s) in {delay:?}", plan.source, retry.len());
+            tracing::info!(
+                "{}: target asks to slow down; retrying {} message(s) in {delay:?}",
+                plan.source,
+                retry.len()
+            );
             tokio::time::sleep(delay).await;
             remaining = retry;
         }
@@ -430,7 +444,10 @@ mod tests {
                 ..folder("Shared", '.', None)
             },
         ];
-        let target = vec![folder("INBOX", '/', None), folder("Sent Items", '/', Some("sent"))];
+        let target = vec![
+            folder("INBOX", '/', None),
+            folder("Sent Items", '/', Some("sent")),
+        ];
         let plans = plan_folders(&source, &target, &filter(true, true));
         let pairs: Vec<(&str, &str, bool)> = plans
             .iter()
@@ -470,6 +487,8 @@ mod tests {
         let ics = b"From: a@b\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n";
         assert_eq!(check_calendar_item(ics), None);
         let plain = b"From: a@b\r\nContent-Type: text/plain\r\n\r\nhello\r\n";
-        assert!(check_calendar_item(plain).unwrap().contains("no text/calendar part"));
+        assert!(check_calendar_item(plain)
+            .unwrap()
+            .contains("no text/calendar part"));
     }
 }

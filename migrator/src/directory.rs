@@ -196,8 +196,14 @@ mod tests {
         .to_string();
         let lines: Vec<&str> = err.lines().collect();
         assert_eq!(lines.len(), 3, "{err}");
-        assert!(lines[0].starts_with("users.csv:2: address \"alice\""), "{err}");
+        assert!(
+            lines[0].starts_with("users.csv:2: address \"alice\""),
+            "{err}"
+        );
         assert!(lines[1].starts_with("users.csv:3: quota:"), "{err}");
-        assert!(lines[2].starts_with("users.csv:4: enabled \"maybe\""), "{err}");
+        assert!(
+            lines[2].starts_with("users.csv:4: enabled \"maybe\""),
+            "{err}"
+        );
     }
 }

@@ -16,9 +16,9 @@
 
 pub mod config;
 pub mod contacts;
+pub mod copy;
 pub mod directory;
 pub mod imap;
-pub mod copy;
-pub mod state;
 pub mod report;
 pub mod run;
+pub mod state;

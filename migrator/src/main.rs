@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "coexist-migrator", version, about = "Flip users to the cloud and copy their mailboxes over IMAP")]
+#[command(
+    name = "coexist-migrator",
+    version,
+    about = "Flip users to the cloud and copy their mailboxes over IMAP"
+)]
 struct Cli {
     /// The configuration file.
     #[arg(long, default_value = "config/migrator.toml")]
@@ -94,10 +98,16 @@ enum Command {
 }
 
 fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("{s:?}: {e}; write YYYY-MM-DD"))
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("{s:?}: {e}; write YYYY-MM-DD"))
 }
 
-fn options(users: Vec<String>, all_ready: bool, copy: CopyArgs, sync_only: bool) -> Result<MigrateOptions, String> {
+fn options(
+    users: Vec<String>,
+    all_ready: bool,
+    copy: CopyArgs,
+    sync_only: bool,
+) -> Result<MigrateOptions, String> {
     let content = if copy.content.is_empty() {
         None
     } else {
@@ -109,7 +119,9 @@ fn options(users: Vec<String>, all_ready: bool, copy: CopyArgs, sync_only: bool)
     };
     if let (Some(s), Some(b)) = (copy.since, copy.before) {
         if s >= b {
-            return Err(format!("--since {s} is not before --before {b}: nothing would be copied"));
+            return Err(format!(
+                "--since {s} is not before --before {b}: nothing would be copied"
+            ));
         }
     }
     Ok(MigrateOptions {

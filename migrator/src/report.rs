@@ -24,9 +24,9 @@ pub struct Progress {
 impl Progress {
     /// Bars when stderr is a terminal, lines otherwise.
     pub fn new() -> Progress {
-        let bars = std::io::stderr().is_terminal().then(|| {
-            MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
-        });
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Progress { bars }
     }
 
@@ -35,9 +35,11 @@ impl Progress {
         let bar = self.bars.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new(total));
             bar.set_style(
-                ProgressStyle::with_template("{prefix:30} [{bar:30}] {pos}/{len} msgs {msg} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:30} [{bar:30}] {pos}/{len} msgs {msg} {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             bar.set_prefix(address.to_string());
             bar

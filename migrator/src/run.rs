@@ -104,37 +104,43 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
 
     // The review, before anything happens.
     let verb = if opts.sync_only { "sync" } else { "migrate" };
-    println!(
-        "review: {verb} {} user(s); content: {}; dates: {}; {}{}",
-        users.len(),
-        if opts.forwarding_only {
-            "none (forwarding only)".to_string()
-        } else {
-            filter.content.names().join(", ")
-        },
-        match (filter.since, filter.before) {
-            (None, None) => "all".to_string(),
-            (s, b) => format!(
-                "{}{}",
-                s.map(|d| format!("since {d} ")).unwrap_or_default(),
-                b.map(|d| format!("before {d}")).unwrap_or_default()
-            )
-            .trim_end()
-            .to_string(),
-        },
-        if opts.dry_run { "dry run (nothing is written)" } else { "" },
-        if parallel > 1 {
-            format!("; {parallel} at once")
-        } else {
-            String::new()
+    let mut review = format!("review: {verb} {} user(s)", users.len());
+    if opts.forwarding_only {
+        review.push_str("; content: none (forwarding only)");
+    } else {
+        review.push_str(&format!("; content: {}", filter.content.names().join(", ")));
+    }
+    review.push_str("; dates: ");
+    match (filter.since, filter.before) {
+        (None, None) => review.push_str("all"),
+        (since, before) => {
+            let mut parts = Vec::new();
+            if let Some(d) = since {
+                parts.push(format!("since {d}"));
+            }
+            if let Some(d) = before {
+                parts.push(format!("before {d}"));
+            }
+            review.push_str(&parts.join(" "));
         }
-    );
+    }
+    if parallel > 1 {
+        review.push_str(&format!("; {parallel} at once"));
+    }
+    if opts.dry_run {
+        review.push_str("; dry run: nothing is written");
+    }
+    println!("{review}");
     for u in &users {
         println!(
             "  {} -> {}{}",
             u.address,
             contacts::target_for(u, &config.routing),
-            if u.enabled { "" } else { "  (disabled in the directory)" }
+            if u.enabled {
+                ""
+            } else {
+                "  (disabled in the directory)"
+            }
         );
     }
 
@@ -154,7 +160,10 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
         );
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            (i, migrate_user(&config, &user, &opts, &filter, &progress).await)
+            (
+                i,
+                migrate_user(&config, &user, &opts, &filter, &progress).await,
+            )
         });
     }
     let mut reports = Vec::new();
@@ -168,8 +177,9 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
     let reports: Vec<UserReport> = reports.into_iter().map(|(_, r)| r).collect();
     crate::report::print_final(&reports);
     if let Some(path) = &opts.report {
-        crate::report::write_json(path, &reports)
-            .map_err(|e| RunError::Setup(format!("{}: cannot write the report: {e}", path.display())))?;
+        crate::report::write_json(path, &reports).map_err(|e| {
+            RunError::Setup(format!("{}: cannot write the report: {e}", path.display()))
+        })?;
     }
     Ok(reports)
 }
@@ -184,7 +194,12 @@ struct Connections {
     dst: Session,
 }
 
-async fn connect(config: &Config, user: &User, target: &str, insecure: bool) -> Result<Connections, String> {
+async fn connect(
+    config: &Config,
+    user: &User,
+    target: &str,
+    insecure: bool,
+) -> Result<Connections, String> {
     let src_login = login_for(&config.source.login, user, target);
     let dst_login = login_for(&config.target.login, user, target);
     let src = Session::connect(&config.source, &src_login, insecure)
@@ -297,7 +312,17 @@ async fn migrate_user(
         warnings: Vec::new(),
     };
     let states = StateDir::new(&config.migration.state_dir);
-    let outcome = run_user(config, user, &target, opts, filter, progress, &states, &mut report).await;
+    let outcome = run_user(
+        config,
+        user,
+        &target,
+        opts,
+        filter,
+        progress,
+        &states,
+        &mut report,
+    )
+    .await;
     if let Err(why) = outcome {
         progress.println(&format!("{}: failed: {why}", user.address));
         report.result = "failed".into();
@@ -369,11 +394,17 @@ async fn run_user(
     if opts.dry_run {
         report.result = "dry-run".into();
         if !opts.sync_only {
-            progress.println(&format!("{}: would write the contact {} -> {target}", user.address, user.address));
+            progress.println(&format!(
+                "{}: would write the contact {} -> {target}",
+                user.address, user.address
+            ));
         }
         if let Some(m) = &measured {
             for f in &m.folders {
-                progress.println(&format!("{}: would copy {} -> {}", user.address, f.source, f.target));
+                progress.println(&format!(
+                    "{}: would copy {} -> {}",
+                    user.address, f.source, f.target
+                ));
             }
         }
         return Ok(());
@@ -388,7 +419,10 @@ async fn run_user(
             st.phase = Phase::Forwarding;
         }
         states.save(&mut st).map_err(|e| e.to_string())?;
-        progress.println(&format!("{}: contact written; mail now flows to {target}", user.address));
+        progress.println(&format!(
+            "{}: contact written; mail now flows to {target}",
+            user.address
+        ));
     }
     if opts.forwarding_only {
         report.result = "forwarding-only".into();
@@ -412,9 +446,21 @@ async fn run_user(
     // Pass 1 copies; pass 2 (the delta pass) picks up what arrived meanwhile.
     for pass in 0..2 {
         for plan in &m.folders {
-            let counters = copy_folder(config, user, target, insecure, &mut c, plan, &mut st, filter, states, &bar, &mut report.warnings)
-                .await
-                .map_err(|e| format!("{}: {e}", plan.source))?;
+            let counters = copy_folder(
+                config,
+                user,
+                target,
+                insecure,
+                &mut c,
+                plan,
+                &mut st,
+                filter,
+                states,
+                &bar,
+                &mut report.warnings,
+            )
+            .await
+            .map_err(|e| format!("{}: {e}", plan.source))?;
             let mut counters = counters;
             if pass == 1 {
                 counters.folders = 0;
@@ -459,12 +505,26 @@ async fn copy_folder(
             state: st,
             progress: bar,
         };
-        match copy::sync_folder(&mut c.src, &mut c.dst, plan, &mut folder_state, filter, &mut sink, warnings).await {
+        match copy::sync_folder(
+            &mut c.src,
+            &mut c.dst,
+            plan,
+            &mut folder_state,
+            filter,
+            &mut sink,
+            warnings,
+        )
+        .await
+        {
             Ok(counters) => return Ok(counters),
             Err(e) if e.is_temporary() && attempt < RECONNECTS => {
                 attempt += 1;
                 let delay = Duration::from_secs(2u64.pow(attempt));
-                tracing::warn!("{}: {}: {e}; reconnecting in {delay:?}", user.address, plan.source);
+                tracing::warn!(
+                    "{}: {}: {e}; reconnecting in {delay:?}",
+                    user.address,
+                    plan.source
+                );
                 tokio::time::sleep(delay).await;
                 *c = connect(config, user, target, insecure).await?;
             }
@@ -546,7 +606,10 @@ pub async fn ready(config: &Config, allow_insecure: bool) -> Result<Vec<ReadyRow
 
 /// Prints `ready` rows as a table.
 pub fn print_ready(rows: &[ReadyRow]) {
-    println!("{:32} {:>9} {:>11} {:>11} fits", "address", "messages", "size", "free");
+    println!(
+        "{:32} {:>9} {:>11} {:>11} fits",
+        "address", "messages", "size", "free"
+    );
     for r in rows {
         match &r.error {
             Some(e) => println!("{:32} error: {e}", r.address),
@@ -555,7 +618,9 @@ pub fn print_ready(rows: &[ReadyRow]) {
                 r.address,
                 r.messages,
                 human_bytes(r.bytes),
-                r.quota_free.map(human_bytes).unwrap_or_else(|| "unknown".into()),
+                r.quota_free
+                    .map(human_bytes)
+                    .unwrap_or_else(|| "unknown".into()),
                 match r.fits {
                     Some(true) => "yes",
                     Some(false) => "NO",
@@ -592,7 +657,9 @@ pub struct StatusRow {
 pub fn status(config: &Config, only: Option<&str>) -> Result<Vec<StatusRow>, RunError> {
     let users = directory::load(&config.users).map_err(setup)?;
     let flipped = contacts::current(&config.routing).map_err(setup)?;
-    let states = StateDir::new(&config.migration.state_dir).all().map_err(setup)?;
+    let states = StateDir::new(&config.migration.state_dir)
+        .all()
+        .map_err(setup)?;
     let mut addresses: Vec<String> = users.iter().map(|u| u.address.clone()).collect();
     for st in states.values() {
         if directory::find(&users, &st.address).is_none() {
@@ -602,7 +669,9 @@ pub fn status(config: &Config, only: Option<&str>) -> Result<Vec<StatusRow>, Run
     if let Some(one) = only {
         addresses.retain(|a| a.eq_ignore_ascii_case(one));
         if addresses.is_empty() {
-            return Err(RunError::Usage(format!("{one}: not in the directory nor in the state")));
+            return Err(RunError::Usage(format!(
+                "{one}: not in the directory nor in the state"
+            )));
         }
     }
     Ok(addresses

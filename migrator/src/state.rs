@@ -224,7 +224,8 @@ impl StateDir {
     pub fn load(&self, address: &str) -> Result<UserState, StateError> {
         let path = self.file(address);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| StateError::Corrupt { path, source }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(UserState {
                 address: address.to_string(),
                 ..UserState::default()
@@ -357,7 +358,10 @@ mod tests {
     fn corrupt_file_says_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("a@b.json"), "{").unwrap();
-        let err = StateDir::new(dir.path()).load("a@b").unwrap_err().to_string();
+        let err = StateDir::new(dir.path())
+            .load("a@b")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("move it away"), "{err}");
     }
 }

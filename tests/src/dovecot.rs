@@ -109,7 +109,11 @@ impl Dovecot {
             .map(|(u, p)| format!("{u}:{{PLAIN}}{p}::::::\n"))
             .collect();
         std::fs::write(d.join("passwd"), passwd).unwrap();
-        std::fs::write(d.join("master"), format!("{}:{{PLAIN}}{}::::::\n", MASTER.0, MASTER.1)).unwrap();
+        std::fs::write(
+            d.join("master"),
+            format!("{}:{{PLAIN}}{}::::::\n", MASTER.0, MASTER.1),
+        )
+        .unwrap();
         for f in ["passwd", "master"] {
             std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
         }
@@ -228,7 +232,11 @@ namespace inbox {{
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "dovecot did not start; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not start; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

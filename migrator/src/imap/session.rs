@@ -5,16 +5,16 @@
 //! responses into the small values in [`super`].
 
 use super::{
-    code_name, is_temporary_code, status_text, tls, vec1, Folder, ImapError, Message,
-    MessageMeta, Quota, Selected,
+    code_name, is_temporary_code, status_text, tls, vec1, Folder, ImapError, Message, MessageMeta,
+    Quota, Selected,
 };
 use crate::config::{Auth, Endpoint, Security};
 use imap_next::client::{Client, Event, Options};
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::Literal;
-use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::datetime::NaiveDate;
+use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section};
 use imap_next::imap_types::flag::{FlagFetch, FlagNameAttribute};
 use imap_next::imap_types::mailbox::Mailbox;
@@ -89,7 +89,11 @@ fn password(endpoint: &Endpoint, login: &str) -> Result<String, ImapError> {
                 path.display(),
                 endpoint.side
             ),
-            _ => format!("{}: the {} password file is empty", path.display(), endpoint.side),
+            _ => format!(
+                "{}: the {} password file is empty",
+                path.display(),
+                endpoint.side
+            ),
         })
     })
 }
@@ -108,7 +112,11 @@ impl Session {
     ///
     /// `imap://` without STARTTLS, and any certificate that does not verify, are
     /// refused before credentials are sent unless `insecure`.
-    pub async fn connect(endpoint: &Endpoint, login: &str, insecure: bool) -> Result<Session, ImapError> {
+    pub async fn connect(
+        endpoint: &Endpoint,
+        login: &str,
+        insecure: bool,
+    ) -> Result<Session, ImapError> {
         let label = format!("{} {login}", endpoint.side);
         let secret = password(endpoint, login)?;
         let addr = format!("{}:{}", endpoint.host, endpoint.port);
@@ -181,7 +189,10 @@ impl Session {
                         endpoint.side
                     )));
                 } else {
-                    tracing::warn!("{} {addr}: no STARTTLS; continuing in plaintext as allowed", endpoint.side);
+                    tracing::warn!(
+                        "{} {addr}: no STARTTLS; continuing in plaintext as allowed",
+                        endpoint.side
+                    );
                 }
                 s
             }
@@ -218,7 +229,10 @@ impl Session {
         tag
     }
 
-    fn command(&mut self, body: CommandBody<'static>) -> Result<(String, Command<'static>), ImapError> {
+    fn command(
+        &mut self,
+        body: CommandBody<'static>,
+    ) -> Result<(String, Command<'static>), ImapError> {
         let tag = self.tag();
         let command = Command::new(tag.clone(), body)
             .map_err(|e| ImapError::Protocol(format!("tag: {e:?}")))?;
@@ -266,7 +280,11 @@ impl Session {
             .data
             .iter()
             .filter_map(|d| match d {
-                Data::Capability(caps) => Some(caps.as_ref().iter().map(|c| c.to_string().to_ascii_uppercase())),
+                Data::Capability(caps) => Some(
+                    caps.as_ref()
+                        .iter()
+                        .map(|c| c.to_string().to_ascii_uppercase()),
+                ),
                 _ => None,
             })
             .flatten()
@@ -279,7 +297,12 @@ impl Session {
         self.capabilities.iter().any(|c| c == capability)
     }
 
-    async fn login(&mut self, endpoint: &Endpoint, login: &str, secret: String) -> Result<(), ImapError> {
+    async fn login(
+        &mut self,
+        endpoint: &Endpoint,
+        login: &str,
+        secret: String,
+    ) -> Result<(), ImapError> {
         let refused = |e: ImapError| match e {
             ImapError::Refused { text, .. } => ImapError::Login {
                 login: login.to_string(),
@@ -291,7 +314,9 @@ impl Session {
             Auth::Password | Auth::Master => {
                 let user = match endpoint.auth {
                     // Dovecot's master-user login (auth_master_user_separator = *).
-                    Auth::Master => format!("{login}*{}", endpoint.master_user.as_deref().unwrap_or("")),
+                    Auth::Master => {
+                        format!("{login}*{}", endpoint.master_user.as_deref().unwrap_or(""))
+                    }
                     _ => login.to_string(),
                 };
                 if self.has("LOGINDISABLED") {
@@ -356,8 +381,8 @@ impl Session {
 
     /// LIST "" "*": every folder with its special use.
     pub async fn list(&mut self) -> Result<Vec<Folder>, ImapError> {
-        let body = CommandBody::list("", "*")
-            .map_err(|e| ImapError::Protocol(format!("LIST: {e:?}")))?;
+        let body =
+            CommandBody::list("", "*").map_err(|e| ImapError::Protocol(format!("LIST: {e:?}")))?;
         let response = self.run(body).await?;
         let mut folders = Vec::new();
         for data in response.data {
@@ -465,7 +490,9 @@ impl Session {
         if keys.is_empty() {
             keys.push(SearchKey::All);
         }
-        let response = self.run(CommandBody::search(None, vec1(keys)?, true)).await?;
+        let response = self
+            .run(CommandBody::search(None, vec1(keys)?, true))
+            .await?;
         let mut uids: Vec<u32> = response
             .data
             .iter()
@@ -505,7 +532,10 @@ impl Session {
     /// UID and RFC822.SIZE of `uids`.
     pub async fn sizes(&mut self, uids: &[u32]) -> Result<Vec<MessageMeta>, ImapError> {
         let fetched = self
-            .fetch(uids, vec![MessageDataItemName::Uid, MessageDataItemName::Rfc822Size])
+            .fetch(
+                uids,
+                vec![MessageDataItemName::Uid, MessageDataItemName::Rfc822Size],
+            )
             .await?;
         Ok(fetched
             .into_iter()
@@ -549,7 +579,10 @@ impl Session {
                     match item {
                         MessageDataItem::Uid(u) => uid = Some(u.get()),
                         MessageDataItem::BodyExt { data, .. } => {
-                            header = data.into_option().map(|c| c.into_owned()).unwrap_or_default()
+                            header = data
+                                .into_option()
+                                .map(|c| c.into_owned())
+                                .unwrap_or_default()
                         }
                         _ => {}
                     }
@@ -600,7 +633,10 @@ impl Session {
                     }
                     MessageDataItem::InternalDate(d) => message.date = Some(d),
                     MessageDataItem::BodyExt { data, .. } => {
-                        message.body = data.into_option().map(|c| c.into_owned()).unwrap_or_default()
+                        message.body = data
+                            .into_option()
+                            .map(|c| c.into_owned())
+                            .unwrap_or_default()
                     }
                     _ => {}
                 }
@@ -708,10 +744,7 @@ impl Session {
                 _ => {}
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or(Ok(())))
-            .collect())
+        Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
     }
 
     /// LOGOUT, ignoring errors (the work is done either way).

@@ -11,7 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Builds the client configuration for one side.
-pub fn client_config(ca: Option<&Path>, insecure: bool) -> Result<Arc<rustls::ClientConfig>, ImapError> {
+pub fn client_config(
+    ca: Option<&Path>,
+    insecure: bool,
+) -> Result<Arc<rustls::ClientConfig>, ImapError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
