@@ -624,10 +624,40 @@ fn forwarding_only_then_rollback() {
         .iter()
         .all(|r| r["address"] != "carol@corp.example"));
 
-    let (code, out, err, report) = s.migrate(&["--forwarding-only"]);
+    // Every ready user at once (alice and bob; carol is disabled).
+    let report_file = s.dir.path().join("all.json");
+    let (code, out, err) = s.run(&[
+        "migrate",
+        "--all-ready",
+        "--forwarding-only",
+        "--parallel",
+        "2",
+        "--report",
+        report_file.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert_eq!(report["users"][0]["result"], "forwarding-only");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    let results: Vec<(&str, &str)> = report["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["address"].as_str().unwrap(),
+                u["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (ALICE, "forwarding-only"),
+            ("bob@corp.example", "forwarding-only")
+        ]
+    );
     assert!(s.contacts().contains(ALICE_CLOUD));
+    assert!(s.contacts().contains("bob@tenant.cloud.example"));
+    assert!(!s.contacts().contains("carol"));
     assert!(s.target_counts().is_empty());
     let (_, out, _) = s.run(&["status", ALICE]);
     assert!(out.contains("forwarding set"), "{out}");
@@ -718,5 +748,100 @@ fn killed_during_copy_resumes_to_the_same_end_state() {
     assert_eq!(
         non_empty(&s.source.dump(ALICE)),
         non_empty(&s.target.dump(ALICE_CLOUD))
+    );
+}
+
+/// Side-by-side timing against mbsync (isync) on the same 10,000-message mailbox.
+/// Not part of the suite (it takes minutes); run with
+/// `cargo build --release -p migrator && COEXIST_MIGRATOR=target/release/coexist-migrator
+/// cargo test -p coexist-e2e --test migrator -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_10k_messages_against_mbsync() {
+    let n: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let s = start(Options {
+        big: false,
+        bulk: n,
+        ..Options::default()
+    });
+    let binary = std::env::var("COEXIST_MIGRATOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| coexist_e2e::binary("coexist-migrator"));
+    let cpu = |pid_children: &Path| -> f64 {
+        // User + system CPU of finished children of this test process.
+        let text = std::fs::read_to_string(pid_children).unwrap();
+        let f: Vec<f64> = text
+            .split_whitespace()
+            .skip(15)
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        (f[0] + f[1]) / 100.0
+    };
+    let stat = Path::new("/proc/self/stat");
+
+    let cpu0 = cpu(stat);
+    let t = Instant::now();
+    let out = Command::new(&binary)
+        .arg("--config")
+        .arg(s.dir.path().join("migrator.toml"))
+        .args(["migrate", ALICE])
+        .output()
+        .unwrap();
+    let ours = t.elapsed();
+    let ours_cpu = cpu(stat) - cpu0;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let d = s.dir.path();
+    std::fs::create_dir_all(d.join("mbsync-state")).unwrap();
+    std::fs::write(
+        d.join("mbsyncrc"),
+        format!(
+            "IMAPAccount src\nHost 127.0.0.1\nPort {sp}\nUser {ALICE}*{m}\nPass {p}\nSSLType IMAPS\nCertificateFile {d}/ca.pem\n\n\
+             IMAPStore src\nAccount src\n\n\
+             IMAPAccount dst\nHost 127.0.0.1\nPort {tp}\nUser bob@tenant.cloud.example*{m}\nPass {p}\nSSLType IMAPS\nCertificateFile {d}/ca.pem\n\n\
+             IMAPStore dst\nAccount dst\n\n\
+             Channel copy\nFar :src:\nNear :dst:\nPatterns *\nCreate Near\nSync Pull\nSyncState {d}/mbsync-state/\n",
+            sp = s.source.imaps_port,
+            tp = s.target.imaps_port,
+            m = MASTER.0,
+            p = MASTER.1,
+            d = d.display(),
+        ),
+    )
+    .unwrap();
+    let cpu0 = cpu(stat);
+    let t = Instant::now();
+    let out = Command::new("mbsync")
+        .arg("-c")
+        .arg(d.join("mbsyncrc"))
+        .arg("-a")
+        .output()
+        .unwrap();
+    let theirs = t.elapsed();
+    let theirs_cpu = cpu(stat) - cpu0;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = counts(&s.target.dump("bob@tenant.cloud.example"));
+    let alice = s.target_counts();
+    assert_eq!(alice, bob, "both tools copied the same folders and counts");
+    println!(
+        "{} messages: coexist-migrator {:.2} s ({:.2} s CPU), mbsync {:.2} s ({:.2} s CPU), ratio {:.2}",
+        s.seeded,
+        ours.as_secs_f64(),
+        ours_cpu,
+        theirs.as_secs_f64(),
+        theirs_cpu,
+        ours.as_secs_f64() / theirs.as_secs_f64()
     );
 }

@@ -312,6 +312,20 @@ async fn migrate_user(
         warnings: Vec::new(),
     };
     let states = StateDir::new(&config.migration.state_dir);
+    // Another process on this user: say so, and leave its checkpoint alone.
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        match states.lock(&user.address) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                progress.println(&format!("{}: failed: {e}", user.address));
+                report.result = "failed".into();
+                report.error = Some(e.to_string());
+                return report;
+            }
+        }
+    };
     let outcome = run_user(
         config,
         user,
@@ -353,11 +367,6 @@ async fn run_user(
         return Err("disabled in the directory (synchronised accounts stay disabled until activated); enable it first".into());
     }
     let insecure = opts.allow_insecure || config.migration.allow_insecure;
-    let _lock = if opts.dry_run {
-        None
-    } else {
-        Some(states.lock(&user.address).map_err(|e| e.to_string())?)
-    };
     let mut st = states.load(&user.address).map_err(|e| e.to_string())?;
     st.address = user.address.clone();
     let mut c = connect(config, user, target, insecure).await?;
