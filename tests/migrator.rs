@@ -804,9 +804,9 @@ fn bench_10k_messages_against_mbsync() {
     std::fs::write(
         d.join("mbsyncrc"),
         format!(
-            "IMAPAccount src\nHost 127.0.0.1\nPort {sp}\nUser {ALICE}*{m}\nPass {p}\nSSLType IMAPS\nCertificateFile {d}/ca.pem\n\n\
+            "IMAPAccount src\nHost localhost\nPort {sp}\nUser {ALICE}*{m}\nPass {p}\nSSLType IMAPS\nCertificateFile {d}/ca.pem\n\n\
              IMAPStore src\nAccount src\n\n\
-             IMAPAccount dst\nHost 127.0.0.1\nPort {tp}\nUser bob@tenant.cloud.example*{m}\nPass {p}\nSSLType IMAPS\nCertificateFile {d}/ca.pem\n\n\
+             IMAPAccount dst\nHost localhost\nPort {tp}\nUser bob@tenant.cloud.example*{m}\nPass {p}\nSSLType IMAPS\nCertificateFile {d}/ca.pem\n\n\
              IMAPStore dst\nAccount dst\n\n\
              Channel copy\nFar :src:\nNear :dst:\nPatterns *\nCreate Near\nSync Pull\nSyncState {d}/mbsync-state/\n",
             sp = s.source.imaps_port,
