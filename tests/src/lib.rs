@@ -3,6 +3,7 @@
 //! what it wrote. Ports are chosen by the OS (port 0) and read back from the log.
 
 pub mod dns;
+pub mod dovecot;
 pub mod sink;
 pub mod smtp;
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::de::DeTable;
 
-mod reader;
+pub mod reader;
 mod sections;
 pub mod units;
 mod validate;

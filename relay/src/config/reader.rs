@@ -15,17 +15,17 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 /// A byte range in the source text.
-pub(super) type Span = Range<usize>;
+pub type Span = Range<usize>;
 
 /// The errors found so far, and what is needed to turn spans into line numbers.
-pub(super) struct Diagnostics<'s> {
+pub struct Diagnostics<'s> {
     file: PathBuf,
     src: &'s str,
     errors: Vec<ConfigError>,
 }
 
 impl<'s> Diagnostics<'s> {
-    pub(super) fn new(file: &Path, src: &'s str) -> Self {
+    pub fn new(file: &Path, src: &'s str) -> Self {
         Diagnostics {
             file: file.to_path_buf(),
             src,
@@ -34,7 +34,7 @@ impl<'s> Diagnostics<'s> {
     }
 
     /// The 1-based line holding the first byte of `span`.
-    pub(super) fn line(&self, span: &Span) -> usize {
+    pub fn line(&self, span: &Span) -> usize {
         let end = span.start.min(self.src.len());
         self.src.as_bytes()[..end]
             .iter()
@@ -45,7 +45,7 @@ impl<'s> Diagnostics<'s> {
 
     /// Records `KEY: message` at the line of `span`, or at line 0 (the file as a
     /// whole) when there is no span because the key or its table is absent.
-    pub(super) fn error(&mut self, span: Option<&Span>, key: &str, message: impl Display) {
+    pub fn error(&mut self, span: Option<&Span>, key: &str, message: impl Display) {
         let line = span.map_or(0, |span| self.line(span));
         self.errors.push(ConfigError {
             file: self.file.clone(),
@@ -55,7 +55,7 @@ impl<'s> Diagnostics<'s> {
     }
 
     /// Records a TOML syntax error from the parser.
-    pub(super) fn syntax(&mut self, error: &toml::de::Error) {
+    pub fn syntax(&mut self, error: &toml::de::Error) {
         let line = error.span().map_or(0, |span| self.line(&span));
         self.errors.push(ConfigError {
             file: self.file.clone(),
@@ -65,12 +65,12 @@ impl<'s> Diagnostics<'s> {
     }
 
     /// Whether nothing has been recorded yet.
-    pub(super) fn is_clean(&self) -> bool {
+    pub fn is_clean(&self) -> bool {
         self.errors.is_empty()
     }
 
     /// The errors in file order (stable, so errors on one line keep their order).
-    pub(super) fn finish(mut self) -> Vec<ConfigError> {
+    pub fn finish(mut self) -> Vec<ConfigError> {
         self.errors.sort_by_key(|e| e.line);
         self.errors
     }
@@ -79,7 +79,7 @@ impl<'s> Diagnostics<'s> {
 /// One table of the document (`[limits]`, one `[[listener]]`, `[route.cloud]`),
 /// or the stand-in for a table the file does not have, whose keys all take their
 /// defaults.
-pub(super) struct Section<'a, 'i> {
+pub struct Section<'a, 'i> {
     table: Option<&'a DeTable<'i>>,
     /// Dotted path for messages: `limits`, `listener[1]`, `route.cloud`.
     path: String,
@@ -92,7 +92,7 @@ type Value<'a, 'i> = &'a Spanned<DeValue<'i>>;
 impl<'a, 'i> Section<'a, 'i> {
     /// Opens `table` and reports each key not in `known`; `header` is how the table
     /// is written (`[limits]`, `[[listener]]`), for the message.
-    pub(super) fn open(
+    pub fn open(
         d: &mut Diagnostics,
         table: &'a DeTable<'i>,
         span: Option<Span>,
@@ -133,7 +133,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// A table the file does not have.
-    pub(super) fn absent(path: String) -> Self {
+    pub fn absent(path: String) -> Self {
         Section {
             table: None,
             path,
@@ -142,22 +142,22 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// Where the table starts, if it is in the file.
-    pub(super) fn span(&self) -> Option<&Span> {
+    pub fn span(&self) -> Option<&Span> {
         self.span.as_ref()
     }
 
     /// The dotted name of this table, for messages: `limits`, `listener[1]`.
-    pub(super) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.path
     }
 
     /// Whether the table has `key` (of any type).
-    pub(super) fn has(&self, key: &str) -> bool {
+    pub fn has(&self, key: &str) -> bool {
         self.value(key).is_some()
     }
 
     /// The dotted name of `key` in this table, for messages.
-    pub(super) fn key(&self, key: &str) -> String {
+    pub fn key(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_string()
         } else {
@@ -178,7 +178,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// Reports a missing required key at this table's header.
-    pub(super) fn missing(&self, d: &mut Diagnostics, key: &str, example: &str) {
+    pub fn missing(&self, d: &mut Diagnostics, key: &str, example: &str) {
         let short = key.rsplit('.').next().unwrap_or(key);
         d.error(
             self.span(),
@@ -188,7 +188,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// A string.
-    pub(super) fn string(&self, d: &mut Diagnostics, key: &str) -> Option<Spanned<String>> {
+    pub fn string(&self, d: &mut Diagnostics, key: &str) -> Option<Spanned<String>> {
         let value = self.value(key)?;
         match value.get_ref() {
             DeValue::String(s) => Some(Spanned::new(value.span(), s.to_string())),
@@ -200,7 +200,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// A string that must be present; `example` (TOML syntax) goes in the message.
-    pub(super) fn required_string(
+    pub fn required_string(
         &self,
         d: &mut Diagnostics,
         key: &str,
@@ -214,7 +214,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// `true` or `false`.
-    pub(super) fn bool(&self, d: &mut Diagnostics, key: &str) -> Option<Spanned<bool>> {
+    pub fn bool(&self, d: &mut Diagnostics, key: &str) -> Option<Spanned<bool>> {
         let value = self.value(key)?;
         match value.get_ref() {
             DeValue::Boolean(b) => Some(Spanned::new(value.span(), *b)),
@@ -226,7 +226,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// A whole number within `range`.
-    pub(super) fn number<T: TryFrom<u64>>(
+    pub fn number<T: TryFrom<u64>>(
         &self,
         d: &mut Diagnostics,
         key: &str,
@@ -262,7 +262,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// A size: a number of bytes, or a string with a unit.
-    pub(super) fn size(&self, d: &mut Diagnostics, key: &str) -> Option<Spanned<u64>> {
+    pub fn size(&self, d: &mut Diagnostics, key: &str) -> Option<Spanned<u64>> {
         let value = self.value(key)?;
         let parsed = match value.get_ref() {
             DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix())
@@ -290,17 +290,13 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// A duration: a string with units.
-    pub(super) fn duration(&self, d: &mut Diagnostics, key: &str) -> Option<Spanned<Duration>> {
+    pub fn duration(&self, d: &mut Diagnostics, key: &str) -> Option<Spanned<Duration>> {
         let value = self.value(key)?;
         duration_value(d, &self.key(key), value)
     }
 
     /// A non-empty array of durations.
-    pub(super) fn durations(
-        &self,
-        d: &mut Diagnostics,
-        key: &str,
-    ) -> Option<Spanned<Vec<Duration>>> {
+    pub fn durations(&self, d: &mut Diagnostics, key: &str) -> Option<Spanned<Vec<Duration>>> {
         let value = self.value(key)?;
         let DeValue::Array(items) = value.get_ref() else {
             self.wrong_type(
@@ -323,11 +319,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// An array of strings, each with its span.
-    pub(super) fn strings(
-        &self,
-        d: &mut Diagnostics,
-        key: &str,
-    ) -> Option<Spanned<Vec<Spanned<String>>>> {
+    pub fn strings(&self, d: &mut Diagnostics, key: &str) -> Option<Spanned<Vec<Spanned<String>>>> {
         let value = self.value(key)?;
         let DeValue::Array(items) = value.get_ref() else {
             self.wrong_type(d, key, value, "an array of strings such as [\"a\", \"b\"]");
@@ -352,7 +344,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// A string that must be one of `choices`.
-    pub(super) fn choice<T: Copy>(
+    pub fn choice<T: Copy>(
         &self,
         d: &mut Diagnostics,
         key: &str,
@@ -378,12 +370,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// A non-empty path, resolved against `base` (the config file's folder).
-    pub(super) fn path(
-        &self,
-        d: &mut Diagnostics,
-        key: &str,
-        base: &Path,
-    ) -> Option<Spanned<PathBuf>> {
+    pub fn path(&self, d: &mut Diagnostics, key: &str, base: &Path) -> Option<Spanned<PathBuf>> {
         let text = self.string(d, key)?;
         if text.get_ref().is_empty() {
             d.error(
@@ -397,7 +384,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// The sub-table `key` (`[routing]` inside the root, for example).
-    pub(super) fn table(&self, d: &mut Diagnostics, key: &str, known: &[&str]) -> Section<'a, 'i> {
+    pub fn table(&self, d: &mut Diagnostics, key: &str, known: &[&str]) -> Section<'a, 'i> {
         let full = self.key(key);
         let Some(value) = self.value(key) else {
             return Section::absent(full);
@@ -415,12 +402,7 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 
     /// The array of tables `key` (`[[listener]]`); an empty list when absent.
-    pub(super) fn tables(
-        &self,
-        d: &mut Diagnostics,
-        key: &str,
-        known: &[&str],
-    ) -> Vec<Section<'a, 'i>> {
+    pub fn tables(&self, d: &mut Diagnostics, key: &str, known: &[&str]) -> Vec<Section<'a, 'i>> {
         let full = self.key(key);
         let Some(value) = self.value(key) else {
             return Vec::new();
@@ -460,7 +442,7 @@ impl<'a, 'i> Section<'a, 'i> {
 
     /// The tables under `key` whose names the user chooses (`[route.NAME]`), each
     /// with its name.
-    pub(super) fn named_tables(
+    pub fn named_tables(
         &self,
         d: &mut Diagnostics,
         key: &str,

@@ -1,0 +1,572 @@
+//! `migrator.toml` into typed values.
+//!
+//! Same standard as the relay's configuration (and the same spanned reader,
+//! `relay::config::reader`): unknown keys are errors, every problem is reported as
+//! `FILE:LINE: key: what is wrong; what would be valid`, all of them at once.
+//! Paths are relative to the file's folder. Secrets are never in this file: each
+//! side names a `password_file`.
+
+use relay::config::reader::{Diagnostics, Section};
+use relay::config::ConfigError;
+use std::path::{Path, PathBuf};
+use toml::de::DeTable;
+
+/// The whole migrator configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    /// `[directory] users`: the directory export (CSV).
+    pub users: PathBuf,
+    /// `[routing]`
+    pub routing: Routing,
+    /// `[source]`
+    pub source: Endpoint,
+    /// `[target]`
+    pub target: Endpoint,
+    /// `[migration]`
+    pub migration: Migration,
+}
+
+/// `[routing]`: where and how forwarding contacts are written.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// The relay's contacts table.
+    pub contacts: PathBuf,
+    /// The contact address when the directory has no `target`:
+    /// `{local}`, `{domain}`, `{address}` are replaced.
+    pub target_template: String,
+    /// Route column for new contacts; `None` = the relay's `contact_route`.
+    pub route: Option<String>,
+}
+
+/// How a side's connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// `imaps://`: TLS from the first byte (RFC 8314).
+    Implicit,
+    /// `imap://`: STARTTLS (RFC 3501 §6.2.1); plaintext only with `allow_insecure`.
+    StartTls,
+}
+
+/// How the migrator logs in to a side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Each user's own password, from `password_file` lines `login password`.
+    Password,
+    /// Dovecot master user: `LOGIN "user*master" master-password`.
+    Master,
+    /// SASL PLAIN with authzid = user, authcid = master (RFC 4616).
+    Authzid,
+}
+
+/// `[source]` or `[target]`.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `source` or `target`, for messages.
+    pub side: &'static str,
+    /// The URL as written.
+    pub url: String,
+    /// Host name or address (what the certificate must name).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// TLS mode.
+    pub security: Security,
+    /// Login method.
+    pub auth: Auth,
+    /// The master (admin) login for `master` and `authzid`.
+    pub master_user: Option<String>,
+    /// Where the password(s) are.
+    pub password_file: PathBuf,
+    /// Template for the mailbox login on this side: `{address}`, `{local}`,
+    /// `{domain}`, `{target}`.
+    pub login: String,
+    /// Extra PEM trust anchor.
+    pub ca: Option<PathBuf>,
+}
+
+/// What to copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Content {
+    /// Every folder that is not a calendar folder.
+    pub mail: bool,
+    /// The folders named in `calendar_folders`.
+    pub calendar: bool,
+}
+
+impl Content {
+    /// Parses one item name (`mail`, `calendar`) into `self`.
+    pub fn add(&mut self, name: &str) -> Result<(), String> {
+        match name {
+            "mail" => self.mail = true,
+            "calendar" => self.calendar = true,
+            other => {
+                return Err(format!(
+                    "unknown content \"{other}\"; expected mail, calendar"
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The names, for the review.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.mail {
+            v.push("mail");
+        }
+        if self.calendar {
+            v.push("calendar");
+        }
+        v
+    }
+}
+
+/// `[migration]`
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Default content to copy.
+    pub content: Content,
+    /// Folder names that hold calendar items (matched case-insensitively against
+    /// the whole name or its last level).
+    pub calendar_folders: Vec<String>,
+    /// Users migrated at once.
+    pub parallel: usize,
+    /// Per-user checkpoints.
+    pub state_dir: PathBuf,
+    /// Allow plaintext IMAP and unverified certificates.
+    pub allow_insecure: bool,
+}
+
+const TOP: &[&str] = &["directory", "routing", "source", "target", "migration"];
+const ENDPOINT_KEYS: &[&str] = &["url", "auth", "master_user", "password_file", "login", "ca"];
+
+impl Config {
+    /// Reads and validates `path`; on failure every error found.
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::from_str(&text, path),
+            Err(e) => Err(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            }]),
+        }
+    }
+
+    /// Parses and validates `text` as if read from `path`; no I/O.
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let mut d = Diagnostics::new(path, text);
+        let document = match DeTable::parse(text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                d.syntax(&e);
+                return Err(d.finish());
+            }
+        };
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        let root = Section::open(&mut d, document.get_ref(), None, String::new(), "", TOP);
+
+        let directory = root.table(&mut d, "directory", &["users"]);
+        let users = directory
+            .path(&mut d, "users", base)
+            .map(|p| p.into_inner())
+            .unwrap_or_else(|| base.join("users.csv"));
+
+        let routing = read_routing(&mut d, &root, base);
+        let source = read_endpoint(&mut d, &root, base, "source");
+        let target = read_endpoint(&mut d, &root, base, "target");
+        let migration = read_migration(&mut d, &root, base);
+
+        match (routing, source, target, migration) {
+            (Some(routing), Some(source), Some(target), Some(migration)) if d.is_clean() => {
+                Ok(Config {
+                    path: path.to_path_buf(),
+                    users,
+                    routing,
+                    source,
+                    target,
+                    migration,
+                })
+            }
+            _ => Err(d.finish()),
+        }
+    }
+}
+
+fn read_routing(d: &mut Diagnostics, root: &Section, base: &Path) -> Option<Routing> {
+    let t = root.table(d, "routing", &["contacts", "target_template", "route"]);
+    let contacts = match t.path(d, "contacts", base) {
+        Some(p) => p.into_inner(),
+        None if t.has("contacts") => return None,
+        None => {
+            t.missing(d, "contacts", "\"../config/contacts\"");
+            return None;
+        }
+    };
+    let template = t.required_string(d, "target_template", "\"{local}@tenant.cloud.example\"")?;
+    let expanded = expand(template.get_ref(), "user@corp.example", "");
+    if relay::route::table::check_address(&expanded).is_err() {
+        d.error(
+            Some(&template.span()),
+            &t.key("target_template"),
+            format!(
+                "gives {expanded:?} for user@corp.example, not an address; write a template \
+                 such as \"{{local}}@tenant.cloud.example\" ({{local}} {{domain}} {{address}})"
+            ),
+        );
+        return None;
+    }
+    let route = match t.string(d, "route") {
+        Some(r) if r.get_ref().is_empty() => None,
+        Some(r) if r.get_ref().chars().any(char::is_whitespace) || r.get_ref().starts_with('#') => {
+            d.error(
+                Some(&r.span()),
+                &t.key("route"),
+                "must be one word that does not start with #; write the name of a [route.NAME] of the relay, or \"\"",
+            );
+            return None;
+        }
+        Some(r) => Some(r.into_inner()),
+        None => None,
+    };
+    Some(Routing {
+        contacts,
+        target_template: template.into_inner(),
+        route,
+    })
+}
+
+fn read_endpoint(
+    d: &mut Diagnostics,
+    root: &Section,
+    base: &Path,
+    side: &'static str,
+) -> Option<Endpoint> {
+    let t = root.table(d, side, ENDPOINT_KEYS);
+    let url = t.required_string(d, "url", "\"imaps://imap.corp.example:993\"")?;
+    let (security, host, port) = match parse_url(url.get_ref()) {
+        Ok(v) => v,
+        Err(why) => {
+            d.error(Some(&url.span()), &t.key("url"), why);
+            return None;
+        }
+    };
+    let auth = t
+        .choice(
+            d,
+            "auth",
+            &[
+                ("password", Auth::Password),
+                ("master", Auth::Master),
+                ("authzid", Auth::Authzid),
+            ],
+        )
+        .map(|a| a.into_inner());
+    let auth = match auth {
+        Some(a) => a,
+        None if t.has("auth") => return None,
+        None => {
+            t.missing(d, "auth", "\"master\"");
+            return None;
+        }
+    };
+    let master_user = t.string(d, "master_user").map(|s| s.into_inner());
+    if auth != Auth::Password && master_user.as_deref().unwrap_or("").is_empty() {
+        t.missing(d, "master_user", "\"admin\"");
+    }
+    let password_file = match t.path(d, "password_file", base) {
+        Some(p) => p.into_inner(),
+        None => {
+            if !t.has("password_file") {
+                t.missing(d, "password_file", "\"secrets/source.password\"");
+            }
+            return None;
+        }
+    };
+    let default_login = if side == "source" {
+        "{address}"
+    } else {
+        "{target}"
+    };
+    let login = t
+        .string(d, "login")
+        .map(|s| s.into_inner())
+        .unwrap_or_else(|| default_login.to_string());
+    let ca = match t.string(d, "ca") {
+        Some(s) if s.get_ref().is_empty() => None,
+        Some(s) => Some(base.join(s.get_ref())),
+        None => None,
+    };
+    Some(Endpoint {
+        side,
+        url: url.into_inner(),
+        host,
+        port,
+        security,
+        auth,
+        master_user,
+        password_file,
+        login,
+        ca,
+    })
+}
+
+fn read_migration(d: &mut Diagnostics, root: &Section, base: &Path) -> Option<Migration> {
+    let t = root.table(
+        d,
+        "migration",
+        &[
+            "content",
+            "calendar_folders",
+            "parallel",
+            "state_dir",
+            "allow_insecure",
+        ],
+    );
+    let mut ok = true;
+    let content = match t.strings(d, "content") {
+        Some(list) => {
+            let mut c = Content::default();
+            for item in list.get_ref() {
+                if let Err(why) = c.add(item.get_ref()) {
+                    d.error(Some(&item.span()), &t.key("content"), why);
+                    ok = false;
+                }
+            }
+            if ok && !c.mail && !c.calendar {
+                d.error(
+                    Some(&list.span()),
+                    &t.key("content"),
+                    "empty; write [\"mail\"], [\"calendar\"] or [\"mail\", \"calendar\"]",
+                );
+                ok = false;
+            }
+            c
+        }
+        None => Content {
+            mail: true,
+            calendar: true,
+        },
+    };
+    let calendar_folders = t
+        .strings(d, "calendar_folders")
+        .map(|l| l.into_inner().into_iter().map(|s| s.into_inner()).collect())
+        .unwrap_or_else(|| vec!["Calendar".to_string()]);
+    let parallel = t.number::<usize>(d, "parallel", 1..=256).unwrap_or(4);
+    let state_dir = t
+        .path(d, "state_dir", base)
+        .map(|p| p.into_inner())
+        .unwrap_or_else(|| base.join("state"));
+    let allow_insecure = t
+        .bool(d, "allow_insecure")
+        .map(|b| b.into_inner())
+        .unwrap_or(false);
+    ok.then_some(Migration {
+        content,
+        calendar_folders,
+        parallel,
+        state_dir,
+        allow_insecure,
+    })
+}
+
+/// Splits `imaps://host:port` / `imap://host:port`; the port defaults to 993 / 143.
+pub fn parse_url(url: &str) -> Result<(Security, String, u16), String> {
+    const VALID: &str = "write imaps://HOST:993 (implicit TLS) or imap://HOST:143 (STARTTLS)";
+    let (security, rest, default_port) = if let Some(rest) = url.strip_prefix("imaps://") {
+        (Security::Implicit, rest, 993)
+    } else if let Some(rest) = url.strip_prefix("imap://") {
+        (Security::StartTls, rest, 143)
+    } else {
+        return Err(format!("{url:?} is not an IMAP URL; {VALID}"));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+        return Err(format!("{url:?}: expected only a host and port; {VALID}"));
+    }
+    // [v6]:port, host:port, host
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((h, after)) = v6.split_once(']') else {
+            return Err(format!("{url:?}: unclosed [; {VALID}"));
+        };
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (rest.to_string(), None),
+        }
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("{url:?}: port {p:?} is not a number from 1 to 65535"))?,
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?}: the host is empty; {VALID}"));
+    }
+    Ok((security, host, port))
+}
+
+/// Fills `{address}`, `{local}`, `{domain}` and `{target}` in a template.
+pub fn expand(template: &str, address: &str, target: &str) -> String {
+    let (local, domain) = address.rsplit_once('@').unwrap_or((address, ""));
+    template
+        .replace("{address}", address)
+        .replace("{local}", local)
+        .replace("{domain}", domain)
+        .replace("{target}", target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[directory]
+users = "users.csv"
+[routing]
+contacts = "contacts"
+target_template = "{local}@tenant.cloud.example"
+[source]
+url = "imaps://127.0.0.1:10993"
+auth = "master"
+master_user = "admin"
+password_file = "secrets/source.password"
+[target]
+url = "imap://imap.example"
+auth = "authzid"
+master_user = "admin"
+password_file = "secrets/target.password"
+ca = "ca.pem"
+[migration]
+content = ["mail"]
+parallel = 2
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        Config::from_str(text, Path::new("/etc/m/migrator.toml"))
+            .expect_err("should fail")
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn good_config_reads_with_defaults() {
+        let c = Config::from_str(GOOD, Path::new("/etc/m/migrator.toml")).unwrap();
+        assert_eq!(c.users, Path::new("/etc/m/users.csv"));
+        assert_eq!(c.routing.contacts, Path::new("/etc/m/contacts"));
+        assert_eq!(c.source.security, Security::Implicit);
+        assert_eq!(
+            (c.source.host.as_str(), c.source.port),
+            ("127.0.0.1", 10993)
+        );
+        assert_eq!(c.target.security, Security::StartTls);
+        assert_eq!(c.target.port, 143);
+        assert_eq!(c.target.auth, Auth::Authzid);
+        assert_eq!(c.target.login, "{target}");
+        assert_eq!(c.source.login, "{address}");
+        assert_eq!(c.target.ca.as_deref(), Some(Path::new("/etc/m/ca.pem")));
+        assert!(c.migration.content.mail && !c.migration.content.calendar);
+        assert_eq!(c.migration.parallel, 2);
+        assert_eq!(c.migration.calendar_folders, ["Calendar"]);
+        assert_eq!(c.migration.state_dir, Path::new("/etc/m/state"));
+        assert!(!c.migration.allow_insecure);
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_its_line() {
+        let text = GOOD.replace("parallel = 2", "paralel = 2");
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "/etc/m/migrator.toml:20: migration.paralel: unknown key (did you mean parallel?)"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn bad_url_auth_and_content_all_reported() {
+        let text = GOOD
+            .replace("imaps://127.0.0.1:10993", "https://x")
+            .replace("auth = \"authzid\"", "auth = \"kerberos\"")
+            .replace("[\"mail\"]", "[\"mail\", \"contacts\"]");
+        let e = errors(&text);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].contains(":8: source.url: \"https://x\" is not an IMAP URL; write imaps://"),
+            "{e:?}"
+        );
+        assert!(e[1].contains(":14: target.auth: unknown value \"kerberos\"; expected one of: password, master, authzid"), "{e:?}");
+        assert!(
+            e[2].contains(":19: migration.content: unknown content \"contacts\""),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn master_auth_needs_master_user() {
+        let text = GOOD.replacen("master_user = \"admin\"\n", "", 1);
+        let e = errors(&text);
+        assert!(
+            e.iter().any(
+                |e| e.contains(":7: source.master_user: required; add master_user = \"admin\"")
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn template_must_give_an_address() {
+        let text = GOOD.replace("{local}@tenant.cloud.example", "{local}");
+        let e = errors(&text);
+        assert!(
+            e[0].contains("routing.target_template: gives \"user\""),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn shipped_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/migrator.toml");
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(c.routing.contacts.ends_with("config/contacts"));
+        assert_eq!(c.routing.route, None);
+        assert_eq!(c.source.auth, Auth::Master);
+        assert_eq!(c.target.auth, Auth::Authzid);
+        assert_eq!(c.source.ca, None);
+        let users = crate::directory::load(&c.users).unwrap();
+        assert_eq!(users.iter().filter(|u| u.enabled).count(), 4);
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("imaps://h").unwrap(),
+            (Security::Implicit, "h".into(), 993)
+        );
+        assert_eq!(
+            parse_url("imap://[::1]:1430").unwrap(),
+            (Security::StartTls, "::1".into(), 1430)
+        );
+        assert!(parse_url("imap://h:0").is_err());
+        assert!(parse_url("imap://user@h").is_err());
+    }
+
+    #[test]
+    fn templates() {
+        assert_eq!(
+            expand("{local}@t.example", "Bob@corp.example", ""),
+            "Bob@t.example"
+        );
+        assert_eq!(expand("{address}", "a@b", ""), "a@b");
+        assert_eq!(expand("{target}", "a@b", "x@y"), "x@y");
+    }
+}

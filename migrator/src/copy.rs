@@ -1,0 +1,494 @@
+//! Folder mapping and the message copy, with nothing copied twice.
+//!
+//! Per folder: EXAMINE the source (read-only, so \Seen never changes there),
+//! UID SEARCH by INTERNALDATE, drop the UIDs the checkpoint says are on the
+//! target, then FETCH in batches bounded by count and bytes and APPEND each batch
+//! pipelined with its flags and INTERNALDATE. Each batch is written down as
+//! `pending` before it is sent and moved to `copied` after the OKs, so a kill
+//! costs at most one batch of lookups, never a duplicate.
+//!
+//! When the checkpoint cannot be trusted — no state for the folder, UIDVALIDITY
+//! changed (RFC 3501 §2.3.1.1), or a batch was pending — messages are matched
+//! against the target by Message-ID, or by a SHA-256 of the header block when
+//! there is none, counting duplicates (two copies at the source, one at the
+//! target: one more is copied).
+
+use crate::config::Content;
+use crate::imap::{session::AppendRefusal, Folder, ImapError, Message, Session};
+use crate::state::{Counters, FolderState};
+use mail_parser::MimeHeaders;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// At most this many messages per FETCH/APPEND batch.
+const BATCH_MESSAGES: usize = 64;
+/// At most this many bytes per batch (a bigger message goes alone): bounds memory.
+const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// Attempts for a message the target refuses with a "try later" code.
+const ATTEMPTS: u32 = 5;
+
+/// Why a folder copy stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CopyError {
+    /// An IMAP command failed on one side.
+    #[error("{side}: {source}")]
+    Imap {
+        /// `source` or `target`.
+        side: &'static str,
+        /// The failure.
+        source: ImapError,
+    },
+    /// The checkpoint could not be saved.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+impl CopyError {
+    /// Whether a new connection may get further.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, CopyError::Imap { source, .. } if source.is_temporary())
+    }
+}
+
+fn on(side: &'static str) -> impl FnOnce(ImapError) -> CopyError {
+    move |source| CopyError::Imap { side, source }
+}
+
+/// What to copy and from when.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Mail and/or calendar folders.
+    pub content: Content,
+    /// Calendar folder names (case-insensitive).
+    pub calendar_folders: Vec<String>,
+    /// INTERNALDATE on or after.
+    pub since: Option<chrono::NaiveDate>,
+    /// INTERNALDATE before.
+    pub before: Option<chrono::NaiveDate>,
+}
+
+/// A source folder and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FolderPlan {
+    /// Source name.
+    pub source: String,
+    /// Target name.
+    pub target: String,
+    /// Whether it holds calendar items.
+    pub calendar: bool,
+}
+
+/// A message that was not copied, or copied with a problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Source folder.
+    pub folder: String,
+    /// Source UID.
+    pub uid: u32,
+    /// What happened.
+    pub reason: String,
+}
+
+/// Maps the source folders to target names: the hierarchy delimiter is
+/// translated, INBOX stays INBOX, and RFC 6154 special-use folders go to the
+/// target's folder with the same use (Sent → "Sent Items" and the like).
+pub fn plan_folders(source: &[Folder], target: &[Folder], filter: &Filter) -> Vec<FolderPlan> {
+    let target_delimiter = target
+        .iter()
+        .find_map(|f| f.delimiter)
+        .or_else(|| source.iter().find_map(|f| f.delimiter))
+        .unwrap_or('/');
+    let mut plans = Vec::new();
+    for folder in source.iter().filter(|f| !f.no_select) {
+        let levels = folder.levels();
+        let calendar = levels.iter().any(|level| {
+            filter
+                .calendar_folders
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(level))
+        }) || filter
+            .calendar_folders
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(&folder.name));
+        let wanted = if calendar {
+            filter.content.calendar
+        } else {
+            filter.content.mail
+        };
+        if !wanted {
+            continue;
+        }
+        let special_target = folder.special_use.as_ref().and_then(|use_| {
+            target
+                .iter()
+                .find(|t| t.special_use.as_ref() == Some(use_) && !t.no_select)
+                .map(|t| t.name.clone())
+        });
+        let target_name = if folder.name.eq_ignore_ascii_case("INBOX") {
+            "INBOX".to_string()
+        } else if let Some(name) = special_target {
+            name
+        } else {
+            levels.join(&target_delimiter.to_string())
+        };
+        plans.push(FolderPlan {
+            source: folder.name.clone(),
+            target: target_name,
+            calendar,
+        });
+    }
+    plans
+}
+
+/// The key a message is matched by: its Message-ID, or a hash of its header
+/// block when it has none (drafts and some calendar items).
+pub fn match_key(header: &[u8]) -> String {
+    if let Some(message) = mail_parser::MessageParser::new().parse_headers(header) {
+        if let Some(id) = message.message_id() {
+            return format!("id:{id}");
+        }
+    }
+    let digest = Sha256::digest(header);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("hash:{hex}")
+}
+
+/// The header block of a whole message, up to and including the empty line
+/// (what BODY[HEADER] returns, RFC 3501 §6.4.5).
+pub fn header_of(message: &[u8]) -> &[u8] {
+    match memchr::memmem::find(message, b"\r\n\r\n") {
+        Some(i) => &message[..i + 4],
+        None => message,
+    }
+}
+
+/// Whether a calendar item parses and carries iCalendar data; the reason if not.
+pub fn check_calendar_item(message: &[u8]) -> Option<String> {
+    let Some(parsed) = mail_parser::MessageParser::new().parse(message) else {
+        return Some("calendar item does not parse as a MIME message".into());
+    };
+    let has_ics = parsed
+        .parts
+        .iter()
+        .any(|p| p.is_content_type("text", "calendar"));
+    if has_ics {
+        None
+    } else {
+        Some("calendar item has no text/calendar part".into())
+    }
+}
+
+/// Counts one folder's messages to copy and their bytes (for the review and
+/// the quota check).
+pub async fn measure(
+    src: &mut Session,
+    plan: &FolderPlan,
+    state: Option<&FolderState>,
+    filter: &Filter,
+) -> Result<(u64, u64), CopyError> {
+    let selected = src.open(&plan.source, false).await.map_err(on("source"))?;
+    if selected.exists == 0 {
+        return Ok((0, 0));
+    }
+    let uids = src
+        .search(filter.since, filter.before)
+        .await
+        .map_err(on("source"))?;
+    let todo: Vec<u32> = match state {
+        Some(s) if s.uid_validity == selected.uid_validity => uids
+            .into_iter()
+            .filter(|u| !s.copied.contains(*u))
+            .collect(),
+        _ => uids,
+    };
+    let mut bytes = 0;
+    for chunk in todo.chunks(1000) {
+        for m in src.sizes(chunk).await.map_err(on("source"))? {
+            bytes += u64::from(m.size);
+        }
+    }
+    Ok((todo.len() as u64, bytes))
+}
+
+/// Callbacks from the copy: checkpoints and progress.
+pub trait Sink {
+    /// Persist the folder's checkpoint.
+    fn save(&mut self, folder: &str, state: &FolderState) -> Result<(), CopyError>;
+    /// `messages` more done, `bytes` of them appended.
+    fn progress(&mut self, messages: u64, bytes: u64);
+}
+
+/// Copies one folder; updates `state` and reports through `sink`.
+pub async fn sync_folder(
+    src: &mut Session,
+    dst: &mut Session,
+    plan: &FolderPlan,
+    state: &mut FolderState,
+    filter: &Filter,
+    sink: &mut (dyn Sink + Send),
+    warnings: &mut Vec<Warning>,
+) -> Result<Counters, CopyError> {
+    let mut counters = Counters {
+        folders: 1,
+        ..Counters::default()
+    };
+    let selected = src.open(&plan.source, false).await.map_err(on("source"))?;
+    let mut must_match = state.uid_validity == 0 && state.copied.is_empty();
+    if state.uid_validity != 0 && state.uid_validity != selected.uid_validity {
+        tracing::warn!(
+            "{}: UIDVALIDITY changed ({} -> {}); matching by Message-ID instead of UID",
+            plan.source,
+            state.uid_validity,
+            selected.uid_validity
+        );
+        state.copied = Default::default();
+        state.pending.clear();
+        must_match = true;
+    }
+    state.uid_validity = selected.uid_validity;
+    state.target = plan.target.clone();
+
+    let uids = if selected.exists == 0 {
+        Vec::new()
+    } else {
+        src.search(filter.since, filter.before)
+            .await
+            .map_err(on("source"))?
+    };
+    let mut todo: Vec<u32> = uids
+        .into_iter()
+        .filter(|u| !state.copied.contains(*u))
+        .collect();
+
+    if !plan.target.eq_ignore_ascii_case("INBOX") {
+        dst.create(&plan.target).await.map_err(on("target"))?;
+    }
+
+    // Match what the checkpoint cannot vouch for against the target.
+    let candidates: Vec<u32> = if must_match {
+        todo.clone()
+    } else {
+        todo.iter()
+            .copied()
+            .filter(|u| state.pending.contains(u))
+            .collect()
+    };
+    if !candidates.is_empty() {
+        let mut on_target = target_index(dst, &plan.target).await?;
+        if !on_target.is_empty() {
+            for chunk in candidates.chunks(500) {
+                for (uid, header) in src.headers(chunk).await.map_err(on("source"))? {
+                    if let Some(n) = on_target.get_mut(&match_key(&header)) {
+                        if *n > 0 {
+                            *n -= 1;
+                            state.copied.insert(uid);
+                            counters.skipped += 1;
+                        }
+                    }
+                }
+            }
+            todo.retain(|u| !state.copied.contains(*u));
+        }
+    }
+    state.pending.clear();
+    sink.save(&plan.source, state)?;
+    sink.progress(counters.skipped, 0);
+
+    // Batches bounded by count and bytes.
+    let mut sizes = Vec::with_capacity(todo.len());
+    for chunk in todo.chunks(1000) {
+        sizes.extend(src.sizes(chunk).await.map_err(on("source"))?);
+    }
+    let mut batches: Vec<Vec<u32>> = Vec::new();
+    let mut current = Vec::new();
+    let mut current_bytes = 0u64;
+    for m in &sizes {
+        if !current.is_empty()
+            && (current.len() >= BATCH_MESSAGES || current_bytes + u64::from(m.size) > BATCH_BYTES)
+        {
+            batches.push(std::mem::take(&mut current));
+            current_bytes = 0;
+        }
+        current.push(m.uid);
+        current_bytes += u64::from(m.size);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+
+    for batch in batches {
+        let mut remaining = batch;
+        for attempt in 1..=ATTEMPTS {
+            let messages = src.messages(&remaining).await.map_err(on("source"))?;
+            let fetched: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+            // A UID that vanished between SEARCH and FETCH was expunged: nothing to copy.
+            remaining.retain(|u| fetched.contains(u));
+            if plan.calendar {
+                for m in &messages {
+                    if attempt == 1 {
+                        if let Some(reason) = check_calendar_item(&m.body) {
+                            warnings.push(Warning {
+                                folder: plan.source.clone(),
+                                uid: m.uid,
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
+            let sizes: Vec<(u32, u64)> = messages
+                .iter()
+                .map(|m| (m.uid, m.body.len() as u64))
+                .collect();
+            state.pending = remaining.clone();
+            sink.save(&plan.source, state)?;
+            let results = append(dst, &plan.target, messages).await?;
+            let mut retry = Vec::new();
+            for ((uid, size), result) in sizes.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        state.copied.insert(uid);
+                        counters.copied += 1;
+                        counters.bytes += size;
+                        sink.progress(1, size);
+                    }
+                    Err(refusal) if refusal.temporary && attempt < ATTEMPTS => retry.push(uid),
+                    Err(refusal) => {
+                        counters.failed += 1;
+                        sink.progress(1, 0);
+                        warnings.push(Warning {
+                            folder: plan.source.clone(),
+                            uid,
+                            reason: format!("target refused it: {}", refusal.text),
+                        });
+                    }
+                }
+            }
+            state.pending.clear();
+            sink.save(&plan.source, state)?;
+            if retry.is_empty() {
+                break;
+            }
+            // Throttled: back off (1 s, 2 s, 4 s, ...) rather than count a failure.
+            let delay = Duration::from_secs(1 << (attempt - 1).min(5));
+            tracing::info!(
+                "{}: target asks to slow down; retrying {} message(s) in {delay:?}",
+                plan.source,
+                retry.len()
+            );
+            tokio::time::sleep(delay).await;
+            remaining = retry;
+        }
+    }
+    Ok(counters)
+}
+
+async fn append(
+    dst: &mut Session,
+    folder: &str,
+    messages: Vec<Message>,
+) -> Result<Vec<Result<(), AppendRefusal>>, CopyError> {
+    dst.append(folder, messages).await.map_err(on("target"))
+}
+
+/// Message keys on the target folder, with their counts.
+async fn target_index(dst: &mut Session, folder: &str) -> Result<HashMap<String, u32>, CopyError> {
+    let mut index = HashMap::new();
+    let selected = dst.open(folder, false).await.map_err(on("target"))?;
+    if selected.exists == 0 {
+        return Ok(index);
+    }
+    let uids = dst.search(None, None).await.map_err(on("target"))?;
+    for chunk in uids.chunks(500) {
+        for (_, header) in dst.headers(chunk).await.map_err(on("target"))? {
+            *index.entry(match_key(&header)).or_insert(0) += 1;
+        }
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(name: &str, delimiter: char, special: Option<&str>) -> Folder {
+        Folder {
+            name: name.into(),
+            delimiter: Some(delimiter),
+            special_use: special.map(str::to_string),
+            no_select: false,
+        }
+    }
+
+    fn filter(mail: bool, calendar: bool) -> Filter {
+        Filter {
+            content: Content { mail, calendar },
+            calendar_folders: vec!["Calendar".into()],
+            ..Filter::default()
+        }
+    }
+
+    #[test]
+    fn folders_map_delimiters_and_special_use() {
+        let source = vec![
+            folder("INBOX", '.', None),
+            folder("INBOX.Work.2024", '.', None),
+            folder("Sent Messages", '.', Some("sent")),
+            folder("Calendar", '.', None),
+            folder("Calendar.Holidays", '.', None),
+            Folder {
+                no_select: true,
+                ..folder("Shared", '.', None)
+            },
+        ];
+        let target = vec![
+            folder("INBOX", '/', None),
+            folder("Sent Items", '/', Some("sent")),
+        ];
+        let plans = plan_folders(&source, &target, &filter(true, true));
+        let pairs: Vec<(&str, &str, bool)> = plans
+            .iter()
+            .map(|p| (p.source.as_str(), p.target.as_str(), p.calendar))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("INBOX", "INBOX", false),
+                ("INBOX.Work.2024", "INBOX/Work/2024", false),
+                ("Sent Messages", "Sent Items", false),
+                ("Calendar", "Calendar", true),
+                ("Calendar.Holidays", "Calendar/Holidays", true),
+            ]
+        );
+        let only_calendar = plan_folders(&source, &target, &filter(false, true));
+        assert_eq!(only_calendar.len(), 2);
+        assert!(only_calendar.iter().all(|p| p.calendar));
+        let only_mail = plan_folders(&source, &target, &filter(true, false));
+        assert_eq!(only_mail.len(), 3);
+    }
+
+    #[test]
+    fn match_key_prefers_message_id() {
+        let a = b"Subject: x\r\nMessage-ID: <1@x>\r\n\r\n";
+        assert_eq!(match_key(a), "id:1@x");
+        let b = b"Subject: x\r\nFrom: a@b\r\n\r\n";
+        let c = b"Subject: y\r\nFrom: a@b\r\n\r\n";
+        assert!(match_key(b).starts_with("hash:"));
+        assert_ne!(match_key(b), match_key(c));
+        let whole = b"Subject: x\r\nFrom: a@b\r\n\r\nbody\r\n\r\nmore";
+        assert_eq!(header_of(whole), b);
+    }
+
+    #[test]
+    fn calendar_items_are_checked() {
+        let ics = b"From: a@b\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n";
+        assert_eq!(check_calendar_item(ics), None);
+        let plain = b"From: a@b\r\nContent-Type: text/plain\r\n\r\nhello\r\n";
+        assert!(check_calendar_item(plain)
+            .unwrap()
+            .contains("no text/calendar part"));
+    }
+}

@@ -1,0 +1,209 @@
+//! The directory export: `users.csv` with the header
+//! `address,display_name,target,quota,enabled` (`target` and `quota` may be empty or
+//! absent). Only enabled users can be migrated: a directory synchronised to the
+//! cloud keeps accounts disabled until they are activated.
+
+use relay::route::table::check_address;
+use std::path::{Path, PathBuf};
+
+/// One user of the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The on-premises address, as written in the directory.
+    pub address: String,
+    /// Display name (for the review only).
+    pub display_name: String,
+    /// The contact address; `None` = `routing.target_template`.
+    pub target: Option<String>,
+    /// Destination quota in bytes, when the directory knows it; used when the
+    /// destination does not answer GETQUOTAROOT.
+    pub quota: Option<u64>,
+    /// Whether the account may be migrated.
+    pub enabled: bool,
+}
+
+/// Why the directory could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// The file cannot be opened or read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: csv::Error,
+    },
+    /// A row is wrong; every bad row is listed.
+    #[error("{}", .0.join("\n"))]
+    Rows(Vec<String>),
+}
+
+#[derive(serde::Deserialize)]
+struct Row {
+    address: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    quota: String,
+    #[serde(default)]
+    enabled: String,
+}
+
+/// Reads the directory at `path`.
+pub fn load(path: &Path) -> Result<Vec<User>, DirectoryError> {
+    let reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_path(path)
+        .map_err(|source| DirectoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    parse(reader, path)
+}
+
+/// Parses CSV from any reader; `path` is for messages.
+pub fn parse<R: std::io::Read>(
+    mut reader: csv::Reader<R>,
+    path: &Path,
+) -> Result<Vec<User>, DirectoryError> {
+    let mut users = Vec::new();
+    let mut errors = Vec::new();
+    let file = path.display();
+    let headers = reader
+        .headers()
+        .map_err(|source| DirectoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .clone();
+    for record in reader.records() {
+        let parsed = record.and_then(|r| {
+            let line = r.position().map_or(0, |p| p.line());
+            r.deserialize::<Row>(Some(&headers)).map(|row| (line, row))
+        });
+        let (line, row) = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                errors.push(format!("{file}:{line}: {e}"));
+                continue;
+            }
+        };
+        let mut bad = |what: String| errors.push(format!("{file}:{line}: {what}"));
+        if let Err(e) = check_address(&row.address) {
+            bad(format!("address {:?}: {e}", row.address));
+            continue;
+        }
+        let target = if row.target.is_empty() {
+            None
+        } else if let Err(e) = check_address(&row.target) {
+            bad(format!("target {:?}: {e}", row.target));
+            continue;
+        } else {
+            Some(row.target)
+        };
+        let quota = if row.quota.is_empty() {
+            None
+        } else {
+            match relay::config::units::parse_size(&row.quota) {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    bad(format!("quota: {e}"));
+                    continue;
+                }
+            }
+        };
+        let enabled = match row.enabled.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => true,
+            "false" | "no" | "0" | "" => false,
+            other => {
+                bad(format!("enabled {other:?}: write true or false"));
+                continue;
+            }
+        };
+        if users
+            .iter()
+            .any(|u: &User| relay::route::table::same_address(&u.address, &row.address))
+        {
+            bad(format!("address {:?} is listed twice", row.address));
+            continue;
+        }
+        users.push(User {
+            address: row.address,
+            display_name: row.display_name,
+            target,
+            quota,
+            enabled,
+        });
+    }
+    if errors.is_empty() {
+        Ok(users)
+    } else {
+        Err(DirectoryError::Rows(errors))
+    }
+}
+
+/// Finds `address` (case-insensitively).
+pub fn find<'u>(users: &'u [User], address: &str) -> Option<&'u User> {
+    users
+        .iter()
+        .find(|u| relay::route::table::same_address(&u.address, address))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<Vec<User>, DirectoryError> {
+        let r = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .comment(Some(b'#'))
+            .from_reader(text.as_bytes());
+        parse(r, Path::new("users.csv"))
+    }
+
+    #[test]
+    fn reads_users_with_optional_columns() {
+        let users = read(
+            "address,display_name,target,quota,enabled\n\
+             alice@corp.example,Alice,,1GiB,true\n\
+             bob@corp.example,\"Bob, Jr\",bob@t.example,,false\n",
+        )
+        .unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0].quota, Some(1 << 30));
+        assert!(users[0].enabled && users[0].target.is_none());
+        assert_eq!(users[1].display_name, "Bob, Jr");
+        assert_eq!(users[1].target.as_deref(), Some("bob@t.example"));
+        assert!(!users[1].enabled);
+        assert!(find(&users, "ALICE@corp.example").is_some());
+    }
+
+    #[test]
+    fn bad_rows_are_reported_with_lines() {
+        let err = read(
+            "address,display_name,target,quota,enabled\n\
+             alice,Alice,,,true\n\
+             bob@corp.example,Bob,,lots,true\n\
+             carol@corp.example,Carol,,,maybe\n\
+             BOB@corp.example,Bob,,,true\n",
+        )
+        .unwrap_err()
+        .to_string();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 3, "{err}");
+        assert!(
+            lines[0].starts_with("users.csv:2: address \"alice\""),
+            "{err}"
+        );
+        assert!(lines[1].starts_with("users.csv:3: quota:"), "{err}");
+        assert!(
+            lines[2].starts_with("users.csv:4: enabled \"maybe\""),
+            "{err}"
+        );
+    }
+}

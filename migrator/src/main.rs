@@ -1,0 +1,217 @@
+//! `coexist-migrator`: the command line. The library does the work.
+//!
+//! Exit codes (DESIGN.md): 0 success, 1 some user or message failed, 2 usage or
+//! configuration error.
+
+use clap::{Parser, Subcommand};
+use migrator::config::{Config, Content};
+use migrator::run::{self, MigrateOptions, RunError};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "coexist-migrator",
+    version,
+    about = "Flip users to the cloud and copy their mailboxes over IMAP"
+)]
+struct Cli {
+    /// The configuration file.
+    #[arg(long, default_value = "config/migrator.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct CopyArgs {
+    /// Only write the forwarding contacts; copy nothing.
+    #[arg(long)]
+    forwarding_only: bool,
+    /// What to copy: mail, calendar, or both (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    content: Vec<String>,
+    /// Only messages with INTERNALDATE on or after this day (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_date)]
+    since: Option<chrono::NaiveDate>,
+    /// Only messages with INTERNALDATE before this day (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_date)]
+    before: Option<chrono::NaiveDate>,
+    /// Allow plaintext IMAP and unverified certificates.
+    #[arg(long)]
+    allow_insecure: bool,
+    /// Users migrated at once (default: migration.parallel).
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// Show what would happen; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also write the final report as JSON.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enabled users with no contact yet, with sizes and destination quota.
+    Ready {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        /// Allow plaintext IMAP and unverified certificates.
+        #[arg(long)]
+        allow_insecure: bool,
+    },
+    /// Flip users to the cloud and copy their mailboxes.
+    Migrate {
+        /// Users to migrate.
+        #[arg(required_unless_present = "all_ready", conflicts_with = "all_ready")]
+        users: Vec<String>,
+        /// Every ready user.
+        #[arg(long)]
+        all_ready: bool,
+        #[command(flatten)]
+        copy: CopyArgs,
+    },
+    /// Incremental copy only.
+    Sync {
+        /// Users to sync.
+        #[arg(required = true)]
+        users: Vec<String>,
+        #[command(flatten)]
+        copy: CopyArgs,
+    },
+    /// Where each user is.
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        /// One user only.
+        user: Option<String>,
+    },
+    /// Remove the contacts so mail flows on-premises again (copied content stays).
+    Rollback {
+        /// Users to roll back.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+}
+
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("{s:?}: {e}; write YYYY-MM-DD"))
+}
+
+fn options(
+    users: Vec<String>,
+    all_ready: bool,
+    copy: CopyArgs,
+    sync_only: bool,
+) -> Result<MigrateOptions, String> {
+    let content = if copy.content.is_empty() {
+        None
+    } else {
+        let mut c = Content::default();
+        for name in &copy.content {
+            c.add(name.trim())?;
+        }
+        Some(c)
+    };
+    if let (Some(s), Some(b)) = (copy.since, copy.before) {
+        if s >= b {
+            return Err(format!(
+                "--since {s} is not before --before {b}: nothing would be copied"
+            ));
+        }
+    }
+    Ok(MigrateOptions {
+        users,
+        all_ready,
+        forwarding_only: copy.forwarding_only,
+        content,
+        since: copy.since,
+        before: copy.before,
+        allow_insecure: copy.allow_insecure,
+        parallel: copy.parallel,
+        dry_run: copy.dry_run,
+        sync_only,
+        report: copy.report,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result: Result<bool, RunError> = runtime.block_on(async {
+        match cli.command {
+            Command::Ready { json, allow_insecure } => {
+                let rows = run::ready(&config, allow_insecure).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                } else {
+                    run::print_ready(&rows);
+                }
+                Ok(rows.iter().all(|r| r.error.is_none()))
+            }
+            Command::Migrate { users, all_ready, copy } => {
+                let opts = options(users, all_ready, copy, false).map_err(RunError::Usage)?;
+                let reports = run::migrate(&config, opts).await?;
+                Ok(!reports.iter().any(|r| r.failed() || r.counters.failed > 0))
+            }
+            Command::Sync { users, copy } => {
+                let opts = options(users, false, copy, true).map_err(RunError::Usage)?;
+                let reports = run::migrate(&config, opts).await?;
+                Ok(!reports.iter().any(|r| r.failed() || r.counters.failed > 0))
+            }
+            Command::Status { json, user } => {
+                let rows = run::status(&config, user.as_deref())?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                } else {
+                    run::print_status(&rows);
+                }
+                Ok(true)
+            }
+            Command::Rollback { users } => {
+                for (address, removed) in run::rollback(&config, &users)? {
+                    if removed {
+                        println!("{address}: contact removed; mail flows on-premises again (copied content stays on the target)");
+                    } else {
+                        println!("{address}: had no contact; nothing to do");
+                    }
+                }
+                Ok(true)
+            }
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}

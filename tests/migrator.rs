@@ -1,0 +1,847 @@
+//! End-to-end: `coexist-migrator` (issue #7) between two real Dovecot instances on
+//! loopback, with TLS (a CA made per test), a master user and a quota on the
+//! target. The source is seeded with Python's imaplib, and both sides are compared
+//! with it too — folder by folder, message by message: bytes (SHA-256), flags and
+//! INTERNALDATE.
+
+use coexist_e2e::dovecot::{Dovecot, DovecotSetup, TestCa, MASTER};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const ALICE: &str = "alice@corp.example";
+const ALICE_CLOUD: &str = "alice@tenant.cloud.example";
+
+/// Two Dovecots, a config folder for the migrator, and the seeded messages.
+struct Setup {
+    _ca: TestCa,
+    source: Dovecot,
+    target: Dovecot,
+    dir: tempfile::TempDir,
+    /// Messages seeded at the source, by folder.
+    seeded: usize,
+}
+
+struct Options<'a> {
+    target_quota: &'a str,
+    source_tls: bool,
+    big: bool,
+    bulk: usize,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            target_quota: "200M",
+            source_tls: true,
+            big: true,
+            bulk: 0,
+        }
+    }
+}
+
+fn start(opts: Options) -> Setup {
+    let ca = TestCa::new();
+    let source = Dovecot::start(
+        DovecotSetup {
+            name: "source",
+            users: vec![(ALICE, "pw"), ("bob@corp.example", "pw")],
+            quota: None,
+            tls: opts.source_tls,
+        },
+        &ca,
+    );
+    let target = Dovecot::start(
+        DovecotSetup {
+            name: "target",
+            users: vec![(ALICE_CLOUD, "pw"), ("bob@tenant.cloud.example", "pw")],
+            quota: Some(opts.target_quota),
+            tls: true,
+        },
+        &ca,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(&source, dir.path(), opts.big, opts.bulk);
+    let s = Setup {
+        _ca: ca,
+        source,
+        target,
+        dir,
+        seeded,
+    };
+    s.write_config(&s.source.url());
+    s
+}
+
+/// A deterministic byte stream (xorshift) for the big attachment.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn base64_lines(data: &[u8]) -> Vec<u8> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(data.len() * 4 / 3 + data.len() / 38);
+    for (i, chunk) in data.chunks(3).enumerate() {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63]);
+        out.push(T[(n >> 12) as usize & 63]);
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63]
+        } else {
+            b'='
+        });
+        if i % 19 == 18 {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn mail(id: Option<&str>, subject: &str, body: &str) -> Vec<u8> {
+    let mut m = format!("From: Carol <carol@example.net>\r\nTo: {ALICE}\r\nSubject: {subject}\r\nDate: Mon, 1 Jan 2018 10:00:00 +0000\r\n");
+    if let Some(id) = id {
+        m.push_str(&format!("Message-ID: <{id}>\r\n"));
+    }
+    m.push_str("\r\n");
+    m.push_str(body);
+    m.into_bytes()
+}
+
+fn ics(uid: &str, summary: &str) -> Vec<u8> {
+    format!(
+        "From: {ALICE}\r\nSubject: {summary}\r\nMessage-ID: <{uid}@cal>\r\nMIME-Version: 1.0\r\nContent-Type: text/calendar; charset=utf-8; method=PUBLISH\r\n\r\nBEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//coexist//test//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20240101T090000Z\r\nDTSTART:20240105T090000Z\r\nDTEND:20240105T100000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    .into_bytes()
+}
+
+/// Seeds alice's source mailbox; returns the number of messages.
+fn seed(source: &Dovecot, dir: &Path, big: bool, bulk: usize) -> usize {
+    let files = dir.join("seed");
+    std::fs::create_dir_all(&files).unwrap();
+    let mut spec = Vec::new();
+    let mut add = |folder: &str, flags: &[&str], date: &str, bytes: Vec<u8>| {
+        let file = files.join(format!("{}.eml", spec.len()));
+        std::fs::write(&file, bytes).unwrap();
+        spec.push(serde_json::json!({
+            "folder": folder, "flags": flags, "date": date, "file": file,
+        }));
+    };
+    add(
+        "INBOX",
+        &["\\Seen"],
+        "01-Jan-2019 10:00:00 +0000",
+        mail(Some("m1@x"), "old", "hello 2019\r\n"),
+    );
+    add(
+        "INBOX",
+        &["\\Flagged", "$Label1"],
+        "15-Jun-2021 08:30:00 +0200",
+        {
+            let mut m = b"From: carol@example.net\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nMessage-ID: <m2@x>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n".to_vec();
+            m.extend_from_slice("Grüße aus Köln — 8-bit body ✓\r\n".as_bytes());
+            m
+        },
+    );
+    add(
+        "INBOX",
+        &[],
+        "03-Mar-2023 12:00:00 +0000",
+        mail(None, "no message-id", "drafty\r\n"),
+    );
+    add(
+        "INBOX",
+        &[],
+        "04-Mar-2023 12:00:00 +0000",
+        mail(None, "no message-id either", "other\r\n"),
+    );
+    add(
+        "Work/Projects/2024",
+        &["\\Answered", "\\Seen"],
+        "20-Feb-2024 09:00:00 +0000",
+        mail(Some("w1@x"), "plan", "nested\r\n"),
+    );
+    add(
+        "Work/Projects/2024",
+        &["\\Draft"],
+        "10-Oct-2015 09:00:00 +0000",
+        mail(Some("w2@x"), "ancient", "2015\r\n"),
+    );
+    add(
+        "Work",
+        &[],
+        "11-Nov-2022 11:11:11 +0000",
+        mail(Some("w3@x"), "work", "w\r\n"),
+    );
+    add(
+        "Sent",
+        &["\\Seen"],
+        "05-May-2020 10:00:00 +0000",
+        mail(Some("s1@x"), "sent", "sent\r\n"),
+    );
+    add(
+        "Calendar",
+        &[],
+        "01-Jan-2024 09:00:00 +0000",
+        ics("ev1", "Standup"),
+    );
+    add(
+        "Calendar",
+        &[],
+        "02-Jan-2024 09:00:00 +0000",
+        ics("ev2", "Review"),
+    );
+    add(
+        "Calendar",
+        &[],
+        "03-Jan-2024 09:00:00 +0000",
+        mail(Some("notcal@x"), "not a calendar item", "plain\r\n"),
+    );
+    for i in 0..bulk {
+        add(
+            "Bulk",
+            &[],
+            "07-Jul-2022 07:00:00 +0000",
+            mail(
+                Some(&format!("bulk{i}@x")),
+                &format!("bulk {i}"),
+                &"x".repeat(2000),
+            ),
+        );
+    }
+    if big {
+        let mut m = b"From: carol@example.net\r\nSubject: big\r\nMessage-ID: <big@x>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+        m.extend_from_slice(&base64_lines(&noise(15 * 1024 * 1024)));
+        m.extend_from_slice(b"--b--\r\n");
+        assert!(m.len() > 20_000_000);
+        add("INBOX", &["\\Seen"], "31-Dec-2022 23:59:59 +0000", m);
+    }
+    let count = spec.len();
+    let spec_file = dir.join("seed.json");
+    std::fs::write(&spec_file, serde_json::to_vec(&spec).unwrap()).unwrap();
+    source.seed(ALICE, &spec_file);
+    count
+}
+
+impl Setup {
+    fn write_config(&self, source_url: &str) {
+        let d = self.dir.path();
+        let ca = &self._ca.ca_pem;
+        std::fs::write(d.join("ca.pem"), ca).unwrap();
+        std::fs::write(d.join("source.password"), format!("{}\n", MASTER.1)).unwrap();
+        std::fs::write(d.join("target.password"), format!("{}\n", MASTER.1)).unwrap();
+        if !d.join("contacts").exists() {
+            std::fs::write(d.join("contacts"), "# address target [route]\n").unwrap();
+        }
+        std::fs::write(
+            d.join("users.csv"),
+            "address,display_name,target,quota,enabled\n\
+             alice@corp.example,Alice,,,true\n\
+             bob@corp.example,Bob,,,true\n\
+             carol@corp.example,Carol,,,false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("migrator.toml"),
+            format!(
+                r#"[directory]
+users = "users.csv"
+
+[routing]
+contacts = "contacts"
+target_template = "{{local}}@tenant.cloud.example"
+
+[source]
+url = "{source_url}"
+auth = "master"
+master_user = "{master}"
+password_file = "source.password"
+ca = "ca.pem"
+
+[target]
+url = "{target_url}"
+auth = "authzid"
+master_user = "{master}"
+password_file = "target.password"
+ca = "ca.pem"
+
+[migration]
+parallel = 2
+state_dir = "state"
+"#,
+                master = MASTER.0,
+                target_url = self.target.url(),
+            ),
+        )
+        .unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(coexist_e2e::binary("coexist-migrator"));
+        c.arg("--config")
+            .arg(self.dir.path().join("migrator.toml"))
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out: Output = self.command(args).output().expect("run coexist-migrator");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn migrate(&self, extra: &[&str]) -> (i32, String, String, Value) {
+        let report = self.dir.path().join("report.json");
+        let _ = std::fs::remove_file(&report);
+        let mut args = vec!["migrate", ALICE, "--report", report.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (code, out, err) = self.run(&args);
+        let json = std::fs::read(&report)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        (code, out, err, json)
+    }
+
+    fn contacts(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("contacts")).unwrap()
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Messages per folder on the target (non-empty folders only).
+    fn target_counts(&self) -> Vec<(String, usize)> {
+        counts(&self.target.dump(ALICE_CLOUD))
+    }
+}
+
+fn counts(dump: &Value) -> Vec<(String, usize)> {
+    dump.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_array().unwrap().len()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Drops empty folders (the target has auto-created ones) for comparison.
+fn non_empty(dump: &Value) -> Value {
+    Value::Object(
+        dump.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| !v.as_array().unwrap().is_empty())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+fn counter(report: &Value, name: &str) -> u64 {
+    report["users"][0]["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {report}"))
+}
+
+#[test]
+fn migrate_copies_every_folder_byte_for_byte_and_rerun_copies_nothing() {
+    let s = start(Options::default());
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("review: migrate 1 user(s); content: mail, calendar"),
+        "{out}"
+    );
+
+    // The forwarding contact is in the relay's table.
+    assert!(
+        s.contacts()
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [ALICE, ALICE_CLOUD]),
+        "{}",
+        s.contacts()
+    );
+
+    // Folder by folder, message by message: bytes, flags, INTERNALDATE.
+    let source = non_empty(&s.source.dump(ALICE));
+    let target = non_empty(&s.target.dump(ALICE_CLOUD));
+    assert_eq!(source, target);
+    let total: usize = counts(&target).iter().map(|(_, n)| n).sum();
+    assert_eq!(total, s.seeded);
+    assert!(target["Work/Projects/2024"].as_array().unwrap().len() == 2);
+    assert_eq!(counter(&report, "copied"), s.seeded as u64);
+    assert!(counter(&report, "bytes") > 20_000_000);
+
+    // The calendar item that is not one is reported, and still copied.
+    let warnings = report["users"][0]["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{report}");
+    assert_eq!(warnings[0]["folder"], "Calendar");
+    assert!(warnings[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no text/calendar part"));
+
+    let (code, out, _) = s.run(&["status", "--json", ALICE]);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status[0]["state"], "migrated");
+    assert_eq!(status[0]["contact"], true);
+
+    // Re-run: nothing copied twice.
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(counter(&report, "copied"), 0);
+    assert_eq!(non_empty(&s.target.dump(ALICE_CLOUD)), target);
+
+    // State lost: matching by Message-ID / header hash, still nothing copied.
+    std::fs::remove_dir_all(s.state_dir()).unwrap();
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(counter(&report, "copied"), 0, "{report}");
+    assert_eq!(counter(&report, "skipped"), s.seeded as u64);
+    assert_eq!(non_empty(&s.target.dump(ALICE_CLOUD)), target);
+
+    // UIDVALIDITY changed (a restored or rebuilt source folder): UIDs mean
+    // nothing any more, so messages are matched by Message-ID / header hash.
+    let state_file = s.state_dir().join(format!("{ALICE}.json"));
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    for folder in state["folders"].as_object_mut().unwrap().values_mut() {
+        folder["uid_validity"] = Value::from(1);
+    }
+    std::fs::write(&state_file, serde_json::to_vec(&state).unwrap()).unwrap();
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(counter(&report, "copied"), 0, "{report}");
+    assert_eq!(counter(&report, "skipped"), s.seeded as u64);
+
+    // New mail at the source: `sync` copies exactly that.
+    let extra = s.dir.path().join("extra.json");
+    let eml = s.dir.path().join("extra.eml");
+    std::fs::write(
+        &eml,
+        mail(Some("late@x"), "late", "arrived after the flip\r\n"),
+    )
+    .unwrap();
+    std::fs::write(&extra, serde_json::to_vec(&serde_json::json!([{"folder": "INBOX", "flags": [], "date": "01-Feb-2025 10:00:00 +0000", "file": eml}])).unwrap()).unwrap();
+    s.source.seed(ALICE, &extra);
+    let (code, out, err) = s.run(&["sync", ALICE]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("copied 1 "), "{out}");
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD))
+    );
+}
+
+#[test]
+fn quota_too_small_fails_the_user_and_writes_nothing() {
+    let s = start(Options {
+        target_quota: "5M",
+        ..Options::default()
+    });
+    let before = s.contacts();
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("DOES NOT FIT"), "{err}");
+    let error = report["users"][0]["error"].as_str().unwrap();
+    assert!(error.contains("nothing was written"), "{error}");
+    assert_eq!(s.contacts(), before);
+    assert!(s.target_counts().is_empty(), "{:?}", s.target_counts());
+    let (_, out, _) = s.run(&["status", ALICE]);
+    assert!(out.contains("failed (the mailbox needs"), "{out}");
+    // A date range that fits is allowed through.
+    let (code, out, err, _) = s.migrate(&["--before", "2022-01-01"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
+#[test]
+fn plaintext_source_is_refused_without_allow_insecure() {
+    let s = start(Options {
+        source_tls: false,
+        big: false,
+        ..Options::default()
+    });
+    let logins = |d: &Dovecot| d.log().matches("Login: user=").count();
+    let seeded_logins = logins(&s.source);
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let error = report["users"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("does not offer STARTTLS") && error.contains("--allow-insecure"),
+        "{error}"
+    );
+    assert_eq!(s.contacts(), "# address target [route]\n");
+    // No credentials reached the plaintext server.
+    assert_eq!(logins(&s.source), seeded_logins, "{}", s.source.log());
+
+    let (code, out, err, _) = s.migrate(&["--allow-insecure"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD))
+    );
+}
+
+#[test]
+fn untrusted_certificate_is_refused_and_starttls_works() {
+    let s = start(Options {
+        big: false,
+        ..Options::default()
+    });
+    // Without the test CA the certificate does not verify.
+    let toml = std::fs::read_to_string(s.dir.path().join("migrator.toml")).unwrap();
+    std::fs::write(
+        s.dir.path().join("migrator.toml"),
+        toml.replacen("ca = \"ca.pem\"\n", "", 1),
+    )
+    .unwrap();
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let error = report["users"][0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("source: TLS:") && error.contains("certificate"),
+        "{error}"
+    );
+    assert!(!s.contacts().contains(ALICE));
+
+    // STARTTLS on the source (imap://) with the CA.
+    s.write_config(&s.source.starttls_url());
+    let (code, out, err, _) = s.migrate(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD))
+    );
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let s = start(Options {
+        big: false,
+        ..Options::default()
+    });
+    let (code, out, err, report) = s.migrate(&["--dry-run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("dry run"), "{out}");
+    assert!(
+        err.contains("would write the contact")
+            && err.contains("would copy Work/Projects/2024 -> Work/Projects/2024"),
+        "{err}"
+    );
+    assert_eq!(report["users"][0]["planned_messages"], s.seeded as u64);
+    assert_eq!(s.contacts(), "# address target [route]\n");
+    assert!(!s.state_dir().exists());
+    assert!(s.target_counts().is_empty());
+}
+
+#[test]
+fn content_filter_copies_only_calendar() {
+    let s = start(Options {
+        big: false,
+        ..Options::default()
+    });
+    let (code, out, err, _) = s.migrate(&["--content", "calendar"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(s.target_counts(), vec![("Calendar".to_string(), 3)]);
+    let source = s.source.dump(ALICE);
+    assert_eq!(s.target.dump(ALICE_CLOUD)["Calendar"], source["Calendar"]);
+}
+
+#[test]
+fn date_range_limits_by_internaldate() {
+    let s = start(Options {
+        big: false,
+        ..Options::default()
+    });
+    let (code, out, err, _) = s.migrate(&["--since", "2021-01-01", "--before", "2024-01-02"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let target = s.target.dump(ALICE_CLOUD);
+    let mut dates: Vec<String> = target
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m[1].as_str().unwrap().to_string())
+        })
+        .collect();
+    dates.sort();
+    // 2021-06-15 (8-bit), 2023-03-03, 2023-03-04, 2022-11-11 (Work), 2024-01-01 (Calendar).
+    assert_eq!(dates.len(), 5, "{dates:?}");
+    assert!(
+        dates.iter().all(|d| ["2021", "2022", "2023", "2024"]
+            .iter()
+            .any(|y| d.contains(y))),
+        "{dates:?}"
+    );
+}
+
+#[test]
+fn forwarding_only_then_rollback() {
+    let s = start(Options {
+        big: false,
+        ..Options::default()
+    });
+    let (code, out, _) = s.run(&["ready", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let ready: Value = serde_json::from_str(&out).unwrap();
+    let alice = ready
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == ALICE)
+        .unwrap();
+    assert_eq!(alice["messages"], s.seeded as u64);
+    assert_eq!(alice["fits"], true);
+    assert!(ready
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["address"] != "carol@corp.example"));
+
+    // Every ready user at once (alice and bob; carol is disabled).
+    let report_file = s.dir.path().join("all.json");
+    let (code, out, err) = s.run(&[
+        "migrate",
+        "--all-ready",
+        "--forwarding-only",
+        "--parallel",
+        "2",
+        "--report",
+        report_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    let results: Vec<(&str, &str)> = report["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["address"].as_str().unwrap(),
+                u["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (ALICE, "forwarding-only"),
+            ("bob@corp.example", "forwarding-only")
+        ]
+    );
+    assert!(s.contacts().contains(ALICE_CLOUD));
+    assert!(s.contacts().contains("bob@tenant.cloud.example"));
+    assert!(!s.contacts().contains("carol"));
+    assert!(s.target_counts().is_empty());
+    let (_, out, _) = s.run(&["status", ALICE]);
+    assert!(out.contains("forwarding set"), "{out}");
+    let (_, out, _) = s.run(&["ready", "--json"]);
+    assert!(!out.contains(ALICE), "{out}");
+
+    let (code, out, _) = s.run(&["rollback", ALICE]);
+    assert_eq!(code, 0);
+    assert!(out.contains("contact removed"), "{out}");
+    assert!(!s.contacts().contains(ALICE));
+    let (_, out, _) = s.run(&["status", ALICE]);
+    assert!(out.contains("rolled back"), "{out}");
+    let (_, out, _) = s.run(&["ready", "--json"]);
+    assert!(
+        out.contains(ALICE),
+        "a rolled-back user is ready again: {out}"
+    );
+}
+
+#[test]
+fn disabled_and_unknown_users_are_refused() {
+    let s = start(Options {
+        big: false,
+        ..Options::default()
+    });
+    let (code, out, _) = s.run(&["migrate", "carol@corp.example"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("disabled in the directory"), "{out}");
+    let (code, _, err) = s.run(&["migrate", "nobody@corp.example"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not in the directory"), "{err}");
+    assert!(!s.contacts().contains("carol"));
+}
+
+#[test]
+fn killed_during_copy_resumes_to_the_same_end_state() {
+    let s = start(Options {
+        bulk: 600,
+        ..Options::default()
+    });
+    let mut child = s
+        .command(&["migrate", ALICE])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first confirmed batch in the checkpoint, then SIGKILL.
+    let state_file = s.state_dir().join(format!("{ALICE}.json"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let killed = loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break false;
+        }
+        let copied = std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|v| {
+                v["folders"]
+                    .as_object()
+                    .map(|f| {
+                        f.values()
+                            .any(|f| !f["copied"].as_array().unwrap().is_empty())
+                    })
+                    .unwrap_or(false)
+            })
+            .unwrap_or(false);
+        if copied {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break true;
+        }
+        assert!(Instant::now() < deadline, "no progress in the state file");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(
+        killed,
+        "the copy finished before it could be killed; seed more"
+    );
+    let partial: usize = s.target_counts().iter().map(|(_, n)| n).sum();
+    assert!(
+        partial < s.seeded,
+        "killed mid-copy: {partial} of {}",
+        s.seeded
+    );
+
+    let (code, out, err, _) = s.migrate(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD))
+    );
+}
+
+/// Side-by-side timing against mbsync (isync) on the same 10,000-message mailbox.
+/// Not part of the suite (it takes minutes); run with
+/// `cargo build --release -p migrator && COEXIST_MIGRATOR=target/release/coexist-migrator
+/// cargo test -p coexist-e2e --test migrator -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_10k_messages_against_mbsync() {
+    let n: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let s = start(Options {
+        big: false,
+        bulk: n,
+        ..Options::default()
+    });
+    let binary = std::env::var("COEXIST_MIGRATOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| coexist_e2e::binary("coexist-migrator"));
+    let cpu = |pid_children: &Path| -> f64 {
+        // User + system CPU of finished children of this test process.
+        let text = std::fs::read_to_string(pid_children).unwrap();
+        let f: Vec<f64> = text
+            .split_whitespace()
+            .skip(15)
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        (f[0] + f[1]) / 100.0
+    };
+    let stat = Path::new("/proc/self/stat");
+
+    let cpu0 = cpu(stat);
+    let t = Instant::now();
+    let out = Command::new(&binary)
+        .arg("--config")
+        .arg(s.dir.path().join("migrator.toml"))
+        .args(["migrate", ALICE])
+        .output()
+        .unwrap();
+    let ours = t.elapsed();
+    let ours_cpu = cpu(stat) - cpu0;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let d = s.dir.path();
+    std::fs::create_dir_all(d.join("mbsync-state")).unwrap();
+    std::fs::write(
+        d.join("mbsyncrc"),
+        format!(
+            "IMAPAccount src\nHost localhost\nPort {sp}\nUser {ALICE}*{m}\nPass {p}\nSSLType IMAPS\nCertificateFile {d}/ca.pem\n\n\
+             IMAPStore src\nAccount src\n\n\
+             IMAPAccount dst\nHost localhost\nPort {tp}\nUser bob@tenant.cloud.example*{m}\nPass {p}\nSSLType IMAPS\nCertificateFile {d}/ca.pem\n\n\
+             IMAPStore dst\nAccount dst\n\n\
+             Channel copy\nFar :src:\nNear :dst:\nPatterns *\nCreate Near\nSync Pull\nSyncState {d}/mbsync-state/\n",
+            sp = s.source.imaps_port,
+            tp = s.target.imaps_port,
+            m = MASTER.0,
+            p = MASTER.1,
+            d = d.display(),
+        ),
+    )
+    .unwrap();
+    let cpu0 = cpu(stat);
+    let t = Instant::now();
+    let out = Command::new("mbsync")
+        .arg("-c")
+        .arg(d.join("mbsyncrc"))
+        .arg("-a")
+        .output()
+        .unwrap();
+    let theirs = t.elapsed();
+    let theirs_cpu = cpu(stat) - cpu0;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = counts(&s.target.dump("bob@tenant.cloud.example"));
+    let alice = s.target_counts();
+    assert_eq!(alice, bob, "both tools copied the same folders and counts");
+    println!(
+        "{} messages: coexist-migrator {:.2} s ({:.2} s CPU), mbsync {:.2} s ({:.2} s CPU), ratio {:.2}",
+        s.seeded,
+        ours.as_secs_f64(),
+        ours_cpu,
+        theirs.as_secs_f64(),
+        theirs_cpu,
+        ours.as_secs_f64() / theirs.as_secs_f64()
+    );
+}
