@@ -845,3 +845,122 @@ fn bench_10k_messages_against_mbsync() {
         ours.as_secs_f64() / theirs.as_secs_f64()
     );
 }
+
+/// The coexistence check: mail keeps flowing through `coexist-relay` to the
+/// user while they are migrated; every acknowledged message ends up in the target
+/// mailbox exactly once. The relay's onprem and cloud next hops are sinks that APPEND
+/// into the source and target Dovecot before they answer 250.
+#[test]
+fn mail_sent_through_the_relay_during_migration_ends_up_in_the_target_once() {
+    use coexist_e2e::sink::{Script, ScriptSink};
+    use coexist_e2e::smtp::Client;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let s = start(Options {
+        big: false,
+        ..Options::default()
+    });
+    let into_source = s.source.deliverer();
+    let into_target = s.target.deliverer();
+    let onprem = ScriptSink::start(Script {
+        on_message: Some(Box::new(move |m| {
+            m.recipients.iter().all(|r| into_source(r, &m.data))
+        })),
+        ..Script::default()
+    });
+    let cloud = ScriptSink::start(Script {
+        on_message: Some(Box::new(move |m| {
+            m.recipients.iter().all(|r| into_target(r, &m.data))
+        })),
+        ..Script::default()
+    });
+    let contacts = s.dir.path().join("contacts");
+    let relay = coexist_e2e::RelaySetup::default()
+        .section(
+            "routing",
+            &format!("contacts = {:?}", contacts.to_str().unwrap()),
+        )
+        .section(
+            "route.onprem",
+            &format!("smarthost = [\"{}\"]\ntls = \"none\"", onprem.hostport()),
+        )
+        .section(
+            "route.cloud",
+            &format!("smarthost = [\"{}\"]\ntls = \"none\"", cloud.hostport()),
+        )
+        .section("queue", "retry_schedule = [\"1s\"]")
+        .start();
+
+    // A sender that keeps mailing alice through the relay until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sender = {
+        let (stop, acked, addr) = (Arc::clone(&stop), Arc::clone(&acked), relay.addr("smtp"));
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let (mut c, _) = Client::connect(addr);
+                c.ehlo();
+                assert!(c.cmd("MAIL FROM:<news@sender.example>").has(250, "2.1.0"));
+                assert!(c.cmd(&format!("RCPT TO:<{ALICE}>")).has(250, "2.1.5"));
+                assert_eq!(c.cmd("DATA").code, 354);
+                let id = format!("<flow{i}@sender.example>");
+                c.send(
+                    format!(
+                        "Message-ID: {id}\r\nSubject: flow {i}\r\n\r\nduring migration\r\n.\r\n"
+                    )
+                    .as_bytes(),
+                );
+                if c.read_reply().code == 250 {
+                    acked.lock().unwrap().push(id);
+                }
+                c.cmd("QUIT");
+                i += 1;
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
+    let until = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.lock().unwrap().len() < n {
+            assert!(Instant::now() < deadline, "sender stalled");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    until(5);
+    let (code, out, err, _) = s.migrate(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let after_migration = acked.lock().unwrap().len();
+    until(after_migration + 10);
+    stop.store(true, Ordering::SeqCst);
+    sender.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while relay.metric("coexist_queue_messages") > 0.0 {
+        assert!(Instant::now() < deadline, "relay queue did not drain");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let acked = acked.lock().unwrap().clone();
+    let target = s.target.inbox_message_ids(ALICE_CLOUD);
+    let source = s.source.inbox_message_ids(ALICE);
+    assert!(
+        !cloud.received().is_empty(),
+        "mail flowed to the cloud after the flip"
+    );
+    assert!(
+        !onprem.received().is_empty(),
+        "mail flowed on-premises before the flip"
+    );
+    for id in &acked {
+        let n = target.iter().filter(|t| *t == id).count();
+        assert_eq!(
+            n,
+            1,
+            "{id}: {n} copies in the target (source has {}; {} acked, {} in target)",
+            source.iter().filter(|t| *t == id).count(),
+            acked.len(),
+            target.len()
+        );
+    }
+}

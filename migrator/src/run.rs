@@ -420,6 +420,7 @@ async fn run_user(
     }
 
     // Flip the mail flow: from here new mail goes to the cloud mailbox.
+    let mut flipped_at = None;
     if !opts.sync_only {
         contacts::flip(&config.routing, user, target).map_err(|e| e.to_string())?;
         st.target = Some(target.to_string());
@@ -432,6 +433,7 @@ async fn run_user(
             "{}: contact written; mail now flows to {target}",
             user.address
         ));
+        flipped_at = Some(tokio::time::Instant::now());
     }
     if opts.forwarding_only {
         report.result = "forwarding-only".into();
@@ -454,6 +456,15 @@ async fn run_user(
     let bar = progress.user(&user.address, m.messages);
     // Pass 1 copies; pass 2 (the delta pass) picks up what arrived meanwhile.
     for pass in 0..2 {
+        if pass == 1 {
+            if let Some(flipped) = flipped_at {
+                // The relay switches tables within 2 s of the rename (DESIGN.md), and
+                // mail it routed on-premises just before may still be on its way: the
+                // delta pass starts only once the source has stopped receiving.
+                tokio::time::sleep_until(flipped + DELTA_SETTLE).await;
+                wait_for_quiet_inbox(&mut c.src).await;
+            }
+        }
         for plan in &m.folders {
             let counters = copy_folder(
                 config,
@@ -490,6 +501,27 @@ async fn run_user(
     st.progress.0 = bar.done();
     states.save(&mut st).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Time between writing the contact and the delta pass.
+const DELTA_SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits (at most a minute) until the source INBOX stops growing: deliveries the relay
+/// routed on-premises before the flip may still be arriving, and the delta pass must
+/// come after the last of them.
+async fn wait_for_quiet_inbox(src: &mut crate::imap::session::Session) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        let Ok(now) = src.open("INBOX", false).await.map(|s| s.exists) else {
+            return;
+        };
+        if last == Some(now) {
+            return;
+        }
+        last = Some(now);
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -310,6 +310,42 @@ namespace inbox {{
         serde_json::from_str(&text).expect("dump json")
     }
 
+    /// A function that APPENDs a message to `user`'s INBOX over IMAP (as the master
+    /// user), usable from another thread (e.g. a test SMTP sink that delivers here).
+    pub fn deliverer(&self) -> impl Fn(&str, &[u8]) -> bool + Send + Sync + 'static {
+        let (port, tls) = if self.imaps_port != 0 {
+            (self.imaps_port, "1")
+        } else {
+            (self.imap_port, "0")
+        };
+        move |user: &str, message: &[u8]| {
+            let Ok(file) = tempfile::NamedTempFile::new() else {
+                return false;
+            };
+            if std::fs::write(file.path(), message).is_err() {
+                return false;
+            }
+            Command::new("python3")
+                .arg("-c")
+                .arg(format!("{PY_COMMON}\n{PY_APPEND}"))
+                .arg(port.to_string())
+                .arg(tls)
+                .arg(format!("{user}*{}", MASTER.0))
+                .arg(MASTER.1)
+                .arg(file.path())
+                .status()
+                .is_ok_and(|s| s.success())
+        }
+    }
+
+    /// Message-ID header values in `user`'s INBOX, one per message.
+    pub fn inbox_message_ids(&self, user: &str) -> Vec<String> {
+        self.imaplib(PY_MESSAGE_IDS, user, &[])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Sends SIGKILL and waits.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
@@ -339,6 +375,21 @@ impl Drop for Dovecot {
         let _ = self.child.wait();
     }
 }
+
+const PY_APPEND: &str = r#"
+M.append("INBOX", None, None, open(args[0], "rb").read())
+"#;
+
+const PY_MESSAGE_IDS: &str = r#"
+typ, count = M.select("INBOX", readonly=True)
+data = []
+if int(count[0]) > 0:
+    typ, data = M.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+for item in data:
+    if isinstance(item, tuple):
+        v = item[1].decode().split(":", 1)[1].strip() if b":" in item[1] else ""
+        print(v)
+"#;
 
 const PY_COMMON: &str = r#"
 import imaplib, ssl, sys, json, re, hashlib

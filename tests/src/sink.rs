@@ -48,7 +48,13 @@ pub struct Script {
     pub data: Box<dyn Fn(usize) -> String + Send + Sync>,
     /// Close the connection in the middle of DATA on this connection number.
     pub drop_in_data: Box<dyn Fn(usize) -> bool + Send + Sync>,
+    /// Called with each accepted message before the final `250`: a sink that
+    /// delivers somewhere (e.g. into an IMAP mailbox) acknowledges only after it.
+    pub on_message: Option<OnMessage>,
 }
+
+/// Hands an accepted message on; false answers `451` instead of `250`.
+pub type OnMessage = Box<dyn Fn(&Received) -> bool + Send + Sync>;
 
 impl Default for Script {
     fn default() -> Self {
@@ -57,6 +63,7 @@ impl Default for Script {
             rcpt: Box::new(|_, _| "250 2.1.5 Ok".into()),
             data: Box::new(|_| "250 2.0.0 Ok: queued".into()),
             drop_in_data: Box::new(|_| false),
+            on_message: None,
         }
     }
 }
@@ -206,12 +213,16 @@ fn serve(stream: TcpStream, n: usize, script: &Script, shared: &Shared) -> std::
                 };
                 data.extend_from_slice(l);
             }
-            let reply = (script.data)(n);
+            let mut reply = (script.data)(n);
             if reply.starts_with('2') {
                 if let Some(mut t) = txn.take() {
                     t.data = data;
-                    shared.received.lock().unwrap().push(t);
-                    shared.changed.notify_all();
+                    if script.on_message.as_ref().is_none_or(|f| f(&t)) {
+                        shared.received.lock().unwrap().push(t);
+                        shared.changed.notify_all();
+                    } else {
+                        reply = "451 4.3.0 could not hand the message on".into();
+                    }
                 }
             }
             reply
