@@ -34,7 +34,10 @@ fn free_port() -> u16 {
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -87,7 +90,9 @@ fn crash_loop_loses_no_acknowledged_message() {
     let senders = env_usize("COEXIST_CRASH_SENDERS", 20);
     let seed = Rng::seed_from_env();
     let mut rng = Rng::new(seed);
-    println!("crash loop: seed={seed} kills={kills} senders={senders} (replay: COEXIST_SEED={seed})");
+    println!(
+        "crash loop: seed={seed} kills={kills} senders={senders} (replay: COEXIST_SEED={seed})"
+    );
 
     let sink = ScriptSink::start(Script::default());
     let port = free_port();
@@ -129,7 +134,7 @@ fn crash_loop_loses_no_acknowledged_message() {
             });
         }
         for k in 0..kills {
-            let after = Duration::from_millis(rng.range(200, 1500));
+            let after = Duration::from_millis(rng.range(300, 2000));
             std::thread::sleep(after);
             let before = acked.lock().unwrap().len();
             relay.kill();
@@ -193,10 +198,12 @@ fn crash_loop_loses_no_acknowledged_message() {
         lost.is_empty(),
         "acknowledged but never delivered (seed {seed}): {lost:?}"
     );
+    // A kill can repeat at most the transactions the next hop had answered and the
+    // relay had not yet removed from the spool: no more than the deliveries in
+    // flight to that hop (queue.per_host_concurrency, 20 by default) per kill.
     assert!(
-        duplicates * 20 <= acked.len(),
-        "duplicates above 5 %: {duplicates} of {} (seed {seed})",
-        acked.len()
+        extra_copies <= kills * 20,
+        "{extra_copies} extra copies for {kills} kills: more than were in flight (seed {seed})"
     );
 }
 
@@ -249,21 +256,32 @@ fn deferred_then_delivered<'a>(
     wait_until(&format!("{case}: a deferral"), WAIT, || {
         deliveries(&relay, "onprem", "deferred") >= 1.0
     });
-    assert_eq!(queued(&relay), 1.0, "{case}: the deferred message is queued");
+    assert_eq!(
+        queued(&relay),
+        1.0,
+        "{case}: the deferred message is queued"
+    );
     assert_eq!(deliveries(&relay, "onprem", "delivered"), 0.0, "{case}");
 
     // The only delivery worker is not held by the bad hop.
     let started = Instant::now();
-    accepted(addr, &["user3@corp.example"], &format!("other-{case}@test"), 500);
+    accepted(
+        addr,
+        &["user3@corp.example"],
+        &format!("other-{case}@test"),
+        500,
+    );
     let got = healthy.wait_for(1, WAIT);
     println!(
         "{case}: healthy route delivered in {:?} while the bad hop fails",
         started.elapsed()
     );
     assert_eq!(got[0].recipients, vec!["user3@tenant.cloud.example"]);
-    wait_until(&format!("{case}: only the stuck message queued"), WAIT, || {
-        queued(&relay) == 1.0
-    });
+    wait_until(
+        &format!("{case}: only the stuck message queued"),
+        WAIT,
+        || queued(&relay) == 1.0,
+    );
     let deferred = deliveries(&relay, "onprem", "deferred");
 
     let recorder = recover();
@@ -355,7 +373,10 @@ fn next_hop_tls_handshake_failing() {
         ))
     };
     assert!(series("error") >= 1.0, "failed handshakes are counted");
-    assert!(series("ok") >= 1.0, "the recovered hop was reached over TLS");
+    assert!(
+        series("ok") >= 1.0,
+        "the recovered hop was reached over TLS"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -414,7 +435,11 @@ fn disk_full_refuses_new_mail_and_keeps_what_was_acknowledged() {
     assert_eq!(c.ehlo().code, 250);
     assert!(c.cmd("NOOP").has(250, "2.0.0"));
     drop(c);
-    assert_eq!(queued(&relay), 10.0, "the queue still holds what it acknowledged");
+    assert_eq!(
+        queued(&relay),
+        10.0,
+        "the queue still holds what it acknowledged"
+    );
 
     // Space comes back, the next hop too.
     std::fs::remove_file(filler).unwrap();
@@ -486,15 +511,18 @@ fn reload_storm_routes_each_message_with_one_table() {
         }
         // 100 atomic rewrites per second (temp file + rename, as the migrator
         // does), each followed by SIGHUP so the relay really reloads every one.
-        let end = Instant::now() + Duration::from_secs(secs);
+        let begin = Instant::now();
+        let end = begin + Duration::from_secs(secs);
         let tmp = contacts.with_extension("tmp");
         while Instant::now() < end {
             rewrites += 1;
+            // Paced by the clock, not by a sleep after each write, to hold 100/s.
+            let next = begin + Duration::from_millis(10 * rewrites as u64);
             std::fs::write(&tmp, storm_table(rewrites)).unwrap();
             std::fs::rename(&tmp, &contacts).unwrap();
             // SAFETY: kill(2) on our own child's pid.
             assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
         stop.store(true, Ordering::SeqCst);
     });
@@ -537,8 +565,14 @@ fn reload_storm_routes_each_message_with_one_table() {
          {acked} messages, {} distinct table versions used",
         versions.len()
     );
-    assert_eq!(errors, 0.0, "an atomically replaced table never fails to load");
-    assert!(reloads >= (rewrites / 2) as f64, "the relay reloaded under the storm");
+    assert_eq!(
+        errors, 0.0,
+        "an atomically replaced table never fails to load"
+    );
+    assert!(
+        reloads >= (rewrites / 2) as f64,
+        "the relay reloaded under the storm"
+    );
     assert!(
         versions.len() >= 3,
         "messages flowed across table changes: {versions:?}"
@@ -587,9 +621,11 @@ fn connection_flood_stays_responsive_and_caps_with_421() {
     for i in 0..n - 1 {
         idle.push(connect_from(source(i / per_ip), addr).expect("connect"));
     }
-    wait_until("every connection has a session", Duration::from_secs(60), || {
-        relay.metric("coexist_smtp_sessions_active") == (n - 1) as f64
-    });
+    wait_until(
+        "every connection has a session",
+        Duration::from_secs(60),
+        || relay.metric("coexist_smtp_sessions_active") == (n - 1) as f64,
+    );
     let opened_in = started.elapsed();
 
     // The per-IP cap: the first source address is full.
@@ -666,7 +702,11 @@ fn drip(mut stream: TcpStream, bytes: &[u8]) -> (String, Duration) {
             Ok(0) => {
                 let text = String::from_utf8_lossy(&got).trim_end().to_string();
                 return (
-                    if text.is_empty() { "closed".into() } else { text },
+                    if text.is_empty() {
+                        "closed".into()
+                    } else {
+                        text
+                    },
                     started.elapsed(),
                 );
             }
@@ -677,7 +717,11 @@ fn drip(mut stream: TcpStream, bytes: &[u8]) -> (String, Duration) {
                     return (text, started.elapsed());
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return ("closed".into(), started.elapsed()),
         }
     }
@@ -749,4 +793,62 @@ fn slowloris_clients_are_cut_off_and_their_slots_freed() {
     });
     let (_c, reply) = Client::connect(addr);
     assert_eq!(reply.code, 220, "a new client gets a slot: {}", reply.text);
+}
+
+// ---------------------------------------------------------------------------
+// Signals and clients that do not read
+
+/// A reload requested the moment the relay is up (a migrator flipping a user
+/// right after a restart) reloads; it must not kill the process.
+#[test]
+fn sighup_right_after_start_reloads() {
+    for _ in 0..3 {
+        let relay = RelaySetup::default().start();
+        relay.signal("HUP");
+        assert!(
+            relay
+                .log
+                .wait_for("contacts table reloaded (SIGHUP)", 0, WAIT)
+                .is_some(),
+            "{}",
+            relay.log.text()
+        );
+        let (_c, greeting) = Client::connect(relay.addr("smtp"));
+        assert_eq!(greeting.code, 220);
+    }
+}
+
+/// A client that pipelines commands and never reads the replies fills its socket
+/// buffer; the relay gives up on it after command_timeout and frees the slot.
+#[test]
+fn client_that_never_reads_its_replies_is_dropped() {
+    let relay = RelaySetup::default()
+        .section("limits", "command_timeout = \"2s\"\nmax_errors = 1000000")
+        .start();
+    let stream = TcpStream::connect(relay.addr("smtp")).unwrap();
+    let mut w = stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = b"NOOP\r\n".repeat(10_000);
+        let started = Instant::now();
+        // Until the relay closes (write error) or 30 s pass.
+        while started.elapsed() < Duration::from_secs(30) {
+            if w.write_all(&chunk).is_err() {
+                return started.elapsed();
+            }
+        }
+        started.elapsed()
+    });
+    wait_until("the non-reading client to fill its buffers", WAIT, || {
+        relay.metric("coexist_smtp_sessions_active") == 1.0
+    });
+    wait_until("the relay to drop it", WAIT, || {
+        relay.metric("coexist_smtp_sessions_active") == 0.0
+    });
+    drop(stream);
+    let lasted = writer.join().unwrap();
+    println!("non-reading client: dropped after {lasted:?}");
+    assert!(
+        lasted < Duration::from_secs(30),
+        "still connected after {lasted:?}"
+    );
 }

@@ -232,7 +232,8 @@ impl Relay {
             // prlimit sets the limit on itself, then execs the relay (same pid).
             Some(n) => {
                 let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}:{n}")).arg(binary("coexist-relay"));
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg(binary("coexist-relay"));
                 c
             }
             None => Command::new(binary("coexist-relay")),
