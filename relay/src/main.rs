@@ -267,10 +267,20 @@ fn reason_text(reason: &relay::queue::envelope::RouteReason) -> String {
 }
 
 async fn run(path: &Path) -> ExitCode {
+    // First of all: until a handler is installed, SIGHUP's default action kills the
+    // process. A reload sent while the relay starts (loading a large table takes a
+    // second; a migrator may flip a user meanwhile) must not take it down.
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("coexist-relay: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let Some((config, contacts)) = load_all(path) else {
         return ExitCode::from(EXIT_CONFIG);
     };
-    match serve(config, contacts).await {
+    match serve(config, contacts, signals).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -280,11 +290,34 @@ async fn run(path: &Path) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
+/// The daemon's signal streams, installed before anything else happens.
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+async fn serve(config: Config, contacts: Arc<Contacts>, signals: Signals) -> anyhow::Result<()> {
     use relay::queue::spool::Spool;
     use relay::smtp::SessionContext;
-    use tokio::signal::unix::{signal, SignalKind};
     use tokio_util::sync::CancellationToken;
+
+    let Signals {
+        mut hangup,
+        mut terminate,
+        mut interrupt,
+    } = signals;
 
     let config = Arc::new(config);
     let acceptor = match &config.tls {
@@ -373,9 +406,6 @@ async fn serve(config: Config, contacts: Arc<Contacts>) -> anyhow::Result<()> {
         message_rate: relay::rate::RateLimit::new(config.limits.max_messages_per_minute_per_ip),
     });
 
-    let mut hangup = signal(SignalKind::hangup())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
     let signals = {
         let shutdown = shutdown.clone();
         let contacts = Arc::clone(&contacts);

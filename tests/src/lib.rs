@@ -4,6 +4,8 @@
 
 pub mod dns;
 pub mod dovecot;
+pub mod faults;
+pub mod load;
 pub mod sink;
 pub mod smtp;
 
@@ -46,6 +48,7 @@ pub struct RelaySetup {
     sections: BTreeMap<String, String>,
     listeners: Vec<String>,
     contacts: String,
+    nofile: Option<u64>,
 }
 
 impl Default for RelaySetup {
@@ -82,6 +85,7 @@ impl Default for RelaySetup {
                 "name = \"smtps\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n".into(),
             ],
             contacts: "user3@corp.example  user3@tenant.cloud.example\n".into(),
+            nofile: None,
         }
     }
 }
@@ -102,6 +106,13 @@ impl RelaySetup {
     /// Sets the contacts table text.
     pub fn contacts(mut self, text: &str) -> Self {
         self.contacts = text.into();
+        self
+    }
+
+    /// Starts the relay with this open-file limit (RLIMIT_NOFILE, soft and hard),
+    /// through `prlimit`, as a service manager's `LimitNOFILE=` would.
+    pub fn nofile(mut self, limit: u64) -> Self {
+        self.nofile = Some(limit);
         self
     }
 
@@ -128,7 +139,10 @@ impl RelaySetup {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("relay.toml"), self.render()).expect("write config");
         std::fs::write(dir.path().join("contacts"), &self.contacts).expect("write contacts");
-        Relay::start_in(dir)
+        let mut relay = Relay::new_in(dir);
+        relay.nofile = self.nofile;
+        relay.restart();
+        relay
     }
 }
 
@@ -180,20 +194,32 @@ pub struct Relay {
     pub log: Arc<Log>,
     /// Address of `/metrics`.
     pub metrics: Option<SocketAddr>,
+    /// RLIMIT_NOFILE for the process (None: inherited).
+    nofile: Option<u64>,
 }
 
 impl Relay {
     /// Starts the relay on the config already in `dir`.
     pub fn start_in(dir: tempfile::TempDir) -> Relay {
-        let mut relay = Relay {
+        let mut relay = Relay::new_in(dir);
+        relay.restart();
+        relay
+    }
+
+    fn new_in(dir: tempfile::TempDir) -> Relay {
+        Relay {
             dir,
             child: None,
             listeners: HashMap::new(),
             log: Arc::new(Log::default()),
             metrics: None,
-        };
-        relay.restart();
-        relay
+            nofile: None,
+        }
+    }
+
+    /// Process id of the running relay.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Path of the config file.
@@ -204,7 +230,17 @@ impl Relay {
     /// Starts (again) the process, waiting until every listener is bound.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let mut child = Command::new(binary("coexist-relay"))
+        let mut command = match self.nofile {
+            // prlimit sets the limit on itself, then execs the relay (same pid).
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg(binary("coexist-relay"));
+                c
+            }
+            None => Command::new(binary("coexist-relay")),
+        };
+        let mut child = command
             .arg("--config")
             .arg(self.config_path())
             .arg("run")

@@ -99,6 +99,11 @@ impl Client {
         matches!(self.reader.read(&mut b), Ok(0))
     }
 
+    /// The TCP stream, for byte-level tricks (read-ahead already buffered is dropped).
+    pub fn into_stream(self) -> TcpStream {
+        self.reader.into_inner()
+    }
+
     /// EHLO, returning the reply.
     pub fn ehlo(&mut self) -> Reply {
         self.cmd("EHLO client.test")

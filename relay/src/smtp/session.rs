@@ -7,7 +7,7 @@ use super::data::{BodyReader, Progress};
 use super::line::{Line, LineReader};
 use super::reply::Reply;
 use super::state::{Greeting, Phase};
-use crate::config::{Config, ListenerConfig};
+use crate::config::{Config, Limits, ListenerConfig};
 use crate::metrics::metrics;
 use crate::queue::envelope::Envelope;
 use crate::queue::spool::Spool;
@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// What every session shares.
@@ -99,9 +100,20 @@ pub struct Session {
     errors: u32,
     lines: LineReader,
     out: Vec<u8>,
+    /// When the wait for the current command (or body) began: the timeouts are
+    /// deadlines from here, not per read, or a client sending one byte at a time
+    /// would hold its slot for ever (slowloris).
+    waiting_since: Instant,
+    /// Body bytes received since `waiting_since` (they extend the body deadline).
+    body_bytes: u64,
 }
 
 const READ_BUFFER: usize = 64 * 1024;
+
+/// The slowest body accepted, in bytes per second, once `data_timeout` is used
+/// up (Postfix's `smtpd_min_data_rate` default): a large message on a slow link
+/// gets its time, a drip does not.
+const MIN_DATA_RATE: u64 = 500;
 
 impl Session {
     /// A new session; nothing is sent until [`Session::run`].
@@ -116,6 +128,8 @@ impl Session {
             errors: 0,
             lines: LineReader::default(),
             out: Vec::with_capacity(512),
+            waiting_since: Instant::now(),
+            body_bytes: 0,
         }
     }
 
@@ -133,6 +147,34 @@ impl Session {
         self.input = Input::Commands;
         self.lines = LineReader::default();
         self.body = Vec::new();
+        self.restart_clock();
+    }
+
+    /// A new command (or body) is awaited from now on.
+    fn restart_clock(&mut self) {
+        self.waiting_since = Instant::now();
+        self.body_bytes = 0;
+    }
+
+    /// How long the next read may wait. Commands: what is left of
+    /// `command_timeout` since the previous command (RFC 5321 §4.5.3.2.7 times
+    /// the wait for a command, not for each of its bytes). Body: `data_timeout`
+    /// per read, and the whole body within `data_timeout` plus its size at
+    /// [`MIN_DATA_RATE`].
+    fn read_wait(&self, limits: &Limits) -> Duration {
+        let now = Instant::now();
+        match self.input {
+            Input::Commands => {
+                (self.waiting_since + limits.command_timeout).saturating_duration_since(now)
+            }
+            Input::Data(_) | Input::Bdat { .. } => {
+                let credit =
+                    Duration::from_millis(self.body_bytes.saturating_mul(1000) / MIN_DATA_RATE);
+                let whole = (self.waiting_since + limits.data_timeout + credit)
+                    .saturating_duration_since(now);
+                whole.min(limits.data_timeout)
+            }
+        }
     }
 
     /// Queues the `220` greeting (sent with the first write of [`Session::run`]).
@@ -158,14 +200,9 @@ impl Session {
         let limits = self.ctx.config.limits.clone();
         loop {
             if !self.out.is_empty() {
-                stream.write_all(&self.out).await?;
-                stream.flush().await?;
-                self.out.clear();
+                self.send_out(stream).await?;
             }
-            let wait = match self.input {
-                Input::Commands => limits.command_timeout,
-                Input::Data(_) | Input::Bdat { .. } => limits.data_timeout,
-            };
+            let wait = self.read_wait(&limits);
             let n = tokio::select! {
                 read = tokio::time::timeout(wait, stream.read(&mut buf)) => match read {
                     Ok(Ok(0)) => return Ok(SessionEnd::Closed),
@@ -181,23 +218,24 @@ impl Session {
                     return self.close(stream, Reply::shutting_down()).await;
                 }
             };
+            if !matches!(self.input, Input::Commands) {
+                self.body_bytes += n as u64;
+            }
             let mut input = buf[..n].iter();
             // An empty BDAT chunk has no bytes to wait for: step it even on empty input.
             while !input.as_slice().is_empty() || matches!(self.input, Input::Bdat { size: 0, .. })
             {
                 match self.step(&mut input).await {
-                    Action::Continue => {}
+                    // A command was handled or a body ended: the next wait begins.
+                    Action::Continue => self.restart_clock(),
                     Action::NeedMore => break,
                     Action::Close => {
-                        stream.write_all(&self.out).await?;
-                        stream.flush().await?;
+                        self.send_out(stream).await?;
                         let _ = stream.shutdown().await;
                         return Ok(SessionEnd::Closed);
                     }
                     Action::StartTls => {
-                        stream.write_all(&self.out).await?;
-                        stream.flush().await?;
-                        self.out.clear();
+                        self.send_out(stream).await?;
                         // Anything pipelined after STARTTLS was sent in clear and could
                         // be an injection (CVE-2011-0411 class): it is dropped here.
                         return Ok(SessionEnd::StartTls);
@@ -218,10 +256,34 @@ impl Session {
             metrics().reject("syntax");
         }
         reply.write_to(&mut self.out);
-        stream.write_all(&self.out).await?;
-        stream.flush().await?;
+        self.send_out(stream).await?;
         let _ = stream.shutdown().await;
         Ok(SessionEnd::Closed)
+    }
+
+    /// Writes the queued replies. A client that pipelines without reading them
+    /// fills the socket buffer; it does not get to hold its slot beyond
+    /// `command_timeout` that way either.
+    async fn send_out<S>(&mut self, stream: &mut S) -> std::io::Result<()>
+    where
+        S: AsyncWrite + Unpin,
+    {
+        let limit = self.ctx.config.limits.command_timeout;
+        let write = async {
+            stream.write_all(&self.out).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(written) => written?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client does not read its replies",
+                ))
+            }
+        }
+        self.out.clear();
+        Ok(())
     }
 
     /// Consumes input for one command or one piece of body.

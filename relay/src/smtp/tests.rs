@@ -7,6 +7,7 @@ use crate::route::reload::Contacts;
 use crate::route::router::Router;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_util::sync::CancellationToken;
 
@@ -213,4 +214,61 @@ async fn shutdown_says_421_4_3_2_between_commands() {
     s.shutdown.cancel();
     assert!(s.read().await.starts_with("421 4.3.2"));
     assert_eq!(s.task.await.unwrap().unwrap(), SessionEnd::Closed);
+}
+
+/// Sends `bytes` one per minute (on the paused clock) and returns the first reply
+/// line and when it came, counted from the first byte.
+async fn drip(s: Script, bytes: &[u8]) -> (String, Duration) {
+    let Script { client, _dir, .. } = s;
+    let (mut r, mut w) = tokio::io::split(client);
+    let started = tokio::time::Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while !got.ends_with(b"\r\n") {
+            let k = r.read(&mut buf).await.unwrap_or(0);
+            if k == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..k]);
+        }
+        let text = String::from_utf8_lossy(&got).trim_end().to_string();
+        (text, started.elapsed())
+    });
+    for b in bytes {
+        if reader.is_finished() {
+            break;
+        }
+        let _ = w.write_all(&[*b]).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    reader.await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_dripped_byte_by_byte_gets_command_timeout_in_all() {
+    // command_timeout is 5m by default; one byte a minute must not extend it.
+    let s = start("192.0.2.1:1000").await;
+    let (reply, after) = drip(s, b"EHLO a.very.slow.client.example\r\n").await;
+    assert!(reply.starts_with("421 4.4.2"), "{reply}");
+    assert!(
+        after <= Duration::from_secs(5 * 60 + 1),
+        "cut off after {after:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_dripped_byte_by_byte_is_cut_off_at_data_timeout() {
+    let mut s = start("192.0.2.1:1000").await;
+    assert!(s.cmd("EHLO c.example").await.starts_with("250"));
+    assert!(s.cmd("MAIL FROM:<a@x.example>").await.starts_with("250"));
+    assert!(s.cmd("RCPT TO:<bob@corp.example>").await.starts_with("250"));
+    assert!(s.cmd("DATA").await.starts_with("354"));
+    // data_timeout is 10m; 500 B/s of credit per byte received is nothing here.
+    let (reply, after) = drip(s, b"Subject: slow\r\n\r\na body that never ends\r\n").await;
+    assert!(reply.starts_with("421 4.4.2"), "{reply}");
+    assert!(
+        after <= Duration::from_secs(10 * 60 + 1),
+        "cut off after {after:?}"
+    );
 }
