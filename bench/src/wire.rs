@@ -29,7 +29,9 @@ pub async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Reply>
         let code = l
             .get(..3)
             .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad reply {l:?}")))?;
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("bad reply {l:?}"))
+            })?;
         if !text.is_empty() {
             text.push('\n');
         }

@@ -48,7 +48,8 @@ enum End {
 async fn serve(conn: TcpStream, l: Arc<Listener>) -> io::Result<()> {
     conn.set_nodelay(true)?;
     let mut r = BufReader::new(conn);
-    r.write_all(b"220 sink.bench.example ESMTP bench-sink\r\n").await?;
+    r.write_all(b"220 sink.bench.example ESMTP bench-sink\r\n")
+        .await?;
     if let End::StartTls = session(&mut r, &l, l.tls.is_some()).await? {
         let Some(acceptor) = l.tls.clone() else {
             return Ok(());
@@ -101,9 +102,13 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             b"DATA" => {
                 r.write_all(&out).await?;
                 out.clear();
-                r.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+                r.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
                 let record = read_data(r, &mut line, l, rcpts).await?;
-                l.records.lock().map_err(|_| io::Error::other("poisoned"))?.push(record);
+                l.records
+                    .lock()
+                    .map_err(|_| io::Error::other("poisoned"))?
+                    .push(record);
                 out.extend_from_slice(b"250 2.0.0 Ok: queued\r\n");
             }
             b"RSET" | b"NOOP" => out.extend_from_slice(b"250 2.0.0 Ok\r\n"),
@@ -207,7 +212,11 @@ async fn control(conn: TcpStream, records: Records) -> io::Result<()> {
     r.shutdown().await
 }
 
-async fn run(listen: Vec<(String, String)>, control_addr: String, offer_tls: bool) -> io::Result<()> {
+async fn run(
+    listen: Vec<(String, String)>,
+    control_addr: String,
+    offer_tls: bool,
+) -> io::Result<()> {
     let records: Records = Arc::new(Mutex::new(Vec::new()));
     let acceptor = if offer_tls {
         let config = tls::self_signed_server("sink.bench.example").map_err(io::Error::other)?;
@@ -279,7 +288,10 @@ fn main() -> ExitCode {
             }
         }
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bench-sink: {e}");

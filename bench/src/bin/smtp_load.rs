@@ -64,13 +64,21 @@ fn parse_args() -> Result<Args, String> {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         let bad = |_| format!("bad value for {flag}: {value}");
         match flag.as_str() {
-            "--target" => target = Some(value.parse().map_err(|_| format!("bad --target {value}"))?),
+            "--target" => {
+                target = Some(value.parse().map_err(|_| format!("bad --target {value}"))?)
+            }
             "--messages" => a.messages = value.parse().map_err(bad)?,
             "--concurrency" => a.concurrency = value.parse().map_err(bad)?,
             "--idle" => a.idle = value.parse().map_err(bad)?,
-            "--size" => a.workload.size = parse_size(&value).ok_or(format!("bad --size {value}"))?,
+            "--size" => {
+                a.workload.size = parse_size(&value).ok_or(format!("bad --size {value}"))?
+            }
             "--rcpts" => a.workload.rcpts = value.parse().map_err(bad)?,
-            "--migrated" => a.workload.migrated_share = value.parse().map_err(|_| format!("bad --migrated {value}"))?,
+            "--migrated" => {
+                a.workload.migrated_share = value
+                    .parse()
+                    .map_err(|_| format!("bad --migrated {value}"))?
+            }
             "--users" => a.workload.users = value.parse().map_err(bad)?,
             "--tag" => a.workload.tag = value,
             _ => return Err(format!("unknown option {flag}")),
@@ -104,7 +112,10 @@ fn protocol(reply: &Reply, want: u16, what: &str) -> io::Result<()> {
     if reply.code == want {
         Ok(())
     } else {
-        Err(io::Error::other(format!("{what}: {} {}", reply.code, reply.text)))
+        Err(io::Error::other(format!(
+            "{what}: {} {}",
+            reply.code, reply.text
+        )))
     }
 }
 
@@ -136,7 +147,10 @@ async fn transactions<S: AsyncRead + AsyncWrite + Unpin>(
     r.write_all(b"EHLO load.bench.example\r\n").await?;
     let ehlo = read_reply(&mut r).await?;
     protocol(&ehlo, 250, "EHLO")?;
-    let pipelining = ehlo.text.lines().any(|l| l.eq_ignore_ascii_case("PIPELINING"));
+    let pipelining = ehlo
+        .text
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("PIPELINING"));
     let wl = &shared.args.workload;
     loop {
         let i = shared.next.fetch_add(1, Ordering::Relaxed);
@@ -296,7 +310,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("smtp-load: runtime: {e}");
