@@ -27,7 +27,7 @@ pub struct Workload {
 
 /// Whether user number `n` is migrated.
 pub fn is_migrated(n: u64) -> bool {
-    n % 2 == 0
+    n.is_multiple_of(2)
 }
 
 /// The contacts table for `users` users (one line per migrated user).
