@@ -40,6 +40,13 @@ fn metrics_move_by_exact_amounts_and_pass_promtool() {
             "{family} exists from start"
         );
     }
+    for process in ["process_resident_memory_bytes", "process_open_fds"] {
+        assert!(metric_value(&before, process) > 0.0, "{process} exported");
+    }
+    assert!(
+        before.contains("\nprocess_cpu_seconds_total "),
+        "CPU exported"
+    );
     assert_eq!(metric_value(&before, "coexist_routing_contacts"), 1.0);
     assert_eq!(
         metric_value(&before, "coexist_routing_reloads_total{result=\"ok\"}"),
