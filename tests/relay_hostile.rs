@@ -77,13 +77,16 @@ fn with_ehlo(rest: &[u8]) -> Vec<u8> {
     [EHLO, rest].concat()
 }
 
+/// A corpus entry: name, bytes sent after the greeting, expected replies.
+type Case = (&'static str, Vec<u8>, Vec<(u16, &'static str)>);
+
 #[test]
 fn malformed_smtp_corpus() {
     let relay = relay();
     let mut one_mb = b"MAIL FROM:<".to_vec();
     one_mb.resize(1 << 20, b'x');
     one_mb.extend_from_slice(b"@x.example>\r\nNOOP\r\n");
-    let cases: Vec<(&str, Vec<u8>, Vec<(u16, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "NUL bytes",
             with_ehlo(b"NO\0OP\r\nMAIL FROM:<a\0b@x.example>\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<b\0c@corp.example>\r\nRCPT TO:<\"b\0c\"@corp.example>\r\nRCPT TO:<b@corp.example\0>\r\n"),
