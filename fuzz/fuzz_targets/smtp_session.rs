@@ -28,7 +28,7 @@ spool_dir = "spool"
 [[listener]]
 name = "smtp"
 bind = "127.0.0.1:0"
-tls = "starttls"
+tls = "none"
 [limits]
 max_recipients = 3
 max_message_size = 2000
