@@ -47,7 +47,7 @@ mx = true
 "#;
 
 const CONTACTS: &str =
-    "ann@corp.example ann@tenant.cloud.example\n\"x y\"@corp.example xy@tenant.cloud.example\n";
+    "ann@corp.example ann@tenant.cloud.example\n\"x@y\"@corp.example xy@tenant.cloud.example\n";
 
 struct World {
     runtime: tokio::runtime::Runtime,
