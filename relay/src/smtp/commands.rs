@@ -2,6 +2,7 @@
 //! DESIGN.md: PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING, DSN,
 //! STARTTLS).
 
+use super::address::envelope_address;
 use super::data::{check_content, BodyReader, ContentError};
 use super::received::{received_header, Trace};
 use super::reply::Reply;
@@ -160,6 +161,11 @@ impl Session {
             self.reply(Reply::needs_smtputf8());
             return Action::Continue;
         }
+        let Ok(sender) = envelope_address(&from.address).map(Cow::into_owned) else {
+            metrics().reject("syntax");
+            self.reply(Reply::bad_sender());
+            return Action::Continue;
+        };
         let body = if from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0 {
             BodyType::EightBitMime
         } else {
@@ -173,7 +179,7 @@ impl Session {
             None
         };
         self.phase = Phase::Mail(Transaction {
-            sender: from.address,
+            sender,
             body,
             smtputf8,
             ret,
@@ -206,8 +212,12 @@ impl Session {
         // smtp-proto returns "" for the bare `<postmaster>` of RFC 5321 §4.5.1.
         let address = if to.address.is_empty() {
             "postmaster".to_string()
+        } else if let Ok(address) = envelope_address(&to.address) {
+            address.into_owned()
         } else {
-            to.address
+            metrics().reject("syntax");
+            self.reply(Reply::bad_recipient());
+            return Action::Continue;
         };
         let decision = self
             .ctx

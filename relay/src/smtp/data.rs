@@ -68,7 +68,23 @@ impl BodyReader {
     ) -> Progress {
         let done = match self {
             BodyReader::Data(rx) => {
-                let done = rx.ingest(input, message);
+                let mut done = rx.ingest(input, message);
+                // smtp-proto 0.2.5 also ends DATA on <CRLF>.<CR>…<CR><LF> (a dot line
+                // with extra CRs), and leaves those CRs in the message. Found by
+                // fuzzing (issue #6): a sender that passes such a line through as data
+                // would let the rest be read as new commands here (SMTP smuggling).
+                // Put the line back as data and go on reading.
+                while done && message.last() == Some(&b'\r') {
+                    let crs = message.iter().rev().take_while(|&&b| b == b'\r').count();
+                    message.truncate(message.len() - crs);
+                    message.push(b'.');
+                    message.extend(std::iter::repeat_n(b'\r', crs + 1));
+                    message.push(b'\n');
+                    // A fresh receiver that has just seen a CRLF.
+                    *rx = DataReceiver::new();
+                    rx.ingest(&mut b"\r\n".iter(), &mut Vec::new());
+                    done = rx.ingest(input, message);
+                }
                 if !done && message.len() > limit {
                     // Keep the state that finds <CRLF>.<CRLF>; stop storing.
                     *self = BodyReader::Discard {
@@ -191,6 +207,23 @@ mod tests {
         let (msg, done) = feed(&mut r, &[body], 1000);
         assert!(done);
         assert!(msg.ends_with(b"DATA\r\nevil\r\n"));
+    }
+
+    /// Regression (fuzz, issue #6): `<CRLF>.<CR><CR><LF>` is not the end of DATA.
+    #[test]
+    fn dot_line_with_extra_crs_does_not_end_data() {
+        let mut r = BodyReader::data();
+        let body: &[u8] = b"a\r\n.\r\r\nMAIL FROM:<x@y>\r\n.\r\r\r\n.\r\n";
+        let (msg, done) = feed(&mut r, &[body], 1000);
+        assert!(done);
+        assert_eq!(msg, b"a\r\n.\r\r\nMAIL FROM:<x@y>\r\n.\r\r\r\n");
+        // Split across reads at every point, the same.
+        for cut in 1..body.len() {
+            let mut r = BodyReader::data();
+            let (split, done) = feed(&mut r, &[&body[..cut], &body[cut..]], 1000);
+            assert!(done, "cut {cut}");
+            assert_eq!(split, msg, "cut {cut}");
+        }
     }
 
     #[test]

@@ -129,6 +129,14 @@ impl Reply {
     pub fn syntax(text: impl Into<Cow<'static, str>>) -> Self {
         Reply::new(501, (5, 5, 4), text)
     }
+    /// `501 5.5.4` a MAIL/RCPT parameter given more than once.
+    pub fn repeated_parameter(param: &str) -> Self {
+        Reply::new(
+            501,
+            (5, 5, 4),
+            format!("Parameter {} given more than once", printable(param)),
+        )
+    }
     /// `501 5.1.7` bad sender address syntax.
     pub fn bad_sender() -> Self {
         Reply::new(501, (5, 1, 7), "Bad sender address syntax")

@@ -296,6 +296,10 @@ impl Session {
                 let parsed = match line {
                     Line::TooLong => Err(ParseError::ResponseTooLong),
                     Line::Complete(bytes) => {
+                        if let Some(reply) = precheck(&bytes) {
+                            self.reply(reply);
+                            return Action::Continue;
+                        }
                         Request::parse(&mut bytes.iter()).map(Request::into_owned)
                     }
                 };
@@ -337,6 +341,27 @@ impl Session {
             }
         }
     }
+}
+
+/// Refusals decided on the raw line, before smtp-proto folds it into a value and the
+/// facts are lost.
+fn precheck(line: &[u8]) -> Option<Reply> {
+    let verb = line.get(..4).map(<[u8]>::to_ascii_uppercase);
+    let (mail, rcpt) = (
+        verb.as_deref() == Some(b"MAIL"),
+        verb.as_deref() == Some(b"RCPT"),
+    );
+    // RFC 6531 §3.3: addresses are UTF-8. The parser would turn other octets into
+    // U+FFFD and the relay would forward an address the client never sent.
+    if (mail || rcpt) && std::str::from_utf8(line).is_err() {
+        metrics().reject("syntax");
+        return Some(if mail {
+            Reply::bad_sender()
+        } else {
+            Reply::bad_recipient()
+        });
+    }
+    super::params::repeated_parameter(line).map(|param| Reply::repeated_parameter(&param))
 }
 
 /// The one table from parser errors to replies.

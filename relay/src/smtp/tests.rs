@@ -272,3 +272,53 @@ async fn a_body_dripped_byte_by_byte_is_cut_off_at_data_timeout() {
         "cut off after {after:?}"
     );
 }
+
+/// Found by the hostile-input campaign (issue #6): smtp-proto lets NUL and other
+/// control characters through inside a quoted local part, and drops the quotes.
+#[tokio::test]
+async fn control_characters_in_addresses_are_refused_and_quotes_kept() {
+    let mut s = start("192.0.2.1:1000").await;
+    s.send(b"EHLO c\r\nMAIL FROM:<\"a\x00b\"@x.example>\r\nMAIL FROM:<\"s t\"@x.example>\r\nRCPT TO:<\"a\x00b\"@corp.example>\r\nRCPT TO:<\"a\x1b[31m\"@corp.example>\r\nRCPT TO:<\"x y\"@corp.example>\r\nDATA\r\n").await;
+    let r = s.replies(7).await;
+    assert!(r[1].starts_with("501 5.1.7"), "{r:?}");
+    assert!(r[2].starts_with("250 2.1.0"), "{r:?}");
+    assert!(r[3].starts_with("501 5.1.3"), "{r:?}");
+    assert!(r[4].starts_with("501 5.1.3"), "{r:?}");
+    assert!(r[5].starts_with("250 2.1.5"), "{r:?}");
+    s.send(b"Subject: x\r\n\r\nhi\r\n.\r\n").await;
+    assert!(s.read().await.starts_with("250 2.0.0"));
+    let env = s.envelopes.recv().await.unwrap();
+    assert_eq!(env.sender, "\"s t\"@x.example");
+    assert_eq!(env.recipients.len(), 1);
+    assert_eq!(env.recipients[0].rewritten, "\"x y\"@corp.example");
+}
+
+/// Found by the hostile-input campaign (issue #6): `RET=FULL RET=HDRS` was accepted
+/// with both meanings set.
+#[tokio::test]
+async fn repeated_parameters_are_refused() {
+    let mut s = start("192.0.2.1:1000").await;
+    s.send(b"EHLO c\r\nMAIL FROM:<a@x.example> RET=FULL RET=HDRS\r\nMAIL FROM:<a@x.example> SIZE=1 SIZE=2\r\nMAIL FROM:<a@x.example> SIZE=1\r\nRCPT TO:<b@corp.example> NOTIFY=NEVER notify=SUCCESS\r\nRCPT TO:<b@corp.example> NOTIFY=NEVER\r\n").await;
+    let r = s.replies(6).await;
+    assert!(
+        r[1].starts_with("501 5.5.4 Parameter RET given more than once"),
+        "{r:?}"
+    );
+    assert!(r[2].starts_with("501 5.5.4 Parameter SIZE"), "{r:?}");
+    assert!(r[3].starts_with("250 2.1.0"), "{r:?}");
+    assert!(r[4].starts_with("501 5.5.4 Parameter NOTIFY"), "{r:?}");
+    assert!(r[5].starts_with("250 2.1.5"), "{r:?}");
+}
+
+/// Found by the hostile-input campaign (issue #6): invalid UTF-8 in an address became
+/// U+FFFD and was accepted under SMTPUTF8.
+#[tokio::test]
+async fn invalid_utf8_in_addresses_is_refused() {
+    let mut s = start("192.0.2.1:1000").await;
+    s.send(b"EHLO c\r\nMAIL FROM:<\xff@x.example> SMTPUTF8\r\nMAIL FROM:<a@x.example> SMTPUTF8\r\nRCPT TO:<us\xc3er@corp.example>\r\nRCPT TO:<j\xc3\xbcrgen@corp.example>\r\n").await;
+    let r = s.replies(5).await;
+    assert!(r[1].starts_with("501 5.1.7"), "{r:?}");
+    assert!(r[2].starts_with("250 2.1.0"), "{r:?}");
+    assert!(r[3].starts_with("501 5.1.3"), "{r:?}");
+    assert!(r[4].starts_with("250 2.1.5"), "valid UTF-8 passes: {r:?}");
+}
