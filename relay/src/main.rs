@@ -285,7 +285,12 @@ async fn run(path: &Path) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("coexist-relay: {e:#}");
-            ExitCode::FAILURE
+            // An unusable certificate or key is a configuration error (exit 2).
+            if e.downcast_ref::<relay::tls::TlsError>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
