@@ -14,16 +14,26 @@ use std::slice::Iter;
 pub enum BodyReader {
     /// DATA, still storing.
     Data(DataReceiver),
+    /// DATA over the size limit: the same end detection, keeping only a short tail.
+    DataDiscard {
+        /// The receiver that finds the end.
+        rx: DataReceiver,
+        /// The last bytes seen (enough to recognise a false end).
+        tail: Vec<u8>,
+    },
     /// BDAT chunk, still storing.
     Bdat(BdatReceiver),
-    /// Over the size limit (or the transaction is invalid): read to the end, keep nothing.
+    /// A BDAT chunk that is not kept (over the limit, or no valid transaction).
     Discard {
-        /// The receiver that finds the end.
+        /// The receiver that counts the chunk's bytes.
         rx: DummyDataReceiver,
-        /// BDAT LAST seen (for BDAT); DATA always ends the message.
+        /// BDAT LAST seen.
         last: bool,
     },
 }
+
+/// Bytes of a discarded DATA body kept to recognise a false end.
+const DISCARD_TAIL: usize = 64;
 
 /// What a reader did with the bytes it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +65,10 @@ impl BodyReader {
 
     /// True when this reader keeps nothing.
     pub fn is_discarding(&self) -> bool {
-        matches!(self, BodyReader::Discard { .. })
+        matches!(
+            self,
+            BodyReader::Discard { .. } | BodyReader::DataDiscard { .. }
+        )
     }
 
     /// Consumes bytes from `input` into `message`. When `message` grows past `limit`
@@ -68,29 +81,22 @@ impl BodyReader {
     ) -> Progress {
         let done = match self {
             BodyReader::Data(rx) => {
-                let mut done = rx.ingest(input, message);
-                // smtp-proto 0.2.5 also ends DATA on <CRLF>.<CR>…<CR><LF> (a dot line
-                // with extra CRs), and leaves those CRs in the message. Found by
-                // fuzzing (issue #6): a sender that passes such a line through as data
-                // would let the rest be read as new commands here (SMTP smuggling).
-                // Put the line back as data and go on reading.
-                while done && message.last() == Some(&b'\r') {
-                    let crs = message.iter().rev().take_while(|&&b| b == b'\r').count();
-                    message.truncate(message.len() - crs);
-                    message.push(b'.');
-                    message.extend(std::iter::repeat_n(b'\r', crs + 1));
-                    message.push(b'\n');
-                    // A fresh receiver that has just seen a CRLF.
-                    *rx = DataReceiver::new();
-                    rx.ingest(&mut b"\r\n".iter(), &mut Vec::new());
-                    done = rx.ingest(input, message);
-                }
+                let done = data_ingest(rx, input, message);
                 if !done && message.len() > limit {
-                    // Keep the state that finds <CRLF>.<CRLF>; stop storing.
-                    *self = BodyReader::Discard {
-                        rx: DummyDataReceiver::new_data(rx),
-                        last: true,
+                    // Stop storing, but keep the very same end detection: a cheaper
+                    // receiver here would reopen the false-end hole below.
+                    let rx = std::mem::replace(rx, DataReceiver::new());
+                    *self = BodyReader::DataDiscard {
+                        rx,
+                        tail: Vec::new(),
                     };
+                }
+                done
+            }
+            BodyReader::DataDiscard { rx, tail } => {
+                let done = data_ingest(rx, input, tail);
+                if tail.len() > DISCARD_TAIL {
+                    tail.drain(..tail.len() - DISCARD_TAIL);
                 }
                 done
             }
@@ -103,6 +109,28 @@ impl BodyReader {
             Progress::NeedMore
         }
     }
+}
+
+/// DATA through smtp-proto's receiver, minus one of its leniencies.
+///
+/// smtp-proto 0.2.5 also ends DATA on <CRLF>.<CR>…<CR><LF> (a dot line with extra CRs)
+/// and leaves those CRs in the buffer. Found by fuzzing (issue #6): a sender that passes
+/// such a line through as data would let the rest be read as new commands here (SMTP
+/// smuggling). The line is put back as data and reading goes on.
+fn data_ingest(rx: &mut DataReceiver, input: &mut Iter<'_, u8>, buf: &mut Vec<u8>) -> bool {
+    let mut done = rx.ingest(input, buf);
+    while done && buf.last() == Some(&b'\r') {
+        let crs = buf.iter().rev().take_while(|&&b| b == b'\r').count();
+        buf.truncate(buf.len() - crs);
+        buf.push(b'.');
+        buf.extend(std::iter::repeat_n(b'\r', crs + 1));
+        buf.push(b'\n');
+        // A fresh receiver that has just seen a CRLF.
+        *rx = DataReceiver::new();
+        rx.ingest(&mut b"\r\n".iter(), &mut Vec::new());
+        done = rx.ingest(input, buf);
+    }
+    done
 }
 
 /// Why a complete message is refused.
@@ -238,6 +266,20 @@ mod tests {
             "stopped storing: {}",
             msg.len()
         );
+    }
+
+    #[test]
+    fn oversize_data_does_not_end_on_a_dot_line_with_extra_crs() {
+        let mut r = BodyReader::data();
+        let big = vec![b'x'; 5000];
+        let tail: &[u8] = b"\r\n.\r\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n";
+        let (_, done) = feed(&mut r, &[&big, tail], 1000);
+        assert!(!done, "a false end while discarding");
+        assert!(r.is_discarding());
+        let mut msg = Vec::new();
+        let mut it = b"x\r\n.\r\nNOOP\r\n".iter();
+        assert_eq!(r.ingest(&mut it, &mut msg, 1000), Progress::Done);
+        assert_eq!(it.as_slice(), b"NOOP\r\n", "the real end is found");
     }
 
     #[test]
