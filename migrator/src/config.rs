@@ -145,14 +145,7 @@ const ENDPOINT_KEYS: &[&str] = &["url", "auth", "master_user", "password_file", 
 impl Config {
     /// Reads and validates `path`; on failure every error found.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::from_str(&text, path),
-            Err(e) => Err(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: 0,
-                message: format!("cannot read: {e}"),
-            }]),
-        }
+        Config::from_str(&relay::config::reader::read_file(path)?, path)
     }
 
     /// Parses and validates `text` as if read from `path`; no I/O.

@@ -315,14 +315,7 @@ impl Config {
     ///
     /// A file that cannot be read is one error at line 0.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::from_str(&text, path),
-            Err(e) => Err(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: 0,
-                message: format!("cannot read: {e}"),
-            }]),
-        }
+        Config::from_str(&reader::read_file(path)?, path)
     }
 
     /// Parses and validates `text` as if read from `path` (used for messages and

@@ -17,6 +17,18 @@ use toml::Spanned;
 /// A byte range in the source text.
 pub type Span = Range<usize>;
 
+/// Reads a configuration file; a file that cannot be read is one error at line 0.
+/// Shared by every loader (relay.toml, migrator.toml).
+pub fn read_file(path: &std::path::Path) -> Result<String, Vec<ConfigError>> {
+    std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        }]
+    })
+}
+
 /// The errors found so far, and what is needed to turn spans into line numbers.
 pub struct Diagnostics<'s> {
     file: PathBuf,
