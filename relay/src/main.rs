@@ -405,7 +405,7 @@ async fn serve(config: Config, contacts: Arc<Contacts>, signals: Signals) -> any
     let ctx = Arc::new(SessionContext {
         config: Arc::clone(&config),
         router,
-        spool,
+        spool: Arc::clone(&spool),
         queued: Some(queued),
         shutdown: shutdown.clone(),
         message_rate: relay::rate::RateLimit::new(config.limits.max_messages_per_minute_per_ip),
@@ -442,6 +442,9 @@ async fn serve(config: Config, contacts: Arc<Contacts>, signals: Signals) -> any
     let _ = http.await;
     let _ = admin.await;
     let _ = manager.task.await;
+    // Finished messages are recorded by the spool's own thread: let it catch up,
+    // so that nothing delivered is delivered again after the restart.
+    spool.flush();
     tracing::info!("stopped");
     Ok(())
 }

@@ -348,27 +348,56 @@ impl Relay {
             .expect("run coexist-relay")
     }
 
-    /// Every regular file under the spool whose content contains `needle`.
+    /// Every queued (not finished) message record in the spool whose bytes
+    /// contain `needle`: first line, envelope and message, as in the segment
+    /// files (`queue/<n>.seg`, finished ids in `queue/<n>.done`).
     pub fn spooled_containing(&self, needle: &[u8]) -> Vec<Vec<u8>> {
+        let queue = self.spool().join("queue");
+        let mut segments: Vec<PathBuf> = std::fs::read_dir(&queue)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        segments.retain(|p| p.extension().is_some_and(|e| e == "seg"));
+        segments.sort();
         let mut found = Vec::new();
-        let mut stack = vec![self.spool()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if let Ok(bytes) = std::fs::read(&p) {
-                    if bytes.windows(needle.len()).any(|w| w == needle) {
-                        found.push(bytes);
-                    }
+        for path in segments {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let done = std::fs::read_to_string(path.with_extension("done")).unwrap_or_default();
+            for record in spool_records(&bytes) {
+                let first_line = record.split(|&b| b == b'\n').next().unwrap_or_default();
+                let first_line = String::from_utf8_lossy(first_line);
+                let id = first_line.split(' ').nth(2).unwrap_or_default();
+                let finished = done.lines().any(|l| l == id);
+                if !finished && record.windows(needle.len()).any(|w| w == needle) {
+                    found.push(record.to_vec());
                 }
             }
         }
         found
     }
+}
+
+/// Splits a segment file into its records by the lengths in each first line
+/// (`COEXIST-SPOOL 2 <id> <envelope length> <message length> <crc>`); stops at
+/// anything else (an unfinished write).
+fn spool_records(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut records = Vec::new();
+    while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+        let line = String::from_utf8_lossy(&bytes[..nl]);
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(env), Some(msg)) = (
+            fields.get(3).and_then(|f| f.parse::<usize>().ok()),
+            fields.get(4).and_then(|f| f.parse::<usize>().ok()),
+        ) else {
+            break;
+        };
+        let len = nl + 1 + env + msg;
+        if fields[0] != "COEXIST-SPOOL" || len > bytes.len() {
+            break;
+        }
+        records.push(&bytes[..len]);
+        bytes = &bytes[len..];
+    }
+    records
 }
 
 impl Drop for Relay {

@@ -61,12 +61,18 @@ pub fn next_due(envelope: &Envelope) -> Option<i64> {
 /// and is retried at the schedule's last interval (logged).
 pub async fn attempt(services: Arc<Services>, mut envelope: Envelope) -> AttemptResult {
     let now = unix_now();
-    let spool = Arc::clone(&services.spool);
-    let id = envelope.id.clone();
-    let message = match tokio::task::spawn_blocking(move || spool.read_message(&id)).await {
-        Ok(Ok(m)) => Arc::new(m),
-        Ok(Err(e)) => return unreadable(&services, envelope, now, e.to_string()),
-        Err(e) => return unreadable(&services, envelope, now, e.to_string()),
+    let message = match services.spool.message_in_memory(&envelope.id) {
+        // Just received: no need to read it back.
+        Some(m) => m,
+        None => {
+            let spool = Arc::clone(&services.spool);
+            let id = envelope.id.clone();
+            match tokio::task::spawn_blocking(move || spool.read_message(&id)).await {
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => return unreadable(&services, envelope, now, e.to_string()),
+                Err(e) => return unreadable(&services, envelope, now, e.to_string()),
+            }
+        }
     };
     let due: Vec<usize> = envelope
         .recipients
@@ -149,9 +155,7 @@ async fn persist(
 ) -> AttemptResult {
     let spool = Arc::clone(&services.spool);
     if next_due(&envelope).is_none() {
-        let id = envelope.id.clone();
-        let removed = tokio::task::spawn_blocking(move || spool.remove(&id)).await;
-        if let Ok(Err(e)) = removed {
+        if let Err(e) = spool.remove(&envelope.id) {
             tracing::error!(id = %envelope.id, error = %e, "could not remove a finished message");
         }
         return AttemptResult::Done {

@@ -1,10 +1,14 @@
 //! The durable queue and its scheduler.
 //!
 //! - [`envelope`]: what is stored with each message.
-//! - [`spool`]: durable files, group commit, recovery; the API the rest of the relay uses.
-//! - [`file_format`]: the bytes of one message file (no I/O).
+//! - [`spool`]: the durable spool's API the rest of the relay uses.
+//! - [`file_format`]: the bytes of one message record (no I/O).
+//! - `segment`: segment files of records, and their lists of finished ones.
+//! - `group_commit`: the thread that appends records in durable batches,
+//!   records finished messages, and rotates and compacts segments.
+//! - `index`: where each queued message is (shared by the two above).
+//! - `recovery`: replaying the segments at start, and the offline listing.
 //! - [`id`]: queue ids.
-//! - `group_commit`: the thread that makes written files durable in batches.
 //! - [`manager`]: the scheduler: due times, concurrency, flush/delete.
 //! - [`attempt`]: one delivery attempt and how its outcomes are recorded.
 //! - [`retry`]: the retry schedule with jitter.
@@ -18,6 +22,9 @@ pub mod envelope;
 pub mod file_format;
 mod group_commit;
 pub mod id;
+mod index;
 pub mod manager;
+mod recovery;
 pub mod retry;
+mod segment;
 pub mod spool;

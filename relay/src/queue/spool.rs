@@ -2,44 +2,46 @@
 //!
 //! # Layout on disk
 //! ```text
-//! <spool_dir>/lock            flock(2)ed by the running relay
-//! <spool_dir>/queue/<id>      the message file: envelope + message (see file_format)
-//! <spool_dir>/queue/<id>.state  the envelope with delivery state, once it changed
-//! <spool_dir>/queue/*.tmp     being written; never acknowledged
-//! <spool_dir>/corrupt/        damaged files moved out of the queue for the operator
+//! <spool_dir>/lock                  flock(2)ed by the running relay
+//! <spool_dir>/queue/<n>.seg         message records appended in batches (see segment, file_format)
+//! <spool_dir>/queue/<n>.done        ids of finished records in that segment
+//! <spool_dir>/queue/<id>.state      a message's envelope with delivery state, once it changed
+//! <spool_dir>/queue/*.tmp           a `.state` being written; never in force
+//! <spool_dir>/corrupt/              damaged records and files, kept for the operator
 //! ```
 //!
 //! # Durability (DESIGN.md "Durability")
-//! [`Spool::store`] writes `<id>.tmp`, fsyncs it, renames it to `<id>` and fsyncs
-//! the folder before it returns, so a name in `queue/` always means a complete
-//! message and a `.tmp` never one that was acknowledged. The fsyncs are shared
-//! between concurrent sessions (see `group_commit`). Delivery state goes to
-//! `<id>.state` by temporary file, fsync, rename, folder fsync; when present it
-//! supersedes the envelope inside the message file, which is never rewritten.
+//! [`Spool::store`] returns only after the message's record is appended to a
+//! segment and that segment is fdatasynced; concurrent sessions share the write
+//! and the fdatasync (see `group_commit`), so a busy relay makes one durable
+//! write per batch, not per message, and creates no file per message. Delivery
+//! state goes to `<id>.state` by temporary file, fsync, rename, folder fsync;
+//! when present it supersedes the envelope in the record, which is never
+//! rewritten.
 //!
-//! Removal is not fsynced: if a crash loses it, the message is delivered again
-//! (DESIGN.md: delivery is at-least-once), which is cheaper than an fsync per
-//! delivered message.
+//! Finishing a message (delivered or bounced) appends its id to the segment's
+//! `.done` list without fsync: if a crash loses it, the message is delivered
+//! again (DESIGN.md: delivery is at-least-once), which is cheaper than an fsync
+//! per delivered message. A segment is deleted when nothing in it is live.
 //!
 //! # Recovery
 //! [`Spool::open`] takes the lock (two relays on one spool would deliver twice,
-//! and one would clean up files the other is still writing), then removes
-//! `.tmp` leftovers and `.state` files whose message is gone, and moves any
-//! message file that fails its checks (length, CRC-32, envelope) to `corrupt/`:
-//! being in `queue/` it may have been acknowledged, so it is kept for a human
-//! rather than deleted.
+//! and one would clean up files the other is still writing), then replays the
+//! segments (see `recovery`).
 
 use super::envelope::Envelope;
 use super::file_format::{self, FormatError};
-use super::group_commit::{Committer, Job};
+use super::group_commit::{Append, Committer, Op, Tuning};
 use super::id::{self, IdGenerator};
-use std::collections::BTreeSet;
+use super::index::Index;
+use super::recovery::{self, fsync_dir};
+use super::segment::{self, ReadError};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -49,8 +51,10 @@ const QUEUE_DIR: &str = "queue";
 const CORRUPT_DIR: &str = "corrupt";
 /// Lock file, under the spool folder.
 const LOCK_FILE: &str = "lock";
-const STATE_SUFFIX: &str = ".state";
-const TMP_SUFFIX: &str = ".tmp";
+/// Suffix of a message's delivery-state file.
+pub const STATE_SUFFIX: &str = ".state";
+/// Suffix of files being written.
+pub const TMP_SUFFIX: &str = ".tmp";
 /// Mail is private: spool files and folders are for the relay's user only.
 const FILE_MODE: u32 = 0o600;
 const DIR_MODE: u32 = 0o700;
@@ -92,6 +96,19 @@ pub enum SpoolError {
     /// No message with this id is in the spool.
     #[error("no message {0} in the spool")]
     NotFound(String),
+    /// The queue holds messages in the first spool format (one file per
+    /// message, before segments), which this version does not read.
+    #[error(
+        "{count} message(s) in the old one-file-per-message spool format, e.g. {path}: \
+         start the previous coexist-relay on this spool until `coexist-relay queue list` \
+         is empty, then upgrade"
+    )]
+    LegacyFormat {
+        /// One of the files.
+        path: PathBuf,
+        /// How many.
+        count: usize,
+    },
     /// Another process holds the spool lock.
     #[error("spool {0} is in use by another process")]
     Locked(PathBuf),
@@ -107,7 +124,7 @@ impl SpoolError {
     }
 
     /// Classifies an I/O error: full disk or quota is [`SpoolError::DiskFull`].
-    fn io(path: impl Into<PathBuf>, source: io::Error) -> SpoolError {
+    pub(super) fn io(path: impl Into<PathBuf>, source: io::Error) -> SpoolError {
         let path = path.into();
         match source.kind() {
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
@@ -123,10 +140,14 @@ impl SpoolError {
 pub struct SpoolStats {
     /// Messages durably stored since open.
     pub messages: u64,
-    /// Commit batches (each one folder fsync) since open.
+    /// Commit batches (each one fdatasync) since open.
     pub batches: u64,
     /// Messages in the largest batch.
     pub largest_batch: u64,
+    /// Segment files created since open.
+    pub segments: u64,
+    /// Records moved by compaction since open.
+    pub compacted: u64,
 }
 
 /// The durable spool of one relay; share it as `Arc<Spool>`.
@@ -135,6 +156,7 @@ pub struct Spool {
     queue: PathBuf,
     corrupt: PathBuf,
     ids: IdGenerator,
+    index: Arc<Mutex<Index>>,
     committer: Committer,
     /// Distinguishes concurrent `.state` temporary files.
     tmp_seq: AtomicU64,
@@ -146,10 +168,18 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Creates the folders if needed, takes the spool lock and scans the queue:
-    /// complete messages are returned for delivery (oldest first), leftovers of
-    /// unacknowledged messages removed, damaged files moved to `corrupt/`.
+    /// Creates the folders if needed, takes the spool lock and replays the
+    /// queue: live messages are returned for delivery (oldest first),
+    /// leftovers of unacknowledged writes removed, damage moved to `corrupt/`.
     pub fn open(dir: &Path) -> Result<(Arc<Spool>, Vec<Envelope>), SpoolError> {
+        Spool::open_tuned(dir, Tuning::default())
+    }
+
+    /// [`Spool::open`] with other segment sizes and compaction delay (tests).
+    pub(crate) fn open_tuned(
+        dir: &Path,
+        tuning: Tuning,
+    ) -> Result<(Arc<Spool>, Vec<Envelope>), SpoolError> {
         let queue = dir.join(QUEUE_DIR);
         let corrupt = dir.join(CORRUPT_DIR);
         for d in [&queue, &corrupt] {
@@ -167,24 +197,28 @@ impl Spool {
             fsync_dir(parent)?;
         }
 
+        let recovered = recovery::recover(&queue, Some(&corrupt))?;
         let ids = IdGenerator::new();
-        let envelopes = recover(&queue, &corrupt)?;
-        for envelope in &envelopes {
+        for envelope in &recovered.envelopes {
             ids.observe(&envelope.id);
         }
         fsync_dir(&queue)?;
-        let committer = Committer::start(&queue).map_err(|e| SpoolError::io(&queue, e))?;
+        let index = Arc::new(Mutex::new(recovered.index));
+        let committer =
+            Committer::start(&queue, Arc::clone(&index), recovered.next_segment, tuning)
+                .map_err(|e| SpoolError::io(&queue, e))?;
         let spool = Spool {
             queue,
             corrupt,
             ids,
+            index,
             committer,
             tmp_seq: AtomicU64::new(0),
             _lock: lock,
             #[cfg(test)]
             fault: std::sync::Mutex::new(None),
         };
-        Ok((Arc::new(spool), envelopes))
+        Ok((Arc::new(spool), recovered.envelopes))
     }
 
     /// A new queue id: 16 characters of base32, unique across restarts and
@@ -194,12 +228,12 @@ impl Spool {
     }
 
     /// Durably stores a message (`header` = the Received field the session
-    /// prepends, `body` = the message as received); returns only after the
-    /// file and the folder are fsynced. Sets `size` (header + body length) in
-    /// the envelope and nothing else.
+    /// prepends, `body` = the message as received); returns only after its
+    /// record is written and fdatasynced. Sets `size` (header + body length)
+    /// in the envelope and nothing else.
     ///
     /// If the future is dropped before it completes, the message is not
-    /// acknowledged and its file is removed.
+    /// acknowledged and is never delivered.
     pub async fn store(
         &self,
         mut envelope: Envelope,
@@ -209,62 +243,83 @@ impl Spool {
         if !id::is_valid(&envelope.id) {
             return Err(SpoolError::InvalidId(envelope.id));
         }
-        envelope.size = (header.len() + body.len()) as u64;
-        let mut prefix =
-            file_format::encode_prefix(&file_format::envelope_json(&envelope)?, &[&header, &body]);
-        prefix.extend_from_slice(&header);
-
-        let dest = self.queue.join(&envelope.id);
-        let tmp = self.queue.join(format!("{}{TMP_SUFFIX}", envelope.id));
-        let (done, outcome) = oneshot::channel();
-        let committer = self.committer.sender();
+        if self.index().messages.contains_key(&envelope.id) {
+            // Ids are never reused (see [`id`]); refuse rather than shadow one.
+            return Err(SpoolError::io(
+                self.queue.join(&envelope.id),
+                io::Error::from(io::ErrorKind::AlreadyExists),
+            ));
+        }
+        let mut message = header;
+        message.extend_from_slice(&body);
+        drop(body);
+        envelope.size = message.len() as u64;
+        let prefix = file_format::encode_prefix(
+            &envelope.id,
+            &file_format::envelope_json(&envelope)?,
+            &[&message],
+        );
         #[cfg(test)]
         let fault = self.fault.lock().ok().and_then(|mut f| f.take());
         #[cfg(not(test))]
         let fault = None;
-        let job_dest = dest.clone();
-        // Writing and fsyncing on the blocking pool, many files at once, lets
-        // the kernel share journal commits between them (see group_commit).
-        tokio::task::spawn_blocking(move || {
-            if done.is_closed() {
-                return;
-            }
-            let written = id_unused(&job_dest)
-                .and_then(|()| write_new(&tmp, &[&prefix, &body], fault))
-                .and_then(|file| file.sync_all());
-            if let Err(e) = written {
-                let _ = fs::remove_file(&tmp);
-                let _ = done.send(Err(e));
-                return;
-            }
-            let job = Job {
-                tmp,
-                dest: job_dest,
-                done,
-            };
-            if let Err(std::sync::mpsc::SendError(job)) = committer.send(job) {
-                let _ = fs::remove_file(&job.tmp);
-                let _ = job
-                    .done
-                    .send(Err(io::Error::other("spool committer stopped")));
-            }
-        });
+        let (done, outcome) = oneshot::channel();
+        let append = Append {
+            id: envelope.id.clone(),
+            prefix,
+            message: Arc::new(message),
+            done,
+            fault,
+        };
+        let path = || self.queue.join(&envelope.id);
+        if self.committer.send(Op::Append(append)).is_err() {
+            return Err(SpoolError::io(
+                path(),
+                io::Error::other("spool committer stopped"),
+            ));
+        }
         match outcome.await {
             Ok(Ok(())) => Ok(envelope),
-            Ok(Err(e)) => Err(SpoolError::io(dest, e)),
+            Ok(Err(e)) => Err(SpoolError::io(path(), e)),
             Err(_) => Err(SpoolError::io(
-                dest,
-                io::Error::other("spool writer task ended without an answer"),
+                path(),
+                io::Error::other("spool committer ended without an answer"),
             )),
         }
     }
 
-    /// The message bytes (Received header + body) of a spooled message,
-    /// checked against the CRC written with it.
-    pub fn read_message(&self, id: &str) -> Result<Vec<u8>, SpoolError> {
+    /// The message bytes (Received header + body) of a queued message: the
+    /// copy kept from its arrival for its first attempt, or read back from its
+    /// segment and checked against the CRC written with it. Reads from disk
+    /// only when [`Spool::message_in_memory`] is None: call it from the
+    /// blocking pool then.
+    pub fn read_message(&self, id: &str) -> Result<Arc<Vec<u8>>, SpoolError> {
         valid_id(id)?;
-        let (_, message) = read_message_file(&self.queue, id)?;
-        Ok(message)
+        let (at, file) = {
+            let index = self.index();
+            if let Some(message) = index.hot(id) {
+                return Ok(message);
+            }
+            let entry = index
+                .messages
+                .get(id)
+                .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
+            let segment = index
+                .segments
+                .get(&entry.at.segment)
+                .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
+            (entry.at, Arc::clone(&segment.file))
+        };
+        let path = self.queue.join(segment::segment_name(at.segment));
+        match segment::read_record(&file, at, id) {
+            Ok((_, message)) => Ok(Arc::new(message)),
+            Err(e) => Err(read_error(path, e)),
+        }
+    }
+
+    /// The bytes kept in memory for a message's first attempt, if any.
+    pub fn message_in_memory(&self, id: &str) -> Option<Arc<Vec<u8>>> {
+        self.index().hot(id)
     }
 
     /// Durably records a changed envelope (delivery state) as `<id>.state`.
@@ -272,60 +327,66 @@ impl Spool {
     pub fn update(&self, envelope: &Envelope) -> Result<(), SpoolError> {
         let id = envelope.id.as_str();
         valid_id(id)?;
-        let dest = self.queue.join(format!("{id}{STATE_SUFFIX}"));
-        if !self.queue.join(id).exists() {
-            return Err(SpoolError::NotFound(id.to_string()));
+        {
+            let mut index = self.index();
+            if !index.messages.contains_key(id) {
+                return Err(SpoolError::NotFound(id.to_string()));
+            }
+            // The first attempt is over: later ones read from disk.
+            index.drop_hot(id);
         }
+        let dest = self.queue.join(format!("{id}{STATE_SUFFIX}"));
         let json = file_format::envelope_json(envelope)?;
         let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self
             .queue
             .join(format!("{id}{STATE_SUFFIX}.{seq}{TMP_SUFFIX}"));
-        let result = write_new(&tmp, &[&json], None)
+        let result = write_new(&tmp, &json)
             .and_then(|file| file.sync_all())
             .and_then(|()| fs::rename(&tmp, &dest));
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             return Err(SpoolError::io(dest, e));
         }
-        fsync_dir(&self.queue)
-    }
-
-    /// Removes a message (all its files) once delivered or bounced.
-    pub fn remove(&self, id: &str) -> Result<(), SpoolError> {
-        valid_id(id)?;
-        // The message first: a crash in between leaves an orphan `.state`
-        // (cleaned up by recovery), never a message with stale state.
-        let mut found = false;
-        for name in [id.to_string(), format!("{id}{STATE_SUFFIX}")] {
-            let path = self.queue.join(name);
-            match fs::remove_file(&path) {
-                Ok(()) => found = true,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SpoolError::io(path, e)),
+        fsync_dir(&self.queue)?;
+        match self.index().messages.get_mut(id) {
+            Some(entry) => entry.has_state = true,
+            // Removed meanwhile: the state file is an orphan.
+            None => {
+                let _ = fs::remove_file(self.queue.join(format!("{id}{STATE_SUFFIX}")));
             }
         }
-        if found {
-            Ok(())
-        } else {
-            Err(SpoolError::NotFound(id.to_string()))
-        }
+        Ok(())
+    }
+
+    /// Removes a message once delivered or bounced. Cheap and non-blocking:
+    /// the committer thread records it.
+    pub fn remove(&self, id: &str) -> Result<(), SpoolError> {
+        valid_id(id)?;
+        let entry = self
+            .index()
+            .remove(id)
+            .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
+        let op = Op::Finished {
+            id: id.to_string(),
+            at: entry.at,
+            has_state: entry.has_state,
+        };
+        self.committer
+            .send(op)
+            .map_err(|_| SpoolError::io(&self.queue, io::Error::other("spool committer stopped")))
+    }
+
+    /// Waits until every removal asked for so far is written (shutdown, tests).
+    pub fn flush(&self) {
+        self.committer.flush();
     }
 
     /// Offline listing for `coexist-relay queue list` (no running daemon
     /// needed, nothing is changed): every readable message, oldest first,
-    /// with its current envelope. Damaged files are skipped.
+    /// with its current envelope. Damaged records are skipped.
     pub fn scan(dir: &Path) -> Result<Vec<Envelope>, SpoolError> {
-        let queue = dir.join(QUEUE_DIR);
-        let listing = list(&queue)?;
-        let mut envelopes = Vec::with_capacity(listing.messages.len());
-        for id in &listing.messages {
-            match current_envelope(&queue, id, listing.states.contains(id)) {
-                Ok((envelope, _)) => envelopes.push(envelope),
-                Err(e) => tracing::warn!(error = %e, "skipping spool file"),
-            }
-        }
-        Ok(envelopes)
+        Ok(recovery::recover(&dir.join(QUEUE_DIR), None)?.envelopes)
     }
 
     /// Offline look at one message for `coexist-relay queue show`: its current
@@ -333,12 +394,26 @@ impl Spool {
     pub fn show(dir: &Path, id: &str) -> Result<(Envelope, Vec<u8>), SpoolError> {
         valid_id(id)?;
         let queue = dir.join(QUEUE_DIR);
-        let has_state = queue.join(format!("{id}{STATE_SUFFIX}")).exists();
-        let (envelope, state_error) = current_envelope(&queue, id, has_state)?;
-        if let Some(e) = state_error {
-            return Err(e);
+        let recovered = recovery::recover(&queue, None)?;
+        let entry = recovered
+            .index
+            .messages
+            .get(id)
+            .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
+        if queue.join(format!("{id}{STATE_SUFFIX}")).exists() {
+            // A damaged state is an error here: showing the stored envelope
+            // instead would show state that is not in force.
+            recovery::read_state(&queue, id)?;
         }
-        let (_, message) = read_message_file(&queue, id)?;
+        let envelope = recovered
+            .envelopes
+            .into_iter()
+            .find(|e| e.id == id)
+            .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
+        let segment = &recovered.index.segments[&entry.at.segment];
+        let path = queue.join(segment::segment_name(entry.at.segment));
+        let (_, message) =
+            segment::read_record(&segment.file, entry.at, id).map_err(|e| read_error(path, e))?;
         Ok((envelope, message))
     }
 
@@ -349,12 +424,25 @@ impl Spool {
             messages: c.messages.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             largest_batch: c.largest_batch.load(Ordering::Relaxed),
+            segments: c.segments.load(Ordering::Relaxed),
+            compacted: c.compacted.load(Ordering::Relaxed),
         }
     }
 
     /// The folder damaged files are moved to.
     pub fn corrupt_dir(&self) -> &Path {
         &self.corrupt
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn read_error(path: PathBuf, e: ReadError) -> SpoolError {
+    match e {
+        ReadError::Io(e) => SpoolError::io(path, e),
+        ReadError::Format(reason) => SpoolError::Corrupt { path, reason },
     }
 }
 
@@ -382,41 +470,15 @@ fn lock(dir: &Path) -> Result<File, SpoolError> {
     }
 }
 
-fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| SpoolError::io(dir, e))
-}
-
-/// Refuses to overwrite a queued message: ids are never reused (see [`id`]),
-/// so this only trips on a bug, and then must not lose the older message.
-fn id_unused(dest: &Path) -> io::Result<()> {
-    if dest.exists() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "queue id already in the spool",
-        ));
-    }
-    Ok(())
-}
-
-/// Creates `tmp` (which must not exist), writes `parts` into it and returns it
-/// open, not yet fsynced. Nothing is left behind on error. `fault` (tests
-/// only) makes the write fail after the first part, as a full disk would.
-fn write_new(tmp: &Path, parts: &[&[u8]], fault: Option<io::ErrorKind>) -> io::Result<File> {
+/// Creates `tmp` (which must not exist) with `bytes`; returns it open, not yet
+/// fsynced. Nothing is left behind on error.
+fn write_new(tmp: &Path, bytes: &[u8]) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(FILE_MODE)
         .open(tmp)?;
-    let written = parts.iter().enumerate().try_for_each(|(i, part)| {
-        match fault {
-            Some(kind) if i > 0 => return Err(io::Error::from(kind)),
-            _ => {}
-        }
-        file.write_all(part)
-    });
-    match written {
+    match file.write_all(bytes) {
         Ok(()) => Ok(file),
         Err(e) => {
             drop(file);
@@ -426,158 +488,13 @@ fn write_new(tmp: &Path, parts: &[&[u8]], fault: Option<io::ErrorKind>) -> io::R
     }
 }
 
-/// Reads and checks `<queue>/<id>`; returns its embedded envelope and the message bytes.
-fn read_message_file(queue: &Path, id: &str) -> Result<(Envelope, Vec<u8>), SpoolError> {
-    let path = queue.join(id);
-    let mut bytes = fs::read(&path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => SpoolError::NotFound(id.to_string()),
-        _ => SpoolError::io(&path, e),
-    })?;
-    let decoded = file_format::decode(&bytes).map_err(|reason| SpoolError::Corrupt {
-        path: path.clone(),
-        reason,
-    })?;
-    if decoded.envelope.id != id {
-        return Err(SpoolError::Corrupt {
-            path,
-            reason: FormatError::WrongId {
-                expected: id.to_string(),
-                found: decoded.envelope.id,
-            },
-        });
-    }
-    let message = bytes.split_off(decoded.message_offset);
-    Ok((decoded.envelope, message))
-}
-
-/// Reads `<queue>/<id>.state`.
-fn read_state(queue: &Path, id: &str) -> Result<Envelope, SpoolError> {
-    let path = queue.join(format!("{id}{STATE_SUFFIX}"));
-    let bytes = fs::read(&path).map_err(|e| SpoolError::io(&path, e))?;
-    let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| SpoolError::Corrupt {
-        path: path.clone(),
-        reason: e.into(),
-    })?;
-    if envelope.id != id {
-        return Err(SpoolError::Corrupt {
-            path,
-            reason: FormatError::WrongId {
-                expected: id.to_string(),
-                found: envelope.id,
-            },
-        });
-    }
-    Ok(envelope)
-}
-
-/// The envelope that counts for `id`: the `.state` when present and valid,
-/// else the one in the message file. A bad `.state` is returned beside the
-/// fallback so that recovery can move it aside.
-fn current_envelope(
-    queue: &Path,
-    id: &str,
-    has_state: bool,
-) -> Result<(Envelope, Option<SpoolError>), SpoolError> {
-    let (embedded, _) = read_message_file(queue, id)?;
-    if !has_state {
-        return Ok((embedded, None));
-    }
-    match read_state(queue, id) {
-        Ok(state) => Ok((state, None)),
-        Err(e) => Ok((embedded, Some(e))),
-    }
-}
-
-/// The names in the queue folder, sorted into kinds.
-#[derive(Default)]
-struct Listing {
-    /// Ids with a message file (sorted: oldest first).
-    messages: BTreeSet<String>,
-    /// Ids with a `.state` file.
-    states: BTreeSet<String>,
-    /// Temporary files.
-    temps: Vec<PathBuf>,
-}
-
-fn list(queue: &Path) -> Result<Listing, SpoolError> {
-    let mut listing = Listing::default();
-    let entries = fs::read_dir(queue).map_err(|e| SpoolError::io(queue, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| SpoolError::io(queue, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            tracing::warn!(path = %entry.path().display(), "ignoring unknown file in the spool");
-            continue;
-        };
-        if name.ends_with(TMP_SUFFIX) {
-            listing.temps.push(entry.path());
-        } else if let Some(id) = name.strip_suffix(STATE_SUFFIX).filter(|i| id::is_valid(i)) {
-            listing.states.insert(id.to_string());
-        } else if id::is_valid(name) {
-            listing.messages.insert(name.to_string());
-        } else {
-            tracing::warn!(path = %entry.path().display(), "ignoring unknown file in the spool");
-        }
-    }
-    Ok(listing)
-}
-
-/// Cleans up the queue folder after a stop or crash; returns the queued envelopes.
-fn recover(queue: &Path, corrupt: &Path) -> Result<Vec<Envelope>, SpoolError> {
-    let listing = list(queue)?;
-    for tmp in &listing.temps {
-        // Written but never renamed: never acknowledged.
-        remove_file(tmp)?;
-    }
-    for id in listing.states.difference(&listing.messages) {
-        // The message was removed (delivered) and the crash came before its state went.
-        remove_file(&queue.join(format!("{id}{STATE_SUFFIX}")))?;
-    }
-    let mut envelopes = Vec::with_capacity(listing.messages.len());
-    for id in &listing.messages {
-        let has_state = listing.states.contains(id);
-        match current_envelope(queue, id, has_state) {
-            Ok((envelope, state_error)) => {
-                if let Some(e) = state_error {
-                    tracing::error!(error = %e, "bad delivery state; using the state stored with the message");
-                    quarantine(queue, corrupt, &format!("{id}{STATE_SUFFIX}"))?;
-                }
-                envelopes.push(envelope);
-            }
-            Err(e @ SpoolError::Corrupt { .. }) => {
-                tracing::error!(error = %e, "damaged message moved to {}", corrupt.display());
-                quarantine(queue, corrupt, id)?;
-                if has_state {
-                    quarantine(queue, corrupt, &format!("{id}{STATE_SUFFIX}"))?;
-                }
-            }
-            // Unreadable now (EIO, permissions): leave it for the next start.
-            Err(e) => tracing::error!(error = %e, "cannot read spooled message; skipped"),
-        }
-    }
-    Ok(envelopes)
-}
-
-fn remove_file(path: &Path) -> Result<(), SpoolError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SpoolError::io(path, e)),
-        _ => Ok(()),
-    }
-}
-
-/// Moves `<queue>/<name>` to `<corrupt>/<name>`.
-fn quarantine(queue: &Path, corrupt: &Path, name: &str) -> Result<(), SpoolError> {
-    let from = queue.join(name);
-    fs::rename(&from, corrupt.join(name)).map_err(|e| SpoolError::io(from, e))?;
-    fsync_dir(corrupt)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::queue::envelope::RecipientStatus;
     use crate::queue::file_format::tests::sample_envelope;
     use std::process::Command;
+    use std::time::Duration;
 
     const HEADER: &[u8] =
         b"Received: from client.example.net by relay.corp.example; Tue, 1 Jan 2030\r\n";
@@ -601,31 +518,51 @@ mod tests {
         names
     }
 
+    fn ids(envelopes: &[Envelope]) -> Vec<String> {
+        envelopes.iter().map(|e| e.id.clone()).collect()
+    }
+
+    /// The one segment file of the queue folder.
+    fn only_segment(queue: &Path) -> PathBuf {
+        let segments: Vec<String> = names(queue)
+            .into_iter()
+            .filter(|n| n.ends_with(segment::SEGMENT_SUFFIX))
+            .collect();
+        assert_eq!(segments.len(), 1, "{segments:?}");
+        queue.join(&segments[0])
+    }
+
     #[tokio::test]
     async fn store_then_reopen_returns_envelope_and_exact_bytes() {
         let tmp = tempfile::tempdir().expect("tempdir");
+        let queue = tmp.path().join(QUEUE_DIR);
         let stored = {
             let (spool, queued) = open(tmp.path());
             assert!(queued.is_empty());
             let stored = store_one(&spool, BODY).await.expect("store");
             assert_eq!(stored.size, (HEADER.len() + BODY.len()) as u64);
             assert_eq!(spool.stats().messages, 1);
-            assert_eq!(names(&tmp.path().join(QUEUE_DIR)), vec![stored.id.clone()]);
+            // No file per message: one segment holds the record.
+            assert_eq!(names(&queue), vec![segment::segment_name(1)]);
+            // The first attempt gets the bytes without reading them back.
+            let hot = spool.message_in_memory(&stored.id).expect("kept in memory");
+            assert_eq!(hot.as_slice(), [HEADER, BODY].concat());
             stored
         };
         assert_eq!(Spool::scan(tmp.path()).expect("scan"), vec![stored.clone()]);
         let (spool, queued) = open(tmp.path());
         assert_eq!(queued, vec![stored.clone()]);
+        assert!(spool.message_in_memory(&stored.id).is_none());
         let message = spool.read_message(&stored.id).expect("read");
-        assert_eq!(message, [HEADER, BODY].concat());
+        assert_eq!(message.as_slice(), [HEADER, BODY].concat());
         let (shown, bytes) = Spool::show(tmp.path(), &stored.id).expect("show");
-        assert_eq!((shown, bytes), (stored.clone(), message));
+        assert_eq!((shown, bytes), (stored.clone(), message.to_vec()));
         // New ids sort after everything recovered.
         assert!(spool.new_id() > stored.id);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_stores_share_fsyncs() {
+    async fn concurrent_stores_share_fdatasyncs() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (spool, _) = open(tmp.path());
         let tasks: Vec<_> = (0..50)
@@ -656,77 +593,138 @@ mod tests {
         );
         for (env, body) in stored {
             assert_eq!(
-                spool.read_message(&env.id).expect("read"),
+                spool.read_message(&env.id).expect("read").as_slice(),
                 [HEADER, &body].concat()
             );
         }
     }
 
     #[tokio::test]
-    async fn recovery_keeps_good_messages_and_clears_the_rest() {
+    async fn finished_messages_stay_finished_and_empty_segments_go() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let queue = tmp.path().join(QUEUE_DIR);
-        let (good_a, good_b) = {
+        let (a, b, c) = {
             let (spool, _) = open(tmp.path());
             let a = store_one(&spool, BODY).await.expect("store");
             let b = store_one(&spool, BODY).await.expect("store");
-            let full = fs::read(queue.join(&a.id)).expect("read");
-
-            // A truncated message file.
-            let truncated = spool.new_id();
-            let mut bytes = full.clone();
-            bytes.truncate(full.len() - 10);
-            fs::write(queue.join(&truncated), bytes.replace_id(&a.id, &truncated)).expect("w");
-            // A message file with a flipped bit in the body.
-            let bad_crc = spool.new_id();
-            let mut bytes = full.replace_id(&a.id, &bad_crc);
-            let last = bytes.len() - 4;
-            bytes[last] ^= 1;
-            fs::write(queue.join(&bad_crc), bytes).expect("w");
-            // A stray temporary file, a state without message, an unknown file.
-            fs::write(queue.join(format!("{}.tmp", spool.new_id())), b"half").expect("w");
-            fs::write(queue.join(format!("{}.state", spool.new_id())), b"{}").expect("w");
-            fs::write(queue.join("README"), b"operator notes").expect("w");
-            (a, b)
+            let c = store_one(&spool, BODY).await.expect("store");
+            spool.remove(&b.id).expect("remove");
+            assert!(matches!(spool.remove(&b.id), Err(SpoolError::NotFound(_))));
+            assert!(matches!(
+                spool.read_message(&b.id),
+                Err(SpoolError::NotFound(_))
+            ));
+            (a, b, c)
         };
+        let done = fs::read_to_string(queue.join(segment::done_name(1))).expect("done list");
+        assert_eq!(done, format!("{}\n", b.id));
+        let (spool, queued) = open(tmp.path());
+        assert_eq!(ids(&queued), vec![a.id.clone(), c.id.clone()]);
+        // A recovered segment takes no new records; when its last message is
+        // finished it is deleted.
+        let d = store_one(&spool, BODY).await.expect("store");
+        spool.remove(&a.id).expect("remove");
+        spool.remove(&c.id).expect("remove");
+        spool.flush();
+        assert_eq!(names(&queue), vec![segment::segment_name(2)]);
+        spool.remove(&d.id).expect("remove");
+        drop(spool);
         let (_spool, queued) = open(tmp.path());
-        assert_eq!(queued, vec![good_a.clone(), good_b.clone()]);
-        let mut expected = vec![good_a.id.clone(), good_b.id.clone(), "README".to_string()];
-        expected.sort();
-        assert_eq!(names(&queue), expected);
-        // The damaged (maybe acknowledged) files are kept for a human.
-        assert_eq!(names(&tmp.path().join(CORRUPT_DIR)).len(), 2);
-    }
-
-    /// Rewrites the id inside a message file, keeping it otherwise identical.
-    trait ReplaceId {
-        fn replace_id(&self, from: &str, to: &str) -> Vec<u8>;
-    }
-    impl ReplaceId for Vec<u8> {
-        fn replace_id(&self, from: &str, to: &str) -> Vec<u8> {
-            // Same length, so the first line's lengths stay right.
-            let pos = self
-                .windows(from.len())
-                .position(|w| w == from.as_bytes())
-                .expect("id in file");
-            let mut out = self.clone();
-            out[pos..pos + from.len()].copy_from_slice(to.as_bytes());
-            out
-        }
+        assert!(queued.is_empty());
+        assert!(names(&queue).is_empty(), "{:?}", names(&queue));
     }
 
     #[tokio::test]
-    async fn a_renamed_message_file_is_not_delivered_under_another_id() {
+    async fn recovery_keeps_good_records_and_sets_damage_aside() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let queue = tmp.path().join(QUEUE_DIR);
-        {
+        let corrupt = tmp.path().join(CORRUPT_DIR);
+        let (good, flipped) = {
             let (spool, _) = open(tmp.path());
-            let a = store_one(&spool, BODY).await.expect("store");
-            fs::rename(queue.join(&a.id), queue.join(spool.new_id())).expect("rename");
-        }
+            let mut good = Vec::new();
+            for _ in 0..3 {
+                good.push(store_one(&spool, BODY).await.expect("store"));
+            }
+            let flipped = store_one(&spool, BODY).await.expect("store");
+            good.push(store_one(&spool, BODY).await.expect("store"));
+            // A stray temporary file, a state without message, an unknown
+            // file, a done list without segment.
+            fs::write(
+                queue.join(format!("{}.state.1.tmp", spool.new_id())),
+                b"half",
+            )
+            .expect("w");
+            fs::write(queue.join(format!("{}.state", spool.new_id())), b"{}").expect("w");
+            fs::write(queue.join("README"), b"operator notes").expect("w");
+            fs::write(queue.join(segment::done_name(7)), b"").expect("w");
+            (good, flipped)
+        };
+        let seg = only_segment(&queue);
+        let mut bytes = fs::read(&seg).expect("read");
+        // Flip a bit in the body of the fourth record.
+        let record_len = bytes.len() / 5;
+        bytes[4 * record_len - 5] ^= 1;
+        // And a write cut short at the end: never acknowledged.
+        bytes.extend_from_within(..record_len / 2);
+        fs::write(&seg, bytes).expect("write");
+
         let (_spool, queued) = open(tmp.path());
-        assert!(queued.is_empty());
-        assert_eq!(names(&tmp.path().join(CORRUPT_DIR)).len(), 1);
+        assert_eq!(ids(&queued), ids(&good));
+        assert_eq!(
+            names(&queue),
+            vec![segment::segment_name(1), "README".to_string()]
+        );
+        // The damaged (maybe acknowledged) record is kept for a human.
+        let kept = names(&corrupt);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        let kept = fs::read(corrupt.join(&kept[0])).expect("read");
+        assert!(kept.starts_with(format!("COEXIST-SPOOL 2 {} ", flipped.id).as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn a_spool_of_the_old_format_is_refused_not_stranded() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let queue = tmp.path().join(QUEUE_DIR);
+        fs::create_dir_all(&queue).expect("mkdir");
+        fs::write(
+            queue.join("0123456789ABCDEF"),
+            b"COEXIST-SPOOL 1 2 0 00000000\n{}",
+        )
+        .expect("w");
+        let err = Spool::open(tmp.path()).expect_err("old format");
+        assert!(
+            matches!(err, SpoolError::LegacyFormat { count: 1, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("start the previous coexist-relay"),
+            "{err}"
+        );
+        assert!(queue.join("0123456789ABCDEF").exists());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_first_line_keeps_the_rest_of_the_segment_for_a_human() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let queue = tmp.path().join(QUEUE_DIR);
+        let first = {
+            let (spool, _) = open(tmp.path());
+            let first = store_one(&spool, BODY).await.expect("store");
+            store_one(&spool, BODY).await.expect("store");
+            store_one(&spool, BODY).await.expect("store");
+            first
+        };
+        let seg = only_segment(&queue);
+        let mut bytes = fs::read(&seg).expect("read");
+        let second = bytes.len() / 3;
+        bytes[second..second + 4].copy_from_slice(b"JUNK");
+        fs::write(&seg, &bytes).expect("write");
+        let (_spool, queued) = open(tmp.path());
+        assert_eq!(ids(&queued), vec![first.id]);
+        let kept = names(&tmp.path().join(CORRUPT_DIR));
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        let kept = fs::read(tmp.path().join(CORRUPT_DIR).join(&kept[0])).expect("read");
+        assert_eq!(kept, bytes[second..]);
     }
 
     #[tokio::test]
@@ -740,6 +738,8 @@ mod tests {
         };
         env.recipients[0].attempts = 1;
         spool.update(&env).expect("update");
+        // The first attempt is over: later ones read the record back.
+        assert!(spool.message_in_memory(&env.id).is_none());
         env.recipients[0].attempts = 2;
         spool.update(&env).expect("second update");
         drop(spool);
@@ -747,23 +747,21 @@ mod tests {
         let (spool, queued) = open(tmp.path());
         assert_eq!(queued, vec![env.clone()]);
         assert_eq!(Spool::scan(tmp.path()).expect("scan"), vec![env.clone()]);
+        assert_eq!(Spool::show(tmp.path(), &env.id).expect("show").0, env);
         // The message bytes are untouched by updates.
         assert_eq!(
-            spool.read_message(&env.id).expect("read"),
+            spool.read_message(&env.id).expect("read").as_slice(),
             [HEADER, BODY].concat()
         );
 
         spool.remove(&env.id).expect("remove");
-        assert!(names(&queue).is_empty(), "{:?}", names(&queue));
-        assert!(matches!(
-            spool.remove(&env.id),
-            Err(SpoolError::NotFound(_))
-        ));
+        spool.flush();
+        assert!(!queue.join(format!("{}.state", env.id)).exists());
         assert!(matches!(spool.update(&env), Err(SpoolError::NotFound(_))));
-        assert!(matches!(
-            spool.read_message(&env.id),
-            Err(SpoolError::NotFound(_))
-        ));
+        drop(spool);
+        let (_spool, queued) = open(tmp.path());
+        assert!(queued.is_empty());
+        assert!(names(&queue).is_empty(), "{:?}", names(&queue));
     }
 
     #[tokio::test]
@@ -775,9 +773,10 @@ mod tests {
             store_one(&spool, BODY).await.expect("store")
         };
         fs::write(queue.join(format!("{}.state", env.id)), b"{\"id\":").expect("w");
+        assert!(Spool::show(tmp.path(), &env.id).is_err());
         let (_spool, queued) = open(tmp.path());
         assert_eq!(queued, vec![env.clone()]);
-        assert_eq!(names(&queue), vec![env.id.clone()]);
+        assert_eq!(names(&queue), vec![segment::segment_name(1)]);
         assert_eq!(
             names(&tmp.path().join(CORRUPT_DIR)),
             vec![format!("{}.state", env.id)]
@@ -835,10 +834,88 @@ mod tests {
             *spool.fault.lock().expect("fault") = Some(kind);
             let err = store_one(&spool, BODY).await.expect_err("injected");
             assert_eq!(err.is_disk_full(), disk_full, "{kind:?}: {err}");
-            assert!(names(&queue).is_empty(), "{:?}", names(&queue));
+            // The half-written record was taken back out.
+            assert_eq!(fs::metadata(only_segment(&queue)).expect("stat").len(), 0);
         }
         let env = store_one(&spool, BODY).await.expect("store after failure");
-        assert_eq!(names(&queue), vec![env.id]);
+        drop(spool);
+        let (_spool, queued) = open(tmp.path());
+        assert_eq!(queued, vec![env]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_store_is_never_delivered() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        {
+            let (spool, _) = open(tmp.path());
+            // Polled once (sent to the committer), then given up: the
+            // client went away before the 250.
+            let mut store = Box::pin(store_one(&spool, BODY));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(std::future::Future::poll(store.as_mut(), &mut cx).is_pending());
+            drop(store);
+            spool.flush();
+        }
+        let (_spool, queued) = open(tmp.path());
+        assert!(queued.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_mostly_finished_segment_is_compacted_into_the_head() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let queue = tmp.path().join(QUEUE_DIR);
+        let tuning = Tuning {
+            segment_target: 16 * 1024,
+            compact_after: Duration::ZERO,
+        };
+        let (spool, _) = Spool::open_tuned(tmp.path(), tuning).expect("open");
+        let mut stored = Vec::new();
+        for _ in 0..30 {
+            stored.push(store_one(&spool, BODY).await.expect("store"));
+        }
+        assert!(spool.stats().segments >= 2, "{:?}", spool.stats());
+        assert!(queue.join(segment::segment_name(1)).exists());
+        // Everything in the first segment but one message (to a next hop
+        // that is down, say) is delivered.
+        let keep = stored[0].id.clone();
+        for env in &stored[1..] {
+            spool.remove(&env.id).expect("remove");
+        }
+        spool.flush();
+        spool.flush();
+        assert_eq!(spool.stats().compacted, 1, "{:?}", spool.stats());
+        assert!(!queue.join(segment::segment_name(1)).exists());
+        assert_eq!(
+            spool.read_message(&keep).expect("read").as_slice(),
+            [HEADER, BODY].concat()
+        );
+        drop(spool);
+        let (_spool, queued) = open(tmp.path());
+        assert_eq!(ids(&queued), vec![keep]);
+    }
+
+    #[tokio::test]
+    async fn a_record_found_twice_is_delivered_once() {
+        // What a crash between compaction's copy and the deletion of the old
+        // segment leaves: the same record in two segments.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let queue = tmp.path().join(QUEUE_DIR);
+        let env = {
+            let (spool, _) = open(tmp.path());
+            store_one(&spool, BODY).await.expect("store")
+        };
+        fs::copy(
+            queue.join(segment::segment_name(1)),
+            queue.join(segment::segment_name(5)),
+        )
+        .expect("copy");
+        let (spool, queued) = open(tmp.path());
+        assert_eq!(queued, vec![env.clone()]);
+        spool.remove(&env.id).expect("remove");
+        drop(spool);
+        let (_spool, queued) = open(tmp.path());
+        assert!(queued.is_empty(), "{queued:?}");
+        assert!(names(&queue).is_empty(), "{:?}", names(&queue));
     }
 
     /// A 64 KiB tmpfs, unmounted when dropped.
@@ -870,21 +947,20 @@ mod tests {
             return;
         };
         let dir = fs.0.path().join("spool");
-        let queue = dir.join(QUEUE_DIR);
         let (spool, _) = open(&dir);
         let small = store_one(&spool, BODY).await.expect("small message");
         let err = store_one(&spool, &vec![b'x'; 128 * 1024])
             .await
             .expect_err("too big for the disk");
         assert!(err.is_disk_full(), "{err}");
-        assert_eq!(names(&queue), vec![small.id.clone()]);
         let again = store_one(&spool, BODY).await.expect("space is back");
-        assert_eq!(names(&queue).len(), 2);
         assert_eq!(
-            spool.read_message(&again.id).expect("read"),
+            spool.read_message(&again.id).expect("read").as_slice(),
             [HEADER, BODY].concat()
         );
         drop(spool);
+        let (_spool, queued) = open(&dir);
+        assert_eq!(ids(&queued), vec![small.id, again.id]);
     }
 
     /// Stores/s with 50 concurrent writers of 4 KiB messages:
