@@ -378,12 +378,13 @@ async fn serve(config: Config, contacts: Arc<Contacts>, signals: Signals) -> any
     ));
 
     let listeners = relay::server::bind(&config.listeners).await?;
-    for l in &listeners {
-        tracing::info!(listener = %l.config.name, addr = %l.local_addr()?, "listening");
-    }
+    // Ready before the "listening" lines: whoever waits for them may ask /readyz next.
     ready
         .listeners_bound
         .store(true, std::sync::atomic::Ordering::Release);
+    for l in &listeners {
+        tracing::info!(listener = %l.config.name, addr = %l.local_addr()?, "listening");
+    }
     let (queued, incoming) = tokio::sync::mpsc::unbounded_channel();
     let manager = relay::queue::manager::spawn(
         relay::queue::attempt::Services {
