@@ -13,8 +13,18 @@ pub struct Reply {
     pub text: String,
 }
 
-/// Reads one complete reply; `UnexpectedEof` when the peer closed first.
+/// A peer silent for this long is stuck: fail the run rather than hang it.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Reads one complete reply; `UnexpectedEof` when the peer closed first,
+/// `TimedOut` after [`REPLY_TIMEOUT`] without one.
 pub async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Reply> {
+    tokio::time::timeout(REPLY_TIMEOUT, read_reply_inner(r))
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no reply in 300 s")))
+}
+
+async fn read_reply_inner<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Reply> {
     let mut text = String::new();
     let mut line = String::new();
     loop {

@@ -72,6 +72,8 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         // Answer a batch of pipelined commands with one write (RFC 2920 §3.2).
         if r.buffer().is_empty() && !out.is_empty() {
             r.write_all(&out).await?;
+            // Over TLS, written bytes may wait in the TLS layer until flushed.
+            r.flush().await?;
             out.clear();
         }
         line.clear();
@@ -104,6 +106,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 out.clear();
                 r.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                     .await?;
+                r.flush().await?;
                 let record = read_data(r, &mut line, l, rcpts).await?;
                 l.records
                     .lock()
@@ -115,11 +118,13 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             b"QUIT" => {
                 out.extend_from_slice(b"221 2.0.0 Bye\r\n");
                 r.write_all(&out).await?;
+                r.flush().await?;
                 return Ok(End::Closed);
             }
             b"STAR" if offer_tls => {
                 out.extend_from_slice(b"220 2.0.0 Ready to start TLS\r\n");
                 r.write_all(&out).await?;
+                r.flush().await?;
                 return Ok(End::StartTls);
             }
             _ => out.extend_from_slice(b"502 5.5.2 Command not recognized\r\n"),

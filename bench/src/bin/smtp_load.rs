@@ -165,12 +165,14 @@ async fn transactions<S: AsyncRead + AsyncWrite + Unpin>(
         let mut replies = Vec::with_capacity(cmds.len());
         if pipelining {
             r.write_all(cmds.concat().as_bytes()).await?;
+            r.flush().await?;
             for _ in &cmds {
                 replies.push(read_reply(&mut r).await?);
             }
         } else {
             for c in &cmds {
                 r.write_all(c.as_bytes()).await?;
+                r.flush().await?;
                 replies.push(read_reply(&mut r).await?);
             }
         }
@@ -181,9 +183,11 @@ async fn transactions<S: AsyncRead + AsyncWrite + Unpin>(
             if data == Some(354) {
                 // RFC 2920 §3.1: DATA went through without valid recipients; end it.
                 r.write_all(b".\r\n").await?;
+                r.flush().await?;
                 read_reply(&mut r).await?;
             }
             r.write_all(b"RSET\r\n").await?;
+            r.flush().await?;
             read_reply(&mut r).await?;
             continue;
         }
