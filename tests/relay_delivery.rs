@@ -41,7 +41,7 @@ fn send(relay: &Relay, sender: &str, rcpts: &[&str], message_id: &str) -> String
     reply.text.split_whitespace().nth(2).unwrap().to_string()
 }
 
-/// Waits until the spool holds no message files (polls the folder; deliveries finish
+/// Waits until the queue holds no message (polls the queue gauge; deliveries finish
 /// asynchronously and the relay offers no event a test can await besides its metrics).
 fn wait_spool_empty(relay: &Relay) {
     let deadline = Instant::now() + WAIT;

@@ -20,7 +20,7 @@ fn relay() -> Relay {
         .start()
 }
 
-/// Every message file in the spool (each starts with the spool format's magic).
+/// Every queued record in the spool (each starts with the spool format's magic).
 fn spooled(relay: &Relay) -> Vec<Vec<u8>> {
     relay.spooled_containing(b"COEXIST-SPOOL")
 }

@@ -58,7 +58,7 @@ fn swaks_message_is_spooled_byte_for_byte_with_one_received() {
     assert_eq!(
         files.len(),
         1,
-        "one message file holds the body byte for byte"
+        "one spooled record holds the body byte for byte"
     );
     let file = String::from_utf8_lossy(&files[0]).into_owned();
     let at = file

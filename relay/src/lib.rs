@@ -8,7 +8,7 @@
 //! - [`smtp`]: one inbound SMTP session: commands, DATA/BDAT, STARTTLS, replies.
 //! - [`route`]: the contacts table (format, atomic writer, hot reload) and the
 //!   per-recipient routing decision.
-//! - [`queue`]: the durable spool (envelope + message, group commit, recovery).
+//! - [`queue`]: the durable spool (segment files, group commit, recovery) and the scheduler.
 //! - [`deliver`]: outbound: next hops (smarthost, MX), TLS policy, one SMTP
 //!   transaction per group of recipients, session reuse, DSNs.
 //! - [`rate`]: per-client connection and message rate limits.
