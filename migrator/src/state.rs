@@ -146,6 +146,10 @@ pub struct Counters {
     pub skipped: u64,
     /// Messages the target refused.
     pub failed: u64,
+    /// Times the target asked to slow down (a `NO [THROTTLED]`-style answer to
+    /// one APPEND, or a `BYE`): backed off from and retried, not failures.
+    #[serde(default)]
+    pub throttled: u64,
 }
 
 impl Counters {
@@ -156,6 +160,7 @@ impl Counters {
         self.bytes += other.bytes;
         self.skipped += other.skipped;
         self.failed += other.failed;
+        self.throttled += other.throttled;
     }
 }
 

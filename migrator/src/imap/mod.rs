@@ -184,6 +184,13 @@ pub(crate) fn is_temporary_code(body: &StatusBody) -> bool {
         .any(|c| name.starts_with(c))
 }
 
+/// Whether the response code is RFC 5530 `[LIMIT]`.
+pub(crate) fn is_limit_code(body: &StatusBody) -> bool {
+    body.code
+        .as_ref()
+        .is_some_and(|code| code_name(code).eq_ignore_ascii_case("LIMIT"))
+}
+
 /// A non-empty vector from a vector that is known to be non-empty.
 pub(crate) fn vec1<T>(items: Vec<T>) -> Result<Vec1<T>, ImapError> {
     Vec1::try_from(items).map_err(|_| ImapError::Protocol("empty list".into()))
