@@ -1050,7 +1050,10 @@ fn metrics_are_served_during_the_run_and_match_what_was_copied() {
     let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = lines_tx.send(line);
         }
     });
@@ -1207,7 +1210,7 @@ fn bye_during_appends_reconnects_and_copies_every_message_once() {
         "{report}"
     );
     assert_eq!(counter(&report, "failed"), 0);
-    assert_eq!(counter(&report, "throttled"), 1, "{report}");
+    assert_eq!(counter(&report, "throttled"), 1, "{report}\n{err}");
     assert!(
         err.contains("server closed the session: Too many requests")
             && err.contains("throttled, reconnecting in 2s"),
@@ -1230,9 +1233,13 @@ fn refused_append_is_a_warning_and_the_rest_is_copied() {
     let (code, out, err, report) = s.migrate(&[]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert_eq!(report["users"][0]["result"], "ok", "{report}");
-    assert_eq!(counter(&report, "failed"), 1);
+    assert_eq!(counter(&report, "failed"), 1, "{report}\n{err}");
     assert_eq!(counter(&report, "copied"), s.seeded as u64 - 1);
-    assert_eq!(counter(&report, "throttled"), 0, "refused at once: {report}");
+    assert_eq!(
+        counter(&report, "throttled"),
+        0,
+        "refused at once: {report}"
+    );
     let warnings = report["users"][0]["warnings"].as_array().unwrap();
     let refused: Vec<&Value> = warnings.iter().filter(|w| w["folder"] == "Big").collect();
     assert_eq!(refused.len(), 1, "{report}");
@@ -1242,7 +1249,10 @@ fn refused_append_is_a_warning_and_the_rest_is_copied() {
         reason.contains("[LIMIT] Mail size is larger than the maximum size"),
         "{reason}"
     );
-    assert!(out.contains("warning: Big UID 2: target refused it"), "{out}");
+    assert!(
+        out.contains("warning: Big UID 2: target refused it"),
+        "{out}"
+    );
 
     // Everything else is there, byte for byte.
     let mut expected = non_empty(&s.source.dump(ALICE));

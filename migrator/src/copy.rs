@@ -262,7 +262,7 @@ pub async fn sync_folder(
     };
     let mut todo: Vec<u32> = uids
         .into_iter()
-        .filter(|u| !state.copied.contains(*u))
+        .filter(|u| !state.copied.contains(*u) && !state.refused.contains(*u))
         .collect();
 
     if !plan.target.eq_ignore_ascii_case("INBOX") {
@@ -371,6 +371,7 @@ pub async fn sync_folder(
                         retry.push(uid);
                     }
                     (Err(refusal), Verdict::Refused) => {
+                        state.refused.insert(uid);
                         counters.failed += 1;
                         metrics.error(ErrorKind::Refused);
                         sink.progress(1, 0);

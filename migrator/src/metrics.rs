@@ -8,8 +8,8 @@
 //! states.
 
 use crate::imap::ImapError;
-use prometheus::{Counter, Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, TextEncoder};
 use prometheus::Registry;
+use prometheus::{Counter, Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, TextEncoder};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use tokio_util::sync::CancellationToken;
@@ -89,9 +89,10 @@ impl ErrorKind {
     /// How a temporary IMAP error is counted (one exhaustive match).
     pub fn of(error: &ImapError) -> ErrorKind {
         match error {
-            ImapError::Bye(_) | ImapError::Refused { temporary: true, .. } => {
-                ErrorKind::Throttled
-            }
+            ImapError::Bye(_)
+            | ImapError::Refused {
+                temporary: true, ..
+            } => ErrorKind::Throttled,
             ImapError::Io(_) | ImapError::Timeout(_) => ErrorKind::Transient,
             ImapError::Refused { .. }
             | ImapError::Tls(_)
@@ -141,9 +142,8 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
-        let counter = |name: &str, help: &str| {
-            IntCounter::with_opts(opts(name, help)).expect("valid metric")
-        };
+        let counter =
+            |name: &str, help: &str| IntCounter::with_opts(opts(name, help)).expect("valid metric");
         let messages_copied = counter(
             "messages_copied_total",
             "Messages appended to the target and confirmed.",

@@ -500,18 +500,8 @@ async fn run_user(
         }
         for plan in &m.folders {
             copy_folder(
-                config,
-                user,
-                target,
-                insecure,
-                &mut c,
-                plan,
-                &mut st,
-                filter,
-                states,
-                &bar,
-                report,
-                progress,
+                config, user, target, insecure, &mut c, plan, &mut st, filter, states, &bar,
+                report, progress,
             )
             .await
             .map_err(|e| format!("{}: {e}", plan.source))?;
@@ -595,7 +585,9 @@ async fn copy_folder(
         .await;
         match copied {
             Ok(()) => return Ok(()),
-            Err(CopyError::Imap { side, source }) if source.is_temporary() && attempt < RECONNECTS => {
+            Err(CopyError::Imap { side, source })
+                if source.is_temporary() && attempt < RECONNECTS =>
+            {
                 attempt += 1;
                 let kind = ErrorKind::of(&source);
                 metrics().error(kind);

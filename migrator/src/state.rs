@@ -131,6 +131,11 @@ pub struct FolderState {
     /// Source UIDs whose APPEND was sent but not confirmed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<u32>,
+    /// Source UIDs the target refused for good in this run: not sent again by
+    /// the delta pass or after a reconnect. Never saved, so the next run tries
+    /// them again (the target's limit may have been raised).
+    #[serde(skip)]
+    pub refused: UidSet,
 }
 
 /// Counters for one run or the user's whole history.

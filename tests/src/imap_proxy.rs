@@ -4,8 +4,9 @@
 //! what the test asks for —
 //! - [`Fault::Throttle`]: the first N APPENDs are answered `NO [THROTTLED]`
 //!   without reaching Dovecot (their literals are read and dropped);
-//! - [`Fault::Bye`]: the Nth APPEND is answered `* BYE [UNAVAILABLE]` and both
-//!   connections are closed (the ones before it may or may not be stored);
+//! - [`Fault::Bye`]: the Nth APPEND is answered `* BYE [UNAVAILABLE]`, the
+//!   connection to Dovecot is closed at once (the APPENDs before it may or may
+//!   not be stored) and the client's once it has hung up;
 //! - a hold: the first client line containing a given needle is kept back until
 //!   the test calls [`ImapProxy::release`], so the test can look at the migrator
 //!   while it is blocked at a known point.
@@ -338,11 +339,14 @@ async fn session(
                 let _ = to_client.send(
                     b"* BYE [UNAVAILABLE] Too many requests; closing the connection\r\n".to_vec(),
                 );
-                let _ = to_client.send(Vec::new());
-                // Keep reading what the client had pipelined, so closing does not
-                // turn into a reset that could overtake the BYE.
+                // The client hangs up after the BYE; we close only then. Closing at
+                // once would lose the BYE: imap-next 0.3 drops plaintext that
+                // arrives in the same read as the TLS close_notify and reports
+                // "connection closed". Reading on also keeps what the client had
+                // pipelined from turning into a reset that could overtake the BYE.
                 let mut sink = [0u8; 64 * 1024];
                 while matches!(r.read(&mut sink).await, Ok(n) if n > 0) {}
+                let _ = to_client.send(Vec::new());
                 let _ = writer.await;
                 return Ok(());
             }
@@ -389,7 +393,10 @@ mod tests {
     #[test]
     fn literals_are_recognised() {
         assert_eq!(literal(b"A1 APPEND INBOX {310}\r\n"), Some((310, true)));
-        assert_eq!(literal(b"A1 APPEND INBOX (\\Seen) {12+}\r\n"), Some((12, false)));
+        assert_eq!(
+            literal(b"A1 APPEND INBOX (\\Seen) {12+}\r\n"),
+            Some((12, false))
+        );
         assert_eq!(literal(b"* 1 FETCH (BODY[] ~{5}\r\n"), Some((5, true)));
         assert_eq!(literal(b"A1 OK done\r\n"), None);
         assert_eq!(base64(b"a\0b\0c"), "YQBiAGM=");

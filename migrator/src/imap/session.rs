@@ -5,8 +5,8 @@
 //! responses into the small values in [`super`].
 
 use super::{
-    code_name, is_limit_code, is_temporary_code, status_text, tls, vec1, Folder, ImapError, Message, MessageMeta,
-    Quota, Selected,
+    code_name, is_limit_code, is_temporary_code, status_text, tls, vec1, Folder, ImapError,
+    Message, MessageMeta, Quota, Selected,
 };
 use crate::config::{Auth, Endpoint, Security};
 use imap_next::client::{Client, Event, Options};
