@@ -1086,6 +1086,12 @@ fn throttled_appends_are_retried_after_backoff_and_not_failed() {
         "{err}"
     );
     assert!(out.contains("throttled 3"), "{out}");
+    let (code, out, _) = s.run(&["status", "--json", ALICE]);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status[0]["state"], "migrated");
+    assert_eq!(status[0]["totals"]["throttled"], 3, "{status}");
+    assert_eq!(status[0]["totals"]["failed"], 0, "{status}");
 }
 
 /// A `BYE` in the middle of a pipelined APPEND batch: the folder resumes on a new

@@ -788,14 +788,15 @@ pub fn print_status(rows: &[StatusRow]) {
     for r in rows {
         let t = &r.totals;
         println!(
-            "{:32} {}; folders {}, copied {} ({}), skipped {}, failed {}",
+            "{:32} {}; folders {}, copied {} ({}), skipped {}, failed {}, throttled {}",
             r.address,
             r.state,
             r.folders,
             t.copied,
             human_bytes(t.bytes),
             t.skipped,
-            t.failed
+            t.failed,
+            t.throttled
         );
     }
 }
