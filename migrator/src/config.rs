@@ -521,7 +521,7 @@ parallel = 2
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(
             e[0].starts_with(
-                "/etc/m/migrator.toml:23: metrics.bind: \"localhost:9126\" is not an address to bind; write IP:PORT"
+                "/etc/m/migrator.toml:22: metrics.bind: \"localhost:9126\" is not an address to bind; write IP:PORT"
             ),
             "{e:?}"
         );
@@ -529,7 +529,7 @@ parallel = 2
         let e = errors(&text);
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(
-            e[0].starts_with("/etc/m/migrator.toml:23: metrics.port: unknown key"),
+            e[0].starts_with("/etc/m/migrator.toml:22: metrics.port: unknown key"),
             "{e:?}"
         );
     }
