@@ -5,6 +5,7 @@
 //! INTERNALDATE.
 
 use coexist_e2e::dovecot::{Dovecot, DovecotSetup, TestCa, MASTER};
+use coexist_e2e::imap_proxy::{self, Fault, ImapProxy};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -28,6 +29,10 @@ struct Options<'a> {
     source_tls: bool,
     big: bool,
     bulk: usize,
+    /// The target's `quota_max_mail_size`.
+    max_mail_size: Option<&'a str>,
+    /// A folder `Big` with a 2 MB message between two small ones.
+    oversized: bool,
 }
 
 impl Default for Options<'_> {
@@ -37,6 +42,8 @@ impl Default for Options<'_> {
             source_tls: true,
             big: true,
             bulk: 0,
+            max_mail_size: None,
+            oversized: false,
         }
     }
 }
@@ -48,6 +55,7 @@ fn start(opts: Options) -> Setup {
             name: "source",
             users: vec![(ALICE, "pw"), ("bob@corp.example", "pw")],
             quota: None,
+            max_mail_size: None,
             tls: opts.source_tls,
         },
         &ca,
@@ -57,12 +65,13 @@ fn start(opts: Options) -> Setup {
             name: "target",
             users: vec![(ALICE_CLOUD, "pw"), ("bob@tenant.cloud.example", "pw")],
             quota: Some(opts.target_quota),
+            max_mail_size: opts.max_mail_size,
             tls: true,
         },
         &ca,
     );
     let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(&source, dir.path(), opts.big, opts.bulk);
+    let seeded = seed(&source, dir.path(), opts.big, opts.bulk, opts.oversized);
     let s = Setup {
         _ca: ca,
         source,
@@ -135,7 +144,7 @@ fn ics(uid: &str, summary: &str) -> Vec<u8> {
 }
 
 /// Seeds alice's source mailbox; returns the number of messages.
-fn seed(source: &Dovecot, dir: &Path, big: bool, bulk: usize) -> usize {
+fn seed(source: &Dovecot, dir: &Path, big: bool, bulk: usize, oversized: bool) -> usize {
     let files = dir.join("seed");
     std::fs::create_dir_all(&files).unwrap();
     let mut spec = Vec::new();
@@ -228,6 +237,23 @@ fn seed(source: &Dovecot, dir: &Path, big: bool, bulk: usize) -> usize {
             ),
         );
     }
+    if oversized {
+        add(
+            "Big",
+            &[],
+            "01-Aug-2022 08:00:00 +0000",
+            mail(Some("before-big@x"), "before", "small\r\n"),
+        );
+        let mut m = b"From: carol@example.net\r\nSubject: too big for the target\r\nMessage-ID: <oversized@x>\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+        m.extend_from_slice(&base64_lines(&noise(1536 * 1024)));
+        add("Big", &[], "02-Aug-2022 08:00:00 +0000", m);
+        add(
+            "Big",
+            &[],
+            "03-Aug-2022 08:00:00 +0000",
+            mail(Some("after-big@x"), "after", "small\r\n"),
+        );
+    }
     if big {
         let mut m = b"From: carol@example.net\r\nSubject: big\r\nMessage-ID: <big@x>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
         m.extend_from_slice(&base64_lines(&noise(15 * 1024 * 1024)));
@@ -244,6 +270,11 @@ fn seed(source: &Dovecot, dir: &Path, big: bool, bulk: usize) -> usize {
 
 impl Setup {
     fn write_config(&self, source_url: &str) {
+        self.write_config_full(source_url, &self.target.url(), "");
+    }
+
+    /// The config with another target URL (a proxy) and extra TOML at the end.
+    fn write_config_full(&self, source_url: &str, target_url: &str, extra: &str) {
         let d = self.dir.path();
         let ca = &self._ca.ca_pem;
         std::fs::write(d.join("ca.pem"), ca).unwrap();
@@ -287,9 +318,8 @@ ca = "ca.pem"
 [migration]
 parallel = 2
 state_dir = "state"
-"#,
+{extra}"#,
                 master = MASTER.0,
-                target_url = self.target.url(),
             ),
         )
         .unwrap();
@@ -751,101 +781,6 @@ fn killed_during_copy_resumes_to_the_same_end_state() {
     );
 }
 
-/// Side-by-side timing against mbsync (isync) on the same 10,000-message mailbox.
-/// Not part of the suite (it takes minutes); run with
-/// `cargo build --release -p migrator && COEXIST_MIGRATOR=target/release/coexist-migrator
-/// cargo test -p coexist-e2e --test migrator -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn bench_10k_messages_against_mbsync() {
-    let n: usize = std::env::var("BENCH_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let s = start(Options {
-        big: false,
-        bulk: n,
-        ..Options::default()
-    });
-    let binary = std::env::var("COEXIST_MIGRATOR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| coexist_e2e::binary("coexist-migrator"));
-    let cpu = |pid_children: &Path| -> f64 {
-        // User + system CPU of finished children of this test process.
-        let text = std::fs::read_to_string(pid_children).unwrap();
-        let f: Vec<f64> = text
-            .split_whitespace()
-            .skip(15)
-            .take(2)
-            .map(|v| v.parse().unwrap())
-            .collect();
-        (f[0] + f[1]) / 100.0
-    };
-    let stat = Path::new("/proc/self/stat");
-
-    let cpu0 = cpu(stat);
-    let t = Instant::now();
-    let out = Command::new(&binary)
-        .arg("--config")
-        .arg(s.dir.path().join("migrator.toml"))
-        .args(["migrate", ALICE])
-        .output()
-        .unwrap();
-    let ours = t.elapsed();
-    let ours_cpu = cpu(stat) - cpu0;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-
-    let d = s.dir.path();
-    std::fs::create_dir_all(d.join("mbsync-state")).unwrap();
-    std::fs::write(
-        d.join("mbsyncrc"),
-        format!(
-            "IMAPAccount src\nHost localhost\nPort {sp}\nUser {ALICE}*{m}\nPass {p}\nSSLType IMAPS\nCertificateFile {d}/ca.pem\n\n\
-             IMAPStore src\nAccount src\n\n\
-             IMAPAccount dst\nHost localhost\nPort {tp}\nUser bob@tenant.cloud.example*{m}\nPass {p}\nSSLType IMAPS\nCertificateFile {d}/ca.pem\n\n\
-             IMAPStore dst\nAccount dst\n\n\
-             Channel copy\nFar :src:\nNear :dst:\nPatterns *\nCreate Near\nSync Pull\nSyncState {d}/mbsync-state/\n",
-            sp = s.source.imaps_port,
-            tp = s.target.imaps_port,
-            m = MASTER.0,
-            p = MASTER.1,
-            d = d.display(),
-        ),
-    )
-    .unwrap();
-    let cpu0 = cpu(stat);
-    let t = Instant::now();
-    let out = Command::new("mbsync")
-        .arg("-c")
-        .arg(d.join("mbsyncrc"))
-        .arg("-a")
-        .output()
-        .unwrap();
-    let theirs = t.elapsed();
-    let theirs_cpu = cpu(stat) - cpu0;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bob = counts(&s.target.dump("bob@tenant.cloud.example"));
-    let alice = s.target_counts();
-    assert_eq!(alice, bob, "both tools copied the same folders and counts");
-    println!(
-        "{} messages: coexist-migrator {:.2} s ({:.2} s CPU), mbsync {:.2} s ({:.2} s CPU), ratio {:.2}",
-        s.seeded,
-        ours.as_secs_f64(),
-        ours_cpu,
-        theirs.as_secs_f64(),
-        theirs_cpu,
-        ours.as_secs_f64() / theirs.as_secs_f64()
-    );
-}
-
 /// The issue's coexistence check: mail keeps flowing through `coexist-relay` to the
 /// user while they are migrated; every acknowledged message ends up in the target
 /// mailbox exactly once. The relay's onprem and cloud next hops are sinks that APPEND
@@ -963,4 +898,279 @@ fn mail_sent_through_the_relay_during_migration_ends_up_in_the_target_once() {
             target.len()
         );
     }
+}
+
+/// The target behind a fault-injecting IMAP proxy (`tests/src/imap_proxy.rs`).
+fn through_proxy(s: &Setup, fault: Fault, hold: Option<&[u8]>, extra: &str) -> ImapProxy {
+    let proxy = ImapProxy::start(&s._ca, s.target.imaps_port, fault, hold);
+    s.write_config_full(&s.source.url(), &proxy.url(), extra);
+    proxy
+}
+
+/// Sum of the message sizes in a dump.
+fn dump_bytes(dump: &Value) -> u64 {
+    dump.as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_array().unwrap().iter())
+        .map(|m| m[3].as_u64().unwrap())
+        .sum()
+}
+
+/// While `migrate` runs, `/metrics` has every `coexist_migrator_*` family, and the
+/// numbers are the ones copied. The run is held at a known point for the scrape:
+/// bob's login to the target is kept back by the proxy until alice is migrated,
+/// so the page shows alice's final numbers from a process that is still running.
+#[test]
+fn metrics_are_served_during_the_run_and_match_what_was_copied() {
+    use std::io::BufRead;
+    let s = start(Options {
+        big: false,
+        bulk: 100,
+        ..Options::default()
+    });
+    // SASL PLAIN for bob on the target: authzid NUL master NUL password.
+    let bob_login = imap_proxy::base64(
+        format!("bob@tenant.cloud.example\0{}\0{}", MASTER.0, MASTER.1).as_bytes(),
+    );
+    let proxy = through_proxy(
+        &s,
+        Fault::None,
+        Some(bob_login.as_bytes()),
+        "\n[metrics]\nbind = \"127.0.0.1:0\"\n",
+    );
+    let report_file = s.dir.path().join("report.json");
+    let mut child = s
+        .command(&[
+            "migrate",
+            ALICE,
+            "bob@corp.example",
+            "--report",
+            report_file.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let addr: std::net::SocketAddr = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no metrics line; stderr so far: {log:#?}"));
+        if let Some(rest) = line.strip_prefix("metrics: serving http://") {
+            break rest.trim_end_matches("/metrics").parse().unwrap();
+        }
+        log.push(line);
+    };
+    assert!(
+        proxy.wait_held(Duration::from_secs(60)),
+        "bob's target login never came"
+    );
+    let scrape = || {
+        let (status, page) = coexist_e2e::http_get(addr, "/metrics");
+        assert_eq!(status, 200);
+        page
+    };
+    let value = |page: &str, series: &str| coexist_e2e::metric_value(page, series);
+    let migrated = "coexist_migrator_users{state=\"migrated\"}";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let page = loop {
+        let page = scrape();
+        if value(&page, migrated) == 1.0 {
+            break page;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended while held"
+        );
+        assert!(Instant::now() < deadline, "alice never migrated:\n{page}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    // Alice is done, bob waits at his login: alice's final numbers.
+    let source = s.source.dump(ALICE);
+    let seeded_bytes = dump_bytes(&source);
+    for (series, want) in [
+        ("coexist_migrator_users{state=\"not_started\"}", 1.0),
+        ("coexist_migrator_users{state=\"forwarding_set\"}", 0.0),
+        ("coexist_migrator_users{state=\"copying\"}", 0.0),
+        (migrated, 1.0),
+        ("coexist_migrator_users{state=\"failed\"}", 0.0),
+        ("coexist_migrator_messages_copied_total", s.seeded as f64),
+        ("coexist_migrator_bytes_copied_total", seeded_bytes as f64),
+        ("coexist_migrator_messages_skipped_total", 0.0),
+        ("coexist_migrator_errors_total{kind=\"refused\"}", 0.0),
+        ("coexist_migrator_errors_total{kind=\"throttled\"}", 0.0),
+        ("coexist_migrator_errors_total{kind=\"transient\"}", 0.0),
+        ("coexist_migrator_errors_total{kind=\"user_failed\"}", 0.0),
+        ("coexist_migrator_backoff_seconds_total", 0.0),
+    ] {
+        assert!(
+            page.lines().any(|l| l.starts_with(&format!("{series} "))),
+            "{series} missing:\n{page}"
+        );
+        assert_eq!(value(&page, series), want, "{series}\n{page}");
+    }
+    assert_eq!(coexist_e2e::http_get(addr, "/healthz").0, 200);
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    proxy.release();
+    let status = child.wait().unwrap();
+    log.extend(lines.try_iter());
+    assert_eq!(status.code(), Some(0), "{log:#?}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    assert_eq!(report["users"][0]["counters"]["copied"], s.seeded as u64);
+    assert_eq!(report["users"][0]["counters"]["bytes"], seeded_bytes);
+    assert_eq!(report["users"][1]["result"], "ok", "{report}");
+    assert_eq!(non_empty(&source), non_empty(&s.target.dump(ALICE_CLOUD)));
+}
+
+/// `NO [THROTTLED]` on APPEND: backed off from, retried, reported, not a failure.
+#[test]
+fn throttled_appends_are_retried_after_backoff_and_not_failed() {
+    let s = start(Options {
+        big: false,
+        ..Options::default()
+    });
+    let proxy = through_proxy(&s, Fault::Throttle(3), None, "");
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(proxy.throttled(), 3);
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD))
+    );
+    assert_eq!(report["users"][0]["result"], "ok");
+    assert_eq!(counter(&report, "copied"), s.seeded as u64);
+    assert_eq!(counter(&report, "failed"), 0);
+    assert_eq!(counter(&report, "throttled"), 3, "{report}");
+    // Only the calendar folder's non-calendar item is a warning.
+    assert_eq!(
+        report["users"][0]["warnings"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    assert!(
+        err.contains("the target asks to slow down ([THROTTLED] Request is throttled"),
+        "{err}"
+    );
+    assert!(out.contains("throttled 3"), "{out}");
+    let (code, out, _) = s.run(&["status", "--json", ALICE]);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status[0]["state"], "migrated");
+    assert_eq!(status[0]["totals"]["throttled"], 3, "{status}");
+    assert_eq!(status[0]["totals"]["failed"], 0, "{status}");
+}
+
+/// A `BYE` in the middle of a pipelined APPEND batch: the folder resumes on a new
+/// connection after a back-off; what the target stored before the BYE is found
+/// there (the batch was written down as pending), so every message is on the
+/// target exactly once.
+#[test]
+fn bye_during_appends_reconnects_and_copies_every_message_once() {
+    let s = start(Options {
+        big: false,
+        bulk: 40,
+        ..Options::default()
+    });
+    let proxy = through_proxy(&s, Fault::Bye(6), None, "");
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(proxy.byes(), 1);
+    // Folder by folder, message by message: no message missing, none twice.
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD))
+    );
+    assert_eq!(report["users"][0]["result"], "ok");
+    assert_eq!(
+        counter(&report, "copied") + counter(&report, "skipped"),
+        s.seeded as u64,
+        "{report}"
+    );
+    assert_eq!(counter(&report, "failed"), 0);
+    assert_eq!(counter(&report, "throttled"), 1, "{report}\n{err}");
+    assert!(
+        err.contains("server closed the session: Too many requests")
+            && err.contains("throttled, reconnecting in 2s"),
+        "{err}"
+    );
+}
+
+/// A message the target refuses for good (over Dovecot's `quota_max_mail_size`:
+/// `NO [LIMIT] Mail size is larger than ...`) is a warning with its folder, UID
+/// and reason; the messages after it, in the same pipelined batch, are copied,
+/// and the run goes on. Exit 1: a message failed (DESIGN.md).
+#[test]
+fn refused_append_is_a_warning_and_the_rest_is_copied() {
+    let s = start(Options {
+        big: false,
+        oversized: true,
+        max_mail_size: Some("1M"),
+        ..Options::default()
+    });
+    let (code, out, err, report) = s.migrate(&[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(report["users"][0]["result"], "ok", "{report}");
+    assert_eq!(counter(&report, "failed"), 1, "{report}\n{err}");
+    assert_eq!(counter(&report, "copied"), s.seeded as u64 - 1);
+    assert_eq!(
+        counter(&report, "throttled"),
+        0,
+        "refused at once: {report}"
+    );
+    let warnings = report["users"][0]["warnings"].as_array().unwrap();
+    let refused: Vec<&Value> = warnings.iter().filter(|w| w["folder"] == "Big").collect();
+    assert_eq!(refused.len(), 1, "{report}");
+    assert_eq!(refused[0]["uid"], 2);
+    let reason = refused[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("[LIMIT] Mail size is larger than the maximum size"),
+        "{reason}"
+    );
+    assert!(
+        out.contains("warning: Big UID 2: target refused it"),
+        "{out}"
+    );
+
+    // Everything else is there, byte for byte.
+    let mut expected = non_empty(&s.source.dump(ALICE));
+    expected["Big"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m[3].as_u64().unwrap() < 1024 * 1024);
+    assert_eq!(expected["Big"].as_array().unwrap().len(), 2);
+    assert_eq!(expected, non_empty(&s.target.dump(ALICE_CLOUD)));
 }

@@ -8,6 +8,7 @@
 
 use relay::config::reader::{Diagnostics, Section};
 use relay::config::ConfigError;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use toml::de::DeTable;
 
@@ -26,6 +27,9 @@ pub struct Config {
     pub target: Endpoint,
     /// `[migration]`
     pub migration: Migration,
+    /// `[metrics] bind`: where `/metrics` is served while `migrate` or `sync`
+    /// runs; `None` when the section or key is absent.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `[routing]`: where and how forwarding contacts are written.
@@ -139,7 +143,14 @@ pub struct Migration {
     pub allow_insecure: bool,
 }
 
-const TOP: &[&str] = &["directory", "routing", "source", "target", "migration"];
+const TOP: &[&str] = &[
+    "directory",
+    "routing",
+    "source",
+    "target",
+    "migration",
+    "metrics",
+];
 const ENDPOINT_KEYS: &[&str] = &["url", "auth", "master_user", "password_file", "login", "ca"];
 
 impl Config {
@@ -171,6 +182,7 @@ impl Config {
         let source = read_endpoint(&mut d, &root, base, "source");
         let target = read_endpoint(&mut d, &root, base, "target");
         let migration = read_migration(&mut d, &root, base);
+        let metrics = read_metrics(&mut d, &root);
 
         match (routing, source, target, migration) {
             (Some(routing), Some(source), Some(target), Some(migration)) if d.is_clean() => {
@@ -181,6 +193,7 @@ impl Config {
                     source,
                     target,
                     migration,
+                    metrics,
                 })
             }
             _ => Err(d.finish()),
@@ -365,6 +378,27 @@ fn read_migration(d: &mut Diagnostics, root: &Section, base: &Path) -> Option<Mi
     })
 }
 
+/// `[metrics] bind = "IP:PORT"`: optional; port 0 lets the system choose (the
+/// address is printed at start).
+fn read_metrics(d: &mut Diagnostics, root: &Section) -> Option<SocketAddr> {
+    let t = root.table(d, "metrics", &["bind"]);
+    let bind = t.string(d, "bind")?;
+    match bind.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            d.error(
+                Some(&bind.span()),
+                &t.key("bind"),
+                format!(
+                    "{:?} is not an address to bind; write IP:PORT (e.g. \"127.0.0.1:9126\"); host names are not resolved",
+                    bind.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// Splits `imaps://host:port` / `imap://host:port`; the port defaults to 993 / 143.
 pub fn parse_url(url: &str) -> Result<(Security, String, u16), String> {
     const VALID: &str = "write imaps://HOST:993 (implicit TLS) or imap://HOST:143 (STARTTLS)";
@@ -470,6 +504,34 @@ parallel = 2
         assert_eq!(c.migration.calendar_folders, ["Calendar"]);
         assert_eq!(c.migration.state_dir, Path::new("/etc/m/state"));
         assert!(!c.migration.allow_insecure);
+        assert_eq!(c.metrics, None);
+    }
+
+    #[test]
+    fn metrics_bind_is_read() {
+        let text = format!("{GOOD}[metrics]\nbind = \"127.0.0.1:0\"\n");
+        let c = Config::from_str(&text, Path::new("/etc/m/migrator.toml")).unwrap();
+        assert_eq!(c.metrics, Some("127.0.0.1:0".parse().unwrap()));
+    }
+
+    #[test]
+    fn broken_metrics_section_is_reported_with_its_line() {
+        let text = format!("{GOOD}[metrics]\nbind = \"localhost:9126\"\n");
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "/etc/m/migrator.toml:22: metrics.bind: \"localhost:9126\" is not an address to bind; write IP:PORT"
+            ),
+            "{e:?}"
+        );
+        let text = format!("{GOOD}[metrics]\nport = 9126\n");
+        let e = errors(&text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/m/migrator.toml:22: metrics.port: unknown key"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -537,6 +599,7 @@ parallel = 2
         assert_eq!(c.source.ca, None);
         let users = crate::directory::load(&c.users).unwrap();
         assert_eq!(users.iter().filter(|u| u.enabled).count(), 4);
+        assert_eq!(c.metrics, Some("127.0.0.1:9126".parse().unwrap()));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 use crate::config::Content;
 use crate::imap::{session::AppendRefusal, Folder, ImapError, Message, Session};
+use crate::metrics::{metrics, ErrorKind};
 use crate::state::{Counters, FolderState};
 use mail_parser::MimeHeaders;
 use serde::Serialize;
@@ -221,7 +222,10 @@ pub trait Sink {
     fn progress(&mut self, messages: u64, bytes: u64);
 }
 
-/// Copies one folder; updates `state` and reports through `sink`.
+/// Copies one folder; updates `state`, adds what it did to `counters` (also when
+/// it stops early, so a folder resumed on a new connection is counted once) and
+/// reports through `sink`.
+#[allow(clippy::too_many_arguments)]
 pub async fn sync_folder(
     src: &mut Session,
     dst: &mut Session,
@@ -230,11 +234,9 @@ pub async fn sync_folder(
     filter: &Filter,
     sink: &mut (dyn Sink + Send),
     warnings: &mut Vec<Warning>,
-) -> Result<Counters, CopyError> {
-    let mut counters = Counters {
-        folders: 1,
-        ..Counters::default()
-    };
+    counters: &mut Counters,
+) -> Result<(), CopyError> {
+    let metrics = metrics();
     let selected = src.open(&plan.source, false).await.map_err(on("source"))?;
     let mut must_match = state.uid_validity == 0 && state.copied.is_empty();
     if state.uid_validity != 0 && state.uid_validity != selected.uid_validity {
@@ -260,7 +262,7 @@ pub async fn sync_folder(
     };
     let mut todo: Vec<u32> = uids
         .into_iter()
-        .filter(|u| !state.copied.contains(*u))
+        .filter(|u| !state.copied.contains(*u) && !state.refused.contains(*u))
         .collect();
 
     if !plan.target.eq_ignore_ascii_case("INBOX") {
@@ -276,6 +278,7 @@ pub async fn sync_folder(
             .filter(|u| state.pending.contains(u))
             .collect()
     };
+    let mut skipped = 0;
     if !candidates.is_empty() {
         let mut on_target = target_index(dst, &plan.target).await?;
         if !on_target.is_empty() {
@@ -285,7 +288,7 @@ pub async fn sync_folder(
                         if *n > 0 {
                             *n -= 1;
                             state.copied.insert(uid);
-                            counters.skipped += 1;
+                            skipped += 1;
                         }
                     }
                 }
@@ -295,7 +298,9 @@ pub async fn sync_folder(
     }
     state.pending.clear();
     sink.save(&plan.source, state)?;
-    sink.progress(counters.skipped, 0);
+    counters.skipped += skipped;
+    metrics.messages_skipped.inc_by(skipped);
+    sink.progress(skipped, 0);
 
     // Batches bounded by count and bytes.
     let mut sizes = Vec::with_capacity(todo.len());
@@ -346,19 +351,35 @@ pub async fn sync_folder(
             state.pending = remaining.clone();
             sink.save(&plan.source, state)?;
             let results = append(dst, &plan.target, messages).await?;
+            let verdicts = judge(&results, attempt < ATTEMPTS);
             let mut retry = Vec::new();
-            for ((uid, size), result) in sizes.into_iter().zip(results) {
-                match result {
-                    Ok(()) => {
+            let mut slow_down = None;
+            for (((uid, size), result), verdict) in sizes.into_iter().zip(results).zip(verdicts) {
+                match (result, verdict) {
+                    (Ok(()), _) => {
                         state.copied.insert(uid);
                         counters.copied += 1;
                         counters.bytes += size;
+                        metrics.messages_copied.inc();
+                        metrics.bytes_copied.inc_by(size);
                         sink.progress(1, size);
                     }
-                    Err(refusal) if refusal.temporary && attempt < ATTEMPTS => retry.push(uid),
-                    Err(refusal) => {
+                    (Err(refusal), Verdict::Retry) => {
+                        counters.throttled += 1;
+                        metrics.error(ErrorKind::Throttled);
+                        slow_down.get_or_insert(refusal.text);
+                        retry.push(uid);
+                    }
+                    (Err(refusal), Verdict::Refused) => {
+                        state.refused.insert(uid);
                         counters.failed += 1;
+                        metrics.error(ErrorKind::Refused);
                         sink.progress(1, 0);
+                        tracing::warn!(
+                            "{}: UID {uid}: the target refused it: {}",
+                            plan.source,
+                            refusal.text
+                        );
                         warnings.push(Warning {
                             folder: plan.source.clone(),
                             uid,
@@ -369,21 +390,54 @@ pub async fn sync_folder(
             }
             state.pending.clear();
             sink.save(&plan.source, state)?;
-            if retry.is_empty() {
+            let Some(why) = slow_down else {
                 break;
-            }
+            };
             // Throttled: back off (1 s, 2 s, 4 s, ...) rather than count a failure.
             let delay = Duration::from_secs(1 << (attempt - 1).min(5));
-            tracing::info!(
-                "{}: target asks to slow down; retrying {} message(s) in {delay:?}",
+            tracing::warn!(
+                "{}: the target asks to slow down ({why}); retrying {} message(s) in {delay:?}",
                 plan.source,
                 retry.len()
             );
+            metrics.backoff_seconds.inc_by(delay.as_secs_f64());
             tokio::time::sleep(delay).await;
             remaining = retry;
         }
     }
-    Ok(counters)
+    Ok(())
+}
+
+/// What to do with one APPEND's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Done, or refused for good: a warning.
+    Refused,
+    /// The server asked to slow down: back off and send it again.
+    Retry,
+}
+
+/// Sorts a pipelined batch's refusals into "slow down" and "refused".
+///
+/// `[LIMIT]` is ambiguous: RFC 5530 §3 means an implementation limit on the
+/// message (Dovecot refuses a message over `quota_max_mail_size` with it), while
+/// some providers send it when rate-limiting. When a later APPEND of the same
+/// pipeline was accepted, the server was not refusing everything at that moment,
+/// so the limit is about this message: refused at once, not retried. Every other
+/// try-later code is retried while `may_retry`.
+fn judge(results: &[Result<(), AppendRefusal>], may_retry: bool) -> Vec<Verdict> {
+    results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Ok(()) => Verdict::Refused,
+            Err(refusal) if !refusal.temporary || !may_retry => Verdict::Refused,
+            Err(refusal) if refusal.limit && results[i + 1..].iter().any(Result::is_ok) => {
+                Verdict::Refused
+            }
+            Err(_) => Verdict::Retry,
+        })
+        .collect()
 }
 
 async fn append(
@@ -480,6 +534,30 @@ mod tests {
         assert_ne!(match_key(b), match_key(c));
         let whole = b"Subject: x\r\nFrom: a@b\r\n\r\nbody\r\n\r\nmore";
         assert_eq!(header_of(whole), b);
+    }
+
+    #[test]
+    fn limit_is_the_message_when_a_later_append_got_through() {
+        let refusal = |temporary, limit| {
+            Err(AppendRefusal {
+                text: "x".into(),
+                temporary,
+                limit,
+            })
+        };
+        let results = vec![
+            refusal(true, false), // [THROTTLED]
+            refusal(true, true),  // [LIMIT], a later one got through
+            Ok(()),
+            refusal(false, false), // [OVERQUOTA]
+            refusal(true, true),   // [LIMIT], nothing after it got through
+        ];
+        use Verdict::*;
+        assert_eq!(
+            judge(&results, true),
+            [Retry, Refused, Refused, Refused, Retry]
+        );
+        assert!(judge(&results, false).iter().all(|v| *v == Refused));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`state`]: per-user checkpoints in `state_dir` (atomic JSON files).
 //! - [`copy`]: folder mapping and the message copy with dedupe.
 //! - [`report`]: progress output and the final report.
+//! - [`metrics`]: the `coexist_migrator_*` metric set and its `/metrics` endpoint.
 //! - [`run`]: the commands (`ready`, `migrate`, `sync`, `status`, `rollback`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ pub mod contacts;
 pub mod copy;
 pub mod directory;
 pub mod imap;
+pub mod metrics;
 pub mod report;
 pub mod run;
 pub mod state;

@@ -160,7 +160,7 @@ pub fn print_final(reports: &[UserReport]) {
     for r in reports {
         let c = &r.counters;
         println!(
-            "  {:30} {:15} folders {}, copied {} ({}), skipped {}, failed {}, warnings {}",
+            "  {:30} {:15} folders {}, copied {} ({}), skipped {}, failed {}, warnings {}, throttled {}",
             r.address,
             r.result,
             c.folders,
@@ -168,7 +168,8 @@ pub fn print_final(reports: &[UserReport]) {
             human_bytes(c.bytes),
             c.skipped,
             c.failed,
-            r.warnings.len()
+            r.warnings.len(),
+            c.throttled
         );
         if let Some(e) = &r.error {
             println!("      error: {e}");

@@ -9,9 +9,10 @@
 
 use crate::config::{expand, Config, Content};
 use crate::contacts;
-use crate::copy::{self, CopyError, Filter, FolderPlan, Sink, Warning};
+use crate::copy::{self, CopyError, Filter, FolderPlan, Sink};
 use crate::directory::{self, User};
 use crate::imap::{ImapError, Quota, Session};
+use crate::metrics::{metrics, ErrorKind, UserState as Gauge};
 use crate::report::{human_bytes, Progress, UserProgress, UserReport};
 use crate::state::{Counters, FolderState, Phase, StateDir, UserState};
 use serde::Serialize;
@@ -143,6 +144,19 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
             }
         );
     }
+
+    // Served until this function returns: the whole run, final report included.
+    let _endpoint = match config.metrics {
+        Some(addr) => {
+            let endpoint = crate::metrics::Endpoint::start(addr).await.map_err(|e| {
+                RunError::Setup(format!("[metrics] bind {addr}: cannot listen: {e}"))
+            })?;
+            eprintln!("metrics: serving http://{}/metrics", endpoint.addr);
+            Some(endpoint)
+        }
+        None => None,
+    };
+    metrics().users_queued(users.len());
 
     let config = Arc::new(config.clone());
     let opts = Arc::new(opts);
@@ -322,10 +336,13 @@ async fn migrate_user(
                 progress.println(&format!("{}: failed: {e}", user.address));
                 report.result = "failed".into();
                 report.error = Some(e.to_string());
+                metrics().error(ErrorKind::UserFailed);
+                metrics().user_moves(Gauge::NotStarted, Gauge::Failed);
                 return report;
             }
         }
     };
+    let mut gauge = GaugeState(Gauge::NotStarted);
     let outcome = run_user(
         config,
         user,
@@ -335,9 +352,12 @@ async fn migrate_user(
         progress,
         &states,
         &mut report,
+        &mut gauge,
     )
     .await;
     if let Err(why) = outcome {
+        metrics().error(ErrorKind::UserFailed);
+        gauge.set(Gauge::Failed);
         progress.println(&format!("{}: failed: {why}", user.address));
         report.result = "failed".into();
         report.error = Some(why.clone());
@@ -352,6 +372,16 @@ async fn migrate_user(
     report
 }
 
+/// Where one user is on the `coexist_migrator_users` gauge.
+struct GaugeState(Gauge);
+
+impl GaugeState {
+    fn set(&mut self, next: Gauge) {
+        metrics().user_moves(self.0, next);
+        self.0 = next;
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_user(
     config: &Config,
@@ -362,6 +392,7 @@ async fn run_user(
     progress: &Progress,
     states: &StateDir,
     report: &mut UserReport,
+    gauge: &mut GaugeState,
 ) -> Result<(), String> {
     if !user.enabled {
         return Err("disabled in the directory (synchronised accounts stay disabled until activated); enable it first".into());
@@ -429,6 +460,7 @@ async fn run_user(
             st.phase = Phase::Forwarding;
         }
         states.save(&mut st).map_err(|e| e.to_string())?;
+        gauge.set(Gauge::ForwardingSet);
         progress.println(&format!(
             "{}: contact written; mail now flows to {target}",
             user.address
@@ -452,6 +484,7 @@ async fn run_user(
     st.progress = (0, m.messages);
     st.error = None;
     states.save(&mut st).map_err(|e| e.to_string())?;
+    gauge.set(Gauge::Copying);
 
     let bar = progress.user(&user.address, m.messages);
     // Pass 1 copies; pass 2 (the delta pass) picks up what arrived meanwhile.
@@ -466,26 +499,15 @@ async fn run_user(
             }
         }
         for plan in &m.folders {
-            let counters = copy_folder(
-                config,
-                user,
-                target,
-                insecure,
-                &mut c,
-                plan,
-                &mut st,
-                filter,
-                states,
-                &bar,
-                &mut report.warnings,
+            copy_folder(
+                config, user, target, insecure, &mut c, plan, &mut st, filter, states, &bar,
+                report, progress,
             )
             .await
             .map_err(|e| format!("{}: {e}", plan.source))?;
-            let mut counters = counters;
-            if pass == 1 {
-                counters.folders = 0;
+            if pass == 0 {
+                report.counters.folders += 1;
             }
-            report.counters.add(&counters);
         }
     }
     bar.finish();
@@ -500,6 +522,9 @@ async fn run_user(
     };
     st.progress.0 = bar.done();
     states.save(&mut st).map_err(|e| e.to_string())?;
+    if st.phase == Phase::Migrated {
+        gauge.set(Gauge::Migrated);
+    }
     Ok(())
 }
 
@@ -536,8 +561,9 @@ async fn copy_folder(
     filter: &Filter,
     states: &StateDir,
     bar: &UserProgress,
-    warnings: &mut Vec<Warning>,
-) -> Result<Counters, String> {
+    report: &mut UserReport,
+    progress: &Progress,
+) -> Result<(), String> {
     let mut attempt = 0;
     loop {
         let mut folder_state = st.folders.get(&plan.source).cloned().unwrap_or_default();
@@ -546,26 +572,39 @@ async fn copy_folder(
             state: st,
             progress: bar,
         };
-        match copy::sync_folder(
+        let copied = copy::sync_folder(
             &mut c.src,
             &mut c.dst,
             plan,
             &mut folder_state,
             filter,
             &mut sink,
-            warnings,
+            &mut report.warnings,
+            &mut report.counters,
         )
-        .await
-        {
-            Ok(counters) => return Ok(counters),
-            Err(e) if e.is_temporary() && attempt < RECONNECTS => {
+        .await;
+        match copied {
+            Ok(()) => return Ok(()),
+            Err(CopyError::Imap { side, source })
+                if source.is_temporary() && attempt < RECONNECTS =>
+            {
                 attempt += 1;
+                let kind = ErrorKind::of(&source);
+                metrics().error(kind);
+                if kind == ErrorKind::Throttled {
+                    report.counters.throttled += 1;
+                }
                 let delay = Duration::from_secs(2u64.pow(attempt));
-                tracing::warn!(
-                    "{}: {}: {e}; reconnecting in {delay:?}",
+                progress.println(&format!(
+                    "{}: {}: {side}: {source}; {}, reconnecting in {delay:?}",
                     user.address,
-                    plan.source
-                );
+                    plan.source,
+                    match kind {
+                        ErrorKind::Throttled => "throttled",
+                        _ => "connection lost",
+                    }
+                ));
+                metrics().backoff_seconds.inc_by(delay.as_secs_f64());
                 tokio::time::sleep(delay).await;
                 *c = connect(config, user, target, insecure).await?;
             }
@@ -749,14 +788,15 @@ pub fn print_status(rows: &[StatusRow]) {
     for r in rows {
         let t = &r.totals;
         println!(
-            "{:32} {}; folders {}, copied {} ({}), skipped {}, failed {}",
+            "{:32} {}; folders {}, copied {} ({}), skipped {}, failed {}, throttled {}",
             r.address,
             r.state,
             r.folders,
             t.copied,
             human_bytes(t.bytes),
             t.skipped,
-            t.failed
+            t.failed,
+            t.throttled
         );
     }
 }

@@ -131,6 +131,11 @@ pub struct FolderState {
     /// Source UIDs whose APPEND was sent but not confirmed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<u32>,
+    /// Source UIDs the target refused for good in this run: not sent again by
+    /// the delta pass or after a reconnect. Never saved, so the next run tries
+    /// them again (the target's limit may have been raised).
+    #[serde(skip)]
+    pub refused: UidSet,
 }
 
 /// Counters for one run or the user's whole history.
@@ -146,6 +151,10 @@ pub struct Counters {
     pub skipped: u64,
     /// Messages the target refused.
     pub failed: u64,
+    /// Times the target asked to slow down (a `NO [THROTTLED]`-style answer to
+    /// one APPEND, or a `BYE`): backed off from and retried, not failures.
+    #[serde(default)]
+    pub throttled: u64,
 }
 
 impl Counters {
@@ -156,6 +165,7 @@ impl Counters {
         self.bytes += other.bytes;
         self.skipped += other.skipped;
         self.failed += other.failed;
+        self.throttled += other.throttled;
     }
 }
 

@@ -1,6 +1,10 @@
 //! The operator's HTTP endpoint on `[metrics] bind`: `/metrics` (Prometheus text
 //! format), `/healthz` (the process answers) and `/readyz` (listeners bound, spool
 //! writable, contacts table loaded: safe to send mail here).
+//!
+//! The migrator serves its own metric set through the same server
+//! ([`serve_metrics`]): it passes the function that renders its page and has no
+//! `/readyz`.
 
 use crate::metrics::metrics;
 use http_body_util::Full;
@@ -60,8 +64,29 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves until `shutdown` is cancelled.
+/// Renders the `/metrics` page (Prometheus text format); called off the async
+/// threads.
+pub type Render = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+
+/// Serves the relay's `/metrics`, `/healthz` and `/readyz` until `shutdown` is
+/// cancelled.
 pub async fn serve(listener: TcpListener, ready: Arc<Readiness>, shutdown: CancellationToken) {
+    let render: Render = Arc::new(|| metrics().render());
+    serve_pages(listener, render, Some(ready), shutdown).await
+}
+
+/// Serves `/metrics` (rendered by `render`) and `/healthz`, with no `/readyz`,
+/// until `shutdown` is cancelled: for another program's metric set.
+pub async fn serve_metrics(listener: TcpListener, render: Render, shutdown: CancellationToken) {
+    serve_pages(listener, render, None, shutdown).await
+}
+
+async fn serve_pages(
+    listener: TcpListener,
+    render: Render,
+    ready: Option<Arc<Readiness>>,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -73,11 +98,13 @@ pub async fn serve(listener: TcpListener, ready: Arc<Readiness>, shutdown: Cance
             },
             _ = shutdown.cancelled() => return,
         };
-        let ready = Arc::clone(&ready);
+        let (ready, render) = (ready.clone(), Arc::clone(&render));
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let ready = Arc::clone(&ready);
-                async move { Ok::<_, std::convert::Infallible>(respond(&req, &ready).await) }
+                let (ready, render) = (ready.clone(), Arc::clone(&render));
+                async move {
+                    Ok::<_, std::convert::Infallible>(respond(&req, render, ready.as_ref()).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -88,11 +115,12 @@ pub async fn serve(listener: TcpListener, ready: Arc<Readiness>, shutdown: Cance
 
 async fn respond(
     req: &Request<hyper::body::Incoming>,
-    ready: &Arc<Readiness>,
+    render: Render,
+    ready: Option<&Arc<Readiness>>,
 ) -> Response<Full<Bytes>> {
-    match req.uri().path() {
-        "/metrics" => {
-            let body = tokio::task::spawn_blocking(|| metrics().render())
+    match (req.uri().path(), ready) {
+        ("/metrics", _) => {
+            let body = tokio::task::spawn_blocking(move || render())
                 .await
                 .unwrap_or_default();
             Response::builder()
@@ -100,8 +128,8 @@ async fn respond(
                 .body(Full::new(Bytes::from(body)))
                 .expect("static response")
         }
-        "/healthz" => text(StatusCode::OK, "ok\n".into()),
-        "/readyz" => {
+        ("/healthz", _) => text(StatusCode::OK, "ok\n".into()),
+        ("/readyz", Some(ready)) => {
             let ready = Arc::clone(ready);
             let problems = tokio::task::spawn_blocking(move || ready.problems())
                 .await
@@ -115,9 +143,13 @@ async fn respond(
                 )
             }
         }
-        _ => text(
+        (_, Some(_)) => text(
             StatusCode::NOT_FOUND,
             "not found; try /metrics, /healthz, /readyz\n".into(),
+        ),
+        (_, None) => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /healthz\n".into(),
         ),
     }
 }

@@ -60,6 +60,10 @@ pub struct DovecotSetup<'a> {
     pub users: Vec<(&'a str, &'a str)>,
     /// `quota_rule = *:storage=...` when set (e.g. `"100M"`).
     pub quota: Option<&'a str>,
+    /// `quota_max_mail_size` (with `quota`): a bigger APPEND gets
+    /// `NO [LIMIT] Mail size is larger than the maximum size allowed by server
+    /// configuration`.
+    pub max_mail_size: Option<&'a str>,
     /// `ssl = required` (true) or `ssl = no` with plaintext auth allowed.
     pub tls: bool,
 }
@@ -137,9 +141,13 @@ impl Dovecot {
         } else {
             String::new()
         };
+        let max_mail_size = setup
+            .max_mail_size
+            .map(|m| format!("  quota_max_mail_size = {m}\n"))
+            .unwrap_or_default();
         let quota = match setup.quota {
             Some(q) => format!(
-                "mail_plugins = $mail_plugins quota\nprotocol imap {{\n  mail_plugins = $mail_plugins imap_quota\n}}\nplugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage={q}\n}}\n"
+                "mail_plugins = $mail_plugins quota\nprotocol imap {{\n  mail_plugins = $mail_plugins imap_quota\n}}\nplugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage={q}\n{max_mail_size}}}\n"
             ),
             None => String::new(),
         };

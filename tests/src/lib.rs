@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod dovecot;
 pub mod faults;
+pub mod imap_proxy;
 pub mod load;
 pub mod sink;
 pub mod smtp;

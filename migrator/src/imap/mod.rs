@@ -159,11 +159,7 @@ pub(crate) fn status_text(body: &StatusBody) -> String {
 /// telling throttling from refusal).
 pub(crate) fn code_name(code: &Code) -> String {
     match code {
-        Code::Other(other) => format!("{other:?}")
-            .trim_start_matches("CodeOther(")
-            .trim_end_matches(')')
-            .trim_matches('"')
-            .to_string(),
+        Code::Other(other) => String::from_utf8_lossy(other.inner()).into_owned(),
         Code::OverQuota => "OVERQUOTA".into(),
         Code::TooBig => "TOOBIG".into(),
         Code::Alert => "ALERT".into(),
@@ -184,7 +180,39 @@ pub(crate) fn is_temporary_code(body: &StatusBody) -> bool {
         .any(|c| name.starts_with(c))
 }
 
+/// Whether the response code is RFC 5530 `[LIMIT]`.
+pub(crate) fn is_limit_code(body: &StatusBody) -> bool {
+    body.code
+        .as_ref()
+        .is_some_and(|code| code_name(code).eq_ignore_ascii_case("LIMIT"))
+}
+
 /// A non-empty vector from a vector that is known to be non-empty.
 pub(crate) fn vec1<T>(items: Vec<T>) -> Result<Vec1<T>, ImapError> {
     Vec1::try_from(items).map_err(|_| ImapError::Protocol("empty list".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imap_next::imap_types::response::CodeOther;
+
+    fn no(code: Code<'static>) -> StatusBody<'static> {
+        StatusBody {
+            kind: imap_next::imap_types::response::StatusKind::No,
+            code: Some(code),
+            text: imap_next::imap_types::core::Text::try_from("later").unwrap(),
+        }
+    }
+
+    #[test]
+    fn codes_servers_invent_are_read_by_name() {
+        let throttled = no(Code::Other(CodeOther::unvalidated(&b"THROTTLED"[..])));
+        assert_eq!(status_text(&throttled), "[THROTTLED] later");
+        assert!(is_temporary_code(&throttled));
+        let limit = no(Code::Other(CodeOther::unvalidated(&b"LIMIT"[..])));
+        assert!(is_temporary_code(&limit) && is_limit_code(&limit));
+        let quota = no(Code::OverQuota);
+        assert!(!is_temporary_code(&quota) && !is_limit_code(&quota));
+    }
 }

@@ -5,8 +5,8 @@
 //! responses into the small values in [`super`].
 
 use super::{
-    code_name, is_temporary_code, status_text, tls, vec1, Folder, ImapError, Message, MessageMeta,
-    Quota, Selected,
+    code_name, is_limit_code, is_temporary_code, status_text, tls, vec1, Folder, ImapError,
+    Message, MessageMeta, Quota, Selected,
 };
 use crate::config::{Auth, Endpoint, Security};
 use imap_next::client::{Client, Event, Options};
@@ -689,6 +689,7 @@ impl Session {
                     results[i] = Some(Err(AppendRefusal {
                         text: format!("cannot be sent as an IMAP literal: {e}"),
                         temporary: false,
+                        limit: false,
                     }));
                     continue;
                 }
@@ -718,6 +719,7 @@ impl Session {
                                 _ => Err(AppendRefusal {
                                     text: status_text(&t.body),
                                     temporary: is_temporary_code(&t.body),
+                                    limit: is_limit_code(&t.body),
                                 }),
                             });
                         }
@@ -738,6 +740,7 @@ impl Session {
                         results[i] = Some(Err(AppendRefusal {
                             text: body.map(status_text).unwrap_or_else(|| "BYE".into()),
                             temporary: body.is_some_and(is_temporary_code),
+                            limit: body.is_some_and(is_limit_code),
                         }));
                     }
                 }
@@ -760,6 +763,9 @@ pub struct AppendRefusal {
     pub text: String,
     /// Whether it says to try later.
     pub temporary: bool,
+    /// Whether the code is `[LIMIT]`, which may be about the message rather
+    /// than the rate (see `copy::judge`).
+    pub limit: bool,
 }
 
 fn refusal(command: &'static str, status: &Status) -> ImapError {
