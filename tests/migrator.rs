@@ -1023,27 +1023,7 @@ fn metrics_are_served_during_the_run_and_match_what_was_copied() {
     }
     assert_eq!(coexist_e2e::http_get(addr, "/healthz").0, 200);
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is installed");
-    use std::io::Write;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    coexist_e2e::promtool_check_metrics(&page);
 
     proxy.release();
     let status = child.wait().unwrap();

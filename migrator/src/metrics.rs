@@ -9,7 +9,7 @@
 
 use crate::imap::ImapError;
 use prometheus::Registry;
-use prometheus::{Counter, Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, TextEncoder};
+use prometheus::{Counter, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use tokio_util::sync::CancellationToken;
@@ -214,13 +214,7 @@ impl Metrics {
 
     /// Renders the registry, and the process metrics, in the text format.
     pub fn render(&self) -> Vec<u8> {
-        let mut families = self.registry.gather();
-        families.extend(prometheus::gather());
-        let mut out = Vec::with_capacity(4096);
-        TextEncoder::new()
-            .encode(&families, &mut out)
-            .expect("text encoding cannot fail");
-        out
+        relay::metrics::render_with_process(&self.registry)
     }
 }
 

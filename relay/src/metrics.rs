@@ -187,14 +187,20 @@ impl Metrics {
 
     /// Renders the registry in the Prometheus text format.
     pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8192);
-        let mut families = self.registry.gather();
-        families.extend(prometheus::gather()); // process_* metrics from the default registry
-        TextEncoder::new()
-            .encode(&families, &mut out)
-            .expect("text encoding cannot fail");
-        out
+        render_with_process(&self.registry)
     }
+}
+
+/// A registry and the process_* metrics (kept in the default registry) in the
+/// Prometheus text format; the migrator serves its own registry the same way.
+pub fn render_with_process(registry: &Registry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8192);
+    let mut families = registry.gather();
+    families.extend(prometheus::gather());
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .expect("text encoding cannot fail");
+    out
 }
 
 /// The process-wide metric set.
