@@ -5,24 +5,27 @@
 #   bench/fuzz.sh [SECONDS] [TARGET...]     (default: 60 s, every target)
 #
 # Works on the stable toolchain: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags
-# (AddressSanitizer, sancov). The committed seeds in fuzz/corpus/<target>/ are read
-# only; what the fuzzer discovers goes to fuzz/corpus-work/<target>/ (git-ignored), and
+# (sanitizer, sancov). The committed seeds in fuzz/corpus/<target>/ are read only;
+# what the fuzzer discovers goes to fuzz/corpus-work/<target>/ (git-ignored), and
 # crashes to fuzz/artifacts/<target>/ (git-ignored). Prints one "target executions"
 # line per target, then "fuzz: N passed, M failed", and exits non-zero if any target
-# crashed, hung (one input over 25 s) or ran out of memory.
+# panicked, leaked, hung (one input over 25 s) or ran out of memory.
 #
-# Build configuration (the same flags for `build` and `run`, else `run` rebuilds):
-# - AddressSanitizer kept (cargo-fuzz's default). The relay is `forbid(unsafe_code)`, so
-#   ASan only watches the unsafe code underneath (std, tokio, memchr, hashbrown, ...),
-#   but it also brings LeakSanitizer, and a leak per message or session is a real bug
-#   for a daemon. Its price, measured on cold builds (bench/RESULTS.md, "Fuzzing"):
-#   about 16-18 CPU-minutes instead of 10 with `--sanitizer none`, and fewer executions
-#   per second. CI can afford it: its budget is 90 min and the rest of CI takes ~8.
+# Build configuration (the same flags for `build` and `run`, else `run` rebuilds).
+# Figures: bench/RESULTS.md, "Fuzzing" (cold builds on 2 shared cores).
+# - Sanitizer: LeakSanitizer alone (`--sanitizer leak`), not cargo-fuzz's default
+#   AddressSanitizer; FUZZ_SANITIZER=address bench/fuzz.sh 600 runs the ASan build.
+#   The relay is `forbid(unsafe_code)` and the fuzzed paths' unsafe code is std,
+#   tokio, memchr, hashbrown, so ASan's memory checks watch little of ours; what we
+#   do want from it is leak detection (a leak per message or session is a real bug for
+#   a daemon), and LSan alone gives that. Measured: the ASan build costs 16-20
+#   CPU-minutes against 10-13 for LSan (10 for none), and runs 3.5x (smtp_command) to 7x
+#   (smtp_session) fewer executions in the same 30 s.
 # - Optimized with debug assertions and overflow checks (cargo-fuzz's default; `-O`
 #   turns the checks off): an overflow in size or offset arithmetic is a finding.
-#   No measurable build cost (16.1 CPU-min with them, 17.7 with -O, same load noise).
+#   No measurable build cost (ASan: 16-19 CPU-min with them, 18-20 with -O).
 # - Built once for all targets (one `cargo fuzz build`, one dependency graph).
-# - codegen-units left at cargo-fuzz's 1: 16 measured no cheaper (19 CPU-min).
+# - codegen-units left at cargo-fuzz's 1: 16 measured no cheaper (ASan: 19 CPU-min).
 # - fuzz/Cargo.lock is committed (seeded from the workspace's), so every run builds
 #   the same dependency versions as the relay ships.
 set -euo pipefail
