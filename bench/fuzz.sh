@@ -27,7 +27,7 @@
 # - Built once for all targets (one `cargo fuzz build`, one dependency graph).
 # - codegen-units left at cargo-fuzz's 1: 16 measured no cheaper (ASan: 19 CPU-min).
 # - fuzz/Cargo.lock is committed (seeded from the workspace's), so every run builds
-#   the same dependency versions as the relay ships.
+#   the same dependency versions as the relay ships; a stale one fails the run (below).
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -40,6 +40,15 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install --locked --version 0.13.2 cargo-fuzz
 fi
 export RUSTC_BOOTSTRAP=1
+
+# cargo-fuzz has no --locked: check the committed fuzz/Cargo.lock first, so a stale one
+# fails here instead of being silently re-resolved (it is stale when relay/Cargo.toml
+# gained or changed a dependency).
+if ! cargo fetch --locked --quiet; then
+    echo "fuzz.sh: fuzz/Cargo.lock is out of date; run 'cargo fetch' in fuzz/" \
+        "(a minimal update) and commit fuzz/Cargo.lock" >&2
+    exit 1
+fi
 
 flags=(--sanitizer "${FUZZ_SANITIZER:-leak}")
 
