@@ -5,7 +5,7 @@
 #   bench/fuzz.sh [SECONDS] [TARGET...]     (default: 60 s, every target)
 #
 # Works on the stable toolchain: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags
-# (sanitizer, sancov). The committed seeds in fuzz/corpus/<target>/ are read only;
+# (sanitizer, sancov). The committed corpus in fuzz/corpus/<target>/ is read only;
 # what the fuzzer discovers goes to fuzz/corpus-work/<target>/ (git-ignored), and
 # crashes to fuzz/artifacts/<target>/ (git-ignored). Prints one "target executions"
 # line per target, then "fuzz: N passed, M failed", and exits non-zero if any target
