@@ -237,6 +237,7 @@ pub async fn sync_folder(
     counters: &mut Counters,
 ) -> Result<(), CopyError> {
     let metrics = metrics();
+    let prepare_started = std::time::Instant::now();
     let selected = src.open(&plan.source, false).await.map_err(on("source"))?;
     let mut must_match = state.uid_validity == 0 && state.copied.is_empty();
     if state.uid_validity != 0 && state.uid_validity != selected.uid_validity {
@@ -324,10 +325,22 @@ pub async fn sync_folder(
         batches.push(current);
     }
 
+    tracing::debug!(
+        "{}: {} to copy in {} batch(es); prepared in {:?}",
+        plan.source,
+        todo.len(),
+        batches.len(),
+        prepare_started.elapsed()
+    );
+    let folder_started = std::time::Instant::now();
+    let (mut t_fetch, mut t_append, mut t_save) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let n_batches = batches.len();
     for batch in batches {
         let mut remaining = batch;
         for attempt in 1..=ATTEMPTS {
+            let t0 = std::time::Instant::now();
             let messages = src.messages(&remaining).await.map_err(on("source"))?;
+            let t1 = std::time::Instant::now();
             let fetched: Vec<u32> = messages.iter().map(|m| m.uid).collect();
             // A UID that vanished between SEARCH and FETCH was expunged: nothing to copy.
             remaining.retain(|u| fetched.contains(u));
@@ -348,9 +361,13 @@ pub async fn sync_folder(
                 .iter()
                 .map(|m| (m.uid, m.body.len() as u64))
                 .collect();
+            let sizes_len = sizes.len();
             state.pending = remaining.clone();
             sink.save(&plan.source, state)?;
+            let t2 = std::time::Instant::now();
+            let batch_bytes: u64 = sizes.iter().map(|s| s.1).sum();
             let results = append(dst, &plan.target, messages).await?;
+            let t3 = std::time::Instant::now();
             let verdicts = judge(&results, attempt < ATTEMPTS);
             let mut retry = Vec::new();
             let mut slow_down = None;
@@ -390,6 +407,20 @@ pub async fn sync_folder(
             }
             state.pending.clear();
             sink.save(&plan.source, state)?;
+            let t4 = std::time::Instant::now();
+            t_fetch += t1 - t0;
+            t_save += (t2 - t1) + (t4 - t3);
+            t_append += t3 - t2;
+            tracing::debug!(
+                "{}: batch of {} ({} B): fetch {:?}, save pending {:?}, append {:?}, save {:?}",
+                plan.source,
+                sizes_len,
+                batch_bytes,
+                t1 - t0,
+                t2 - t1,
+                t3 - t2,
+                t4 - t3
+            );
             let Some(why) = slow_down else {
                 break;
             };
@@ -405,6 +436,11 @@ pub async fn sync_folder(
             remaining = retry;
         }
     }
+    tracing::debug!(
+        "{}: {n_batches} batch(es) in {:?}: fetch {t_fetch:?}, append {t_append:?}, save {t_save:?}",
+        plan.source,
+        folder_started.elapsed()
+    );
     Ok(())
 }
 

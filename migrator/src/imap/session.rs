@@ -200,6 +200,7 @@ impl Session {
         session.refresh_capabilities().await?;
         session.login(endpoint, login, secret).await?;
         session.refresh_capabilities().await?;
+        tracing::debug!("{}: capabilities {:?}", session.label, session.capabilities);
         Ok(session)
     }
 
