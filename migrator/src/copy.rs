@@ -594,7 +594,9 @@ impl Appender<'_> {
         self.times.append += append_time;
         // Every UID of the batch is now copied, refused, or was expunged
         // between SEARCH and FETCH (nothing to copy).
-        self.state.pending.retain(|u| uids.binary_search(u).is_err());
+        self.state
+            .pending
+            .retain(|u| uids.binary_search(u).is_err());
         if self.last_save.elapsed() >= CHECKPOINT_INTERVAL {
             self.save()?;
         }
