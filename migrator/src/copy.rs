@@ -342,6 +342,13 @@ pub async fn sync_folder(
         batches.len(),
         prepare_started.elapsed()
     );
+    if batches.is_empty() {
+        return Ok(());
+    }
+    // APPEND into the selected mailbox: a server may open a mailbox that is not
+    // selected anew for every APPEND (Dovecot's maildir then re-reads its UID
+    // list each time, a cost that grows with the folder).
+    dst.open(&plan.target, true).await.map_err(on("target"))?;
     copy_batches(src, dst, plan, batches, state, sink, warnings, counters).await
 }
 
@@ -652,10 +659,11 @@ async fn append(
 async fn target_index(dst: &mut Session, folder: &str) -> Result<HashMap<String, u32>, CopyError> {
     let mut index = HashMap::new();
     let selected = dst.open(folder, false).await.map_err(on("target"))?;
-    if selected.exists == 0 {
-        return Ok(index);
-    }
-    let uids = dst.search(None, None).await.map_err(on("target"))?;
+    let uids = if selected.exists == 0 {
+        Vec::new()
+    } else {
+        dst.search(None, None).await.map_err(on("target"))?
+    };
     for chunk in uids.chunks(500) {
         for (_, header) in dst.headers(chunk).await.map_err(on("target"))? {
             *index.entry(match_key(&header)).or_insert(0) += 1;
