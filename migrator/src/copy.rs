@@ -2,10 +2,12 @@
 //!
 //! Per folder: EXAMINE the source (read-only, so \Seen never changes there),
 //! UID SEARCH by INTERNALDATE, drop the UIDs the checkpoint says are on the
-//! target, then FETCH in batches bounded by count and bytes and APPEND each batch
-//! pipelined with its flags and INTERNALDATE. Each batch is written down as
-//! `pending` before it is sent and moved to `copied` after the OKs, so a kill
-//! costs at most one batch of lookups, never a duplicate.
+//! target, SELECT the target folder, then FETCH in batches bounded by count and
+//! bytes and APPEND each batch pipelined with its flags and INTERNALDATE, the
+//! source fetching the next batches meanwhile. A window of batches is written
+//! down as `pending` before its first APPEND is sent, and UIDs move to `copied`
+//! after the OKs, so a kill costs at most one window of lookups, never a
+//! duplicate.
 //!
 //! When the checkpoint cannot be trusted — no state for the folder, UIDVALIDITY
 //! changed (RFC 3501 §2.3.1.1), or a batch was pending — messages are matched
@@ -345,9 +347,10 @@ pub async fn sync_folder(
     if batches.is_empty() {
         return Ok(());
     }
-    // APPEND into the selected mailbox: a server may open a mailbox that is not
-    // selected anew for every APPEND (Dovecot's maildir then re-reads its UID
-    // list each time, a cost that grows with the folder).
+    // APPEND into the selected mailbox. Into an unselected one, Dovecot
+    // (maildir) took longer per APPEND the bigger the folder: 3.5 ms per
+    // message into 6,000, against 1.3 ms with the folder selected (measured;
+    // presumably it opens the mailbox anew for each APPEND).
     dst.open(&plan.target, true).await.map_err(on("target"))?;
     copy_batches(src, dst, plan, batches, state, sink, warnings, counters).await
 }
