@@ -2,10 +2,12 @@
 //!
 //! Per folder: EXAMINE the source (read-only, so \Seen never changes there),
 //! UID SEARCH by INTERNALDATE, drop the UIDs the checkpoint says are on the
-//! target, then FETCH in batches bounded by count and bytes and APPEND each batch
-//! pipelined with its flags and INTERNALDATE. Each batch is written down as
-//! `pending` before it is sent and moved to `copied` after the OKs, so a kill
-//! costs at most one batch of lookups, never a duplicate.
+//! target, SELECT the target folder, then FETCH in batches bounded by count and
+//! bytes and APPEND each batch pipelined with its flags and INTERNALDATE, the
+//! source fetching the next batches meanwhile. A window of batches is written
+//! down as `pending` before its first APPEND is sent, and UIDs move to `copied`
+//! after the OKs, so a kill costs at most one window of lookups, never a
+//! duplicate.
 //!
 //! When the checkpoint cannot be trusted — no state for the folder, UIDVALIDITY
 //! changed (RFC 3501 §2.3.1.1), or a batch was pending — messages are matched
@@ -21,12 +23,22 @@ use mail_parser::MimeHeaders;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// At most this many messages per FETCH/APPEND batch.
 const BATCH_MESSAGES: usize = 64;
 /// At most this many bytes per batch (a bigger message goes alone): bounds memory.
 const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// Fetched bytes between the two sides at once: the batch being appended and
+/// those fetched meanwhile (a bigger message goes alone).
+const IN_FLIGHT_BYTES: u64 = 2 * BATCH_BYTES;
+/// Batches fetched ahead of the one being appended.
+const FETCH_AHEAD: usize = 2;
+/// The checkpoint is written when a window of at least this many messages
+/// starts (all of them `pending`)...
+const CHECKPOINT_MESSAGES: usize = 512;
+/// ...and after a batch when this long has passed since the last write.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 /// Attempts for a message the target refuses with a "try later" code.
 const ATTEMPTS: u32 = 5;
 
@@ -237,6 +249,7 @@ pub async fn sync_folder(
     counters: &mut Counters,
 ) -> Result<(), CopyError> {
     let metrics = metrics();
+    let prepare_started = Instant::now();
     let selected = src.open(&plan.source, false).await.map_err(on("source"))?;
     let mut must_match = state.uid_validity == 0 && state.copied.is_empty();
     if state.uid_validity != 0 && state.uid_validity != selected.uid_validity {
@@ -307,80 +320,265 @@ pub async fn sync_folder(
     for chunk in todo.chunks(1000) {
         sizes.extend(src.sizes(chunk).await.map_err(on("source"))?);
     }
-    let mut batches: Vec<Vec<u32>> = Vec::new();
+    let mut batches: Vec<(Vec<u32>, u64)> = Vec::new();
     let mut current = Vec::new();
     let mut current_bytes = 0u64;
     for m in &sizes {
         if !current.is_empty()
             && (current.len() >= BATCH_MESSAGES || current_bytes + u64::from(m.size) > BATCH_BYTES)
         {
-            batches.push(std::mem::take(&mut current));
+            batches.push((std::mem::take(&mut current), current_bytes));
             current_bytes = 0;
         }
         current.push(m.uid);
         current_bytes += u64::from(m.size);
     }
     if !current.is_empty() {
-        batches.push(current);
+        batches.push((current, current_bytes));
     }
 
-    for batch in batches {
-        let mut remaining = batch;
-        for attempt in 1..=ATTEMPTS {
-            let messages = src.messages(&remaining).await.map_err(on("source"))?;
-            let fetched: Vec<u32> = messages.iter().map(|m| m.uid).collect();
-            // A UID that vanished between SEARCH and FETCH was expunged: nothing to copy.
-            remaining.retain(|u| fetched.contains(u));
-            if plan.calendar {
-                for m in &messages {
-                    if attempt == 1 {
-                        if let Some(reason) = check_calendar_item(&m.body) {
-                            warnings.push(Warning {
-                                folder: plan.source.clone(),
-                                uid: m.uid,
-                                reason,
-                            });
-                        }
-                    }
+    tracing::debug!(
+        "{}: {} to copy in {} batch(es); prepared in {:?}",
+        plan.source,
+        todo.len(),
+        batches.len(),
+        prepare_started.elapsed()
+    );
+    if batches.is_empty() {
+        return Ok(());
+    }
+    // APPEND into the selected mailbox. Into an unselected one, Dovecot
+    // (maildir) took longer per APPEND the bigger the folder: 3.5 ms per
+    // message into 6,000, against 1.3 ms with the folder selected (measured;
+    // presumably it opens the mailbox anew for each APPEND).
+    dst.open(&plan.target, true).await.map_err(on("target"))?;
+    copy_batches(src, dst, plan, batches, state, sink, warnings, counters).await
+}
+
+/// One fetched batch on its way to the target. It holds its share of the
+/// in-flight byte budget until it is dropped.
+struct Fetched<'a> {
+    /// The UIDs asked for (one expunged meanwhile has no message).
+    uids: Vec<u32>,
+    messages: Vec<Message>,
+    fetch_time: Duration,
+    _budget: tokio::sync::SemaphorePermit<'a>,
+}
+
+/// Copies `batches` (UIDs and RFC822.SIZE total each): the source FETCHes the
+/// next batches while the target APPENDs this one, over a channel bounded by
+/// batch count and by bytes ([`IN_FLIGHT_BYTES`]), so neither side waits for
+/// the other and memory stays bounded. The two futures run in this task, each
+/// on its own connection.
+#[allow(clippy::too_many_arguments)]
+async fn copy_batches(
+    src: &mut Session,
+    dst: &mut Session,
+    plan: &FolderPlan,
+    batches: Vec<(Vec<u32>, u64)>,
+    state: &mut FolderState,
+    sink: &mut (dyn Sink + Send),
+    warnings: &mut Vec<Warning>,
+    counters: &mut Counters,
+) -> Result<(), CopyError> {
+    let started = Instant::now();
+    let budget = tokio::sync::Semaphore::new(IN_FLIGHT_BYTES as usize);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Fetched<'_>>(FETCH_AHEAD);
+    let mut appender = Appender {
+        dst,
+        plan,
+        ahead: batches.iter().map(|(uids, _)| uids.clone()).collect(),
+        next: 0,
+        window_end: 0,
+        last_save: Instant::now(),
+        state,
+        sink,
+        warnings,
+        counters,
+        times: Times::default(),
+    };
+    let fetch = async {
+        let tx = tx;
+        let mut fetch_time = Duration::ZERO;
+        for (uids, bytes) in batches {
+            // A message bigger than the budget goes alone.
+            let want = bytes.clamp(1, IN_FLIGHT_BYTES) as u32;
+            let Ok(permit) = budget.acquire_many(want).await else {
+                break; // the appender stopped
+            };
+            if tx.is_closed() {
+                break;
+            }
+            let t = Instant::now();
+            let messages = src.messages(&uids).await.map_err(on("source"))?;
+            fetch_time += t.elapsed();
+            let batch = Fetched {
+                uids,
+                messages,
+                fetch_time: t.elapsed(),
+                _budget: permit,
+            };
+            if tx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        Ok::<_, CopyError>(fetch_time)
+    };
+    let append = async {
+        let mut rx = rx;
+        let mut result = Ok(());
+        loop {
+            let t = Instant::now();
+            let Some(batch) = rx.recv().await else {
+                break;
+            };
+            appender.times.wait += t.elapsed();
+            if let Err(e) = appender.batch(batch).await {
+                result = Err(e);
+                break;
+            }
+        }
+        // Stop the fetcher at its next step; what it fetched is dropped.
+        drop(rx);
+        budget.close();
+        // Whatever the outcome, record what the target confirmed; `pending`
+        // still names every UID that may have been sent without an answer.
+        let saved = appender.save();
+        result.and(saved)
+    };
+    let (fetched, appended) = tokio::join!(fetch, append);
+    let t = &appender.times;
+    tracing::debug!(
+        "{}: {} batch(es) in {:?}: fetch {:?}, append {:?}, waiting for the source {:?}, {} checkpoint save(s) {:?}",
+        plan.source,
+        appender.next,
+        started.elapsed(),
+        fetched.as_ref().copied().unwrap_or_default(),
+        t.append,
+        t.wait,
+        t.saves,
+        t.save
+    );
+    appended?;
+    fetched.map(|_| ())
+}
+
+/// Where the append side's time went, for the debug trace.
+#[derive(Debug, Default)]
+struct Times {
+    append: Duration,
+    wait: Duration,
+    save: Duration,
+    saves: u32,
+}
+
+/// The target side of [`copy_batches`]: APPENDs each batch, retries what the
+/// target asks to slow down for, and keeps the checkpoint.
+///
+/// The checkpoint is saved when a window of batches (at least
+/// [`CHECKPOINT_MESSAGES`] messages) starts, with the whole window as
+/// `pending`, and after a batch when [`CHECKPOINT_INTERVAL`] has passed: a
+/// UID is recorded as copied only after the target's OK, and every UID that
+/// may be on the target without being recorded is `pending`, so a re-run looks
+/// it up instead of sending it again.
+struct Appender<'a> {
+    dst: &'a mut Session,
+    plan: &'a FolderPlan,
+    /// Every batch's UIDs, in order.
+    ahead: Vec<Vec<u32>>,
+    /// Index of the next batch to come.
+    next: usize,
+    /// First batch not covered by the saved `pending`.
+    window_end: usize,
+    last_save: Instant,
+    state: &'a mut FolderState,
+    sink: &'a mut (dyn Sink + Send),
+    warnings: &'a mut Vec<Warning>,
+    counters: &'a mut Counters,
+    times: Times,
+}
+
+impl Appender<'_> {
+    fn save(&mut self) -> Result<(), CopyError> {
+        let t = Instant::now();
+        self.sink.save(&self.plan.source, self.state)?;
+        self.last_save = Instant::now();
+        self.times.save += t.elapsed();
+        self.times.saves += 1;
+        Ok(())
+    }
+
+    async fn batch(&mut self, batch: Fetched<'_>) -> Result<(), CopyError> {
+        let metrics = metrics();
+        let plan = self.plan;
+        let index = self.next;
+        self.next += 1;
+        if index >= self.window_end {
+            // Written down before the first APPEND of the window is sent.
+            let mut end = index;
+            let mut count = 0;
+            while end < self.ahead.len() && count < CHECKPOINT_MESSAGES {
+                count += self.ahead[end].len();
+                end += 1;
+            }
+            self.state.pending = self.ahead[index..end].concat();
+            self.window_end = end;
+            self.save()?;
+        }
+        let Fetched {
+            mut uids,
+            mut messages,
+            fetch_time,
+            ..
+        } = batch;
+        uids.sort_unstable();
+        if plan.calendar {
+            for m in &messages {
+                if let Some(reason) = check_calendar_item(&m.body) {
+                    self.warnings.push(Warning {
+                        folder: plan.source.clone(),
+                        uid: m.uid,
+                        reason,
+                    });
                 }
             }
-            let sizes: Vec<(u32, u64)> = messages
-                .iter()
-                .map(|m| (m.uid, m.body.len() as u64))
-                .collect();
-            state.pending = remaining.clone();
-            sink.save(&plan.source, state)?;
-            let results = append(dst, &plan.target, messages).await?;
+        }
+        let bytes: u64 = messages.iter().map(|m| m.body.len() as u64).sum();
+        let count = messages.len();
+        let t = Instant::now();
+        for attempt in 1..=ATTEMPTS {
+            let results = append(self.dst, &plan.target, &messages).await?;
             let verdicts = judge(&results, attempt < ATTEMPTS);
             let mut retry = Vec::new();
             let mut slow_down = None;
-            for (((uid, size), result), verdict) in sizes.into_iter().zip(results).zip(verdicts) {
+            for ((m, result), verdict) in messages.iter().zip(results).zip(verdicts) {
+                let (uid, size) = (m.uid, m.body.len() as u64);
                 match (result, verdict) {
                     (Ok(()), _) => {
-                        state.copied.insert(uid);
-                        counters.copied += 1;
-                        counters.bytes += size;
+                        self.state.copied.insert(uid);
+                        self.counters.copied += 1;
+                        self.counters.bytes += size;
                         metrics.messages_copied.inc();
                         metrics.bytes_copied.inc_by(size);
-                        sink.progress(1, size);
+                        self.sink.progress(1, size);
                     }
                     (Err(refusal), Verdict::Retry) => {
-                        counters.throttled += 1;
+                        self.counters.throttled += 1;
                         metrics.error(ErrorKind::Throttled);
                         slow_down.get_or_insert(refusal.text);
                         retry.push(uid);
                     }
                     (Err(refusal), Verdict::Refused) => {
-                        state.refused.insert(uid);
-                        counters.failed += 1;
+                        self.state.refused.insert(uid);
+                        self.counters.failed += 1;
                         metrics.error(ErrorKind::Refused);
-                        sink.progress(1, 0);
+                        self.sink.progress(1, 0);
                         tracing::warn!(
                             "{}: UID {uid}: the target refused it: {}",
                             plan.source,
                             refusal.text
                         );
-                        warnings.push(Warning {
+                        self.warnings.push(Warning {
                             folder: plan.source.clone(),
                             uid,
                             reason: format!("target refused it: {}", refusal.text),
@@ -388,8 +586,6 @@ pub async fn sync_folder(
                     }
                 }
             }
-            state.pending.clear();
-            sink.save(&plan.source, state)?;
             let Some(why) = slow_down else {
                 break;
             };
@@ -402,10 +598,24 @@ pub async fn sync_folder(
             );
             metrics.backoff_seconds.inc_by(delay.as_secs_f64());
             tokio::time::sleep(delay).await;
-            remaining = retry;
+            messages.retain(|m| retry.contains(&m.uid));
         }
+        let append_time = t.elapsed();
+        self.times.append += append_time;
+        // Every UID of the batch is now copied, refused, or was expunged
+        // between SEARCH and FETCH (nothing to copy).
+        self.state
+            .pending
+            .retain(|u| uids.binary_search(u).is_err());
+        if self.last_save.elapsed() >= CHECKPOINT_INTERVAL {
+            self.save()?;
+        }
+        tracing::trace!(
+            "{}: batch {index}: {count} message(s), {bytes} B: fetch {fetch_time:?}, append {append_time:?}",
+            plan.source
+        );
+        Ok(())
     }
-    Ok(())
 }
 
 /// What to do with one APPEND's outcome.
@@ -443,7 +653,7 @@ fn judge(results: &[Result<(), AppendRefusal>], may_retry: bool) -> Vec<Verdict>
 async fn append(
     dst: &mut Session,
     folder: &str,
-    messages: Vec<Message>,
+    messages: &[Message],
 ) -> Result<Vec<Result<(), AppendRefusal>>, CopyError> {
     dst.append(folder, messages).await.map_err(on("target"))
 }
@@ -452,10 +662,11 @@ async fn append(
 async fn target_index(dst: &mut Session, folder: &str) -> Result<HashMap<String, u32>, CopyError> {
     let mut index = HashMap::new();
     let selected = dst.open(folder, false).await.map_err(on("target"))?;
-    if selected.exists == 0 {
-        return Ok(index);
-    }
-    let uids = dst.search(None, None).await.map_err(on("target"))?;
+    let uids = if selected.exists == 0 {
+        Vec::new()
+    } else {
+        dst.search(None, None).await.map_err(on("target"))?
+    };
     for chunk in uids.chunks(500) {
         for (_, header) in dst.headers(chunk).await.map_err(on("target"))? {
             *index.entry(match_key(&header)).or_insert(0) += 1;

@@ -2,7 +2,7 @@
 //!
 //! The file says where the user is (forwarding set, copying n of m, migrated,
 //! failed and why) and, per source folder, the UIDVALIDITY and the set of source
-//! UIDs already on the target. A batch of APPENDs is first written down as
+//! UIDs already on the target. A window of APPENDs is first written down as
 //! `pending`: if the process dies before the server's OKs are recorded, the next
 //! run looks those messages up on the target (Message-ID or header hash) instead
 //! of copying them again. Every save is temp file + fsync + rename + folder fsync,

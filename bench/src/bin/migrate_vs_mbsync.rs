@@ -191,6 +191,18 @@ fn timed(cmd: &mut Command) -> (f64, f64) {
     let t = Instant::now();
     let out = cmd.output().expect("start");
     let wall = t.elapsed().as_secs_f64();
+    // MIGRATE_VS_MBSYNC_LOGS=FILE keeps every run's stderr (with RUST_LOG, the
+    // migrator's per-batch timings).
+    if let Ok(log) = std::env::var("MIGRATE_VS_MBSYNC_LOGS") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("MIGRATE_VS_MBSYNC_LOGS");
+        let _ = writeln!(f, "=== {cmd:?}: {wall:.2} s");
+        let _ = f.write_all(&out.stderr);
+    }
     assert!(
         out.status.success(),
         "{:?} failed:\n{}\n{}",

@@ -200,6 +200,7 @@ impl Session {
         session.refresh_capabilities().await?;
         session.login(endpoint, login, secret).await?;
         session.refresh_capabilities().await?;
+        tracing::debug!("{}: capabilities {:?}", session.label, session.capabilities);
         Ok(session)
     }
 
@@ -674,15 +675,16 @@ impl Session {
     pub async fn append(
         &mut self,
         folder: &str,
-        messages: Vec<Message>,
+        messages: &[Message],
     ) -> Result<Vec<Result<(), AppendRefusal>>, ImapError> {
         let non_sync = self.has("LITERAL+");
         let mb = mailbox(folder)?;
         let mut results: Vec<Option<Result<(), AppendRefusal>>> = vec![None; messages.len()];
         let mut by_tag = HashMap::new();
         let mut by_handle = HashMap::new();
-        for (i, m) in messages.into_iter().enumerate() {
-            let literal = match Literal::try_from(m.body) {
+        for (i, m) in messages.iter().enumerate() {
+            // A copy: the caller keeps the message to send again if throttled.
+            let literal = match Literal::try_from(m.body.clone()) {
                 Ok(l) if non_sync => l.into_non_sync(),
                 Ok(l) => l,
                 Err(e) => {
@@ -696,8 +698,8 @@ impl Session {
             };
             let body = CommandBody::Append {
                 mailbox: mb.clone(),
-                flags: m.flags,
-                date: m.date,
+                flags: m.flags.clone(),
+                date: m.date.clone(),
                 message: LiteralOrLiteral8::Literal(literal),
             };
             let (tag, command) = self.command(body)?;
