@@ -26,7 +26,6 @@
 //! for a nearly full disk does not fail its neighbours. The thread never stops on
 //! an error; it ends when the spool is dropped, after its last batch.
 
-use super::file_format;
 use super::index::Index;
 use super::segment::{self, Location};
 use std::collections::HashMap;
@@ -430,19 +429,13 @@ impl Worker {
     }
 
     fn append_done(&mut self, segment: u64, id: &str) -> io::Result<()> {
-        use std::io::Write;
         let file = match self.done_files.entry(segment) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .mode(FILE_MODE)
-                    .open(self.queue.join(segment::done_name(segment)))?,
-            ),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(segment::open_done(
+                &self.queue.join(segment::done_name(segment)),
+            )?),
         };
-        // One write per line, so a crash can cut only the last one.
-        file.write_all(format!("{id}\n").as_bytes())
+        segment::write_done(file, id)
     }
 
     /// Deletes a sealed segment with nothing live (no fsync: if the deletion is
@@ -502,12 +495,12 @@ impl Worker {
         };
         let mut records = Vec::with_capacity(moving.len());
         for (id, at) in &moving {
-            match read_checked(&file, *at, id) {
+            match segment::read_record_bytes(&file, *at, id) {
                 Ok(bytes) => records.push(bytes),
                 Err(e) => {
                     // Leave the segment alone for a long while; recovery at the
                     // next start reports the record and keeps it for a human.
-                    tracing::error!(id, segment = number, error = %e, "cannot compact a spool segment");
+                    tracing::error!(id, segment = number, error = ?e, "cannot compact a spool segment");
                     if let Some(s) = self.index().segments.get_mut(&number) {
                         s.sealed_at = Some(Instant::now() + COMPACT_RETRY);
                     }
@@ -534,17 +527,6 @@ impl Worker {
             }
         }
         self.delete_if_finished(number);
-    }
-}
-
-/// The bytes of one record, checked (CRC, envelope, id) before they are copied.
-fn read_checked(file: &File, at: Location, id: &str) -> io::Result<Vec<u8>> {
-    let mut bytes = vec![0; at.len as usize];
-    file.read_exact_at(&mut bytes, at.offset)?;
-    match file_format::decode(&bytes) {
-        Ok(d) if d.envelope.id == id => Ok(bytes),
-        Ok(d) => Err(io::Error::other(format!("record holds {}", d.envelope.id))),
-        Err(e) => Err(io::Error::other(e)),
     }
 }
 

@@ -55,7 +55,7 @@ pub fn recover(queue: &Path, corrupt: Option<&Path>) -> Result<Recovered, SpoolE
     for &number in &listing.segments {
         replay(queue, corrupt, number, &mut index, &mut envelopes)?;
     }
-    if let Some(_rw) = corrupt {
+    if corrupt.is_some() {
         for number in listing.dones.difference(&listing.segments) {
             remove_file(&queue.join(segment::done_name(*number)))?;
         }
@@ -153,15 +153,9 @@ fn replay(
         }
     }
     if !duplicates.is_empty() {
-        let mut done = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&done_path)
-            .map_err(|e| SpoolError::io(&done_path, e))?;
+        let mut done = segment::open_done(&done_path).map_err(|e| SpoolError::io(&done_path, e))?;
         for id in duplicates {
-            done.write_all(format!("{id}\n").as_bytes())
-                .map_err(|e| SpoolError::io(&done_path, e))?;
+            segment::write_done(&mut done, &id).map_err(|e| SpoolError::io(&done_path, e))?;
         }
     }
     if index.segments.get(&number).is_some_and(|s| s.live == 0) {

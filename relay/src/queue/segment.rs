@@ -13,9 +13,9 @@
 use super::envelope::Envelope;
 use super::file_format::{self, FormatError, Head, MAX_FIRST_LINE};
 use std::collections::HashSet;
-use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 /// File name suffix of a segment.
@@ -60,6 +60,23 @@ pub struct Location {
 /// Reads the record at `at` and checks it (length, CRC, envelope, id);
 /// returns its envelope and the message bytes.
 pub fn read_record(file: &File, at: Location, id: &str) -> Result<(Envelope, Vec<u8>), ReadError> {
+    let (envelope, mut bytes, message_offset) = read_checked(file, at, id)?;
+    let message = bytes.split_off(message_offset);
+    Ok((envelope, message))
+}
+
+/// Reads the record at `at` and checks it as [`read_record`] does; returns the
+/// whole record as stored (compaction copies it unchanged).
+pub fn read_record_bytes(file: &File, at: Location, id: &str) -> Result<Vec<u8>, ReadError> {
+    Ok(read_checked(file, at, id)?.1)
+}
+
+/// The checked record: its envelope, its bytes and where the message starts in them.
+fn read_checked(
+    file: &File,
+    at: Location,
+    id: &str,
+) -> Result<(Envelope, Vec<u8>, usize), ReadError> {
     let len = usize::try_from(at.len).map_err(|_| ReadError::Format(FormatError::NotASpoolFile))?;
     let mut bytes = vec![0; len];
     file.read_exact_at(&mut bytes, at.offset)
@@ -71,8 +88,7 @@ pub fn read_record(file: &File, at: Location, id: &str) -> Result<(Envelope, Vec
             found: decoded.envelope.id,
         }));
     }
-    let message = bytes.split_off(decoded.message_offset);
-    Ok((decoded.envelope, message))
+    Ok((decoded.envelope, bytes, decoded.message_offset))
 }
 
 /// Why a record could not be read.
@@ -82,6 +98,21 @@ pub enum ReadError {
     Io(io::Error),
     /// The bytes are not the record expected.
     Format(FormatError),
+}
+
+/// Opens a `.done` list for appending (created if missing, for the relay's user only).
+pub fn open_done(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Appends one finished id to an open `.done` list, in one write so that a
+/// crash can cut only the last line (which [`read_done`] then ignores).
+pub fn write_done(done: &mut File, id: &str) -> io::Result<()> {
+    done.write_all(format!("{id}\n").as_bytes())
 }
 
 /// The ids in a `.done` file. A last line without its newline is a write a
