@@ -12,6 +12,7 @@
 //! - [`deliver`]: outbound: next hops (smarthost, MX), TLS policy, one SMTP
 //!   transaction per group of recipients, session reuse, DSNs.
 //! - [`rate`]: per-client connection and message rate limits.
+//! - [`safeio`]: crash-safe file replacement (temp file, fsync, rename, fsync dir).
 //! - [`tls`]: certificate loading and the development certificate.
 //! - [`metrics`]: the Prometheus metric set.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` on `[metrics] bind`.
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod queue;
 pub mod rate;
 pub mod route;
+pub mod safeio;
 pub mod server;
 pub mod smtp;
 pub mod tls;
