@@ -213,7 +213,7 @@ fn read_routing(d: &mut Diagnostics, root: &Section, base: &Path) -> Option<Rout
     };
     let template = t.required_string(d, "target_template", "\"{local}@tenant.cloud.example\"")?;
     let expanded = expand(template.get_ref(), "user@corp.example", "");
-    if relay::route::table::check_address(&expanded).is_err() {
+    if relay::address::check_address(&expanded).is_err() {
         d.error(
             Some(&template.span()),
             &t.key("target_template"),

@@ -3,7 +3,7 @@
 //! absent). Only enabled users can be migrated: a directory synchronised to the
 //! cloud keeps accounts disabled until they are activated.
 
-use relay::route::table::check_address;
+use relay::address::check_address;
 use std::path::{Path, PathBuf};
 
 /// One user of the directory.
@@ -127,7 +127,7 @@ pub fn parse<R: std::io::Read>(
         };
         if users
             .iter()
-            .any(|u: &User| relay::route::table::same_address(&u.address, &row.address))
+            .any(|u: &User| relay::address::same_address(&u.address, &row.address))
         {
             bad(format!("address {:?} is listed twice", row.address));
             continue;
@@ -151,7 +151,7 @@ pub fn parse<R: std::io::Read>(
 pub fn find<'u>(users: &'u [User], address: &str) -> Option<&'u User> {
     users
         .iter()
-        .find(|u| relay::route::table::same_address(&u.address, address))
+        .find(|u| relay::address::same_address(&u.address, address))
 }
 
 #[cfg(test)]

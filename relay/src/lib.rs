@@ -3,6 +3,7 @@
 //! # Layout
 //! The modules follow the path of a message (see `shared/DESIGN.md`):
 //!
+//! - [`address`]: address syntax (envelope paths, table addresses) and comparison.
 //! - [`config`]: `relay.toml` into typed values; every error with file, line, key.
 //! - [`server`]: listeners, accept loop, connection caps, drain on shutdown.
 //! - [`smtp`]: one inbound SMTP session: commands, DATA/BDAT, STARTTLS, replies.
@@ -19,6 +20,7 @@
 //! - [`doctor`]: `coexist-relay doctor`: config, certificate, next hops, DNS, spool.
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod config;
 pub mod deliver;
 pub mod doctor;

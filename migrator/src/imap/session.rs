@@ -78,7 +78,7 @@ fn password(endpoint: &Endpoint, login: &str) -> Result<String, ImapError> {
         // Lines "login password"; the password is the rest of the line.
         Auth::Password => lines.find_map(|l| {
             let (user, pass) = l.split_once(char::is_whitespace)?;
-            relay::route::table::same_address(user, login).then(|| pass.trim().to_string())
+            relay::address::same_address(user, login).then(|| pass.trim().to_string())
         }),
         Auth::Master | Auth::Authzid => lines.next().map(str::to_string),
     };

@@ -27,6 +27,7 @@
 //! an error; it ends when the spool is dropped, after its last batch.
 
 use super::index::Index;
+use super::layout::{self, FILE_MODE};
 use super::segment::{self, Location};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -62,8 +63,6 @@ impl Default for Tuning {
 const COMPACT_RETRY: Duration = Duration::from_secs(3600);
 /// How long the thread waits for work before it does idle housekeeping.
 const IDLE_TICK: Duration = Duration::from_secs(1);
-/// Spool files are for the relay's user only.
-const FILE_MODE: u32 = 0o600;
 
 /// A message record to append.
 pub struct Append {
@@ -346,7 +345,7 @@ impl Worker {
         }
         if self.head.is_none() {
             let number = self.next_segment;
-            let path = self.queue.join(segment::segment_name(number));
+            let path = self.queue.join(layout::segment_name(number));
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -408,9 +407,7 @@ impl Worker {
     /// Marks a message finished in its segment's `.done` list.
     fn finish(&mut self, id: &str, at: Location, has_state: bool) {
         if has_state {
-            let path = self
-                .queue
-                .join(format!("{id}{}", super::spool::STATE_SUFFIX));
+            let path = self.queue.join(layout::state_name(id));
             if let Err(e) = fs::remove_file(&path) {
                 if e.kind() != io::ErrorKind::NotFound {
                     tracing::warn!(path = %path.display(), error = %e, "cannot remove delivery state");
@@ -432,7 +429,7 @@ impl Worker {
         let file = match self.done_files.entry(segment) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(segment::open_done(
-                &self.queue.join(segment::done_name(segment)),
+                &self.queue.join(layout::done_name(segment)),
             )?),
         };
         segment::write_done(file, id)
@@ -456,7 +453,7 @@ impl Worker {
             return;
         }
         self.done_files.remove(&number);
-        for name in [segment::segment_name(number), segment::done_name(number)] {
+        for name in [layout::segment_name(number), layout::done_name(number)] {
             let path = self.queue.join(name);
             if let Err(e) = fs::remove_file(&path) {
                 if e.kind() != io::ErrorKind::NotFound {

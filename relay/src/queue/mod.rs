@@ -2,6 +2,8 @@
 //!
 //! - [`envelope`]: what is stored with each message.
 //! - [`spool`]: the durable spool's API the rest of the relay uses.
+//! - [`layout`]: every file name, suffix and mode under `spool_dir`.
+//! - `error`: [`SpoolError`](spool::SpoolError), why a spool operation failed.
 //! - [`file_format`]: the bytes of one message record (no I/O).
 //! - `segment`: segment files of records, and their lists of finished ones.
 //! - `group_commit`: the thread that appends records in durable batches,
@@ -19,10 +21,12 @@ pub mod admin;
 pub mod attempt;
 pub mod bounce;
 pub mod envelope;
+mod error;
 pub mod file_format;
 mod group_commit;
 pub mod id;
 mod index;
+pub mod layout;
 pub mod manager;
 mod recovery;
 pub mod retry;

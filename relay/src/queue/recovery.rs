@@ -10,14 +10,16 @@
 //! record lengths that would say where the next one starts are gone).
 
 use super::envelope::Envelope;
+use super::error::SpoolError;
 use super::file_format::FormatError;
 use super::index::{Index, Segment};
+use super::layout::{self, fsync_dir, Name, FILE_MODE};
 use super::segment::{self, End, Found, Location};
-use super::spool::{SpoolError, STATE_SUFFIX, TMP_SUFFIX};
+use crate::safeio::{self, Mode};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,14 +59,14 @@ pub fn recover(queue: &Path, corrupt: Option<&Path>) -> Result<Recovered, SpoolE
     }
     if corrupt.is_some() {
         for number in listing.dones.difference(&listing.segments) {
-            remove_file(&queue.join(segment::done_name(*number)))?;
+            remove_file(&queue.join(layout::done_name(*number)))?;
         }
     }
     for id in &listing.states {
         let Some(entry) = index.messages.get_mut(id) else {
             // The message finished; the crash came before its state went.
             if corrupt.is_some() {
-                remove_file(&queue.join(format!("{id}{STATE_SUFFIX}")))?;
+                remove_file(&queue.join(layout::state_name(id)))?;
             }
             continue;
         };
@@ -76,7 +78,7 @@ pub fn recover(queue: &Path, corrupt: Option<&Path>) -> Result<Recovered, SpoolE
             Err(e) => {
                 tracing::error!(error = %e, "bad delivery state; using the state stored with the message");
                 if let Some(corrupt) = corrupt {
-                    let name = format!("{id}{STATE_SUFFIX}");
+                    let name = layout::state_name(id);
                     let from = queue.join(&name);
                     fs::rename(&from, corrupt.join(&name)).map_err(|e| SpoolError::io(from, e))?;
                     fsync_dir(corrupt)?;
@@ -100,8 +102,8 @@ fn replay(
     index: &mut Index,
     envelopes: &mut BTreeMap<String, Envelope>,
 ) -> Result<(), SpoolError> {
-    let path = queue.join(segment::segment_name(number));
-    let done_path = queue.join(segment::done_name(number));
+    let path = queue.join(layout::segment_name(number));
+    let done_path = queue.join(layout::done_name(number));
     let file = File::open(&path).map_err(|e| SpoolError::io(&path, e))?;
     let finished = segment::read_done(&done_path).map_err(|e| SpoolError::io(&done_path, e))?;
     let size = file.metadata().map_err(|e| SpoolError::io(&path, e))?.len();
@@ -182,20 +184,13 @@ fn quarantine(
     let mut bytes = vec![0; len as usize];
     file.read_exact_at(&mut bytes, offset)
         .map_err(|e| SpoolError::io(path, e))?;
-    let written = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&dest)
-        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()));
-    written.map_err(|e| SpoolError::io(&dest, e))?;
-    fsync_dir(corrupt)
+    safeio::replace(&dest, &bytes, Mode::Fixed(FILE_MODE))
+        .map_err(|e| SpoolError::io(e.path, e.source))
 }
 
 /// Reads `<queue>/<id>.state`.
 pub fn read_state(queue: &Path, id: &str) -> Result<Envelope, SpoolError> {
-    let path = queue.join(format!("{id}{STATE_SUFFIX}"));
+    let path = queue.join(layout::state_name(id));
     let bytes = fs::read(&path).map_err(|e| SpoolError::io(&path, e))?;
     let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| SpoolError::Corrupt {
         path: path.clone(),
@@ -231,24 +226,21 @@ fn list(queue: &Path) -> Result<Listing, SpoolError> {
     for entry in entries {
         let entry = entry.map_err(|e| SpoolError::io(queue, e))?;
         let name = entry.file_name();
-        let name = name.to_str().unwrap_or_default();
-        if name.ends_with(TMP_SUFFIX) {
-            listing.temps.push(entry.path());
-        } else if let Some(id) = name
-            .strip_suffix(STATE_SUFFIX)
-            .filter(|i| super::id::is_valid(i))
-        {
-            listing.states.insert(id.to_string());
-        } else if let Some((number, is_segment)) = segment::parse_name(name) {
-            if is_segment {
+        match layout::classify(name.to_str().unwrap_or_default()) {
+            Name::Temp => listing.temps.push(entry.path()),
+            Name::State(id) => {
+                listing.states.insert(id);
+            }
+            Name::Segment(number) => {
                 listing.segments.insert(number);
-            } else {
+            }
+            Name::Done(number) => {
                 listing.dones.insert(number);
             }
-        } else if super::id::is_valid(name) {
-            listing.legacy.push(name.to_string());
-        } else {
-            tracing::warn!(path = %entry.path().display(), "ignoring unknown file in the spool");
+            Name::Legacy(id) => listing.legacy.push(id),
+            Name::Unknown => {
+                tracing::warn!(path = %entry.path().display(), "ignoring unknown file in the spool");
+            }
         }
     }
     Ok(listing)
@@ -259,11 +251,4 @@ fn remove_file(path: &Path) -> Result<(), SpoolError> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SpoolError::io(path, e)),
         _ => Ok(()),
     }
-}
-
-/// fsyncs a folder, so that the names in it are durable.
-pub fn fsync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| SpoolError::io(dir, e))
 }

@@ -12,39 +12,12 @@
 
 use super::envelope::Envelope;
 use super::file_format::{self, FormatError, Head, MAX_FIRST_LINE};
+use super::layout::FILE_MODE;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-
-/// File name suffix of a segment.
-pub const SEGMENT_SUFFIX: &str = ".seg";
-/// File name suffix of a segment's list of finished records.
-pub const DONE_SUFFIX: &str = ".done";
-
-/// `<n>.seg`.
-pub fn segment_name(n: u64) -> String {
-    format!("{n:016x}{SEGMENT_SUFFIX}")
-}
-
-/// `<n>.done`.
-pub fn done_name(n: u64) -> String {
-    format!("{n:016x}{DONE_SUFFIX}")
-}
-
-/// The number in a `<n>.seg` or `<n>.done` name, and whether it is a segment.
-pub fn parse_name(name: &str) -> Option<(u64, bool)> {
-    let (stem, segment) = if let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) {
-        (stem, true)
-    } else {
-        (name.strip_suffix(DONE_SUFFIX)?, false)
-    };
-    if stem.len() != 16 || !stem.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    Some((u64::from_str_radix(stem, 16).ok()?, segment))
-}
 
 /// Where a record is: its segment, offset and length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +78,7 @@ pub fn open_done(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
-        .mode(0o600)
+        .mode(FILE_MODE)
         .open(path)
 }
 
@@ -237,21 +210,6 @@ fn all_zero(file: &File, mut offset: u64, size: u64) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_round_trip_and_strangers_are_refused() {
-        assert_eq!(segment_name(26), "000000000000001a.seg");
-        assert_eq!(parse_name("000000000000001a.seg"), Some((26, true)));
-        assert_eq!(parse_name(&done_name(26)), Some((26, false)));
-        for bad in [
-            "1a.seg",
-            "000000000000001a.tmp",
-            "00000000000000zz.seg",
-            "x.done",
-        ] {
-            assert_eq!(parse_name(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn a_done_list_cut_short_keeps_the_unfinished_line_out() {

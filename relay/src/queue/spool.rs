@@ -1,14 +1,6 @@
 //! The durable spool: where a message lives from `250` until it is delivered or bounced.
 //!
-//! # Layout on disk
-//! ```text
-//! <spool_dir>/lock                  flock(2)ed by the running relay
-//! <spool_dir>/queue/<n>.seg         message records appended in batches (see segment, file_format)
-//! <spool_dir>/queue/<n>.done        ids of finished records in that segment
-//! <spool_dir>/queue/<id>.state      a message's envelope with delivery state, once it changed
-//! <spool_dir>/queue/*.tmp           a `.state` being written; never in force
-//! <spool_dir>/corrupt/              damaged records and files, kept for the operator
-//! ```
+//! Where each file lives is in [`layout`](super::layout).
 //!
 //! # Durability (DESIGN.md "Durability")
 //! [`Spool::store`] returns only after the message's record is appended to a
@@ -30,110 +22,22 @@
 //! segments (see `recovery`).
 
 use super::envelope::Envelope;
-use super::file_format::{self, FormatError};
+pub use super::error::SpoolError;
+use super::file_format;
 use super::group_commit::{Append, Committer, Op, Tuning};
 use super::id::{self, IdGenerator};
 use super::index::Index;
-use super::recovery::{self, fsync_dir};
+use super::layout::{self, fsync_dir, CORRUPT_DIR, DIR_MODE, FILE_MODE, LOCK_FILE, QUEUE_DIR};
+use super::recovery;
 use super::segment::{self, ReadError};
+use crate::safeio::{self, Mode};
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use thiserror::Error;
 use tokio::sync::oneshot;
-
-/// Folder of queued messages, under the spool folder.
-const QUEUE_DIR: &str = "queue";
-/// Folder of damaged files, under the spool folder.
-const CORRUPT_DIR: &str = "corrupt";
-/// Lock file, under the spool folder.
-const LOCK_FILE: &str = "lock";
-/// Suffix of a message's delivery-state file.
-pub const STATE_SUFFIX: &str = ".state";
-/// Suffix of files being written.
-pub const TMP_SUFFIX: &str = ".tmp";
-/// Mail is private: spool files and folders are for the relay's user only.
-const FILE_MODE: u32 = 0o600;
-const DIR_MODE: u32 = 0o700;
-
-/// Why a spool operation failed.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum SpoolError {
-    /// No space or quota left (ENOSPC, EDQUOT); the session answers `452 4.3.1`.
-    #[error("spool disk full at {path}: {source}")]
-    DiskFull {
-        /// The file or folder being written.
-        path: PathBuf,
-        /// The error from the system.
-        #[source]
-        source: io::Error,
-    },
-    /// Any other I/O error; the session answers `451 4.3.0`.
-    #[error("spool I/O error at {path}: {source}")]
-    Io {
-        /// The file or folder concerned.
-        path: PathBuf,
-        /// The error from the system.
-        #[source]
-        source: io::Error,
-    },
-    /// A spool file failed its checks (see [`file_format`]).
-    #[error("damaged spool file {path}: {reason}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        #[source]
-        reason: FormatError,
-    },
-    /// The string is not a queue id (so it is never used as a file name).
-    #[error("not a queue id: {0:?}")]
-    InvalidId(String),
-    /// No message with this id is in the spool.
-    #[error("no message {0} in the spool")]
-    NotFound(String),
-    /// The queue holds messages in the first spool format (one file per
-    /// message, before segments), which this version does not read.
-    #[error(
-        "{count} message(s) in the old one-file-per-message spool format, e.g. {path}: \
-         start the previous coexist-relay on this spool until `coexist-relay queue list` \
-         is empty, then upgrade"
-    )]
-    LegacyFormat {
-        /// One of the files.
-        path: PathBuf,
-        /// How many.
-        count: usize,
-    },
-    /// Another process holds the spool lock.
-    #[error("spool {0} is in use by another process")]
-    Locked(PathBuf),
-    /// The envelope could not be serialised.
-    #[error("cannot encode envelope: {0}")]
-    Encode(#[from] serde_json::Error),
-}
-
-impl SpoolError {
-    /// Whether the disk (or quota) is full: `452 4.3.1` rather than `451 4.3.0`.
-    pub fn is_disk_full(&self) -> bool {
-        matches!(self, SpoolError::DiskFull { .. })
-    }
-
-    /// Classifies an I/O error: full disk or quota is [`SpoolError::DiskFull`].
-    pub(super) fn io(path: impl Into<PathBuf>, source: io::Error) -> SpoolError {
-        let path = path.into();
-        match source.kind() {
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-                SpoolError::DiskFull { path, source }
-            }
-            _ => SpoolError::Io { path, source },
-        }
-    }
-}
 
 /// Group-commit statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -154,12 +58,9 @@ pub struct SpoolStats {
 #[derive(Debug)]
 pub struct Spool {
     queue: PathBuf,
-    corrupt: PathBuf,
     ids: IdGenerator,
     index: Arc<Mutex<Index>>,
     committer: Committer,
-    /// Distinguishes concurrent `.state` temporary files.
-    tmp_seq: AtomicU64,
     /// Held (flocked) for the life of the spool.
     _lock: File,
     /// Test hook: the next message write fails with this error half-way.
@@ -209,11 +110,9 @@ impl Spool {
                 .map_err(|e| SpoolError::io(&queue, e))?;
         let spool = Spool {
             queue,
-            corrupt,
             ids,
             index,
             committer,
-            tmp_seq: AtomicU64::new(0),
             _lock: lock,
             #[cfg(test)]
             fault: std::sync::Mutex::new(None),
@@ -310,7 +209,7 @@ impl Spool {
                 .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
             (entry.at, Arc::clone(&segment.file))
         };
-        let path = self.queue.join(segment::segment_name(at.segment));
+        let path = self.queue.join(layout::segment_name(at.segment));
         match segment::read_record(&file, at, id) {
             Ok((_, message)) => Ok(Arc::new(message)),
             Err(e) => Err(read_error(path, e)),
@@ -335,25 +234,15 @@ impl Spool {
             // The first attempt is over: later ones read from disk.
             index.drop_hot(id);
         }
-        let dest = self.queue.join(format!("{id}{STATE_SUFFIX}"));
+        let dest = self.queue.join(layout::state_name(id));
         let json = file_format::envelope_json(envelope)?;
-        let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .queue
-            .join(format!("{id}{STATE_SUFFIX}.{seq}{TMP_SUFFIX}"));
-        let result = write_new(&tmp, &json)
-            .and_then(|file| file.sync_all())
-            .and_then(|()| fs::rename(&tmp, &dest));
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(SpoolError::io(dest, e));
-        }
-        fsync_dir(&self.queue)?;
+        safeio::replace(&dest, &json, Mode::Fixed(FILE_MODE))
+            .map_err(|e| SpoolError::io(e.path, e.source))?;
         match self.index().messages.get_mut(id) {
             Some(entry) => entry.has_state = true,
             // Removed meanwhile: the state file is an orphan.
             None => {
-                let _ = fs::remove_file(self.queue.join(format!("{id}{STATE_SUFFIX}")));
+                let _ = fs::remove_file(self.queue.join(layout::state_name(id)));
             }
         }
         Ok(())
@@ -400,7 +289,7 @@ impl Spool {
             .messages
             .get(id)
             .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
-        if queue.join(format!("{id}{STATE_SUFFIX}")).exists() {
+        if queue.join(layout::state_name(id)).exists() {
             // A damaged state is an error here: showing the stored envelope
             // instead would show state that is not in force.
             recovery::read_state(&queue, id)?;
@@ -411,7 +300,7 @@ impl Spool {
             .find(|e| e.id == id)
             .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
         let segment = &recovered.index.segments[&entry.at.segment];
-        let path = queue.join(segment::segment_name(entry.at.segment));
+        let path = queue.join(layout::segment_name(entry.at.segment));
         let (_, message) =
             segment::read_record(&segment.file, entry.at, id).map_err(|e| read_error(path, e))?;
         Ok((envelope, message))
@@ -427,11 +316,6 @@ impl Spool {
             segments: c.segments.load(Ordering::Relaxed),
             compacted: c.compacted.load(Ordering::Relaxed),
         }
-    }
-
-    /// The folder damaged files are moved to.
-    pub fn corrupt_dir(&self) -> &Path {
-        &self.corrupt
     }
 
     fn index(&self) -> MutexGuard<'_, Index> {
@@ -467,24 +351,6 @@ fn lock(dir: &Path) -> Result<File, SpoolError> {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Locked(dir.to_path_buf())),
         Err(fs::TryLockError::Error(e)) => Err(SpoolError::io(path, e)),
-    }
-}
-
-/// Creates `tmp` (which must not exist) with `bytes`; returns it open, not yet
-/// fsynced. Nothing is left behind on error.
-fn write_new(tmp: &Path, bytes: &[u8]) -> io::Result<File> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(tmp)?;
-    match file.write_all(bytes) {
-        Ok(()) => Ok(file),
-        Err(e) => {
-            drop(file);
-            let _ = fs::remove_file(tmp);
-            Err(e)
-        }
     }
 }
 
@@ -526,7 +392,7 @@ mod tests {
     fn only_segment(queue: &Path) -> PathBuf {
         let segments: Vec<String> = names(queue)
             .into_iter()
-            .filter(|n| n.ends_with(segment::SEGMENT_SUFFIX))
+            .filter(|n| n.ends_with(layout::SEGMENT_SUFFIX))
             .collect();
         assert_eq!(segments.len(), 1, "{segments:?}");
         queue.join(&segments[0])
@@ -543,7 +409,7 @@ mod tests {
             assert_eq!(stored.size, (HEADER.len() + BODY.len()) as u64);
             assert_eq!(spool.stats().messages, 1);
             // No file per message: one segment holds the record.
-            assert_eq!(names(&queue), vec![segment::segment_name(1)]);
+            assert_eq!(names(&queue), vec![layout::segment_name(1)]);
             // The first attempt gets the bytes without reading them back.
             let hot = spool.message_in_memory(&stored.id).expect("kept in memory");
             assert_eq!(hot.as_slice(), [HEADER, BODY].concat());
@@ -616,7 +482,7 @@ mod tests {
             ));
             (a, b, c)
         };
-        let done = fs::read_to_string(queue.join(segment::done_name(1))).expect("done list");
+        let done = fs::read_to_string(queue.join(layout::done_name(1))).expect("done list");
         assert_eq!(done, format!("{}\n", b.id));
         let (spool, queued) = open(tmp.path());
         assert_eq!(ids(&queued), vec![a.id.clone(), c.id.clone()]);
@@ -626,7 +492,7 @@ mod tests {
         spool.remove(&a.id).expect("remove");
         spool.remove(&c.id).expect("remove");
         spool.flush();
-        assert_eq!(names(&queue), vec![segment::segment_name(2)]);
+        assert_eq!(names(&queue), vec![layout::segment_name(2)]);
         spool.remove(&d.id).expect("remove");
         drop(spool);
         let (_spool, queued) = open(tmp.path());
@@ -656,7 +522,7 @@ mod tests {
             .expect("w");
             fs::write(queue.join(format!("{}.state", spool.new_id())), b"{}").expect("w");
             fs::write(queue.join("README"), b"operator notes").expect("w");
-            fs::write(queue.join(segment::done_name(7)), b"").expect("w");
+            fs::write(queue.join(layout::done_name(7)), b"").expect("w");
             (good, flipped)
         };
         let seg = only_segment(&queue);
@@ -672,7 +538,7 @@ mod tests {
         assert_eq!(ids(&queued), ids(&good));
         assert_eq!(
             names(&queue),
-            vec![segment::segment_name(1), "README".to_string()]
+            vec![layout::segment_name(1), "README".to_string()]
         );
         // The damaged (maybe acknowledged) record is kept for a human.
         let kept = names(&corrupt);
@@ -776,7 +642,7 @@ mod tests {
         assert!(Spool::show(tmp.path(), &env.id).is_err());
         let (_spool, queued) = open(tmp.path());
         assert_eq!(queued, vec![env.clone()]);
-        assert_eq!(names(&queue), vec![segment::segment_name(1)]);
+        assert_eq!(names(&queue), vec![layout::segment_name(1)]);
         assert_eq!(
             names(&tmp.path().join(CORRUPT_DIR)),
             vec![format!("{}.state", env.id)]
@@ -874,7 +740,7 @@ mod tests {
             stored.push(store_one(&spool, BODY).await.expect("store"));
         }
         assert!(spool.stats().segments >= 2, "{:?}", spool.stats());
-        assert!(queue.join(segment::segment_name(1)).exists());
+        assert!(queue.join(layout::segment_name(1)).exists());
         // Everything in the first segment but one message (to a next hop
         // that is down, say) is delivered.
         let keep = stored[0].id.clone();
@@ -884,7 +750,7 @@ mod tests {
         spool.flush();
         spool.flush();
         assert_eq!(spool.stats().compacted, 1, "{:?}", spool.stats());
-        assert!(!queue.join(segment::segment_name(1)).exists());
+        assert!(!queue.join(layout::segment_name(1)).exists());
         assert_eq!(
             spool.read_message(&keep).expect("read").as_slice(),
             [HEADER, BODY].concat()
@@ -905,8 +771,8 @@ mod tests {
             store_one(&spool, BODY).await.expect("store")
         };
         fs::copy(
-            queue.join(segment::segment_name(1)),
-            queue.join(segment::segment_name(5)),
+            queue.join(layout::segment_name(1)),
+            queue.join(layout::segment_name(5)),
         )
         .expect("copy");
         let (spool, queued) = open(tmp.path());

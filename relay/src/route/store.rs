@@ -11,11 +11,12 @@
 //! The writer keeps every line it does not change byte for byte: comments, blank
 //! lines, column alignment, even lines that are currently invalid.
 
-use super::table::{check_address, same_address, AddressError, ContactsTable, TableError};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use super::table::{ContactsTable, TableError};
+use crate::address::{check_address, same_address, AddressError};
+use crate::safeio::{self, Mode};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A contact to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,42 +221,14 @@ pub fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Temp file in the same folder, fsync, rename over `path`, fsync the folder.
+/// Replaces the table crash-safely, keeping its mode (the relay may run as
+/// another user that reads it through group permissions).
 fn replace_file(path: &Path, contents: &[u8]) -> Result<(), StoreError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let write = || -> Result<(), StoreError> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_error("create", &tmp))?;
-        // Keep the table's mode (the relay may run as another user that reads it
-        // through group permissions).
-        if let Ok(meta) = fs::metadata(path) {
-            f.set_permissions(meta.permissions())
-                .map_err(io_error("set permissions of", &tmp))?;
-        }
-        f.write_all(contents).map_err(io_error("write", &tmp))?;
-        f.sync_all().map_err(io_error("fsync", &tmp))?;
-        fs::rename(&tmp, path).map_err(io_error("rename over the table", &tmp))
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error("fsync the folder", dir))
+    safeio::replace(path, contents, Mode::KeepExisting).map_err(|e| StoreError::Io {
+        op: e.step,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// True when `line` is a contact line whose address is `address`.

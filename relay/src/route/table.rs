@@ -20,15 +20,12 @@
 //! entry numbers keyed by the hash of the case-folded address. No per-contact heap
 //! allocation.
 
+use crate::address::{check_address, fold, same_address, MAX_ADDRESS_LEN};
 use hashbrown::HashTable;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
-
-/// Longest address accepted, in octets: RFC 5321 §4.5.3.1.3 limits a path to 256
-/// octets including the angle brackets.
-pub const MAX_ADDRESS_LEN: usize = 254;
 
 /// `Entry::route` value for "no route column" (use `routing.contact_route`).
 const NO_ROUTE: u16 = u16::MAX;
@@ -55,132 +52,6 @@ impl fmt::Display for TableError {
 }
 
 impl std::error::Error for TableError {}
-
-/// Why a field is not a usable `local@domain` address.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AddressError {
-    /// No `@` at all.
-    #[error("no \"@\" (expected local@domain)")]
-    NoAt,
-    /// Nothing before the `@`.
-    #[error("empty local part")]
-    EmptyLocal,
-    /// Nothing after the `@`.
-    #[error("empty domain")]
-    EmptyDomain,
-    /// A second `@` outside a quoted local part.
-    #[error("more than one \"@\" (an \"@\" in the local part must be quoted)")]
-    MultipleAt,
-    /// A quoted local part without its closing quote.
-    #[error("unterminated quoted local part")]
-    UnterminatedQuote,
-    /// A quoted local part not followed by `@`.
-    #[error("quoted local part must be followed by \"@\"")]
-    AfterQuote,
-    /// A character not allowed in an unquoted local part (RFC 5322 §3.2.3 atext).
-    #[error("character {0:?} not allowed in an unquoted local part")]
-    LocalChar(char),
-    /// `[1.2.3.4]`: contacts name host domains, not address literals.
-    #[error("address literal domains are not supported; use a domain name")]
-    AddressLiteral,
-    /// A character not allowed in a domain name.
-    #[error("character {0:?} not allowed in a domain")]
-    DomainChar(char),
-    /// `a..b`, `.a`, `a.`: a domain label is empty.
-    #[error("empty label in domain (leading, trailing or doubled dot)")]
-    EmptyLabel,
-    /// Longer than [`MAX_ADDRESS_LEN`].
-    #[error("{0} octets long; at most 254 (RFC 5321 §4.5.3.1.3)")]
-    TooLong(usize),
-}
-
-/// Checks that `address` is `local@domain` as the table accepts it.
-///
-/// The local part is either a quoted string (which may hold `@`) or RFC 5322 atext
-/// and dots; UTF-8 is allowed in both parts (RFC 6531). Dot placement in the local
-/// part is not policed: addresses like `a..b@` exist in the wild and the next hop
-/// is the judge. The domain is one or more non-empty labels of letters, digits,
-/// `-`, `_` or UTF-8 (IDN U-labels); no address literals.
-pub fn check_address(address: &str) -> Result<(), AddressError> {
-    if address.len() > MAX_ADDRESS_LEN {
-        return Err(AddressError::TooLong(address.len()));
-    }
-    let domain = if let Some(quoted) = address.strip_prefix('"') {
-        let end = closing_quote(quoted).ok_or(AddressError::UnterminatedQuote)?;
-        if end == 0 {
-            return Err(AddressError::EmptyLocal);
-        }
-        quoted[end + 1..]
-            .strip_prefix('@')
-            .ok_or(AddressError::AfterQuote)?
-    } else {
-        let (local, domain) = address.split_once('@').ok_or(AddressError::NoAt)?;
-        if local.is_empty() {
-            return Err(AddressError::EmptyLocal);
-        }
-        if let Some(c) = local.chars().find(|&c| !is_local_char(c)) {
-            return Err(AddressError::LocalChar(c));
-        }
-        domain
-    };
-    check_domain(domain)
-}
-
-/// One pass over the domain (this runs a million times per table load).
-fn check_domain(domain: &str) -> Result<(), AddressError> {
-    if domain.is_empty() {
-        return Err(AddressError::EmptyDomain);
-    }
-    if domain.starts_with('[') {
-        return Err(AddressError::AddressLiteral);
-    }
-    let mut label_len = 0usize;
-    for c in domain.chars() {
-        match c {
-            '.' if label_len == 0 => return Err(AddressError::EmptyLabel),
-            '.' => label_len = 0,
-            '@' => return Err(AddressError::MultipleAt),
-            c if is_domain_char(c) => label_len += 1,
-            c => return Err(AddressError::DomainChar(c)),
-        }
-    }
-    if label_len == 0 {
-        return Err(AddressError::EmptyLabel);
-    }
-    Ok(())
-}
-
-/// Byte offset of the closing `"` in the text after the opening one.
-fn closing_quote(s: &str) -> Option<usize> {
-    let mut escaped = false;
-    for (i, b) in s.bytes().enumerate() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' => escaped = true,
-            b'"' => return Some(i),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// RFC 5322 §3.2.3 atext, plus `.`, plus any non-ASCII character (RFC 6531 §3.3).
-fn is_local_char(c: char) -> bool {
-    matches!(c,
-        'a'..='z' | 'A'..='Z' | '0'..='9' | '.'
-        | '!' | '#' | '$' | '%' | '&' | '\'' | '*' | '+' | '-' | '/' | '='
-        | '?' | '^' | '_' | '`' | '{' | '|' | '}' | '~')
-        || !c.is_ascii()
-}
-
-fn is_domain_char(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || c == '-'
-        || c == '_'
-        || c == '.'
-        || (!c.is_ascii() && !c.is_control())
-}
 
 /// One contact: offsets into the arena (address immediately followed by target).
 #[derive(Debug, Clone, Copy)]
@@ -368,20 +239,6 @@ impl ContactsTable {
             })
             .map(|&i| &self.entries[i as usize])
     }
-}
-
-/// True when two addresses are the same contact: equal after case folding.
-pub fn same_address(a: &str, b: &str) -> bool {
-    if a.is_ascii() && b.is_ascii() {
-        a.eq_ignore_ascii_case(b)
-    } else {
-        fold(a).eq(fold(b))
-    }
-}
-
-/// Unicode lower-casing, character by character (the same for hashing and equality).
-fn fold(s: &str) -> impl Iterator<Item = char> + '_ {
-    s.chars().flat_map(char::to_lowercase)
 }
 
 /// Hash of the case-folded address, fed as UTF-8 bytes in one `write`.
@@ -580,6 +437,7 @@ fn rehash(hasher: &RandomState, arena: &str, entries: &[Entry], i: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::address::AddressError;
 
     const FILE: &str = "contacts";
 

@@ -2,12 +2,12 @@
 //! DESIGN.md: PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING, DSN,
 //! STARTTLS).
 
-use super::address::envelope_address;
 use super::data::{check_content, BodyReader, ContentError};
 use super::received::{received_header, Trace};
 use super::reply::Reply;
 use super::session::{unix_now, Input, Session};
 use super::state::{Greeting, Phase, Transaction};
+use crate::address::envelope_address;
 use crate::config::ListenerTls;
 use crate::metrics::metrics;
 use crate::queue::envelope::{BodyType, Envelope, Notify, Recipient, RecipientStatus, Ret};

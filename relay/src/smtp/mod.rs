@@ -3,14 +3,12 @@
 //! - [`session`]: the connection loop: read, parse, dispatch, write; timeouts, STARTTLS.
 //! - [`commands`]: what each command does to the session state.
 //! - [`state`]: the envelope being built (HELO → MAIL → RCPT), as types.
-//! - [`address`]: checks on MAIL/RCPT addresses; quoting of local parts.
 //! - [`line`]: command-line framing with a hard length cap.
 //! - [`params`]: MAIL/RCPT parameters given twice.
 //! - [`data`]: DATA/BDAT readers and checks on the finished message.
 //! - [`received`]: the `Received:` field the relay prepends.
 //! - [`reply`]: typed replies; the one table from situation to code.
 
-pub mod address;
 pub mod commands;
 pub mod data;
 pub mod line;
