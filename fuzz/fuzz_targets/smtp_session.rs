@@ -52,7 +52,7 @@ const CONTACTS: &str =
 struct World {
     runtime: tokio::runtime::Runtime,
     ctx: Arc<SessionContext>,
-    envelopes: std::sync::Mutex<mpsc::UnboundedReceiver<relay::queue::envelope::Envelope>>,
+    envelopes: std::sync::Mutex<mpsc::UnboundedReceiver<relay::envelope::Envelope>>,
     _dir: tempfile::TempDir,
 }
 

@@ -256,8 +256,8 @@ fn route(path: &Path, json: bool, client: Option<IpAddr>, addresses: &[String]) 
     ExitCode::SUCCESS
 }
 
-fn reason_text(reason: &relay::queue::envelope::RouteReason) -> String {
-    use relay::queue::envelope::RouteReason;
+fn reason_text(reason: &relay::envelope::RouteReason) -> String {
+    use relay::envelope::RouteReason;
     match reason {
         RouteReason::Contact => "contact in the contacts table".into(),
         RouteReason::Rule { domain } => format!("[[routing.rule]] for {domain}"),

@@ -3,8 +3,8 @@
 //! socket, or act on the spool themselves when no relay runs.
 
 use crate::{load_all, load_config, QueueCommand, EXIT_CONFIG};
+use relay::envelope::{Envelope, RecipientStatus};
 use relay::queue::admin;
-use relay::queue::envelope::{Envelope, RecipientStatus};
 use relay::queue::spool::Spool;
 use std::path::Path;
 use std::process::ExitCode;

@@ -12,8 +12,8 @@
 use super::mx::NextHop;
 use super::status::{DeliverError, Reply, Stage};
 use crate::config::OutboundTls;
+use crate::envelope::{BodyType, Notify, Ret};
 use crate::metrics::metrics;
-use crate::queue::envelope::{BodyType, Notify, Ret};
 use mail_send::SmtpClient;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;

@@ -7,9 +7,7 @@
 //! reported and delays too.
 
 use super::status::Failure;
-use crate::queue::envelope::{
-    BodyType, Envelope, Notify, Recipient, RecipientStatus, Ret, RouteReason,
-};
+use crate::envelope::{BodyType, Envelope, Notify, Recipient, RecipientStatus, Ret, RouteReason};
 use chrono::{DateTime, TimeZone, Utc};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};

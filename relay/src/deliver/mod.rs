@@ -21,8 +21,8 @@ pub mod tls;
 mod tests;
 
 use crate::config::{Config, OutboundTls, RouteConfig};
+use crate::envelope::Envelope;
 use crate::metrics::metrics;
-use crate::queue::envelope::Envelope;
 use client::{Session, SessionParams, Transaction, TxnRecipient};
 use mx::{NextHop, Resolver};
 use pool::{Pool, PoolKey};

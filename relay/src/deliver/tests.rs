@@ -6,7 +6,7 @@ use crate::config::{
     BareNewline, DnsConfig, Limits, MetricsConfig, QueueConfig, RelayConfig, RoutingConfig,
     ServerConfig,
 };
-use crate::queue::envelope::{BodyType, Notify, Recipient, RecipientStatus, RouteReason};
+use crate::envelope::{BodyType, Notify, Recipient, RecipientStatus, RouteReason};
 use crate::testutil::dns::{DnsServer, Zone};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

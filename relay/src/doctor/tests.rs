@@ -3,7 +3,7 @@
 //! One passing set-up, then one test per class of failure.
 
 use super::*;
-use crate::queue::envelope::{BodyType, Envelope, Notify, Recipient, RecipientStatus, RouteReason};
+use crate::envelope::{BodyType, Envelope, Notify, Recipient, RecipientStatus, RouteReason};
 use crate::queue::spool::Spool;
 use crate::testutil::dns::{DnsServer, Zone};
 use std::net::{IpAddr, SocketAddr};

@@ -2,12 +2,12 @@
 //! recipient's outcome in the envelope, bounce what failed for good, and persist.
 
 use super::bounce::send_bounce;
-use super::envelope::{Envelope, RecipientStatus};
 use super::retry::next_delay;
 use super::spool::Spool;
 use crate::config::Config;
 use crate::deliver::status::Failure;
 use crate::deliver::{Deliverer, Outcome};
+use crate::envelope::{Envelope, RecipientStatus};
 use crate::metrics::metrics;
 use crate::route::router::Router;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 
 use crate::deliver::dsn::{self, Action, Report};
 use crate::deliver::status::Failure;
-use crate::queue::envelope::Envelope;
+use crate::envelope::Envelope;
 use crate::queue::spool::Spool;
 use crate::route::router::Router;
 

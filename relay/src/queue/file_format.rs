@@ -16,7 +16,7 @@
 //! detected rather than relayed. The queue id is repeated in the first line so
 //! that recovery can skip a finished record without reading it.
 
-use super::envelope::Envelope;
+use crate::envelope::Envelope;
 use thiserror::Error;
 
 /// First word of every record.
@@ -229,7 +229,7 @@ fn number<T: TryFrom<u64>>(field: Option<&str>, radix: u32) -> Result<T, FormatE
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::queue::envelope::{Recipient, RecipientStatus, RouteReason};
+    use crate::envelope::{Recipient, RecipientStatus, RouteReason};
 
     /// An envelope for tests of this module and of the spool.
     pub(crate) fn sample_envelope(id: &str) -> Envelope {

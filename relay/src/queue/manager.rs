@@ -7,8 +7,8 @@
 
 use super::attempt::{attempt, next_due, unix_now, AttemptResult, Services};
 use super::bounce::send_bounce;
-use super::envelope::{Envelope, RecipientStatus};
 use crate::deliver::status::Failure;
+use crate::envelope::{Envelope, RecipientStatus};
 use crate::metrics::metrics;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -1,6 +1,5 @@
 //! The durable queue and its scheduler.
 //!
-//! - [`envelope`]: what is stored with each message.
 //! - [`spool`]: the durable spool's API the rest of the relay uses.
 //! - [`layout`]: every file name, suffix and mode under `spool_dir`.
 //! - `error`: [`SpoolError`](spool::SpoolError), why a spool operation failed.
@@ -20,7 +19,6 @@
 pub mod admin;
 pub mod attempt;
 pub mod bounce;
-pub mod envelope;
 mod error;
 pub mod file_format;
 mod group_commit;

@@ -9,12 +9,12 @@
 //! checks, or the rest of a segment after a first line that cannot be read (the
 //! record lengths that would say where the next one starts are gone).
 
-use super::envelope::Envelope;
 use super::error::SpoolError;
 use super::file_format::FormatError;
 use super::index::{Index, Segment};
 use super::layout::{self, fsync_dir, Name, FILE_MODE};
 use super::segment::{self, End, Found, Location};
+use crate::envelope::Envelope;
 use crate::safeio::{self, Mode};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};

@@ -10,9 +10,9 @@
 //! and the pair is deleted once every record in it is finished. Segments are
 //! numbered in creation order, so replaying them in order replays the spool.
 
-use super::envelope::Envelope;
 use super::file_format::{self, FormatError, Head, MAX_FIRST_LINE};
 use super::layout::FILE_MODE;
+use crate::envelope::Envelope;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

@@ -21,7 +21,6 @@
 //! and one would clean up files the other is still writing), then replays the
 //! segments (see `recovery`).
 
-use super::envelope::Envelope;
 pub use super::error::SpoolError;
 use super::file_format;
 use super::group_commit::{Append, Committer, Op, Tuning};
@@ -30,6 +29,7 @@ use super::index::Index;
 use super::layout::{self, fsync_dir, CORRUPT_DIR, DIR_MODE, FILE_MODE, LOCK_FILE, QUEUE_DIR};
 use super::recovery;
 use super::segment::{self, ReadError};
+use crate::envelope::Envelope;
 use crate::safeio::{self, Mode};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
@@ -357,7 +357,7 @@ fn lock(dir: &Path) -> Result<File, SpoolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::envelope::RecipientStatus;
+    use crate::envelope::RecipientStatus;
     use crate::queue::file_format::tests::sample_envelope;
     use std::process::Command;
     use std::time::Duration;

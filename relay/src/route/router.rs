@@ -22,7 +22,7 @@
 use super::reload::Contacts;
 use super::table::ContactsTable;
 use crate::config::{RelayConfig, RoutingConfig, RoutingRule};
-use crate::queue::envelope::RouteReason;
+use crate::envelope::RouteReason;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::net::IpAddr;

@@ -1,7 +1,7 @@
 //! Session state as types: the envelope order (HELO → MAIL → RCPT → DATA) is enforced
 //! by which variant the session is in, not by scattered checks.
 
-use crate::queue::envelope::{BodyType, Recipient, Ret};
+use crate::envelope::{BodyType, Recipient, Ret};
 use crate::route::table::ContactsTable;
 use std::sync::Arc;
 

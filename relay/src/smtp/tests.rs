@@ -39,7 +39,7 @@ struct Script {
     client: DuplexStream,
     _dir: tempfile::TempDir,
     task: tokio::task::JoinHandle<std::io::Result<SessionEnd>>,
-    envelopes: tokio::sync::mpsc::UnboundedReceiver<crate::queue::envelope::Envelope>,
+    envelopes: tokio::sync::mpsc::UnboundedReceiver<crate::envelope::Envelope>,
     shutdown: CancellationToken,
 }
 
