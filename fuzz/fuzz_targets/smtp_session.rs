@@ -9,8 +9,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use relay::config::Config;
+use relay::policy::Policy;
 use relay::queue::spool::Spool;
-use relay::rate::RateLimit;
 use relay::route::reload::Contacts;
 use relay::route::router::Router;
 use relay::route::table::ContactsTable;
@@ -78,13 +78,14 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         .block_on(async { Spool::open(&config.server.spool_dir) })
         .expect("spool");
     let (tx, rx) = mpsc::unbounded_channel();
+    let policy = Arc::new(Policy::new(&config.limits));
     let ctx = Arc::new(SessionContext {
         config: Arc::new(config),
         router,
         spool,
         queued: Some(tx),
         shutdown: tokio_util::sync::CancellationToken::new(),
-        message_rate: RateLimit::new(0),
+        policy,
     });
     World {
         runtime,
@@ -99,7 +100,6 @@ fuzz_target!(|data: &[u8]| {
     let conn = ConnectionInfo {
         listener: Arc::new(world.ctx.config.listeners[0].clone()),
         peer: "192.0.2.1:1025".parse().expect("peer"),
-        trusted: false,
         tls: None,
     };
     let output = world.runtime.block_on(async {

@@ -8,12 +8,13 @@
 //! - [`envelope`]: the message's envelope and routing decisions: every layer's vocabulary.
 //! - [`server`]: listeners, accept loop, connection caps, drain on shutdown.
 //! - [`smtp`]: one inbound SMTP session: commands, DATA/BDAT, STARTTLS, replies.
+//! - [`policy`]: may this client / command / recipient proceed: connection caps and
+//!   rates, TLS before MAIL, SIZE, recipient cap, relay access; one `Refusal` enum.
 //! - [`route`]: the contacts table (format, atomic writer, hot reload) and the
 //!   per-recipient routing decision.
 //! - [`queue`]: the durable spool (segment files, group commit, recovery) and the scheduler.
 //! - [`deliver`]: outbound: next hops (smarthost, MX), TLS policy, one SMTP
 //!   transaction per group of recipients, session reuse, DSNs.
-//! - [`rate`]: per-client connection and message rate limits.
 //! - [`safeio`]: crash-safe file replacement (temp file, fsync, rename, fsync dir).
 //! - [`tls`]: certificate loading and the development certificate.
 //! - [`metrics`]: the Prometheus metric set.
@@ -28,8 +29,8 @@ pub mod doctor;
 pub mod envelope;
 pub mod http;
 pub mod metrics;
+pub mod policy;
 pub mod queue;
-pub mod rate;
 pub mod route;
 pub mod safeio;
 pub mod server;

@@ -409,7 +409,7 @@ async fn serve(config: Config, contacts: Arc<Contacts>, signals: Signals) -> any
         spool: Arc::clone(&spool),
         queued: Some(queued),
         shutdown: shutdown.clone(),
-        message_rate: relay::rate::RateLimit::new(config.limits.max_messages_per_minute_per_ip),
+        policy: Arc::new(relay::policy::Policy::new(&config.limits)),
     });
 
     let signals = {

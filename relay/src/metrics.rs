@@ -10,19 +10,121 @@ use prometheus::{
 };
 use std::sync::LazyLock;
 
-/// Reasons a recipient (or a whole transaction) is refused; the `reason` label.
-pub const REJECT_REASONS: &[&str] = &[
-    "relay_denied",
-    "size",
-    "recipients",
-    "loop",
-    "syntax",
-    "sequence",
-    "tls_required",
-    "rate",
-    "connections",
-    "spool",
-];
+/// Why a recipient (or a whole transaction) is refused: the `reason` label of
+/// `recipients_rejected_total` (DESIGN.md "Metrics").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// `relay_denied`
+    RelayDenied,
+    /// `size`
+    Size,
+    /// `recipients`
+    Recipients,
+    /// `loop`
+    Loop,
+    /// `syntax`
+    Syntax,
+    /// `sequence`
+    Sequence,
+    /// `tls_required`
+    TlsRequired,
+    /// `rate`
+    Rate,
+    /// `connections`
+    Connections,
+    /// `spool`
+    Spool,
+}
+
+impl RejectReason {
+    /// Every reason, for the zero-valued series at start.
+    pub const ALL: [RejectReason; 10] = [
+        RejectReason::RelayDenied,
+        RejectReason::Size,
+        RejectReason::Recipients,
+        RejectReason::Loop,
+        RejectReason::Syntax,
+        RejectReason::Sequence,
+        RejectReason::TlsRequired,
+        RejectReason::Rate,
+        RejectReason::Connections,
+        RejectReason::Spool,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::RelayDenied => "relay_denied",
+            RejectReason::Size => "size",
+            RejectReason::Recipients => "recipients",
+            RejectReason::Loop => "loop",
+            RejectReason::Syntax => "syntax",
+            RejectReason::Sequence => "sequence",
+            RejectReason::TlsRequired => "tls_required",
+            RejectReason::Rate => "rate",
+            RejectReason::Connections => "connections",
+            RejectReason::Spool => "spool",
+        }
+    }
+}
+
+/// What became of one recipient in one attempt: the `result` label of
+/// `deliveries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryResult {
+    /// `delivered`: the next hop accepted it.
+    Delivered,
+    /// `deferred`: this attempt failed; it will be retried.
+    Deferred,
+    /// `bounced`: failed for good (or expired); a DSN goes to the sender.
+    Bounced,
+}
+
+impl DeliveryResult {
+    /// Every result, for the zero-valued series at start.
+    pub const ALL: [DeliveryResult; 3] = [
+        DeliveryResult::Delivered,
+        DeliveryResult::Deferred,
+        DeliveryResult::Bounced,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DeliveryResult::Delivered => "delivered",
+            DeliveryResult::Deferred => "deferred",
+            DeliveryResult::Bounced => "bounced",
+        }
+    }
+}
+
+/// Which way a TLS handshake went: the `direction` label of `tls_handshakes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// A client of ours.
+    Inbound,
+    /// A next hop.
+    Outbound,
+}
+
+impl Direction {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// `ok` or `error`: the `result` label of reloads and handshakes.
+fn outcome_label(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "error"
+    }
+}
 
 /// The registry and every metric family of the relay.
 pub struct Metrics {
@@ -146,8 +248,9 @@ impl Metrics {
             ),
             registry,
         };
-        for reason in REJECT_REASONS {
-            m.recipients_rejected_total.with_label_values(&[reason]);
+        for reason in RejectReason::ALL {
+            m.recipients_rejected_total
+                .with_label_values(&[reason.label()]);
         }
         for result in ["ok", "error"] {
             m.routing_reloads_total.with_label_values(&[result]);
@@ -171,17 +274,39 @@ impl Metrics {
             self.bytes_received_total.with_label_values(&[listener]);
         }
         for route in routes {
-            for result in ["delivered", "deferred", "bounced"] {
-                self.deliveries_total.with_label_values(&[route, result]);
+            for result in DeliveryResult::ALL {
+                self.deliveries_total
+                    .with_label_values(&[route, result.label()]);
             }
             self.delivery_duration_seconds.with_label_values(&[route]);
         }
     }
 
     /// Counts one refusal.
-    pub fn reject(&self, reason: &str) {
+    pub fn reject(&self, reason: RejectReason) {
         self.recipients_rejected_total
-            .with_label_values(&[reason])
+            .with_label_values(&[reason.label()])
+            .inc();
+    }
+
+    /// Counts one recipient's outcome on `route`.
+    pub fn delivery(&self, route: &str, result: DeliveryResult) {
+        self.deliveries_total
+            .with_label_values(&[route, result.label()])
+            .inc();
+    }
+
+    /// Counts one TLS handshake.
+    pub fn tls_handshake(&self, direction: Direction, ok: bool) {
+        self.tls_handshakes_total
+            .with_label_values(&[direction.label(), outcome_label(ok)])
+            .inc();
+    }
+
+    /// Counts one routing-table load.
+    pub fn routing_reload(&self, ok: bool) {
+        self.routing_reloads_total
+            .with_label_values(&[outcome_label(ok)])
             .inc();
     }
 

@@ -1,13 +1,11 @@
 //! Listeners, the accept loop, connection caps, TLS hand-over, and the drain on shutdown.
 
 use crate::config::{ListenerConfig, ListenerTls};
-use crate::metrics::metrics;
-use crate::rate::RateLimit;
+use crate::metrics::{metrics, Direction};
 use crate::smtp::reply::Reply;
 use crate::smtp::{ConnectionInfo, Session, SessionContext, SessionEnd, TlsInfo};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -65,61 +63,6 @@ pub async fn bind(listeners: &[ListenerConfig]) -> Result<Vec<BoundListener>, Se
     Ok(bound)
 }
 
-/// Counts open connections, overall and per client address.
-#[derive(Default)]
-pub struct ConnectionLimits {
-    max_total: usize,
-    max_per_ip: usize,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
-}
-
-/// Held while a connection is open; releases its slot on drop.
-pub struct ConnectionSlot {
-    limits: Arc<ConnectionLimits>,
-    ip: IpAddr,
-}
-
-impl ConnectionLimits {
-    /// Limits from `[limits] max_connections` and `max_connections_per_ip`.
-    pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
-        Arc::new(ConnectionLimits {
-            max_total,
-            max_per_ip,
-            open: Mutex::default(),
-        })
-    }
-
-    /// Takes a slot for `ip`, or `None` when a cap is reached.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, per_ip) = &mut *open;
-        let mine = per_ip.get(&ip).copied().unwrap_or(0);
-        if *total >= self.max_total || mine >= self.max_per_ip {
-            return None;
-        }
-        *total += 1;
-        per_ip.insert(ip, mine + 1);
-        Some(ConnectionSlot {
-            limits: Arc::clone(self),
-            ip,
-        })
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, per_ip) = &mut *open;
-        *total -= 1;
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// Accepts on every listener until shutdown, then gives open sessions
 /// `server.shutdown_grace` to finish.
 pub async fn serve(
@@ -132,9 +75,6 @@ pub async fn serve(
             return Err(ServerError::NoTls(l.config.name.clone()));
         }
     }
-    let limits = &ctx.config.limits;
-    let caps = ConnectionLimits::new(limits.max_connections, limits.max_connections_per_ip);
-    let rate = Arc::new(RateLimit::new(limits.max_connections_per_minute_per_ip));
     let sessions = TaskTracker::new();
     let mut accept_loops = Vec::new();
     for listener in listeners {
@@ -142,8 +82,6 @@ pub async fn serve(
             Arc::clone(&ctx),
             listener,
             tls.clone(),
-            Arc::clone(&caps),
-            Arc::clone(&rate),
             sessions.clone(),
         )));
     }
@@ -165,8 +103,6 @@ async fn accept_loop(
     ctx: Arc<SessionContext>,
     listener: BoundListener,
     tls: Option<TlsAcceptor>,
-    caps: Arc<ConnectionLimits>,
-    rate: Arc<RateLimit>,
     sessions: TaskTracker,
 ) {
     let name = listener.config.name.clone();
@@ -189,27 +125,17 @@ async fn accept_loop(
             .with_label_values(&[&name])
             .inc();
         let _ = stream.set_nodelay(true);
-        if !rate.allow(peer.ip()) {
-            metrics().reject("rate");
-            tracing::info!(listener = %name, client = %peer, "connection refused: rate limit");
-            sessions.spawn(refuse(stream, Reply::connection_rate()));
-            continue;
-        }
-        let Some(slot) = caps.acquire(peer.ip()) else {
-            metrics().reject("connections");
-            tracing::info!(listener = %name, client = %peer, "connection refused: limit reached");
-            sessions.spawn(refuse(stream, Reply::too_many_connections()));
-            continue;
+        let slot = match ctx.policy.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::info!(listener = %name, client = %peer, "connection refused: {refusal:?}");
+                sessions.spawn(refuse(stream, refusal.counted()));
+                continue;
+            }
         };
         let conn = ConnectionInfo {
             listener: Arc::clone(&listener.config),
             peer,
-            trusted: ctx
-                .config
-                .relay
-                .trusted_networks
-                .iter()
-                .any(|net| net.contains(&peer.ip())),
             tls: None,
         };
         let ctx = Arc::clone(&ctx);
@@ -225,7 +151,7 @@ async fn accept_loop(
     }
 }
 
-/// Says why and closes (connection caps: RFC 5321 §3.1 allows 421 instead of 220).
+/// Says why and closes (RFC 5321 §3.1 allows 421 instead of 220).
 async fn refuse(mut stream: TcpStream, reply: Reply) {
     let mut out = Vec::new();
     reply.write_to(&mut out);
@@ -274,26 +200,17 @@ async fn handshake(
     let result = tokio::time::timeout(limit, acceptor.accept(stream)).await;
     match result {
         Ok(Ok(stream)) => {
-            metrics()
-                .tls_handshakes_total
-                .with_label_values(&["inbound", "ok"])
-                .inc();
+            metrics().tls_handshake(Direction::Inbound, true);
             let info = tls_info(&stream);
             Some((stream, info))
         }
         Ok(Err(e)) => {
-            metrics()
-                .tls_handshakes_total
-                .with_label_values(&["inbound", "error"])
-                .inc();
+            metrics().tls_handshake(Direction::Inbound, false);
             tracing::info!(error = %e, "inbound TLS handshake failed");
             None
         }
         Err(_) => {
-            metrics()
-                .tls_handshakes_total
-                .with_label_values(&["inbound", "error"])
-                .inc();
+            metrics().tls_handshake(Direction::Inbound, false);
             tracing::info!("inbound TLS handshake timed out");
             None
         }
@@ -313,24 +230,5 @@ fn tls_info<S: AsyncRead + AsyncWrite + Unpin>(
             .negotiated_cipher_suite()
             .map(|s| format!("{:?}", s.suite()))
             .unwrap_or_default(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn caps_count_total_and_per_ip() {
-        let caps = ConnectionLimits::new(3, 2);
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let a1 = caps.acquire(a).unwrap();
-        let _a2 = caps.acquire(a).unwrap();
-        assert!(caps.acquire(a).is_none(), "per-IP cap");
-        let _b1 = caps.acquire(b).unwrap();
-        assert!(caps.acquire(b).is_none(), "total cap");
-        drop(a1);
-        assert!(caps.acquire(b).is_some(), "slot released on drop");
     }
 }

@@ -13,7 +13,7 @@ use super::mx::NextHop;
 use super::status::{DeliverError, Reply, Stage};
 use crate::config::OutboundTls;
 use crate::envelope::{BodyType, Notify, Ret};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, Direction};
 use mail_send::SmtpClient;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
@@ -206,24 +206,15 @@ impl Session {
                 tokio::time::timeout(params.command_timeout, connector.connect(name, tcp)).await;
             let stream = match handshake {
                 Ok(Ok(stream)) => {
-                    metrics()
-                        .tls_handshakes_total
-                        .with_label_values(&["outbound", "ok"])
-                        .inc();
+                    metrics().tls_handshake(Direction::Outbound, true);
                     stream
                 }
                 Ok(Err(e)) => {
-                    metrics()
-                        .tls_handshakes_total
-                        .with_label_values(&["outbound", "error"])
-                        .inc();
+                    metrics().tls_handshake(Direction::Outbound, false);
                     return Err(DeliverError::Tls(e.to_string()));
                 }
                 Err(_) => {
-                    metrics()
-                        .tls_handshakes_total
-                        .with_label_values(&["outbound", "error"])
-                        .inc();
+                    metrics().tls_handshake(Direction::Outbound, false);
                     return Err(DeliverError::Timeout(Stage::StartTls));
                 }
             };

@@ -22,7 +22,7 @@ mod tests;
 
 use crate::config::{Config, OutboundTls, RouteConfig};
 use crate::envelope::Envelope;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, DeliveryResult};
 use client::{Session, SessionParams, Transaction, TxnRecipient};
 use mx::{NextHop, Resolver};
 use pool::{Pool, PoolKey};
@@ -301,14 +301,11 @@ impl Deliverer {
     ) {
         let r = &envelope.recipients[i];
         let (status, result, text) = match outcome {
-            Outcome::Delivered { reply } => ("sent", "delivered", reply.clone()),
-            Outcome::Temporary(f) => ("deferred", "deferred", f.to_string()),
-            Outcome::Permanent(f) => ("bounced", "bounced", f.to_string()),
+            Outcome::Delivered { reply } => ("sent", DeliveryResult::Delivered, reply.clone()),
+            Outcome::Temporary(f) => ("deferred", DeliveryResult::Deferred, f.to_string()),
+            Outcome::Permanent(f) => ("bounced", DeliveryResult::Bounced, f.to_string()),
         };
-        metrics()
-            .deliveries_total
-            .with_label_values(&[route, result])
-            .inc();
+        metrics().delivery(route, result);
         let delay = (chrono::Utc::now().timestamp() - envelope.received_at).max(0);
         let relay = hop.map_or_else(|| "none".to_string(), |h| h.to_string());
         tracing::info!(

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::deliver::status::Failure;
 use crate::deliver::{Deliverer, Outcome};
 use crate::envelope::{Envelope, RecipientStatus};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, DeliveryResult};
 use crate::route::router::Router;
 use std::sync::Arc;
 
@@ -119,10 +119,7 @@ pub async fn attempt(services: Arc<Services>, mut envelope: Envelope) -> Attempt
                     rcpt.status = RecipientStatus::Bounced {
                         reply: expired.to_string(),
                     };
-                    metrics()
-                        .deliveries_total
-                        .with_label_values(&[rcpt.route.as_str(), "bounced"])
-                        .inc();
+                    metrics().delivery(&rcpt.route, DeliveryResult::Bounced);
                     tracing::info!(id = %envelope.id, to = %rcpt.rewritten, orig_to = %rcpt.address, route = %rcpt.route, status = "expired", "{expired}");
                     failed.push((i, expired));
                 } else {

@@ -114,7 +114,7 @@ impl Contacts {
                 let n = table.len();
                 self.current.store(Arc::new(table));
                 m.routing_contacts.set(i64::try_from(n).unwrap_or(i64::MAX));
-                m.routing_reloads_total.with_label_values(&["ok"]).inc();
+                m.routing_reload(true);
                 tracing::info!(path = %self.path.display(), contacts = n, "contacts table loaded");
                 Ok(n)
             }
@@ -122,7 +122,7 @@ impl Contacts {
                 for e in &errors {
                     tracing::error!("{e}");
                 }
-                m.routing_reloads_total.with_label_values(&["error"]).inc();
+                m.routing_reload(false);
                 tracing::error!(
                     path = %self.path.display(),
                     errors = errors.len(),

@@ -1,8 +1,10 @@
 //! Inbound SMTP: one session per connection.
 //!
 //! - [`session`]: the connection loop: read, parse, dispatch, write; timeouts, STARTTLS.
-//! - [`commands`]: what each command does to the session state.
-//! - [`state`]: the envelope being built (HELO → MAIL → RCPT), as types.
+//! - [`state`]: the phases (HELO → MAIL → RCPT → body) as types, and the
+//!   connection facts.
+//! - [`commands`]: what each envelope command does to the phase.
+//! - `message`: DATA and BDAT, and the finished message into the spool.
 //! - [`line`]: command-line framing with a hard length cap.
 //! - [`params`]: MAIL/RCPT parameters given twice.
 //! - [`data`]: DATA/BDAT readers and checks on the finished message.
@@ -12,13 +14,15 @@
 pub mod commands;
 pub mod data;
 pub mod line;
+mod message;
 pub mod params;
 pub mod received;
 pub mod reply;
 pub mod session;
 pub mod state;
 
-pub use session::{ConnectionInfo, Session, SessionContext, SessionEnd, TlsInfo};
+pub use session::{Session, SessionContext, SessionEnd};
+pub use state::{ConnectionInfo, TlsInfo};
 
 #[cfg(test)]
 mod tests;

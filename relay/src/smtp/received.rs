@@ -1,6 +1,6 @@
 //! The `Received:` trace field (RFC 5321 §4.4, RFC 5322 §3.6.7).
 
-use super::session::TlsInfo;
+use super::state::TlsInfo;
 use std::net::IpAddr;
 
 /// What goes into the trace field.

@@ -2,20 +2,17 @@
 //! collect replies, write them in one go when the input is used up (RFC 2920 pipelining:
 //! replies to a pipelined group leave together, which also keeps TLS records few).
 
-use super::commands::Action;
-use super::data::{BodyReader, Progress};
+use super::data::Progress;
 use super::line::{Line, LineReader};
 use super::reply::Reply;
-use super::state::{Greeting, Phase};
-use crate::config::{Config, Limits, ListenerConfig};
+use super::state::{Action, ConnectionInfo, Phase, TlsInfo};
+use crate::config::{Config, Limits};
 use crate::envelope::Envelope;
-use crate::metrics::metrics;
+use crate::policy::{Policy, Refusal};
 use crate::queue::spool::Spool;
-use crate::rate::RateLimit;
 use crate::route::router::Router;
 use smtp_proto::Error as ParseError;
 use smtp_proto::Request;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -35,30 +32,8 @@ pub struct SessionContext {
     pub queued: Option<mpsc::UnboundedSender<Envelope>>,
     /// Cancelled on SIGTERM.
     pub shutdown: CancellationToken,
-    /// `limits.max_messages_per_minute_per_ip`, counted at MAIL.
-    pub message_rate: RateLimit,
-}
-
-/// The negotiated TLS parameters, for the Received field and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsInfo {
-    /// e.g. `TLSv1_3`.
-    pub version: String,
-    /// e.g. `TLS13_AES_256_GCM_SHA384`.
-    pub cipher: String,
-}
-
-/// Facts about the connection that do not change within a session.
-#[derive(Debug, Clone)]
-pub struct ConnectionInfo {
-    /// The listener it arrived on.
-    pub listener: Arc<ListenerConfig>,
-    /// The client.
-    pub peer: SocketAddr,
-    /// The client is in `relay.trusted_networks`.
-    pub trusted: bool,
-    /// TLS, once negotiated.
-    pub tls: Option<TlsInfo>,
+    /// Who may connect, send and relay.
+    pub policy: Arc<Policy>,
 }
 
 /// How a session loop ended.
@@ -71,32 +46,11 @@ pub enum SessionEnd {
     StartTls,
 }
 
-/// What the loop is reading now.
-pub(super) enum Input {
-    /// SMTP commands.
-    Commands,
-    /// A DATA body.
-    Data(BodyReader),
-    /// One BDAT chunk of `size` bytes; `last` when it ends the message.
-    Bdat {
-        /// The chunk reader.
-        reader: BodyReader,
-        /// Declared chunk size.
-        size: usize,
-        /// BDAT ... LAST.
-        last: bool,
-    },
-}
-
 /// One SMTP session.
 pub struct Session {
     pub(super) ctx: Arc<SessionContext>,
     pub(super) conn: ConnectionInfo,
-    pub(super) greeting: Option<Greeting>,
     pub(super) phase: Phase,
-    pub(super) input: Input,
-    /// The DATA body being received (BDAT chunks go into the transaction).
-    pub(super) body: Vec<u8>,
     errors: u32,
     lines: LineReader,
     out: Vec<u8>,
@@ -121,10 +75,7 @@ impl Session {
         Session {
             ctx,
             conn,
-            greeting: None,
             phase: Phase::Fresh,
-            input: Input::Commands,
-            body: Vec::new(),
             errors: 0,
             lines: LineReader::default(),
             out: Vec::with_capacity(512),
@@ -133,20 +84,12 @@ impl Session {
         }
     }
 
-    /// The connection facts.
-    pub fn connection(&self) -> &ConnectionInfo {
-        &self.conn
-    }
-
     /// After a successful STARTTLS handshake: RFC 3207 §4.2, the server forgets
     /// everything it learnt from the client (EHLO, envelope) and waits for a new EHLO.
     pub fn tls_established(&mut self, tls: TlsInfo) {
         self.conn.tls = Some(tls);
-        self.greeting = None;
         self.phase = Phase::Fresh;
-        self.input = Input::Commands;
         self.lines = LineReader::default();
-        self.body = Vec::new();
         self.restart_clock();
     }
 
@@ -163,18 +106,13 @@ impl Session {
     /// [`MIN_DATA_RATE`].
     fn read_wait(&self, limits: &Limits) -> Duration {
         let now = Instant::now();
-        match self.input {
-            Input::Commands => {
-                (self.waiting_since + limits.command_timeout).saturating_duration_since(now)
-            }
-            Input::Data(_) | Input::Bdat { .. } => {
-                let credit =
-                    Duration::from_millis(self.body_bytes.saturating_mul(1000) / MIN_DATA_RATE);
-                let whole = (self.waiting_since + limits.data_timeout + credit)
-                    .saturating_duration_since(now);
-                whole.min(limits.data_timeout)
-            }
+        if !self.phase.reads_body() {
+            return (self.waiting_since + limits.command_timeout).saturating_duration_since(now);
         }
+        let credit = Duration::from_millis(self.body_bytes.saturating_mul(1000) / MIN_DATA_RATE);
+        let whole =
+            (self.waiting_since + limits.data_timeout + credit).saturating_duration_since(now);
+        whole.min(limits.data_timeout)
     }
 
     /// Queues the `220` greeting (sent with the first write of [`Session::run`]).
@@ -189,6 +127,11 @@ impl Session {
             self.errors += 1;
         }
         reply.write_to(&mut self.out);
+    }
+
+    /// Queues a refusal's reply and counts it under its reason.
+    pub(super) fn refuse(&mut self, refusal: Refusal) {
+        self.reply(refusal.counted());
     }
 
     /// Runs the session on `stream` until it closes or asks for STARTTLS.
@@ -214,17 +157,16 @@ impl Session {
                 },
                 // RFC 5321 §3.8: 421 on shutdown. A body in progress gets the grace
                 // period (the server aborts the task when it runs out).
-                _ = self.ctx.shutdown.cancelled(), if matches!(self.input, Input::Commands) => {
+                _ = self.ctx.shutdown.cancelled(), if !self.phase.reads_body() => {
                     return self.close(stream, Reply::shutting_down()).await;
                 }
             };
-            if !matches!(self.input, Input::Commands) {
+            if self.phase.reads_body() {
                 self.body_bytes += n as u64;
             }
             let mut input = buf[..n].iter();
             // An empty BDAT chunk has no bytes to wait for: step it even on empty input.
-            while !input.as_slice().is_empty() || matches!(self.input, Input::Bdat { size: 0, .. })
-            {
+            while !input.as_slice().is_empty() || self.phase.awaits_empty_chunk() {
                 match self.step(&mut input).await {
                     // A command was handled or a body ended: the next wait begins.
                     Action::Continue => self.restart_clock(),
@@ -242,7 +184,7 @@ impl Session {
                     }
                 }
                 if self.errors > limits.max_errors {
-                    return self.close(stream, Reply::too_many_errors()).await;
+                    return self.close(stream, Refusal::TooManyErrors.counted()).await;
                 }
             }
         }
@@ -252,9 +194,6 @@ impl Session {
     where
         S: AsyncWrite + Unpin,
     {
-        if reply.code == 421 && reply.enhanced == Some((4, 7, 0)) {
-            metrics().reject("syntax");
-        }
         reply.write_to(&mut self.out);
         self.send_out(stream).await?;
         let _ = stream.shutdown().await;
@@ -288,56 +227,46 @@ impl Session {
 
     /// Consumes input for one command or one piece of body.
     async fn step(&mut self, input: &mut std::slice::Iter<'_, u8>) -> Action {
-        match &mut self.input {
-            Input::Commands => {
-                let Some(line) = self.lines.next_line(input) else {
-                    return Action::NeedMore;
-                };
-                let parsed = match line {
-                    Line::TooLong => Err(ParseError::ResponseTooLong),
-                    Line::Complete(bytes) => {
-                        if let Some(reply) = precheck(&bytes) {
-                            self.reply(reply);
-                            return Action::Continue;
-                        }
-                        Request::parse(&mut bytes.iter()).map(Request::into_owned)
+        let limit = self.ctx.policy.max_message_size() as usize;
+        let progress = match &mut self.phase {
+            Phase::Data(_, reader, body) => reader.ingest(input, body, limit),
+            Phase::Bdat(_, message, Some(chunk)) => chunk.reader.ingest(input, message, limit),
+            // A discarding reader stores nothing.
+            Phase::Discard { chunk, .. } => chunk.reader.ingest(input, &mut Vec::new(), limit),
+            _ => return self.next_command(input).await,
+        };
+        match progress {
+            Progress::NeedMore => Action::NeedMore,
+            Progress::Done => self.body_done().await,
+        }
+    }
+
+    /// Reads and runs one command line.
+    async fn next_command(&mut self, input: &mut std::slice::Iter<'_, u8>) -> Action {
+        let Some(line) = self.lines.next_line(input) else {
+            return Action::NeedMore;
+        };
+        let parsed = match line {
+            Line::TooLong => Err(ParseError::ResponseTooLong),
+            Line::Complete(bytes) => {
+                if let Some(answer) = precheck(&bytes) {
+                    match answer {
+                        Ok(reply) => self.reply(reply),
+                        Err(refusal) => self.refuse(refusal),
                     }
-                };
-                match parsed {
-                    Ok(request) => self.command(request).await,
-                    Err(e) => {
-                        let reply = parse_error_reply(e);
-                        self.reply(reply);
-                        Action::Continue
-                    }
+                    return Action::Continue;
                 }
+                Request::parse(&mut bytes.iter()).map(Request::into_owned)
             }
-            Input::Data(reader) => {
-                let limit = self.ctx.config.limits.max_message_size as usize;
-                match reader.ingest(input, &mut self.body, limit) {
-                    Progress::NeedMore => Action::NeedMore,
-                    Progress::Done => match std::mem::replace(&mut self.input, Input::Commands) {
-                        Input::Data(reader) => self.data_done(reader).await,
-                        _ => unreachable!("matched above"),
-                    },
+        };
+        match parsed {
+            Ok(request) => self.command(request).await,
+            Err(e) => {
+                match parse_error_reply(e) {
+                    Ok(reply) => self.reply(reply),
+                    Err(refusal) => self.refuse(refusal),
                 }
-            }
-            Input::Bdat { reader, .. } => {
-                let limit = self.ctx.config.limits.max_message_size as usize;
-                // Chunks accumulate in the transaction; a discarding reader stores nothing.
-                let sink = match &mut self.phase {
-                    Phase::Mail(txn) => &mut txn.message,
-                    _ => &mut self.body,
-                };
-                match reader.ingest(input, sink, limit) {
-                    Progress::NeedMore => Action::NeedMore,
-                    Progress::Done => match std::mem::replace(&mut self.input, Input::Commands) {
-                        Input::Bdat { reader, size, last } => {
-                            self.chunk_done(reader, size, last).await
-                        }
-                        _ => unreachable!("matched above"),
-                    },
-                }
+                Action::Continue
             }
         }
     }
@@ -345,7 +274,7 @@ impl Session {
 
 /// Refusals decided on the raw line, before smtp-proto folds it into a value and the
 /// facts are lost.
-fn precheck(line: &[u8]) -> Option<Reply> {
+fn precheck(line: &[u8]) -> Option<Result<Reply, Refusal>> {
     let verb = line.get(..4).map(<[u8]>::to_ascii_uppercase);
     let (mail, rcpt) = (
         verb.as_deref() == Some(b"MAIL"),
@@ -354,28 +283,21 @@ fn precheck(line: &[u8]) -> Option<Reply> {
     // RFC 6531 §3.3: addresses are UTF-8. The parser would turn other octets into
     // U+FFFD and the relay would forward an address the client never sent.
     if (mail || rcpt) && std::str::from_utf8(line).is_err() {
-        metrics().reject("syntax");
-        return Some(if mail {
-            Reply::bad_sender()
+        return Some(Err(if mail {
+            Refusal::BadSender
         } else {
-            Reply::bad_recipient()
-        });
+            Refusal::BadRecipient
+        }));
     }
-    super::params::repeated_parameter(line).map(|param| Reply::repeated_parameter(&param))
+    super::params::repeated_parameter(line).map(|param| Ok(Reply::repeated_parameter(&param)))
 }
 
-/// The one table from parser errors to replies.
-fn parse_error_reply(e: ParseError) -> Reply {
-    match e {
+/// The one table from parser errors to replies; a bad address is a refusal.
+fn parse_error_reply(e: ParseError) -> Result<Reply, Refusal> {
+    Ok(match e {
         ParseError::UnknownCommand => Reply::unknown_command(),
-        ParseError::InvalidSenderAddress => {
-            metrics().reject("syntax");
-            Reply::bad_sender()
-        }
-        ParseError::InvalidRecipientAddress => {
-            metrics().reject("syntax");
-            Reply::bad_recipient()
-        }
+        ParseError::InvalidSenderAddress => return Err(Refusal::BadSender),
+        ParseError::InvalidRecipientAddress => return Err(Refusal::BadRecipient),
         ParseError::SyntaxError { syntax } => Reply::syntax(format!("Syntax: {syntax}")),
         ParseError::InvalidParameter { param } => {
             Reply::syntax(format!("Invalid value for parameter {param}"))
@@ -386,7 +308,7 @@ fn parse_error_reply(e: ParseError) -> Reply {
         ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
             Reply::syntax("Syntax error")
         }
-    }
+    })
 }
 
 /// Wall-clock seconds since the epoch.

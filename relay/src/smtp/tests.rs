@@ -58,19 +58,19 @@ async fn start(peer: &str) -> Script {
     let (tx, envelopes) = tokio::sync::mpsc::unbounded_channel();
     let listener = Arc::new(config.listeners[0].clone());
     let shutdown = CancellationToken::new();
+    let policy = Arc::new(crate::policy::Policy::new(&config.limits));
     let ctx = Arc::new(SessionContext {
         config: Arc::new(config),
         router,
         spool,
         queued: Some(tx),
         shutdown: shutdown.clone(),
-        message_rate: crate::rate::RateLimit::new(0),
+        policy,
     });
     let (client, mut server) = tokio::io::duplex(1 << 16);
     let conn = ConnectionInfo {
         listener,
         peer: peer.parse().unwrap(),
-        trusted: false,
         tls: None,
     };
     let task = tokio::spawn(async move {

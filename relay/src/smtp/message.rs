@@ -1,0 +1,227 @@
+//! The message itself: DATA and BDAT (RFC 5321 §4.1.1.4, RFC 3030), the
+//! finished body's checks, and the hand-over to the spool that earns the `250`.
+
+use super::data::{check_content, BodyReader, ContentError};
+use super::received::{received_header, Trace};
+use super::reply::Reply;
+use super::session::{unix_now, Session};
+use super::state::{Action, Addressed, Chunk, Phase};
+use crate::envelope::Envelope;
+use crate::metrics::metrics;
+use crate::policy::Refusal;
+
+impl Session {
+    /// DATA: `354` when the transaction has a recipient.
+    pub(super) fn data(&mut self) -> Action {
+        self.phase = match std::mem::take(&mut self.phase) {
+            Phase::Rcpt(addressed) => {
+                self.reply(Reply::start_data());
+                Phase::Data(addressed, BodyReader::data(), Vec::new())
+            }
+            other => {
+                let text = match other {
+                    Phase::Bdat(..) => "DATA cannot follow BDAT",
+                    // RFC 2920 §3.1: a pipelining client sends the body anyway; those
+                    // lines then arrive as (unknown) commands and are refused one by one.
+                    _ => "Need RCPT before DATA",
+                };
+                self.refuse(Refusal::BadSequence(text));
+                other
+            }
+        };
+        Action::Continue
+    }
+
+    /// BDAT: the chunk is read next, kept or (RFC 3030 §3: even when refused)
+    /// thrown away.
+    pub(super) fn bdat(&mut self, size: usize, last: bool) -> Action {
+        let keep = |reader| Chunk { reader, size, last };
+        let discard = || keep(BodyReader::bdat(size, last, true));
+        let policy = &self.ctx.policy;
+        self.phase = match std::mem::take(&mut self.phase) {
+            Phase::Rcpt(a) => match policy.size(size as u64) {
+                Ok(()) => Phase::Bdat(
+                    a,
+                    Vec::new(),
+                    Some(keep(BodyReader::bdat(size, last, false))),
+                ),
+                Err(refusal) => refused(a, refusal, discard(), last),
+            },
+            Phase::Bdat(a, message, None) => {
+                match policy.size((message.len() as u64).saturating_add(size as u64)) {
+                    Ok(()) => {
+                        Phase::Bdat(a, message, Some(keep(BodyReader::bdat(size, last, false))))
+                    }
+                    Err(refusal) => refused(a, refusal, discard(), last),
+                }
+            }
+            // Already refused: keep refusing until LAST ends the transaction.
+            Phase::BdatRefused(greeting, refusal) => Phase::Discard {
+                chunk: discard(),
+                refusal: refusal.clone(),
+                after: Box::new(if last {
+                    Phase::Greeted(greeting)
+                } else {
+                    Phase::BdatRefused(greeting, refusal)
+                }),
+            },
+            other => {
+                let text = match other {
+                    Phase::Mail(..) => "Need RCPT before BDAT",
+                    _ => "Need MAIL and RCPT before BDAT",
+                };
+                // LAST ends a transaction that had no recipient yet.
+                let after = match other {
+                    Phase::Mail(..) if last => other.reset(),
+                    other => other,
+                };
+                Phase::Discard {
+                    chunk: discard(),
+                    refusal: Refusal::BadSequence(text),
+                    after: Box::new(after),
+                }
+            }
+        };
+        // A zero-size chunk (`BDAT 0 LAST`) completes at the next step with no input.
+        Action::Continue
+    }
+
+    /// A DATA body or a BDAT chunk has been read completely.
+    pub(super) async fn body_done(&mut self) -> Action {
+        match std::mem::take(&mut self.phase) {
+            Phase::Data(addressed, reader, body) => {
+                let limit = self.ctx.policy.max_message_size();
+                if reader.is_discarding() || body.len() as u64 > limit {
+                    self.phase = Phase::Greeted(addressed.greeting);
+                    self.refuse(Refusal::TooLarge { limit });
+                    return Action::Continue;
+                }
+                self.accept(addressed, body).await
+            }
+            Phase::Bdat(addressed, message, Some(chunk)) => {
+                if chunk.last {
+                    return self.accept(addressed, message).await;
+                }
+                // RFC 3030 §2: one reply per chunk.
+                self.phase = Phase::Bdat(addressed, message, None);
+                self.reply(Reply::chunk_ok(chunk.size));
+                Action::Continue
+            }
+            Phase::Discard { refusal, after, .. } => {
+                self.phase = *after;
+                self.refuse(refusal);
+                Action::Continue
+            }
+            other => {
+                self.phase = other;
+                Action::Continue
+            }
+        }
+    }
+
+    /// Checks a complete message, spools it, and answers `250` only once it is durable.
+    async fn accept(&mut self, addressed: Addressed, mut message: Vec<u8>) -> Action {
+        let Addressed {
+            greeting,
+            txn,
+            recipients,
+        } = addressed;
+        let limits = &self.ctx.config.limits;
+        let checked = check_content(
+            &mut message,
+            limits.bare_newline,
+            limits.max_received_headers,
+        );
+        if let Err(e) = checked {
+            self.phase = Phase::Greeted(greeting);
+            self.refuse(match e {
+                ContentError::BareNewline => Refusal::BareNewline,
+                ContentError::TooManyReceived => Refusal::MailLoop,
+            });
+            return Action::Continue;
+        }
+        let id = self.ctx.spool.new_id();
+        let recipients = recipients.into_vec();
+        let single = (recipients.len() == 1).then(|| recipients[0].address.as_str());
+        let header = received_header(&Trace {
+            helo: &greeting.name,
+            client_ip: self.conn.peer.ip(),
+            hostname: &self.ctx.config.server.hostname,
+            extended: greeting.extended,
+            smtputf8: txn.smtputf8,
+            tls: self.conn.tls.as_ref(),
+            id: &id,
+            single_recipient: single,
+        });
+        let size = (header.len() + message.len()) as u64;
+        let envelope = Envelope {
+            id: id.clone(),
+            received_at: unix_now(),
+            sender: txn.sender,
+            client_ip: self.conn.peer.ip(),
+            helo: greeting.name.clone(),
+            listener: self.conn.listener.name.clone(),
+            body: txn.body,
+            smtputf8: txn.smtputf8,
+            ret: txn.ret,
+            envid: txn.envid,
+            size,
+            recipients,
+        };
+        self.phase = Phase::Greeted(greeting);
+        match self.ctx.spool.store(envelope, header, message).await {
+            Ok(envelope) => self.queued(envelope, size),
+            Err(e) => {
+                tracing::error!(id = %id, error = %e, "spool write failed");
+                self.refuse(if e.is_disk_full() {
+                    Refusal::SpoolFull
+                } else {
+                    Refusal::SpoolFailed
+                });
+            }
+        }
+        Action::Continue
+    }
+
+    /// The message is durable: count it, announce it for delivery, say `250`.
+    fn queued(&mut self, envelope: Envelope, size: u64) {
+        let listener = [self.conn.listener.name.as_str()];
+        metrics()
+            .messages_received_total
+            .with_label_values(&listener)
+            .inc();
+        metrics()
+            .bytes_received_total
+            .with_label_values(&listener)
+            .inc_by(size);
+        tracing::info!(
+            id = %envelope.id,
+            from = %envelope.sender,
+            client = %self.conn.peer.ip(),
+            size,
+            nrcpt = envelope.recipients.len(),
+            "queued"
+        );
+        let reply = Reply::queued(&envelope.id);
+        if let Some(queued) = &self.ctx.queued {
+            let _ = queued.send(envelope);
+        }
+        self.reply(reply);
+    }
+}
+
+/// A BDAT chunk over the limit: read it, refuse it, and the transaction with it
+/// (until LAST, later chunks are refused the same way).
+fn refused(addressed: Addressed, refusal: Refusal, chunk: Chunk, last: bool) -> Phase {
+    let greeting = addressed.greeting;
+    let after = if last {
+        Phase::Greeted(greeting)
+    } else {
+        Phase::BdatRefused(greeting, refusal.clone())
+    };
+    Phase::Discard {
+        chunk,
+        refusal,
+        after: Box::new(after),
+    }
+}
