@@ -5,6 +5,7 @@
 //!
 //! - [`address`]: address syntax (envelope paths, table addresses) and comparison.
 //! - [`config`]: `relay.toml` into typed values; every error with file, line, key.
+//! - [`enhanced_code`]: RFC 3463 status codes, for our replies and the next hops'.
 //! - [`envelope`]: the message's envelope and routing decisions: every layer's vocabulary.
 //! - [`server`]: listeners, accept loop, connection caps, drain on shutdown.
 //! - [`smtp`]: one inbound SMTP session: commands, DATA/BDAT, STARTTLS, replies.
@@ -26,6 +27,7 @@ pub mod address;
 pub mod config;
 pub mod deliver;
 pub mod doctor;
+pub mod enhanced_code;
 pub mod envelope;
 pub mod http;
 pub mod metrics;

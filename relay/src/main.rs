@@ -210,7 +210,11 @@ fn route(path: &Path, json: bool, client: Option<IpAddr>, addresses: &[String]) 
                             let domain = d.rewritten.rsplit('@').next().unwrap_or("");
                             format!("MX of {domain}")
                         } else {
-                            r.smarthost.join(", ")
+                            r.smarthost
+                                .iter()
+                                .map(|h| h.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         }
                     })
                     .unwrap_or_default();

@@ -23,7 +23,7 @@ pub mod reader;
 mod sections;
 pub mod units;
 mod validate;
-mod values;
+pub(crate) mod values;
 
 use reader::Diagnostics;
 
@@ -202,11 +202,38 @@ pub enum OutboundTls {
     Verify,
 }
 
+/// One `smarthost` entry, parsed at load: a host name or IP address and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smarthost {
+    /// Host name (lower case) or IP address (IPv6 without brackets).
+    pub host: String,
+    /// Port (`route.port` when the entry had none).
+    pub port: u16,
+}
+
+impl std::fmt::Display for Smarthost {
+    /// `host:port`, IPv6 in brackets as in RFC 5321 address literals.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Compares with the `host:port` text (tests, and `route` output).
+impl PartialEq<&str> for Smarthost {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_string() == *other
+    }
+}
+
 /// `[route.NAME]`
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
-    /// Next hops `host:port`, tried in order (empty when `mx`).
-    pub smarthost: Vec<String>,
+    /// Next hops, tried in order (empty when `mx`).
+    pub smarthost: Vec<Smarthost>,
     /// Deliver by MX lookup.
     pub mx: bool,
     /// TLS policy.

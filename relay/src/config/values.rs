@@ -3,6 +3,7 @@
 //!
 //! Pure functions, no I/O: the caller attaches the file, line and key.
 
+use super::Smarthost;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 
@@ -71,9 +72,8 @@ pub fn domain(text: &str) -> Result<String, ValueError> {
 }
 
 /// Parses a smarthost entry (`host`, `host:port`, `ipv4:port`, `[ipv6]`,
-/// `[ipv6]:port`) and returns it as `host:port`, lower-cased, with `default_port`
-/// filled in. IPv6 addresses keep their brackets, as in RFC 5321 address literals.
-pub fn smarthost(text: &str, default_port: u16) -> Result<String, ValueError> {
+/// `[ipv6]:port`): the host lower-cased, with `default_port` filled in.
+pub fn smarthost(text: &str, default_port: u16) -> Result<Smarthost, ValueError> {
     let bad = |why: &str| Err(ValueError::NotAHop(text.to_string(), why.to_string()));
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let Some((inside, after)) = rest.split_once(']') else {
@@ -89,7 +89,7 @@ pub fn smarthost(text: &str, default_port: u16) -> Result<String, ValueError> {
                 None => return bad("expected ':port' after ']'"),
             },
         };
-        (format!("[{}]", inside.to_ascii_lowercase()), port)
+        (inside.to_ascii_lowercase(), port)
     } else {
         if text.matches(':').count() > 1 {
             return bad("put IPv6 addresses in brackets");
@@ -115,7 +115,7 @@ pub fn smarthost(text: &str, default_port: u16) -> Result<String, ValueError> {
             _ => return bad("the port must be a number from 1 to 65535"),
         },
     };
-    Ok(format!("{host}:{port}"))
+    Ok(Smarthost { host, port })
 }
 
 /// Parses a CIDR network; a bare address means that one host (/32 or /128).
@@ -214,20 +214,43 @@ mod tests {
     #[test]
     fn smarthosts_get_the_default_port() {
         assert_eq!(
-            smarthost("Mail.Corp.Example", 25),
+            smarthost("Mail.Corp.Example", 25).map(|h| h.to_string()),
             Ok("mail.corp.example:25".into())
         );
         assert_eq!(
-            smarthost("mail.corp.example:587", 25),
+            smarthost("mail.corp.example:587", 25).map(|h| h.to_string()),
             Ok("mail.corp.example:587".into())
         );
-        assert_eq!(smarthost("127.0.0.1:2526", 25), Ok("127.0.0.1:2526".into()));
-        assert_eq!(smarthost("192.0.2.1", 2525), Ok("192.0.2.1:2525".into()));
         assert_eq!(
-            smarthost("[2001:DB8::1]:26", 25),
+            smarthost("127.0.0.1:2526", 25).map(|h| h.to_string()),
+            Ok("127.0.0.1:2526".into())
+        );
+        assert_eq!(
+            smarthost("192.0.2.1", 2525).map(|h| h.to_string()),
+            Ok("192.0.2.1:2525".into())
+        );
+        assert_eq!(
+            smarthost("[2001:DB8::1]:26", 25).map(|h| h.to_string()),
             Ok("[2001:db8::1]:26".into())
         );
-        assert_eq!(smarthost("[::1]", 25), Ok("[::1]:25".into()));
+        assert_eq!(
+            smarthost("[::1]", 25).map(|h| h.to_string()),
+            Ok("[::1]:25".into())
+        );
+    }
+
+    /// The forms delivery used to re-parse at every attempt, parsed once here.
+    #[test]
+    fn host_port_forms() {
+        let split = |text| smarthost(text, 25).map(|h| (h.host, h.port));
+        assert_eq!(
+            split("mx.example:2525").unwrap(),
+            ("mx.example".into(), 2525)
+        );
+        assert_eq!(split("MX.example").unwrap(), ("mx.example".into(), 25));
+        assert_eq!(split("[::1]:26").unwrap(), ("::1".into(), 26));
+        assert_eq!(split("127.0.0.1:1").unwrap(), ("127.0.0.1".into(), 1));
+        assert!(split("mx:notaport").is_err());
     }
 
     #[test]

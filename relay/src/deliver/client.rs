@@ -12,14 +12,14 @@
 use super::mx::NextHop;
 use super::status::{DeliverError, Reply, Stage};
 use crate::config::OutboundTls;
+use crate::enhanced_code::EnhancedCode;
 use crate::envelope::{BodyType, Notify, Ret};
 use crate::metrics::{metrics, Direction};
 use mail_send::SmtpClient;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use smtp_proto::{
-    EXT_8BIT_MIME, EXT_BINARY_MIME, EXT_CHUNKING, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8,
-    EXT_START_TLS,
+    EXT_8BIT_MIME, EXT_CHUNKING, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS,
 };
 use std::io;
 use std::pin::Pin;
@@ -380,16 +380,6 @@ impl Session {
             // as is (what Postfix does); converting would break DKIM.
             BodyType::EightBitMime if self.offers(EXT_8BIT_MIME) => cmd.push_str(" BODY=8BITMIME"),
             BodyType::EightBitMime => {}
-            BodyType::BinaryMime if self.offers(EXT_BINARY_MIME) && self.offers(EXT_CHUNKING) => {
-                cmd.push_str(" BODY=BINARYMIME")
-            }
-            // RFC 3030 §3: binary content cannot go over DATA.
-            BodyType::BinaryMime => {
-                return Err(DeliverError::Rejected {
-                    stage: Stage::Mail,
-                    reply: local_reply(554, [5, 6, 3], "next hop does not support BINARYMIME"),
-                })
-            }
         }
         if txn.smtputf8 {
             if self.offers(EXT_SMTP_UTF8) {
@@ -400,7 +390,11 @@ impl Session {
                 // downgraded; bounce rather than mangle it.
                 return Err(DeliverError::Rejected {
                     stage: Stage::Mail,
-                    reply: local_reply(553, [5, 6, 7], "next hop does not support SMTPUTF8"),
+                    reply: local_reply(
+                        553,
+                        EnhancedCode::new(5, 6, 7),
+                        "next hop does not support SMTPUTF8",
+                    ),
                 });
             }
         }
@@ -578,10 +572,10 @@ fn strip_rfc822(orcpt: &str) -> &str {
     }
 }
 
-fn local_reply(code: u16, enhanced: [u8; 3], text: &str) -> Reply {
+fn local_reply(code: u16, enhanced: EnhancedCode, text: &str) -> Reply {
     Reply {
         code,
-        enhanced,
+        enhanced: Some(enhanced),
         text: text.to_string(),
     }
 }
@@ -621,7 +615,6 @@ pub(crate) fn clone_error(e: &DeliverError) -> DeliverError {
         DeliverError::NullMx(s) => DeliverError::NullMx(s.clone()),
         DeliverError::NoAddress(s) => DeliverError::NoAddress(s.clone()),
         DeliverError::UnknownRoute(s) => DeliverError::UnknownRoute(s.clone()),
-        DeliverError::BadSmarthost(s) => DeliverError::BadSmarthost(s.clone()),
         DeliverError::Ca { path, detail } => DeliverError::Ca {
             path: path.clone(),
             detail: detail.clone(),

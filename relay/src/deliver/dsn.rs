@@ -6,7 +6,7 @@
 //! list that does not name the event, gets none; without NOTIFY, failures are
 //! reported and delays too.
 
-use super::status::Failure;
+use crate::envelope::Failure;
 use crate::envelope::{BodyType, Envelope, Notify, Recipient, RecipientStatus, Ret, RouteReason};
 use chrono::{DateTime, TimeZone, Utc};
 use std::fmt::Write;
@@ -46,7 +46,7 @@ pub struct Report<'a> {
     pub index: usize,
     /// Failed or delayed.
     pub action: Action,
-    /// Why (from the attempt, or `Failure::parse` of the persisted text).
+    /// Why (from the attempt, or as persisted in the envelope).
     pub failure: &'a Failure,
 }
 
@@ -137,7 +137,12 @@ pub fn build(
     );
     for r in &reports {
         let rcpt = &envelope.recipients[r.index];
-        let _ = write!(m, "<{}>: {}\r\n", rcpt.address, one_line(&r.failure.detail));
+        let _ = write!(
+            m,
+            "<{}>: {}\r\n",
+            rcpt.address,
+            one_line(&r.failure.explanation())
+        );
     }
     // RFC 3464 §2.2: per-message fields.
     let _ = write!(
@@ -166,18 +171,22 @@ pub fn build(
             r.action.as_str(),
             r.failure.status
         );
-        if let Some(mta) = &r.failure.remote_mta {
-            let _ = write!(m, "Remote-MTA: dns; {mta}\r\n");
+        if let Some(remote) = &r.failure.remote {
+            let _ = write!(m, "Remote-MTA: dns; {}\r\n", remote.host);
         }
-        match &r.failure.reply {
+        match r.failure.reply() {
             Some(reply) => {
-                let _ = write!(m, "Diagnostic-Code: smtp; {}\r\n", one_line(reply));
+                let _ = write!(
+                    m,
+                    "Diagnostic-Code: smtp; {}\r\n",
+                    one_line(&reply.to_string())
+                );
             }
             None => {
                 let _ = write!(
                     m,
                     "Diagnostic-Code: x-coexist; {}\r\n",
-                    one_line(&r.failure.detail)
+                    one_line(&r.failure.explanation())
                 );
             }
         }
@@ -333,20 +342,18 @@ mod tests {
         b"From: alice@sender.example\r\nSubject: hello\r\nMessage-ID: <m1@sender.example>\r\n\r\nsecret body\r\n";
 
     fn failure() -> Failure {
-        Failure::new(
-            &DeliverError::Rejected {
-                stage: Stage::Rcpt,
-                reply: Reply {
-                    code: 550,
-                    enhanced: [5, 1, 1],
-                    text: "User unknown".into(),
-                },
+        DeliverError::Rejected {
+            stage: Stage::Rcpt,
+            reply: Reply {
+                code: 550,
+                enhanced: Some(crate::enhanced_code::EnhancedCode::new(5, 1, 1)),
+                text: "User unknown".into(),
             },
-            Some((
-                "mx.tenant.cloud.example",
-                "mx.tenant.cloud.example[192.0.2.9]:25".into(),
-            )),
-        )
+        }
+        .failure(Some(crate::envelope::failure::NextHop {
+            host: "mx.tenant.cloud.example".into(),
+            addr: "192.0.2.9:25".parse().unwrap(),
+        }))
     }
 
     #[test]

@@ -22,12 +22,13 @@ mod tests;
 
 use crate::config::{Config, OutboundTls, RouteConfig};
 use crate::envelope::Envelope;
+use crate::envelope::Failure;
 use crate::metrics::{metrics, DeliveryResult};
 use client::{Session, SessionParams, Transaction, TxnRecipient};
 use mx::{NextHop, Resolver};
 use pool::{Pool, PoolKey};
 use rustls::ClientConfig;
-use status::{DeliverError, Failure};
+use status::DeliverError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,7 +143,7 @@ impl Deliverer {
         let hops = if route.mx {
             self.resolver.mx(domain, route.port).await
         } else {
-            self.resolver.smarthosts(&route.smarthost, route.port).await
+            self.resolver.smarthosts(&route.smarthost).await
         };
         let hops = match hops {
             Ok(h) if h.is_empty() => Err(DeliverError::NoAddress(route_name.to_string())),
@@ -325,7 +326,7 @@ impl Deliverer {
 
 /// Error → outcome, through the one classification table.
 fn classify(e: &DeliverError, hop: Option<&NextHop>) -> Outcome {
-    let failure = Failure::new(e, hop.map(|h| (h.host.as_str(), h.to_string())));
+    let failure = e.failure(hop.cloned());
     if e.is_permanent() {
         Outcome::Permanent(failure)
     } else {

@@ -6,33 +6,17 @@
 //! takes no mail.
 
 use super::status::DeliverError;
-use crate::config::DnsConfig;
+use crate::config::{DnsConfig, Smarthost};
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
-use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// One address to try, with the name it was found under.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NextHop {
-    /// Host name (the MX exchange or the smarthost name), lower case, no
-    /// trailing dot; what a `verify` certificate must match.
-    pub host: String,
-    /// Address and port.
-    pub addr: SocketAddr,
-}
-
-impl fmt::Display for NextHop {
-    /// Postfix style: `host[ip]:port`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}]:{}", self.host, self.addr.ip(), self.addr.port())
-    }
-}
+pub use crate::envelope::failure::NextHop;
 
 /// The DNS side of delivery.
 pub struct Resolver {
@@ -55,19 +39,14 @@ impl Resolver {
     ///
     /// A smarthost that does not resolve is skipped (the others may work);
     /// when none resolves, the first error is returned.
-    pub async fn smarthosts(
-        &self,
-        list: &[String],
-        default_port: u16,
-    ) -> Result<Vec<NextHop>, DeliverError> {
+    pub async fn smarthosts(&self, list: &[Smarthost]) -> Result<Vec<NextHop>, DeliverError> {
         let mut hops = Vec::new();
         let mut first_error = None;
         for entry in list {
-            let (host, port) = split_host_port(entry, default_port)?;
-            match self.addresses(&host).await {
+            match self.addresses(&entry.host).await {
                 Ok(ips) => hops.extend(ips.into_iter().map(|ip| NextHop {
-                    host: host.clone(),
-                    addr: SocketAddr::new(ip, port),
+                    host: entry.host.clone(),
+                    addr: SocketAddr::new(ip, entry.port),
                 })),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -203,34 +182,6 @@ fn shuffle<T>(items: &mut [T]) {
     }
 }
 
-/// `host:port`, `[v6]:port`, `host`, `v6` → host and port.
-fn split_host_port(entry: &str, default_port: u16) -> Result<(String, u16), DeliverError> {
-    let bad = || DeliverError::BadSmarthost(entry.to_string());
-    if let Ok(sa) = entry.parse::<SocketAddr>() {
-        return Ok((sa.ip().to_string(), sa.port()));
-    }
-    if let Ok(ip) = entry.parse::<IpAddr>() {
-        return Ok((ip.to_string(), default_port));
-    }
-    if let Some(rest) = entry.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad())?,
-            None if after.is_empty() => default_port,
-            None => return Err(bad()),
-        };
-        return Ok((host.to_ascii_lowercase(), port));
-    }
-    match entry.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() => {
-            Ok((host.to_ascii_lowercase(), port.parse().map_err(|_| bad())?))
-        }
-        Some(_) => Err(bad()),
-        None if !entry.is_empty() => Ok((entry.to_ascii_lowercase(), default_port)),
-        None => Err(bad()),
-    }
-}
-
 /// Builds the system resolver, or one asking `[dns] nameservers` (UDP, then TCP).
 fn build(dns: &DnsConfig) -> Result<TokioResolver, hickory_resolver::net::NetError> {
     let builder = if dns.nameservers.is_empty() {
@@ -262,24 +213,6 @@ fn build(dns: &DnsConfig) -> Result<TokioResolver, hickory_resolver::net::NetErr
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(
-            split_host_port("mx.example:2525", 25).unwrap(),
-            ("mx.example".into(), 2525)
-        );
-        assert_eq!(
-            split_host_port("MX.example", 25).unwrap(),
-            ("mx.example".into(), 25)
-        );
-        assert_eq!(split_host_port("[::1]:26", 25).unwrap(), ("::1".into(), 26));
-        assert_eq!(
-            split_host_port("127.0.0.1:1", 25).unwrap(),
-            ("127.0.0.1".into(), 1)
-        );
-        assert!(split_host_port("mx:notaport", 25).is_err());
-    }
 
     #[test]
     fn exchanges_sorted_by_preference() {

@@ -5,116 +5,11 @@
 //! whether the recipient is retried or bounced. A new variant does not compile
 //! until someone has decided which it is.
 
-use std::fmt;
+use crate::enhanced_code::EnhancedCode;
+use crate::envelope::failure::{Cause, NextHop};
+pub use crate::envelope::failure::{RemoteReply as Reply, Stage};
+use crate::envelope::Failure;
 use std::io;
-
-/// The SMTP step an error happened in, for the log line and the DSN
-/// ("in reply to RCPT TO").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// TCP connect.
-    Connect,
-    /// Waiting for the 220 greeting.
-    Greeting,
-    /// EHLO / HELO.
-    Ehlo,
-    /// STARTTLS and the handshake.
-    StartTls,
-    /// RSET before reusing a pooled session.
-    Rset,
-    /// MAIL FROM.
-    Mail,
-    /// RCPT TO.
-    Rcpt,
-    /// DATA or BDAT command.
-    Data,
-    /// Sending the message and waiting for the final reply.
-    Message,
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Stage::Connect => "connect",
-            Stage::Greeting => "greeting",
-            Stage::Ehlo => "EHLO",
-            Stage::StartTls => "STARTTLS",
-            Stage::Rset => "RSET",
-            Stage::Mail => "MAIL FROM",
-            Stage::Rcpt => "RCPT TO",
-            Stage::Data => "DATA",
-            Stage::Message => "end of data",
-        })
-    }
-}
-
-/// One SMTP reply, as the next hop sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// Basic code (RFC 5321 §4.2).
-    pub code: u16,
-    /// Enhanced status code (RFC 3463), `[0, 0, 0]` when the server sent none.
-    pub enhanced: [u8; 3],
-    /// Text, multi-line replies joined with a space.
-    pub text: String,
-}
-
-impl Reply {
-    /// Converts smtp-proto's parsed reply.
-    pub fn from_response(r: &smtp_proto::Response<String>) -> Reply {
-        Reply {
-            code: r.code,
-            enhanced: r.esc,
-            text: r
-                .message
-                .split(['\r', '\n'])
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" "),
-        }
-    }
-
-    /// 2xx.
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
-    /// 5xx: the next hop refuses for good (RFC 5321 §4.2.1).
-    pub fn is_permanent(&self) -> bool {
-        (500..600).contains(&self.code)
-    }
-
-    /// The RFC 3463 status: the server's enhanced code, or one derived from the
-    /// basic code's class when it sent none (RFC 3463 §3.1 X.0.0).
-    pub fn status(&self) -> String {
-        if self.enhanced[0] != 0 {
-            format!(
-                "{}.{}.{}",
-                self.enhanced[0], self.enhanced[1], self.enhanced[2]
-            )
-        } else if self.is_permanent() {
-            "5.0.0".into()
-        } else if self.is_positive() {
-            "2.0.0".into()
-        } else {
-            "4.0.0".into()
-        }
-    }
-}
-
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.enhanced[0] != 0 {
-            write!(
-                f,
-                "{} {}.{}.{} {}",
-                self.code, self.enhanced[0], self.enhanced[1], self.enhanced[2], self.text
-            )
-        } else {
-            write!(f, "{} {}", self.code, self.text)
-        }
-    }
-}
 
 /// Why delivery to a next hop (or of one recipient) did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -173,9 +68,6 @@ pub enum DeliverError {
     /// The route named by the envelope is not configured.
     #[error("route {0:?} is not configured")]
     UnknownRoute(String),
-    /// A smarthost entry could not be parsed.
-    #[error("smarthost {0:?} is not host:port")]
-    BadSmarthost(String),
     /// `ca` could not be read or holds no certificate.
     #[error("{path}: {detail}")]
     Ca {
@@ -218,41 +110,57 @@ impl DeliverError {
             | DeliverError::NoAddress(_) => false,
             // Configuration mistakes: the operator can fix them before the
             // message expires, so the mail waits instead of bouncing.
-            DeliverError::UnknownRoute(_)
-            | DeliverError::BadSmarthost(_)
-            | DeliverError::Ca { .. }
-            | DeliverError::Resolver(_) => false,
+            DeliverError::UnknownRoute(_) | DeliverError::Ca { .. } | DeliverError::Resolver(_) => {
+                false
+            }
         }
     }
 
     /// The RFC 3463 status code for the DSN and the log.
-    pub fn status(&self) -> String {
-        let s = match self {
+    pub fn status(&self) -> EnhancedCode {
+        let (class, subject, detail) = match self {
             DeliverError::Rejected { reply, .. } => {
                 let status = reply.status();
                 // The class must agree with what happens to the recipient
                 // (RFC 3463 §3.1): a skipped 5xx greeting is a deferral.
-                return match status.strip_prefix('5') {
-                    Some(rest) if !self.is_permanent() => format!("4{rest}"),
-                    _ => status,
+                return if self.is_permanent() {
+                    status
+                } else {
+                    status.as_temporary()
                 };
             }
-            DeliverError::NullMx(_) => "5.1.10", // RFC 7505 §4.2
-            DeliverError::NoSuchDomain(_) => "5.1.2",
-            DeliverError::Connect(_) => "4.4.1",
-            DeliverError::Timeout(_) => "4.4.2",
-            DeliverError::ConnectionLost { .. } => "4.4.2",
-            DeliverError::Protocol(_) => "4.5.0",
-            DeliverError::Tls(_) | DeliverError::TlsName(_) => "4.7.5",
-            DeliverError::TlsUnavailable => "4.7.4",
-            DeliverError::DnsTemporary { .. } => "4.4.3",
-            DeliverError::NoAddress(_) => "4.4.4",
-            DeliverError::UnknownRoute(_)
-            | DeliverError::BadSmarthost(_)
-            | DeliverError::Ca { .. }
-            | DeliverError::Resolver(_) => "4.3.5",
+            DeliverError::NullMx(_) => (5, 1, 10), // RFC 7505 §4.2
+            DeliverError::NoSuchDomain(_) => (5, 1, 2),
+            DeliverError::Connect(_) => (4, 4, 1),
+            DeliverError::Timeout(_) => (4, 4, 2),
+            DeliverError::ConnectionLost { .. } => (4, 4, 2),
+            DeliverError::Protocol(_) => (4, 5, 0),
+            DeliverError::Tls(_) | DeliverError::TlsName(_) => (4, 7, 5),
+            DeliverError::TlsUnavailable => (4, 7, 4),
+            DeliverError::DnsTemporary { .. } => (4, 4, 3),
+            DeliverError::NoAddress(_) => (4, 4, 4),
+            DeliverError::UnknownRoute(_) | DeliverError::Ca { .. } | DeliverError::Resolver(_) => {
+                (4, 3, 5)
+            }
         };
-        s.to_string()
+        EnhancedCode::new(class, subject, detail)
+    }
+
+    /// The failure a recipient records for this error at next hop `remote`
+    /// (None: before any next hop was reached).
+    pub fn failure(&self, remote: Option<NextHop>) -> Failure {
+        let cause = match self {
+            DeliverError::Rejected { stage, reply } => Cause::Reply {
+                stage: *stage,
+                reply: reply.clone(),
+            },
+            other => Cause::Error(other.to_string()),
+        };
+        Failure {
+            status: self.status(),
+            remote,
+            cause,
+        }
     }
 
     /// Maps mail-send's client error at `stage`.
@@ -289,85 +197,6 @@ impl DeliverError {
     }
 }
 
-/// A failed attempt for one recipient, with what a DSN needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// RFC 3463 status, e.g. `5.1.1`.
-    pub status: String,
-    /// The next hop's host name, when it answered (`Remote-MTA`).
-    pub remote_mta: Option<String>,
-    /// The next hop's reply, when there was one (`Diagnostic-Code: smtp; ...`).
-    pub reply: Option<String>,
-    /// Human-readable text for the log and the DSN.
-    pub detail: String,
-}
-
-impl Failure {
-    /// A failure at next hop `remote` (host name), or before any next hop.
-    pub fn new(error: &DeliverError, remote: Option<(&str, String)>) -> Failure {
-        let reply = match error {
-            DeliverError::Rejected { reply, .. } => Some(reply.to_string()),
-            _ => None,
-        };
-        let (remote_mta, detail) = match remote {
-            Some((host, shown)) if reply.is_some() => (
-                Some(host.to_string()),
-                format!("host {shown} said: {error}"),
-            ),
-            Some((host, shown)) => (Some(host.to_string()), format!("{shown}: {error}")),
-            None => (None, error.to_string()),
-        };
-        Failure {
-            status: error.status(),
-            remote_mta,
-            reply,
-            detail,
-        }
-    }
-
-    /// Reads back the text [`Failure`]'s `Display` wrote (persisted as the
-    /// envelope's `last_error` or `Bounced.reply`), so a DSN built after a
-    /// restart carries the same fields.
-    pub fn parse(text: &str) -> Failure {
-        let (status, rest) = match text.split_once(' ') {
-            Some((s, rest)) if is_status(s) => (s.to_string(), rest),
-            _ => ("5.0.0".to_string(), text),
-        };
-        let remote_mta = rest
-            .strip_prefix("host ")
-            .and_then(|r| r.split(['[', ' ']).next())
-            .map(str::to_string);
-        let reply = rest.split_once(" said: ").map(|(_, r)| {
-            r.rsplit_once(" (in reply to ")
-                .map(|(r, _)| r)
-                .unwrap_or(r)
-                .to_string()
-        });
-        Failure {
-            status,
-            remote_mta,
-            reply,
-            detail: rest.to_string(),
-        }
-    }
-}
-
-fn is_status(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    parts.len() == 3
-        && matches!(parts[0], "2" | "4" | "5")
-        && parts[1..]
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-impl fmt::Display for Failure {
-    /// `STATUS detail`, e.g. `5.1.1 host mx.example[192.0.2.1]:25 said: 550 5.1.1 no such user (in reply to RCPT TO)`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.status, self.detail)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,7 +206,8 @@ mod tests {
             stage: Stage::Rcpt,
             reply: Reply {
                 code,
-                enhanced: esc,
+                enhanced: (esc[0] != 0)
+                    .then(|| EnhancedCode::new(esc[0], u16::from(esc[1]), u16::from(esc[2]))),
                 text: "no".into(),
             },
         }
@@ -390,25 +220,28 @@ mod tests {
         assert!(DeliverError::NullMx("x".into()).is_permanent());
         assert!(!DeliverError::TlsUnavailable.is_permanent());
         assert!(!DeliverError::Connect(io::ErrorKind::ConnectionRefused.into()).is_permanent());
-        assert_eq!(DeliverError::NullMx("x".into()).status(), "5.1.10");
-        assert_eq!(rejected(554, [0, 0, 0]).status(), "5.0.0");
+        assert_eq!(
+            DeliverError::NullMx("x".into()).status().to_string(),
+            "5.1.10"
+        );
+        assert_eq!(rejected(554, [0, 0, 0]).status().to_string(), "5.0.0");
     }
 
     #[test]
-    fn failure_round_trips_through_text() {
-        let f = Failure::new(
-            &rejected(550, [5, 1, 1]),
-            Some(("mx.example", "mx.example[192.0.2.1]:25".into())),
-        );
-        let text = f.to_string();
+    fn failures_record_the_reply_and_the_next_hop() {
+        let remote = NextHop {
+            host: "mx.example".into(),
+            addr: "192.0.2.1:25".parse().unwrap(),
+        };
+        let f = rejected(550, [5, 1, 1]).failure(Some(remote));
         assert_eq!(
-            text,
+            f.to_string(),
             "5.1.1 host mx.example[192.0.2.1]:25 said: 550 5.1.1 no (in reply to RCPT TO)"
         );
-        assert_eq!(Failure::parse(&text), f);
-        let local = Failure::new(&DeliverError::NullMx("d.example".into()), None);
-        let back = Failure::parse(&local.to_string());
-        assert_eq!(back, local);
-        assert_eq!(back.remote_mta, None);
+        assert_eq!(f.reply().map(|r| r.code), Some(550));
+        let local = DeliverError::NullMx("d.example".into()).failure(None);
+        assert_eq!(local.remote, None);
+        assert_eq!(local.reply(), None);
+        assert_eq!(local.status.to_string(), "5.1.10");
     }
 }

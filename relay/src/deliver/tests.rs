@@ -28,7 +28,10 @@ last line\r\n";
 
 fn route(smarthost: Vec<String>, mx: bool, tls: OutboundTls, port: u16) -> RouteConfig {
     RouteConfig {
-        smarthost,
+        smarthost: smarthost
+            .iter()
+            .map(|h| crate::config::values::smarthost(h, port).expect("smarthost"))
+            .collect(),
         mx,
         tls,
         port,
@@ -375,7 +378,8 @@ async fn one_550_does_not_fail_the_others() {
     match &out[1].1 {
         Outcome::Permanent(f) => {
             assert_eq!(f.status, "5.1.1");
-            assert_eq!(f.reply.as_deref(), Some("550 5.1.1 no such user"));
+            let reply = f.reply().map(|r| r.to_string());
+            assert_eq!(reply.as_deref(), Some("550 5.1.1 no such user"));
         }
         other => panic!("{other:?}"),
     }

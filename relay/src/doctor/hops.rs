@@ -141,7 +141,7 @@ async fn smarthost_group(
         unresolved: Vec::new(),
     };
     for entry in &route.smarthost {
-        let lookup = resolver.smarthosts(std::slice::from_ref(entry), route.port);
+        let lookup = resolver.smarthosts(std::slice::from_ref(entry));
         match tokio::time::timeout_at(deadline, lookup).await {
             Ok(Ok(hops)) => group.hops.extend(hops),
             Ok(Err(e)) => group

@@ -349,7 +349,9 @@ fn envelope(id: &str, received_at: i64) -> Envelope {
             status: RecipientStatus::Pending,
             attempts: 3,
             next_attempt: 0,
-            last_error: Some("451 4.3.0 try later".into()),
+            last_error: Some(crate::envelope::Failure::from_legacy_text(
+                "4.3.0 try later",
+            )),
         }],
     }
 }

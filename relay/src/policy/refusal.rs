@@ -101,6 +101,7 @@ impl Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::enhanced_code::EnhancedCode;
 
     #[test]
     fn replies_follow_the_table() {
@@ -108,16 +109,49 @@ mod tests {
             let reply = r.reply();
             (reply.code, reply.enhanced)
         };
-        assert_eq!(wire(Refusal::RelayDenied), (554, Some((5, 7, 1))));
-        assert_eq!(wire(Refusal::TooLarge { limit: 1 }), (552, Some((5, 3, 4))));
-        assert_eq!(wire(Refusal::TooManyRecipients), (452, Some((4, 5, 3))));
-        assert_eq!(wire(Refusal::MailLoop), (554, Some((5, 4, 6))));
-        assert_eq!(wire(Refusal::BareNewline), (550, Some((5, 6, 0))));
-        assert_eq!(wire(Refusal::TlsRequired), (530, Some((5, 7, 0))));
-        assert_eq!(wire(Refusal::TooManyConnections), (421, Some((4, 7, 0))));
-        assert_eq!(wire(Refusal::MessageRate), (450, Some((4, 7, 1))));
-        assert_eq!(wire(Refusal::SpoolFailed), (451, Some((4, 3, 0))));
-        assert_eq!(wire(Refusal::SpoolFull), (452, Some((4, 3, 1))));
-        assert_eq!(wire(Refusal::TooManyErrors), (421, Some((4, 7, 0))));
+        assert_eq!(
+            wire(Refusal::RelayDenied),
+            (554, Some(EnhancedCode::new(5, 7, 1)))
+        );
+        assert_eq!(
+            wire(Refusal::TooLarge { limit: 1 }),
+            (552, Some(EnhancedCode::new(5, 3, 4)))
+        );
+        assert_eq!(
+            wire(Refusal::TooManyRecipients),
+            (452, Some(EnhancedCode::new(4, 5, 3)))
+        );
+        assert_eq!(
+            wire(Refusal::MailLoop),
+            (554, Some(EnhancedCode::new(5, 4, 6)))
+        );
+        assert_eq!(
+            wire(Refusal::BareNewline),
+            (550, Some(EnhancedCode::new(5, 6, 0)))
+        );
+        assert_eq!(
+            wire(Refusal::TlsRequired),
+            (530, Some(EnhancedCode::new(5, 7, 0)))
+        );
+        assert_eq!(
+            wire(Refusal::TooManyConnections),
+            (421, Some(EnhancedCode::new(4, 7, 0)))
+        );
+        assert_eq!(
+            wire(Refusal::MessageRate),
+            (450, Some(EnhancedCode::new(4, 7, 1)))
+        );
+        assert_eq!(
+            wire(Refusal::SpoolFailed),
+            (451, Some(EnhancedCode::new(4, 3, 0)))
+        );
+        assert_eq!(
+            wire(Refusal::SpoolFull),
+            (452, Some(EnhancedCode::new(4, 3, 1)))
+        );
+        assert_eq!(
+            wire(Refusal::TooManyErrors),
+            (421, Some(EnhancedCode::new(4, 7, 0)))
+        );
     }
 }

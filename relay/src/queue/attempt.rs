@@ -5,8 +5,8 @@ use super::bounce::send_bounce;
 use super::retry::next_delay;
 use super::spool::Spool;
 use crate::config::Config;
-use crate::deliver::status::Failure;
 use crate::deliver::{Deliverer, Outcome};
+use crate::envelope::Failure;
 use crate::envelope::{Envelope, RecipientStatus};
 use crate::metrics::{metrics, DeliveryResult};
 use crate::route::router::Router;
@@ -96,28 +96,20 @@ pub async fn attempt(services: Arc<Services>, mut envelope: Envelope) -> Attempt
             Outcome::Delivered { reply } => rcpt.status = RecipientStatus::Delivered { reply },
             Outcome::Permanent(failure) => {
                 rcpt.status = RecipientStatus::Bounced {
-                    reply: failure.to_string(),
+                    failure: failure.clone(),
                 };
                 failed.push((i, failure));
             }
             Outcome::Temporary(failure) => {
                 rcpt.attempts += 1;
-                rcpt.last_error = Some(failure.to_string());
+                rcpt.last_error = Some(failure.clone());
                 let delay = next_delay(&queue.retry_schedule, rcpt.attempts, (&envelope.id, i));
                 let next = now + delay.as_secs().max(1) as i64;
                 if next > expires {
                     // RFC 5321 §4.5.4.1: give up after the queue lifetime, with a DSN.
-                    let expired = Failure {
-                        status: "4.4.7".to_string(),
-                        remote_mta: failure.remote_mta.clone(),
-                        reply: failure.reply.clone(),
-                        detail: format!(
-                            "delivery time expired after {} attempts; last error: {}",
-                            rcpt.attempts, failure.detail
-                        ),
-                    };
+                    let expired = Failure::expired(rcpt.attempts, failure);
                     rcpt.status = RecipientStatus::Bounced {
-                        reply: expired.to_string(),
+                        failure: expired.clone(),
                     };
                     metrics().delivery(&rcpt.route, DeliveryResult::Bounced);
                     tracing::info!(id = %envelope.id, to = %rcpt.rewritten, orig_to = %rcpt.address, route = %rcpt.route, status = "expired", "{expired}");

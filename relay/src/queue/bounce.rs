@@ -1,8 +1,8 @@
 //! Turning failed recipients into a DSN that goes back through the router and spool.
 
 use crate::deliver::dsn::{self, Action, Report};
-use crate::deliver::status::Failure;
 use crate::envelope::Envelope;
+use crate::envelope::Failure;
 use crate::queue::spool::Spool;
 use crate::route::router::Router;
 

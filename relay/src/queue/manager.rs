@@ -7,7 +7,7 @@
 
 use super::attempt::{attempt, next_due, unix_now, AttemptResult, Services};
 use super::bounce::send_bounce;
-use crate::deliver::status::Failure;
+use crate::envelope::Failure;
 use crate::envelope::{Envelope, RecipientStatus};
 use crate::metrics::metrics;
 use std::collections::{BTreeSet, HashMap};
@@ -267,12 +267,7 @@ pub async fn delete_message(
 ) -> Option<Envelope> {
     let mut bounce = None;
     if !silent {
-        let failure = Failure {
-            status: "5.0.0".into(),
-            remote_mta: None,
-            reply: None,
-            detail: "message deleted from the queue by the postmaster".into(),
-        };
+        let failure = Failure::deleted();
         let failed: Vec<(usize, Failure)> = envelope
             .recipients
             .iter()

@@ -2,11 +2,16 @@
 //!
 //! Stored as JSON beside the message in the spool (human-readable on purpose:
 //! `coexist-relay queue show` and an operator with `less` see the same thing).
+//!
+//! - [`failure`]: why a recipient was not delivered, as data.
 
+pub mod failure;
+
+pub use failure::Failure;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-/// Body type declared on MAIL FROM (RFC 6152 8BITMIME, RFC 3030 BINARYMIME).
+/// Body type declared on MAIL FROM (RFC 6152 8BITMIME; BINARYMIME is refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyType {
@@ -17,9 +22,6 @@ pub enum BodyType {
     /// BODY=8BITMIME.
     #[serde(rename = "8bitmime")]
     EightBitMime,
-    /// BODY=BINARYMIME (only with BDAT).
-    #[serde(rename = "binarymime")]
-    BinaryMime,
 }
 
 /// DSN RET parameter (RFC 3461 §4.3).
@@ -84,8 +86,9 @@ pub enum RecipientStatus {
     },
     /// Failed permanently or expired; a DSN was (or will be) sent.
     Bounced {
-        /// The reply or reason.
-        reply: String,
+        /// Why (`reply`: the text older relays wrote).
+        #[serde(alias = "reply", deserialize_with = "failure::typed_or_text")]
+        failure: Failure,
     },
 }
 
@@ -116,8 +119,12 @@ pub struct Recipient {
     #[serde(default)]
     pub next_attempt: i64,
     /// The last temporary failure, for `queue list` and DSNs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "failure::typed_or_text_opt"
+    )]
+    pub last_error: Option<Failure>,
 }
 
 /// The envelope of one spooled message.
@@ -151,4 +158,43 @@ pub struct Envelope {
     pub size: u64,
     /// Recipients, in RCPT order.
     pub recipients: Vec<Recipient>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::failure::Cause;
+
+    /// A `.state` file as relays before typed failures wrote it still loads,
+    /// its failures read into data.
+    #[test]
+    fn an_older_spools_envelope_still_loads() {
+        let old = r#"{"id":"0123456789ABCDEF","received_at":1700000000,"sender":"a@x.example",
+            "client_ip":"192.0.2.7","helo":"c","listener":"smtp","size":10,"recipients":[
+            {"address":"b@corp.example","rewritten":"b@corp.example","route":"onprem",
+             "reason":{"kind":"accepted_domain"},"attempts":2,"next_attempt":5,
+             "last_error":"4.4.1 exchange.corp.example[192.0.2.9]:25: connect: refused"},
+            {"address":"c@corp.example","rewritten":"c@corp.example","route":"onprem",
+             "reason":{"kind":"accepted_domain"},"status":{"state":"bounced",
+             "reply":"5.1.1 host exchange.corp.example[192.0.2.9]:25 said: 550 5.1.1 no such user (in reply to RCPT TO)"}}]}"#;
+        let e: Envelope = serde_json::from_str(old).expect("old envelope");
+        let pending = e.recipients[0].last_error.as_ref().expect("last error");
+        assert_eq!(pending.status, "4.4.1");
+        assert_eq!(
+            pending.to_string(),
+            "4.4.1 exchange.corp.example[192.0.2.9]:25: connect: refused"
+        );
+        let RecipientStatus::Bounced { failure } = &e.recipients[1].status else {
+            panic!("{:?}", e.recipients[1].status);
+        };
+        assert_eq!(failure.status, "5.1.1");
+        assert_eq!(failure.reply().map(|r| r.code), Some(550));
+        assert!(matches!(failure.cause, Cause::Reply { .. }));
+        // Written back, it is data.
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            json["recipients"][1]["status"]["failure"]["cause"]["reply"]["reply"]["code"],
+            550
+        );
+    }
 }
