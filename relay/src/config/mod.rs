@@ -225,7 +225,14 @@ impl std::fmt::Display for Smarthost {
 /// Compares with the `host:port` text (tests, and `route` output).
 impl PartialEq<&str> for Smarthost {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        let Some((host, port)) = other.rsplit_once(':') else {
+            return false;
+        };
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        host == self.host && port.parse() == Ok(self.port)
     }
 }
 
