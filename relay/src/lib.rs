@@ -4,6 +4,7 @@
 //! The modules follow the path of a message (see `shared/DESIGN.md`):
 //!
 //! - [`address`]: address syntax (envelope paths, table addresses) and comparison.
+//! - [`daemon`]: [`run`]: everything `coexist-relay run` starts, and the shutdown.
 //! - [`config`]: `relay.toml` into typed values; every error with file, line, key.
 //! - [`enhanced_code`]: RFC 3463 status codes, for our replies and the next hops'.
 //! - [`envelope`]: the message's envelope and routing decisions: every layer's vocabulary.
@@ -22,9 +23,11 @@
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` on `[metrics] bind`.
 //! - [`doctor`]: `coexist-relay doctor`: config, certificate, next hops, DNS, spool.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod address;
 pub mod config;
+pub mod daemon;
 pub mod deliver;
 pub mod doctor;
 pub mod enhanced_code;
@@ -38,6 +41,8 @@ pub mod safeio;
 pub mod server;
 pub mod smtp;
 pub mod tls;
+
+pub use daemon::{run, Control, RunError};
 
 #[cfg(test)]
 pub(crate) mod testutil;

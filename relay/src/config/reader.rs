@@ -37,6 +37,7 @@ pub struct Diagnostics<'s> {
 }
 
 impl<'s> Diagnostics<'s> {
+    /// Collects errors about `src`, the text of `file`.
     pub fn new(file: &Path, src: &'s str) -> Self {
         Diagnostics {
             file: file.to_path_buf(),

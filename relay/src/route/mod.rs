@@ -5,7 +5,9 @@
 //! - [`reload`]: the live table: reload when the file changes (polled) or on SIGHUP,
 //!   swapped atomically only when the whole new table is valid.
 //! - [`router`]: the per-recipient decision (contact, rule, accepted, default).
+//! - [`explain`]: that decision and its next hop, as `coexist-relay route` shows it.
 
+pub mod explain;
 pub mod reload;
 pub mod router;
 pub mod store;

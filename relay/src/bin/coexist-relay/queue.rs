@@ -2,7 +2,9 @@
 //! work beside a running relay); flush and delete go through the running relay's admin
 //! socket, or act on the spool themselves when no relay runs.
 
-use crate::{load_all, load_config, QueueCommand, EXIT_CONFIG};
+use crate::commands::{load_all, load_config};
+use crate::EXIT_CONFIG;
+use clap::Subcommand;
 use relay::envelope::{Envelope, RecipientStatus};
 use relay::queue::admin;
 use relay::queue::spool::Spool;
@@ -10,7 +12,33 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub fn run(config_path: &Path, command: QueueCommand) -> ExitCode {
+/// `coexist-relay queue …`.
+#[derive(Subcommand)]
+pub(crate) enum QueueCommand {
+    /// Every queued message: id, age, size, sender, recipients with route and status.
+    List {
+        /// Print JSON (one array of envelopes).
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message: its envelope (JSON) and its headers.
+    Show {
+        /// Queue id.
+        id: String,
+    },
+    /// Retry every pending recipient now.
+    Flush,
+    /// Remove a message; its sender gets a DSN unless --silent.
+    Delete {
+        /// No DSN to the sender.
+        #[arg(long)]
+        silent: bool,
+        /// Queue id.
+        id: String,
+    },
+}
+
+pub(crate) fn run(config_path: &Path, command: QueueCommand) -> ExitCode {
     let Some(config) = load_config(config_path) else {
         return ExitCode::from(EXIT_CONFIG);
     };

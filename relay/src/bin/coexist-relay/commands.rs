@@ -1,0 +1,109 @@
+//! The one-shot commands: `check`, `route`, `doctor`.
+
+use crate::EXIT_CONFIG;
+use relay::config::Config;
+use relay::route::explain::Explanation;
+use relay::route::reload::Contacts;
+use relay::route::router::Router;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Loads the config, printing every error; `None` = exit 2.
+pub(crate) fn load_config(path: &Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            None
+        }
+    }
+}
+
+/// Loads the config and the contacts table, printing every error; `None` = exit 2.
+pub(crate) fn load_all(path: &Path) -> Option<(Config, Arc<Contacts>)> {
+    let config = load_config(path)?;
+    let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
+    match Contacts::load(&config.routing.contacts, routes) {
+        Ok(contacts) => Some((config, contacts)),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            None
+        }
+    }
+}
+
+/// `check`: the config and the contacts table load.
+pub(crate) fn check(path: &Path) -> ExitCode {
+    let Some((config, contacts)) = load_all(path) else {
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    println!(
+        "{}: OK ({} listener(s), {} route(s), {} contact(s) in {})",
+        path.display(),
+        config.listeners.len(),
+        config.routes.len(),
+        contacts.current().len(),
+        config.routing.contacts.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `route`: the decision for each address.
+pub(crate) fn route(
+    path: &Path,
+    json: bool,
+    client: Option<IpAddr>,
+    addresses: &[String],
+) -> ExitCode {
+    let Some((config, contacts)) = load_all(path) else {
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let router = Router::new(&config.relay, &config.routing, contacts);
+    let table = router.table();
+    // Without --client, answer as for a trusted client (what the relay would do for
+    // mail it accepts from the organisation itself).
+    let client = client
+        .or_else(|| config.relay.trusted_networks.first().map(|n| n.addr()))
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let rows: Vec<Explanation> = addresses
+        .iter()
+        .map(|a| Explanation::new(&config, &router, &table, a, client))
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string(&rows).unwrap_or_default());
+    } else {
+        for row in rows {
+            println!("{row}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `doctor`: operational checks.
+pub(crate) fn doctor(path: &Path, json: bool) -> ExitCode {
+    // A broken contacts table is one of the things doctor reports, so only the
+    // config itself is a usage error here.
+    let Some(config) = load_config(path) else {
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let report = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(relay::doctor::run(&config, &Default::default())),
+        Err(e) => {
+            eprintln!("coexist-relay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", serde_json::json!(report));
+    } else {
+        print!("{report}");
+    }
+    ExitCode::from(report.exit_code())
+}

@@ -1,0 +1,89 @@
+//! What `coexist-relay route ADDRESS` answers: the decision for an address and
+//! the next hop it implies, as one serialisable value.
+
+use super::router::Router;
+use super::table::ContactsTable;
+use crate::config::Config;
+use crate::envelope::RouteReason;
+use serde::Serialize;
+use std::fmt;
+use std::net::IpAddr;
+
+/// One row of `route` (`--json`: the fields of DESIGN.md "Commands").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// The address asked about.
+    pub address: String,
+    /// The route, or `None` when the relay refuses the address.
+    pub route: Option<String>,
+    /// The smarthosts of the route, or `MX of <domain>`.
+    pub next_hop: Option<String>,
+    /// The envelope recipient toward the next hop.
+    pub rewritten: Option<String>,
+    /// Why, in words (or why not).
+    pub reason: String,
+}
+
+impl Explanation {
+    /// Decides where `address` goes for `client`, with `table`.
+    pub fn new(
+        config: &Config,
+        router: &Router,
+        table: &ContactsTable,
+        address: &str,
+        client: IpAddr,
+    ) -> Explanation {
+        match router.decide(table, address, client) {
+            Ok(d) => Explanation {
+                next_hop: config.routes.get(&d.route).map(|r| {
+                    if r.mx {
+                        format!("MX of {}", d.rewritten.rsplit('@').next().unwrap_or(""))
+                    } else {
+                        let hosts: Vec<String> =
+                            r.smarthost.iter().map(|h| h.to_string()).collect();
+                        hosts.join(", ")
+                    }
+                }),
+                address: address.to_string(),
+                reason: reason_text(&d.reason),
+                route: Some(d.route),
+                rewritten: Some(d.rewritten),
+            },
+            Err(e) => Explanation {
+                address: address.to_string(),
+                route: None,
+                next_hop: None,
+                rewritten: None,
+                reason: format!("{e} (for client {client})"),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Explanation {
+    /// `address -> rewritten via route [next hop]: reason`, or `address -> refused: reason`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.route, &self.rewritten) {
+            (Some(route), Some(rewritten)) => write!(
+                f,
+                "{} -> {} via {} [{}]: {}",
+                self.address,
+                rewritten,
+                route,
+                self.next_hop.as_deref().unwrap_or(""),
+                self.reason
+            ),
+            _ => write!(f, "{} -> refused: {}", self.address, self.reason),
+        }
+    }
+}
+
+/// The reason in the words an operator reads.
+fn reason_text(reason: &RouteReason) -> String {
+    match reason {
+        RouteReason::Contact => "contact in the contacts table".into(),
+        RouteReason::Rule { domain } => format!("[[routing.rule]] for {domain}"),
+        RouteReason::AcceptedDomain => "accepted domain (routing.accepted_route)".into(),
+        RouteReason::Default => "other domain, trusted client (routing.default_route)".into(),
+    }
+}
