@@ -237,10 +237,26 @@ impl Recorder for FaultSink {
 /// queue says so; a message to the healthy cloud hop still goes out with one
 /// delivery worker (none is stuck on the bad hop); once `recover` has fixed the
 /// hop and the queue is flushed, the first message arrives, once.
+/// The RFC 3463 status the queue recorded for the first pending recipient's
+/// last failure (`queue list --json`), once there is one.
+fn recorded_status(relay: &Relay, case: &str) -> String {
+    let mut status = None;
+    wait_until(&format!("{case}: a recorded failure"), WAIT, || {
+        let out = relay.cli(&["queue", "list", "--json"]);
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status = list[0]["recipients"][0]["last_error"]["status"]
+            .as_str()
+            .map(str::to_string);
+        status.is_some()
+    });
+    status.unwrap_or_default()
+}
+
 fn deferred_then_delivered<'a>(
     case: &str,
     hop: &str,
     tls: &str,
+    status: &str,
     recover: impl FnOnce() -> Box<dyn Recorder + 'a>,
 ) -> Relay {
     let healthy = ScriptSink::start(Script::default());
@@ -268,6 +284,11 @@ fn deferred_then_delivered<'a>(
         "{case}: the deferred message is queued"
     );
     assert_eq!(deliveries(&relay, "onprem", "delivered"), 0.0, "{case}");
+    assert_eq!(
+        recorded_status(&relay, case),
+        status,
+        "{case}: the failure recorded in the queue"
+    );
 
     // The only delivery worker is not held by the bad hop.
     let started = Instant::now();
@@ -314,9 +335,13 @@ fn deferred_then_delivered<'a>(
 #[test]
 fn next_hop_refusing_connections() {
     let port = free_port();
-    let relay = deferred_then_delivered("refused", &format!("127.0.0.1:{port}"), "none", || {
-        Box::new(ScriptSink::start_on(port, Script::default()))
-    });
+    let relay = deferred_then_delivered(
+        "refused",
+        &format!("127.0.0.1:{port}"),
+        "none",
+        "4.4.1",
+        || Box::new(ScriptSink::start_on(port, Script::default())),
+    );
     assert!(relay.log.text().contains("status=deferred"));
 }
 
@@ -328,7 +353,7 @@ fn next_hop_dropping_mid_data() {
         drop_in_data: Box::new(move |_| flag.load(Ordering::SeqCst)),
         ..Script::default()
     });
-    deferred_then_delivered("drop-mid-data", &sink.hostport(), "none", || {
+    deferred_then_delivered("drop-mid-data", &sink.hostport(), "none", "4.4.2", || {
         dropping.store(false, Ordering::SeqCst);
         Box::new(&sink)
     });
@@ -350,7 +375,8 @@ impl Recorder for &FaultSink {
 #[test]
 fn next_hop_greeting_with_421() {
     let hop = FaultSink::start(Fault::Greet421);
-    deferred_then_delivered("greeting-421", &hop.hostport(), "none", || {
+    // The hop's own 421 4.3.2 is what the queue keeps (RFC 3463: the hop's code).
+    deferred_then_delivered("greeting-421", &hop.hostport(), "none", "4.3.2", || {
         hop.set(Fault::Healthy);
         Box::new(&hop)
     });
@@ -359,7 +385,7 @@ fn next_hop_greeting_with_421() {
 #[test]
 fn next_hop_stalling_until_the_command_timeout() {
     let hop = FaultSink::start(Fault::Stall);
-    let relay = deferred_then_delivered("stall", &hop.hostport(), "none", || {
+    let relay = deferred_then_delivered("stall", &hop.hostport(), "none", "4.4.2", || {
         hop.set(Fault::Healthy);
         Box::new(&hop)
     });
@@ -369,10 +395,11 @@ fn next_hop_stalling_until_the_command_timeout() {
 #[test]
 fn next_hop_tls_handshake_failing() {
     let hop = FaultSink::start(Fault::TlsGarbage);
-    let relay = deferred_then_delivered("tls-garbage", &hop.hostport(), "required", || {
-        hop.set(Fault::StartTls);
-        Box::new(&hop)
-    });
+    let relay =
+        deferred_then_delivered("tls-garbage", &hop.hostport(), "required", "4.7.5", || {
+            hop.set(Fault::StartTls);
+            Box::new(&hop)
+        });
     let series = |result: &str| {
         relay.metric(&format!(
             "coexist_tls_handshakes_total{{direction=\"outbound\",result=\"{result}\"}}"

@@ -138,7 +138,7 @@ impl Deliverer {
         let started = Instant::now();
         let Some(route) = self.routes.get(route_name) else {
             let e = DeliverError::UnknownRoute(route_name.to_string());
-            return self.fail_all(envelope, route_name, group, None, &e, None);
+            return self.fail_all(envelope, route_name, group, None, &e);
         };
         let hops = if route.mx {
             self.resolver.mx(domain, route.port).await
@@ -151,7 +151,7 @@ impl Deliverer {
         };
         let hops = match hops {
             Ok(h) => h,
-            Err(e) => return self.fail_all(envelope, route_name, group, None, &e, None),
+            Err(e) => return self.fail_all(envelope, route_name, group, None, &e),
         };
         let params = SessionParams {
             helo: route
@@ -194,7 +194,7 @@ impl Deliverer {
             return outcomes;
         }
         let (hop, e) = last.expect("at least one next hop was tried");
-        self.fail_all(envelope, route_name, group, Some(&hop), &e, None)
+        self.fail_all(envelope, route_name, group, Some(&hop), &e)
     }
 
     /// A fresh-enough pooled session (after a successful RSET), or a new one.
@@ -278,13 +278,13 @@ impl Deliverer {
         group: &[usize],
         hop: Option<&NextHop>,
         e: &DeliverError,
-        tls: Option<&str>,
     ) -> Vec<(usize, Outcome)> {
         group
             .iter()
             .map(|&i| {
                 let outcome = classify(e, hop);
-                self.log(envelope, i, route, hop, tls, &outcome);
+                // Failed before a session: no TLS to tell of.
+                self.log(envelope, i, route, hop, None, &outcome);
                 (i, outcome)
             })
             .collect()

@@ -192,10 +192,12 @@ pub(super) fn spf_record(txts: &[String]) -> Result<Option<&str>, usize> {
         .iter()
         .map(String::as_str)
         .filter(|t| {
-            let t = t.trim_start();
-            t.len() >= 6
-                && t[..6].eq_ignore_ascii_case("v=spf1")
-                && (t.len() == 6 || t.as_bytes()[6] == b' ')
+            // Bytes, not a `str` slice: the 6th byte may fall inside a
+            // multibyte character of a record that is not SPF at all.
+            let t = t.trim_start().as_bytes();
+            t.get(..6)
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"v=spf1"))
+                && (t.len() == 6 || t[6] == b' ')
         })
         .collect();
     match spf.len() {

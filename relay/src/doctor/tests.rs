@@ -769,6 +769,20 @@ fn queue_age_thresholds() {
     );
 }
 
+/// Review of issue #11: `doctor` sliced the 6th byte of every TXT record as
+/// text and panicked when it fell inside a multibyte character.
+#[test]
+fn a_txt_record_with_a_multibyte_character_at_byte_six_is_not_spf() {
+    use super::dns::spf_record;
+    let txts = vec![
+        "abcdeé verification".to_string(),
+        "v=spf€".to_string(),
+        "v=spf1 -all".to_string(),
+    ];
+    assert_eq!(spf_record(&txts), Ok(Some("v=spf1 -all")));
+    assert_eq!(spf_record(&["\u{e9}\u{e9}\u{e9}".into()]), Ok(None));
+}
+
 #[test]
 fn spf_parsing() {
     use super::dns::{covers, spf_record, terms};

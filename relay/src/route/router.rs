@@ -109,16 +109,6 @@ impl Router {
         &self.contacts
     }
 
-    /// Accepted domains, normalised, in configuration order.
-    pub fn accepted_domains(&self) -> &[String] {
-        &self.accepted_domains
-    }
-
-    /// `[[routing.rule]]` entries, normalised, in evaluation order.
-    pub fn rules(&self) -> &[RoutingRule] {
-        &self.rules
-    }
-
     /// True when `client` may relay to any domain. IPv4-mapped IPv6 addresses
     /// (a dual-stack listener) count as the IPv4 address.
     pub fn is_trusted(&self, client: IpAddr) -> bool {
