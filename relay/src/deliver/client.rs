@@ -9,75 +9,19 @@
 //! CRLF before the final dot (a message that already ends in CRLF gains an
 //! empty line) and does not stuff a dot in the very first byte.
 
+use super::connect::{self, Stream};
+use super::esmtp::{mail_command, rcpt_command};
 use super::mx::NextHop;
 use super::status::{DeliverError, Reply, Stage};
 use crate::config::OutboundTls;
-use crate::enhanced_code::EnhancedCode;
 use crate::envelope::{BodyType, Notify, Ret};
-use crate::metrics::{metrics, Direction};
 use mail_send::SmtpClient;
-use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use smtp_proto::{
-    EXT_8BIT_MIME, EXT_CHUNKING, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS,
-};
+use smtp_proto::{EXT_CHUNKING, EXT_PIPELINING};
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
-
-/// Plain TCP, or TLS after STARTTLS.
-pub enum Stream {
-    /// Before STARTTLS, or a route with `tls = "none"`.
-    Plain(TcpStream),
-    /// After a successful STARTTLS handshake.
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
 /// How to open a session: the route's settings that matter on the wire.
 #[derive(Clone)]
@@ -149,97 +93,12 @@ pub struct TxnResult {
 impl Session {
     /// Connects, reads the greeting, says EHLO, and applies the TLS policy.
     pub async fn open(hop: &NextHop, params: &SessionParams) -> Result<Session, DeliverError> {
-        let tcp = tokio::time::timeout(params.connect_timeout, TcpStream::connect(hop.addr))
-            .await
-            .map_err(|_| DeliverError::Timeout(Stage::Connect))?
-            .map_err(DeliverError::Connect)?;
-        // Commands are small and each waits for a reply: do not let Nagle
-        // hold them back behind a delayed ACK.
-        let _ = tcp.set_nodelay(true);
-        let mut client = SmtpClient {
-            stream: Stream::Plain(tcp),
-            timeout: params.command_timeout,
-        };
-        let greeting = tokio::time::timeout(params.command_timeout, client.read())
-            .await
-            .map_err(|_| DeliverError::Timeout(Stage::Greeting))?
-            .map_err(|e| DeliverError::from_client(Stage::Greeting, e))?;
-        let greeting = Reply::from_response(&greeting);
-        if !greeting.is_positive() {
-            return Err(DeliverError::Rejected {
-                stage: Stage::Greeting,
-                reply: greeting,
-            });
-        }
-        let mut capabilities = hello(&mut client, &params.helo).await?;
-        let offered = capabilities & EXT_START_TLS != 0;
-        let start_tls = match params.policy {
-            OutboundTls::None => false,
-            OutboundTls::Opportunistic => offered,
-            OutboundTls::Required | OutboundTls::Verify if offered => true,
-            // RFC 3207 §4: without STARTTLS the policy forbids sending; give
-            // up before MAIL so nothing leaves in clear.
-            OutboundTls::Required | OutboundTls::Verify => {
-                let _ = client.cmd(b"QUIT\r\n").await;
-                return Err(DeliverError::TlsUnavailable);
-            }
-        };
-        let mut tls = None;
-        if start_tls {
-            let reply = client
-                .cmd(b"STARTTLS\r\n")
-                .await
-                .map_err(|e| DeliverError::from_client(Stage::StartTls, e))?;
-            let reply = Reply::from_response(&reply);
-            if !reply.is_positive() {
-                return Err(DeliverError::Rejected {
-                    stage: Stage::StartTls,
-                    reply,
-                });
-            }
-            let Stream::Plain(tcp) = client.stream else {
-                unreachable!("STARTTLS is only sent on a plain stream");
-            };
-            let name = server_name(hop, params.policy)?;
-            let connector = TlsConnector::from(params.tls_config.clone());
-            let handshake =
-                tokio::time::timeout(params.command_timeout, connector.connect(name, tcp)).await;
-            let stream = match handshake {
-                Ok(Ok(stream)) => {
-                    metrics().tls_handshake(Direction::Outbound, true);
-                    stream
-                }
-                Ok(Err(e)) => {
-                    metrics().tls_handshake(Direction::Outbound, false);
-                    return Err(DeliverError::Tls(e.to_string()));
-                }
-                Err(_) => {
-                    metrics().tls_handshake(Direction::Outbound, false);
-                    return Err(DeliverError::Timeout(Stage::StartTls));
-                }
-            };
-            let conn = stream.get_ref().1;
-            tls = Some(format!(
-                "{} {}",
-                conn.protocol_version()
-                    .map(|v| format!("{v:?}"))
-                    .unwrap_or_default(),
-                conn.negotiated_cipher_suite()
-                    .map(|c| format!("{:?}", c.suite()))
-                    .unwrap_or_default()
-            ));
-            client = SmtpClient {
-                stream: Stream::Tls(Box::new(stream)),
-                timeout: params.command_timeout,
-            };
-            // RFC 3207 §4.2: forget what was learnt in clear, ask again.
-            capabilities = hello(&mut client, &params.helo).await?;
-        }
+        let opened = connect::open(hop, params).await?;
         Ok(Session {
-            client,
+            client: opened.client,
             hop: hop.clone(),
-            capabilities,
-            tls,
+            capabilities: opened.capabilities,
+            tls: opened.tls,
             data_timeout: params.data_timeout,
         })
     }
@@ -277,43 +136,12 @@ impl Session {
     pub async fn send(&mut self, txn: &Transaction<'_>) -> TxnResult {
         let n = txn.recipients.len();
         let all = |e: DeliverError, reusable: bool| TxnResult {
-            recipients: (0..n).map(|_| Err(clone_error(&e))).collect(),
+            recipients: (0..n).map(|_| Err(e.clone())).collect(),
             reusable,
         };
-        let mail = match self.mail_command(txn) {
-            Ok(m) => m,
-            Err(e) => return all(e, true),
-        };
-        let rcpts: Vec<String> = txn
-            .recipients
-            .iter()
-            .map(|r| self.rcpt_command(r))
-            .collect();
-
-        // RFC 2920 §3.1: MAIL and the RCPTs go out in one write, replies read after.
-        let replies: Vec<Reply> = if self.offers(EXT_PIPELINING) {
-            let mut cmds = Vec::with_capacity(n + 1);
-            cmds.push(mail.as_str());
-            cmds.extend(rcpts.iter().map(String::as_str));
-            match self.client.cmds(cmds).await {
-                Ok(r) => r.iter().map(Reply::from_response).collect(),
-                Err(e) => return all(DeliverError::from_client(Stage::Rcpt, e), false),
-            }
-        } else {
-            let mut replies = Vec::with_capacity(n + 1);
-            match self.client.cmd(mail.as_bytes()).await {
-                Ok(r) => replies.push(Reply::from_response(&r)),
-                Err(e) => return all(DeliverError::from_client(Stage::Mail, e), false),
-            }
-            if replies[0].is_positive() {
-                for rcpt in &rcpts {
-                    match self.client.cmd(rcpt.as_bytes()).await {
-                        Ok(r) => replies.push(Reply::from_response(&r)),
-                        Err(e) => return all(DeliverError::from_client(Stage::Rcpt, e), false),
-                    }
-                }
-            }
-            replies
+        let replies = match self.envelope(txn).await {
+            Ok(replies) => replies,
+            Err((e, reusable)) => return all(e, reusable),
         };
         let mail_reply = &replies[0];
         if !mail_reply.is_positive() {
@@ -360,7 +188,7 @@ impl Session {
                     stage: Stage::Message,
                     reply: reply.clone(),
                 }),
-                Err(e) => Err(clone_error(e)),
+                Err(e) => Err(e.clone()),
             };
         }
         TxnResult {
@@ -369,84 +197,45 @@ impl Session {
         }
     }
 
-    fn mail_command(&self, txn: &Transaction<'_>) -> Result<String, DeliverError> {
-        let mut cmd = format!("MAIL FROM:<{}>", txn.sender);
-        if self.offers(EXT_SIZE) {
-            cmd.push_str(&format!(" SIZE={}", txn.message.len()));
+    /// MAIL and the RCPTs; their replies, MAIL's first. On error, whether the
+    /// session may still be reused.
+    async fn envelope(
+        &mut self,
+        txn: &Transaction<'_>,
+    ) -> Result<Vec<Reply>, (DeliverError, bool)> {
+        let mail = mail_command(self.capabilities, txn).map_err(|e| (e, true))?;
+        let rcpts: Vec<String> = txn
+            .recipients
+            .iter()
+            .map(|r| rcpt_command(self.capabilities, r))
+            .collect();
+        let broken = |stage| move |e| (DeliverError::from_client(stage, e), false);
+        // RFC 2920 §3.1: MAIL and the RCPTs go out in one write, replies read after.
+        if self.offers(EXT_PIPELINING) {
+            let mut cmds = Vec::with_capacity(rcpts.len() + 1);
+            cmds.push(mail.as_str());
+            cmds.extend(rcpts.iter().map(String::as_str));
+            let replies = self.client.cmds(cmds).await.map_err(broken(Stage::Rcpt))?;
+            return Ok(replies.iter().map(Reply::from_response).collect());
         }
-        match txn.body {
-            BodyType::SevenBit => {}
-            // RFC 6152 §3: with no 8BITMIME at the next hop the message goes
-            // as is (what Postfix does); converting would break DKIM.
-            BodyType::EightBitMime if self.offers(EXT_8BIT_MIME) => cmd.push_str(" BODY=8BITMIME"),
-            BodyType::EightBitMime => {}
-        }
-        if txn.smtputf8 {
-            if self.offers(EXT_SMTP_UTF8) {
-                cmd.push_str(" SMTPUTF8");
-            } else if !txn.sender.is_ascii() || txn.recipients.iter().any(|r| !r.address.is_ascii())
-            {
-                // RFC 6531 §3.2: an internationalized address cannot be
-                // downgraded; bounce rather than mangle it.
-                return Err(DeliverError::Rejected {
-                    stage: Stage::Mail,
-                    reply: local_reply(
-                        553,
-                        EnhancedCode::new(5, 6, 7),
-                        "next hop does not support SMTPUTF8",
-                    ),
-                });
-            }
-        }
-        if self.offers(EXT_DSN) {
-            match txn.ret {
-                Some(Ret::Full) => cmd.push_str(" RET=FULL"),
-                Some(Ret::Hdrs) => cmd.push_str(" RET=HDRS"),
-                None => {}
-            }
-            if let Some(envid) = txn.envid {
-                cmd.push_str(" ENVID=");
-                cmd.push_str(&xtext(envid));
+        let mut replies = Vec::with_capacity(rcpts.len() + 1);
+        let reply = self
+            .client
+            .cmd(mail.as_bytes())
+            .await
+            .map_err(broken(Stage::Mail))?;
+        replies.push(Reply::from_response(&reply));
+        if replies[0].is_positive() {
+            for rcpt in &rcpts {
+                let reply = self
+                    .client
+                    .cmd(rcpt.as_bytes())
+                    .await
+                    .map_err(broken(Stage::Rcpt))?;
+                replies.push(Reply::from_response(&reply));
             }
         }
-        cmd.push_str("\r\n");
-        Ok(cmd)
-    }
-
-    fn rcpt_command(&self, r: &TxnRecipient<'_>) -> String {
-        let mut cmd = format!("RCPT TO:<{}>", r.address);
-        if self.offers(EXT_DSN) {
-            // RFC 3461 §4.1
-            let n = r.notify;
-            let mut notify = Vec::new();
-            if n.never {
-                notify.push("NEVER");
-            } else {
-                if n.success {
-                    notify.push("SUCCESS");
-                }
-                if n.failure {
-                    notify.push("FAILURE");
-                }
-                if n.delay {
-                    notify.push("DELAY");
-                }
-            }
-            if !notify.is_empty() {
-                cmd.push_str(" NOTIFY=");
-                cmd.push_str(&notify.join(","));
-            }
-            // RFC 3461 §4.2: pass ORCPT on; when the client gave none, the
-            // address as received is the original recipient (what Postfix does),
-            // so a DSN from further on names the address the sender used.
-            let orcpt = r.orcpt.map(strip_rfc822).unwrap_or(r.original);
-            if orcpt.is_ascii() {
-                cmd.push_str(" ORCPT=rfc822;");
-                cmd.push_str(&xtext(orcpt));
-            }
-        }
-        cmd.push_str("\r\n");
-        cmd
+        Ok(replies)
     }
 
     /// DATA (dot-stuffed) or BDAT LAST (RFC 3030), and the final reply.
@@ -495,39 +284,6 @@ impl Session {
     }
 }
 
-/// EHLO, falling back to HELO when EHLO is refused with 5xx (RFC 5321 §3.2).
-async fn hello(client: &mut SmtpClient<Stream>, helo: &str) -> Result<u32, DeliverError> {
-    match client.ehlo(helo).await {
-        Ok(ehlo) => Ok(ehlo.capabilities),
-        Err(mail_send::Error::UnexpectedReply(r)) if (500..600).contains(&r.code) => {
-            let reply = client
-                .cmd(format!("HELO {helo}\r\n").as_bytes())
-                .await
-                .map_err(|e| DeliverError::from_client(Stage::Ehlo, e))?;
-            let reply = Reply::from_response(&reply);
-            if reply.is_positive() {
-                Ok(0)
-            } else {
-                Err(DeliverError::Rejected {
-                    stage: Stage::Ehlo,
-                    reply,
-                })
-            }
-        }
-        Err(e) => Err(DeliverError::from_client(Stage::Ehlo, e)),
-    }
-}
-
-/// The name to present in SNI and, for `verify`, to check the certificate against.
-fn server_name(hop: &NextHop, policy: OutboundTls) -> Result<ServerName<'static>, DeliverError> {
-    match ServerName::try_from(hop.host.clone()) {
-        Ok(name) => Ok(name),
-        // Without verification any name will do; the address is always valid.
-        Err(_) if policy != OutboundTls::Verify => Ok(ServerName::IpAddress(hop.addr.ip().into())),
-        Err(_) => Err(DeliverError::TlsName(hop.host.clone())),
-    }
-}
-
 /// Writes `message` with a dot doubled at the start of every line
 /// (RFC 5321 §4.5.2), then the end-of-data marker. Lines end at LF; the spool
 /// holds CRLF-only messages (the inbound side normalises or refuses bare
@@ -552,74 +308,10 @@ pub async fn write_dot_stuffed<W: AsyncWrite + Unpin>(w: &mut W, message: &[u8])
     }
 }
 
-/// xtext (RFC 3461 §4): `+XX` for `+`, `=`, controls, space and non-ASCII.
-fn xtext(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
-}
-
-fn strip_rfc822(orcpt: &str) -> &str {
-    match orcpt.get(..7) {
-        Some(p) if p.eq_ignore_ascii_case("rfc822;") => &orcpt[7..],
-        _ => orcpt,
-    }
-}
-
-fn local_reply(code: u16, enhanced: EnhancedCode, text: &str) -> Reply {
-    Reply {
-        code,
-        enhanced: Some(enhanced),
-        text: text.to_string(),
-    }
-}
-
 fn lost(stage: Stage, e: io::Error) -> DeliverError {
     DeliverError::ConnectionLost {
         stage,
         detail: e.to_string(),
-    }
-}
-
-/// `DeliverError` holds an `io::Error` and is not `Clone`; one error often
-/// applies to several recipients.
-pub(crate) fn clone_error(e: &DeliverError) -> DeliverError {
-    match e {
-        DeliverError::Connect(io) => {
-            DeliverError::Connect(io::Error::new(io.kind(), io.to_string()))
-        }
-        DeliverError::Timeout(s) => DeliverError::Timeout(*s),
-        DeliverError::ConnectionLost { stage, detail } => DeliverError::ConnectionLost {
-            stage: *stage,
-            detail: detail.clone(),
-        },
-        DeliverError::Protocol(s) => DeliverError::Protocol(*s),
-        DeliverError::Rejected { stage, reply } => DeliverError::Rejected {
-            stage: *stage,
-            reply: reply.clone(),
-        },
-        DeliverError::Tls(s) => DeliverError::Tls(s.clone()),
-        DeliverError::TlsUnavailable => DeliverError::TlsUnavailable,
-        DeliverError::TlsName(s) => DeliverError::TlsName(s.clone()),
-        DeliverError::DnsTemporary { name, detail } => DeliverError::DnsTemporary {
-            name: name.clone(),
-            detail: detail.clone(),
-        },
-        DeliverError::NoSuchDomain(s) => DeliverError::NoSuchDomain(s.clone()),
-        DeliverError::NullMx(s) => DeliverError::NullMx(s.clone()),
-        DeliverError::NoAddress(s) => DeliverError::NoAddress(s.clone()),
-        DeliverError::UnknownRoute(s) => DeliverError::UnknownRoute(s.clone()),
-        DeliverError::Ca { path, detail } => DeliverError::Ca {
-            path: path.clone(),
-            detail: detail.clone(),
-        },
-        DeliverError::Resolver(s) => DeliverError::Resolver(s.clone()),
     }
 }
 
@@ -642,10 +334,5 @@ mod tests {
         assert_eq!(stuffed(b".x\r\n").await, b"..x\r\n.\r\n");
         assert_eq!(stuffed(b"a\r\n..b\r\nc").await, b"a\r\n...b\r\nc\r\n.\r\n");
         assert_eq!(stuffed(b"a.b\r\n").await, b"a.b\r\n.\r\n");
-    }
-
-    #[test]
-    fn xtext_encoding() {
-        assert_eq!(xtext("a+b=c d@x"), "a+2Bb+3Dc+20d@x");
     }
 }

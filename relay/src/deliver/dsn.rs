@@ -86,14 +86,28 @@ pub fn build(
     if reports.is_empty() {
         return None;
     }
-    let failed = reports.iter().any(|r| r.action == Action::Failed);
     let boundary = format!("{}.{}/{}", envelope.id, now.timestamp(), hostname);
-    let arrival = Utc
-        .timestamp_opt(envelope.received_at, 0)
-        .single()
-        .unwrap_or(now);
-
     let mut m = String::new();
+    notification(&mut m, envelope, hostname, &reports, &boundary, now);
+    delivery_status(&mut m, envelope, hostname, &reports, &boundary, now);
+    let mut bytes = m.into_bytes();
+    returned_content(&mut bytes, envelope, message, &boundary);
+    Some(Dsn {
+        envelope: dsn_envelope(envelope, hostname, &bytes, now),
+        message: bytes,
+    })
+}
+
+/// The header and the first part: what a person reads (RFC 3462 §2).
+fn notification(
+    m: &mut String,
+    envelope: &Envelope,
+    hostname: &str,
+    reports: &[&Report<'_>],
+    boundary: &str,
+    now: DateTime<Utc>,
+) {
+    let failed = reports.iter().any(|r| r.action == Action::Failed);
     let _ = write!(
         m,
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
@@ -135,7 +149,7 @@ pub fn build(
              to send it again."
         }
     );
-    for r in &reports {
+    for r in reports {
         let rcpt = &envelope.recipients[r.index];
         let _ = write!(
             m,
@@ -144,6 +158,21 @@ pub fn build(
             one_line(&r.failure.explanation())
         );
     }
+}
+
+/// The `message/delivery-status` part (RFC 3464 §2).
+fn delivery_status(
+    m: &mut String,
+    envelope: &Envelope,
+    hostname: &str,
+    reports: &[&Report<'_>],
+    boundary: &str,
+    now: DateTime<Utc>,
+) {
+    let arrival = Utc
+        .timestamp_opt(envelope.received_at, 0)
+        .single()
+        .unwrap_or(now);
     // RFC 3464 §2.2: per-message fields.
     let _ = write!(
         m,
@@ -158,7 +187,7 @@ pub fn build(
     }
     let _ = write!(m, "Arrival-Date: {}\r\n", arrival.to_rfc2822());
     // RFC 3464 §2.3: per-recipient fields, each group after a blank line.
-    for r in &reports {
+    for r in reports {
         let rcpt = &envelope.recipients[r.index];
         m.push_str("\r\n");
         if let Some(orcpt) = original_recipient(rcpt) {
@@ -174,85 +203,78 @@ pub fn build(
         if let Some(remote) = &r.failure.remote {
             let _ = write!(m, "Remote-MTA: dns; {}\r\n", remote.host);
         }
-        match r.failure.reply() {
-            Some(reply) => {
-                let _ = write!(
-                    m,
-                    "Diagnostic-Code: smtp; {}\r\n",
-                    one_line(&reply.to_string())
-                );
-            }
-            None => {
-                let _ = write!(
-                    m,
-                    "Diagnostic-Code: x-coexist; {}\r\n",
-                    one_line(&r.failure.explanation())
-                );
-            }
-        }
+        let _ = match r.failure.reply() {
+            Some(reply) => write!(
+                m,
+                "Diagnostic-Code: smtp; {}\r\n",
+                one_line(&reply.to_string())
+            ),
+            None => write!(
+                m,
+                "Diagnostic-Code: x-coexist; {}\r\n",
+                one_line(&r.failure.explanation())
+            ),
+        };
     }
-    // RFC 3462 §2 / RFC 3464 §3: the returned content, whole or headers only
-    // (RET=HDRS is the default, RFC 3461 §4.3).
+}
+
+/// The returned content, whole or headers only (RFC 3462 §2, RFC 3464 §3;
+/// RET=HDRS is the default, RFC 3461 §4.3), and the closing boundary.
+fn returned_content(bytes: &mut Vec<u8>, envelope: &Envelope, message: &[u8], boundary: &str) {
     let full = envelope.ret == Some(Ret::Full);
-    let _ = write!(
-        m,
-        "\r\n--{boundary}\r\n\
-         Content-Description: {}\r\n\
-         Content-Type: {}\r\n\
-         \r\n",
-        if full {
-            "Undelivered Message"
-        } else {
-            "Undelivered Message Headers"
-        },
-        if full {
-            "message/rfc822"
-        } else {
-            "text/rfc822-headers"
-        }
+    let (description, content_type) = if full {
+        ("Undelivered Message", "message/rfc822")
+    } else {
+        ("Undelivered Message Headers", "text/rfc822-headers")
+    };
+    bytes.extend_from_slice(
+        format!(
+            "\r\n--{boundary}\r\n\
+             Content-Description: {description}\r\n\
+             Content-Type: {content_type}\r\n\
+             \r\n"
+        )
+        .as_bytes(),
     );
-    let mut bytes = m.into_bytes();
     let returned = if full { message } else { headers_of(message) };
     bytes.extend_from_slice(returned);
     if !returned.ends_with(b"\r\n") {
         bytes.extend_from_slice(b"\r\n");
     }
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+}
 
-    let body = if bytes.is_ascii() {
-        BodyType::SevenBit
-    } else {
-        BodyType::EightBitMime
-    };
-    let smtputf8 = !envelope.sender.is_ascii();
-    Some(Dsn {
-        envelope: Envelope {
-            id: String::new(),
-            received_at: now.timestamp(),
-            sender: String::new(),
-            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            helo: hostname.to_string(),
-            listener: "dsn".to_string(),
-            body,
-            smtputf8,
-            ret: None,
-            envid: None,
-            size: bytes.len() as u64,
-            recipients: vec![Recipient {
-                address: envelope.sender.clone(),
-                rewritten: envelope.sender.clone(),
-                route: String::new(),
-                reason: RouteReason::Default,
-                notify: Notify::default(),
-                orcpt: None,
-                status: RecipientStatus::Pending,
-                attempts: 0,
-                next_attempt: 0,
-                last_error: None,
-            }],
+/// The DSN's own envelope: from `<>` to the original sender, to be routed.
+fn dsn_envelope(original: &Envelope, hostname: &str, bytes: &[u8], now: DateTime<Utc>) -> Envelope {
+    Envelope {
+        id: String::new(),
+        received_at: now.timestamp(),
+        sender: String::new(),
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        helo: hostname.to_string(),
+        listener: "dsn".to_string(),
+        body: if bytes.is_ascii() {
+            BodyType::SevenBit
+        } else {
+            BodyType::EightBitMime
         },
-        message: bytes,
-    })
+        smtputf8: !original.sender.is_ascii(),
+        ret: None,
+        envid: None,
+        size: bytes.len() as u64,
+        recipients: vec![Recipient {
+            address: original.sender.clone(),
+            rewritten: original.sender.clone(),
+            route: String::new(),
+            reason: RouteReason::Default,
+            notify: Notify::default(),
+            orcpt: None,
+            status: RecipientStatus::Pending,
+            attempts: 0,
+            next_attempt: 0,
+            last_error: None,
+        }],
+    }
 }
 
 /// ORCPT when the client gave one; otherwise the address as received when the

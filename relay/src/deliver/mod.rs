@@ -1,7 +1,9 @@
 //! Outbound delivery: one message and a group of its recipients to a next hop.
 //!
 //! - [`mx`]: next hops from a smarthost list or an MX lookup.
-//! - [`client`]: one SMTP session (TLS policy, pipelining, DATA/BDAT, result per RCPT).
+//! - [`client`]: one SMTP session (pipelining, DATA/BDAT, result per RCPT).
+//! - `connect`: opening it: connect, greeting, EHLO, STARTTLS by the TLS policy.
+//! - `esmtp`: MAIL and RCPT with the ESMTP parameters the next hop offers.
 //! - [`pool`]: idle sessions for reuse, per-next-hop concurrency.
 //! - [`tls`]: client TLS configurations per policy.
 //! - [`status`]: every error and the one table that says temporary or permanent.
@@ -11,7 +13,9 @@
 //! comes back with an [`Outcome`], and the caller (the queue manager) records it.
 
 pub mod client;
+mod connect;
 pub mod dsn;
+mod esmtp;
 pub mod mx;
 pub mod pool;
 pub mod status;

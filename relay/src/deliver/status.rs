@@ -197,6 +197,44 @@ impl DeliverError {
     }
 }
 
+/// By hand: `DeliverError` holds an `io::Error`, which is not `Clone`; one
+/// error often applies to several recipients.
+impl Clone for DeliverError {
+    fn clone(&self) -> Self {
+        match self {
+            DeliverError::Connect(io) => {
+                DeliverError::Connect(io::Error::new(io.kind(), io.to_string()))
+            }
+            DeliverError::Timeout(s) => DeliverError::Timeout(*s),
+            DeliverError::ConnectionLost { stage, detail } => DeliverError::ConnectionLost {
+                stage: *stage,
+                detail: detail.clone(),
+            },
+            DeliverError::Protocol(s) => DeliverError::Protocol(*s),
+            DeliverError::Rejected { stage, reply } => DeliverError::Rejected {
+                stage: *stage,
+                reply: reply.clone(),
+            },
+            DeliverError::Tls(s) => DeliverError::Tls(s.clone()),
+            DeliverError::TlsUnavailable => DeliverError::TlsUnavailable,
+            DeliverError::TlsName(s) => DeliverError::TlsName(s.clone()),
+            DeliverError::DnsTemporary { name, detail } => DeliverError::DnsTemporary {
+                name: name.clone(),
+                detail: detail.clone(),
+            },
+            DeliverError::NoSuchDomain(s) => DeliverError::NoSuchDomain(s.clone()),
+            DeliverError::NullMx(s) => DeliverError::NullMx(s.clone()),
+            DeliverError::NoAddress(s) => DeliverError::NoAddress(s.clone()),
+            DeliverError::UnknownRoute(s) => DeliverError::UnknownRoute(s.clone()),
+            DeliverError::Ca { path, detail } => DeliverError::Ca {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
+            DeliverError::Resolver(s) => DeliverError::Resolver(s.clone()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

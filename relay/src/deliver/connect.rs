@@ -1,0 +1,225 @@
+//! Opening an outbound session: TCP connect, the greeting, EHLO (HELO as the
+//! fallback), and STARTTLS as the route's TLS policy says (RFC 3207).
+
+use super::client::SessionParams;
+use super::mx::NextHop;
+use super::status::{DeliverError, Reply, Stage};
+use crate::config::OutboundTls;
+use crate::metrics::{metrics, Direction};
+use mail_send::SmtpClient;
+use rustls::pki_types::ServerName;
+use smtp_proto::EXT_START_TLS;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// Plain TCP, or TLS after STARTTLS.
+pub enum Stream {
+    /// Before STARTTLS, or a route with `tls = "none"`.
+    Plain(TcpStream),
+    /// After a successful STARTTLS handshake.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A session greeted and EHLO'd, with TLS as the policy wants it.
+pub struct Opened {
+    /// The client over the (possibly encrypted) stream.
+    pub client: SmtpClient<Stream>,
+    /// The EHLO capabilities (after STARTTLS, the second EHLO's).
+    pub capabilities: u32,
+    /// `version cipher` when TLS is in use, for the delivery log.
+    pub tls: Option<String>,
+}
+
+/// Connects, reads the greeting, says EHLO, and applies the TLS policy.
+pub async fn open(hop: &NextHop, params: &SessionParams) -> Result<Opened, DeliverError> {
+    let mut client = greeted(hop, params).await?;
+    let capabilities = hello(&mut client, &params.helo).await?;
+    let offered = capabilities & EXT_START_TLS != 0;
+    let start_tls = match params.policy {
+        OutboundTls::None => false,
+        OutboundTls::Opportunistic => offered,
+        OutboundTls::Required | OutboundTls::Verify if offered => true,
+        // RFC 3207 §4: without STARTTLS the policy forbids sending; give
+        // up before MAIL so nothing leaves in clear.
+        OutboundTls::Required | OutboundTls::Verify => {
+            let _ = client.cmd(b"QUIT\r\n").await;
+            return Err(DeliverError::TlsUnavailable);
+        }
+    };
+    if !start_tls {
+        return Ok(Opened {
+            client,
+            capabilities,
+            tls: None,
+        });
+    }
+    let (mut client, tls) = start_tls_on(client, hop, params).await?;
+    // RFC 3207 §4.2: forget what was learnt in clear, ask again.
+    let capabilities = hello(&mut client, &params.helo).await?;
+    Ok(Opened {
+        client,
+        capabilities,
+        tls: Some(tls),
+    })
+}
+
+/// TCP connect and a positive greeting.
+async fn greeted(
+    hop: &NextHop,
+    params: &SessionParams,
+) -> Result<SmtpClient<Stream>, DeliverError> {
+    let tcp = tokio::time::timeout(params.connect_timeout, TcpStream::connect(hop.addr))
+        .await
+        .map_err(|_| DeliverError::Timeout(Stage::Connect))?
+        .map_err(DeliverError::Connect)?;
+    // Commands are small and each waits for a reply: do not let Nagle
+    // hold them back behind a delayed ACK.
+    let _ = tcp.set_nodelay(true);
+    let mut client = SmtpClient {
+        stream: Stream::Plain(tcp),
+        timeout: params.command_timeout,
+    };
+    let greeting = tokio::time::timeout(params.command_timeout, client.read())
+        .await
+        .map_err(|_| DeliverError::Timeout(Stage::Greeting))?
+        .map_err(|e| DeliverError::from_client(Stage::Greeting, e))?;
+    let greeting = Reply::from_response(&greeting);
+    if !greeting.is_positive() {
+        return Err(DeliverError::Rejected {
+            stage: Stage::Greeting,
+            reply: greeting,
+        });
+    }
+    Ok(client)
+}
+
+/// STARTTLS and the handshake; the client over TLS, and `version cipher`.
+async fn start_tls_on(
+    mut client: SmtpClient<Stream>,
+    hop: &NextHop,
+    params: &SessionParams,
+) -> Result<(SmtpClient<Stream>, String), DeliverError> {
+    let reply = client
+        .cmd(b"STARTTLS\r\n")
+        .await
+        .map_err(|e| DeliverError::from_client(Stage::StartTls, e))?;
+    let reply = Reply::from_response(&reply);
+    if !reply.is_positive() {
+        return Err(DeliverError::Rejected {
+            stage: Stage::StartTls,
+            reply,
+        });
+    }
+    let Stream::Plain(tcp) = client.stream else {
+        unreachable!("STARTTLS is only sent on a plain stream");
+    };
+    let name = server_name(hop, params.policy)?;
+    let connector = TlsConnector::from(params.tls_config.clone());
+    let handshake =
+        tokio::time::timeout(params.command_timeout, connector.connect(name, tcp)).await;
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            metrics().tls_handshake(Direction::Outbound, false);
+            return Err(DeliverError::Tls(e.to_string()));
+        }
+        Err(_) => {
+            metrics().tls_handshake(Direction::Outbound, false);
+            return Err(DeliverError::Timeout(Stage::StartTls));
+        }
+    };
+    metrics().tls_handshake(Direction::Outbound, true);
+    let conn = stream.get_ref().1;
+    let tls = format!(
+        "{} {}",
+        conn.protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        conn.negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default()
+    );
+    let client = SmtpClient {
+        stream: Stream::Tls(Box::new(stream)),
+        timeout: params.command_timeout,
+    };
+    Ok((client, tls))
+}
+
+/// EHLO, falling back to HELO when EHLO is refused with 5xx (RFC 5321 §3.2).
+async fn hello(client: &mut SmtpClient<Stream>, helo: &str) -> Result<u32, DeliverError> {
+    match client.ehlo(helo).await {
+        Ok(ehlo) => Ok(ehlo.capabilities),
+        Err(mail_send::Error::UnexpectedReply(r)) if (500..600).contains(&r.code) => {
+            let reply = client
+                .cmd(format!("HELO {helo}\r\n").as_bytes())
+                .await
+                .map_err(|e| DeliverError::from_client(Stage::Ehlo, e))?;
+            let reply = Reply::from_response(&reply);
+            if reply.is_positive() {
+                Ok(0)
+            } else {
+                Err(DeliverError::Rejected {
+                    stage: Stage::Ehlo,
+                    reply,
+                })
+            }
+        }
+        Err(e) => Err(DeliverError::from_client(Stage::Ehlo, e)),
+    }
+}
+
+/// The name to present in SNI and, for `verify`, to check the certificate against.
+fn server_name(hop: &NextHop, policy: OutboundTls) -> Result<ServerName<'static>, DeliverError> {
+    match ServerName::try_from(hop.host.clone()) {
+        Ok(name) => Ok(name),
+        // Without verification any name will do; the address is always valid.
+        Err(_) if policy != OutboundTls::Verify => Ok(ServerName::IpAddress(hop.addr.ip().into())),
+        Err(_) => Err(DeliverError::TlsName(hop.host.clone())),
+    }
+}
