@@ -9,36 +9,17 @@
 //! CRLF before the final dot (a message that already ends in CRLF gains an
 //! empty line) and does not stuff a dot in the very first byte.
 
+pub use super::connect::SessionParams;
 use super::connect::{self, Stream};
 use super::esmtp::{mail_command, rcpt_command};
 use super::mx::NextHop;
 use super::status::{DeliverError, Reply, Stage};
-use crate::config::OutboundTls;
-use crate::envelope::{BodyType, Notify, Ret};
+pub use super::transaction::{Transaction, TxnRecipient};
 use mail_send::SmtpClient;
-use rustls::ClientConfig;
 use smtp_proto::{EXT_CHUNKING, EXT_PIPELINING};
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
-
-/// How to open a session: the route's settings that matter on the wire.
-#[derive(Clone)]
-pub struct SessionParams {
-    /// EHLO name.
-    pub helo: String,
-    /// The route's TLS policy.
-    pub policy: OutboundTls,
-    /// Client configuration for the handshake (verifying for `verify`).
-    pub tls_config: Arc<ClientConfig>,
-    /// TCP connect timeout.
-    pub connect_timeout: Duration,
-    /// Per-command timeout.
-    pub command_timeout: Duration,
-    /// Timeout for sending the message and reading the final reply.
-    pub data_timeout: Duration,
-}
 
 /// An open session, greeted and EHLO'd, ready for MAIL.
 pub struct Session {
@@ -50,36 +31,6 @@ pub struct Session {
     /// TLS version and cipher suite, `None` in clear.
     pub tls: Option<String>,
     data_timeout: Duration,
-}
-
-/// One recipient of a transaction.
-pub struct TxnRecipient<'a> {
-    /// The address for RCPT TO (the rewritten one).
-    pub address: &'a str,
-    /// The address as the relay received it, sent as ORCPT when the client gave none.
-    pub original: &'a str,
-    /// DSN NOTIFY.
-    pub notify: Notify,
-    /// DSN ORCPT as received (address only, xtext decoded).
-    pub orcpt: Option<&'a str>,
-}
-
-/// One message for one session.
-pub struct Transaction<'a> {
-    /// Envelope sender; empty for `<>`.
-    pub sender: &'a str,
-    /// BODY parameter.
-    pub body: BodyType,
-    /// SMTPUTF8 requested.
-    pub smtputf8: bool,
-    /// DSN RET.
-    pub ret: Option<Ret>,
-    /// DSN ENVID (decoded).
-    pub envid: Option<&'a str>,
-    /// Recipients.
-    pub recipients: Vec<TxnRecipient<'a>>,
-    /// The message, exactly as spooled.
-    pub message: &'a [u8],
 }
 
 /// What a transaction did.

@@ -1,21 +1,40 @@
 //! Opening an outbound session: TCP connect, the greeting, EHLO (HELO as the
 //! fallback), and STARTTLS as the route's TLS policy says (RFC 3207).
 
-use super::client::SessionParams;
 use super::mx::NextHop;
 use super::status::{DeliverError, Reply, Stage};
 use crate::config::OutboundTls;
 use crate::metrics::{metrics, Direction};
 use mail_send::SmtpClient;
 use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use smtp_proto::EXT_START_TLS;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+
+/// How to open a session: the route's settings that matter on the wire.
+#[derive(Clone)]
+pub struct SessionParams {
+    /// EHLO name.
+    pub helo: String,
+    /// The route's TLS policy.
+    pub policy: OutboundTls,
+    /// Client configuration for the handshake (verifying for `verify`).
+    pub tls_config: Arc<ClientConfig>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-command timeout.
+    pub command_timeout: Duration,
+    /// Timeout for sending the message and reading the final reply.
+    pub data_timeout: Duration,
+}
 
 /// Plain TCP, or TLS after STARTTLS.
 pub enum Stream {

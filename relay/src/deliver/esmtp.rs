@@ -1,8 +1,8 @@
 //! The envelope commands with their ESMTP parameters (RFC 1870 SIZE, RFC 6152
 //! BODY, RFC 6531 SMTPUTF8, RFC 3461 DSN), as far as the next hop offers them.
 
-use super::client::{Transaction, TxnRecipient};
 use super::status::{DeliverError, Reply, Stage};
+use super::transaction::{Transaction, TxnRecipient};
 use crate::enhanced_code::EnhancedCode;
 use crate::envelope::{BodyType, Ret};
 use smtp_proto::{EXT_8BIT_MIME, EXT_DSN, EXT_SIZE, EXT_SMTP_UTF8};

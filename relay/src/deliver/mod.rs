@@ -3,6 +3,7 @@
 //! - [`mx`]: next hops from a smarthost list or an MX lookup.
 //! - [`client`]: one SMTP session (pipelining, DATA/BDAT, result per RCPT).
 //! - `connect`: opening it: connect, greeting, EHLO, STARTTLS by the TLS policy.
+//! - [`transaction`]: one message and the recipients it carries to one next hop.
 //! - `esmtp`: MAIL and RCPT with the ESMTP parameters the next hop offers.
 //! - [`pool`]: idle sessions for reuse, per-next-hop concurrency.
 //! - [`tls`]: client TLS configurations per policy.
@@ -20,6 +21,7 @@ pub mod mx;
 pub mod pool;
 pub mod status;
 pub mod tls;
+pub mod transaction;
 
 #[cfg(test)]
 mod tests;
