@@ -9,8 +9,10 @@
 //! the file (not canonicalised: they may not exist yet).
 //!
 //! Layout: [`units`] (sizes, durations), `values` (domains, next hops, networks),
-//! `reader` (spanned tables, unknown keys, line numbers), `sections` (one reader
-//! per table, defaults), `validate` (checks across tables: route names, TLS).
+//! `reader` (spanned tables, unknown keys, line numbers), `fields` (checked
+//! values), `sections`
+//! (one reader per table, defaults), `routing` (`[routing]`, `[route.NAME]`),
+//! `validate` (checks across tables: route names, TLS).
 
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -19,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::de::DeTable;
 
+mod fields;
 pub mod reader;
+mod routing;
 mod sections;
 pub mod units;
 mod validate;

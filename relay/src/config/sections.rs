@@ -5,12 +5,13 @@
 //! error is recorded, so reading goes on and later errors are found too; the
 //! resulting `Config` is only returned when there were no errors.
 
+use super::fields::{bind_address, checked, list, report, timeout};
 use super::reader::{Diagnostics, Section, Span};
-use super::values::{self, ValueError};
+use super::routing::{read_route, read_routing, RouteRef, ROUTE_KEYS, ROUTING_KEYS};
+use super::values;
 use super::{
     BareNewline, Config, DnsConfig, DoctorConfig, Limits, ListenerConfig, ListenerTls,
-    MetricsConfig, OutboundTls, QueueConfig, RelayConfig, RouteConfig, RoutingConfig, RoutingRule,
-    ServerConfig, TlsConfig,
+    MetricsConfig, QueueConfig, RelayConfig, ServerConfig, TlsConfig,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,26 +41,6 @@ const LIMITS_KEYS: &[&str] = &[
     "max_connections_per_minute_per_ip",
 ];
 const RELAY_KEYS: &[&str] = &["accepted_domains", "trusted_networks"];
-const ROUTING_KEYS: &[&str] = &[
-    "contacts",
-    "contact_route",
-    "accepted_route",
-    "default_route",
-    "subaddress_separator",
-    "rule",
-];
-const RULE_KEYS: &[&str] = &["domain", "route"];
-const ROUTE_KEYS: &[&str] = &[
-    "smarthost",
-    "mx",
-    "tls",
-    "port",
-    "helo_name",
-    "ca",
-    "connect_timeout",
-    "command_timeout",
-    "data_timeout",
-];
 const DNS_KEYS: &[&str] = &["nameservers"];
 const QUEUE_KEYS: &[&str] = &[
     "retry_schedule",
@@ -74,12 +55,6 @@ const LISTENER_TLS: &[(&str, ListenerTls)] = &[
     ("none", ListenerTls::None),
     ("starttls", ListenerTls::StartTls),
     ("implicit", ListenerTls::Implicit),
-];
-const OUTBOUND_TLS: &[(&str, OutboundTls)] = &[
-    ("none", OutboundTls::None),
-    ("opportunistic", OutboundTls::Opportunistic),
-    ("required", OutboundTls::Required),
-    ("verify", OutboundTls::Verify),
 ];
 const BARE_NEWLINE: &[(&str, BareNewline)] = &[
     ("normalize", BareNewline::Normalize),
@@ -115,18 +90,6 @@ pub(super) struct ListenerSpans {
     pub tls: Option<Span>,
     /// Whether `tls` was written but invalid (then nothing is checked against it).
     pub tls_invalid: bool,
-}
-
-/// A place in the file that names a route.
-pub(super) struct RouteRef {
-    /// The key, e.g. `routing.contact_route` or `routing.rule[2].route`.
-    pub key: String,
-    /// The route named.
-    pub name: String,
-    /// The value, or the `[routing]` header when the name is the default.
-    pub span: Option<Span>,
-    /// Whether the name is the built-in default rather than written in the file.
-    pub defaulted: bool,
 }
 
 /// Reads every table of `doc`; `path` is the file, `base` its folder.
@@ -361,156 +324,6 @@ fn read_relay(s: &Section, d: &mut Diagnostics) -> RelayConfig {
     }
 }
 
-fn read_routing(
-    s: &Section,
-    d: &mut Diagnostics,
-    base: &Path,
-    refs: &mut Vec<RouteRef>,
-) -> RoutingConfig {
-    let mut route_name = |d: &mut Diagnostics, key: &str, default: &str| -> String {
-        match s.string(d, key) {
-            Some(name) => {
-                refs.push(RouteRef {
-                    key: s.key(key),
-                    name: name.get_ref().clone(),
-                    span: Some(name.span()),
-                    defaulted: false,
-                });
-                name.into_inner()
-            }
-            // Written but not a string: already reported, don't add "not defined".
-            None if s.has(key) => default.to_string(),
-            None => {
-                refs.push(RouteRef {
-                    key: s.key(key),
-                    name: default.to_string(),
-                    span: s.span().cloned(),
-                    defaulted: true,
-                });
-                default.to_string()
-            }
-        }
-    };
-    let contact_route = route_name(d, "contact_route", "cloud");
-    let accepted_route = route_name(d, "accepted_route", "onprem");
-    let default_route = route_name(d, "default_route", "internet");
-    let subaddress_separator = match s.string(d, "subaddress_separator") {
-        Some(sep) => {
-            let text = sep.get_ref();
-            let mut chars = text.chars();
-            let ok = match (chars.next(), chars.next()) {
-                (None, _) => true,
-                (Some(c), None) => c != '@' && !c.is_whitespace() && !c.is_control(),
-                _ => false,
-            };
-            if !ok {
-                d.error(
-                    Some(&sep.span()),
-                    &s.key("subaddress_separator"),
-                    format!("\"{text}\" is not a separator; write one character other than '@' and spaces (e.g. \"+\" or \"-\"), or \"\" to disable"),
-                );
-            }
-            sep.into_inner()
-        }
-        None => "+".to_string(),
-    };
-    let mut rules: Vec<RoutingRule> = Vec::new();
-    let mut rule_lines: Vec<usize> = Vec::new();
-    for rule in s.tables(d, "rule", RULE_KEYS) {
-        let domain = rule
-            .required_string(d, "domain", "\"eu.corp.example\"")
-            .and_then(|t| checked(d, &rule, "domain", &t, values::domain).map(|v| (v, t.span())));
-        let route = rule.required_string(d, "route", "\"onprem\"");
-        if let Some(route) = &route {
-            refs.push(RouteRef {
-                key: rule.key("route"),
-                name: route.get_ref().clone(),
-                span: Some(route.span()),
-                defaulted: false,
-            });
-        }
-        if let (Some((domain, span)), Some(route)) = (domain, route) {
-            if let Some(earlier) = rules.iter().position(|r| r.domain == domain) {
-                d.error(
-                    Some(&span),
-                    &rule.key("domain"),
-                    format!("\"{domain}\" already has a rule at line {}; rules are tried in order, so this one would never match: remove it", rule_lines[earlier]),
-                );
-            }
-            rule_lines.push(d.line(&span));
-            rules.push(RoutingRule {
-                domain,
-                route: route.into_inner(),
-            });
-        }
-    }
-    RoutingConfig {
-        contacts: s
-            .path(d, "contacts", base)
-            .map_or_else(|| base.join("contacts"), Spanned::into_inner),
-        contact_route,
-        accepted_route,
-        default_route,
-        subaddress_separator,
-        rules,
-    }
-}
-
-fn read_route(s: &Section, d: &mut Diagnostics, base: &Path) -> RouteConfig {
-    let port = s.number(d, "port", 1..=u16::MAX.into()).unwrap_or(25);
-    let hosts = s.strings(d, "smarthost");
-    let has_hosts = hosts
-        .as_ref()
-        .map_or(s.has("smarthost"), |h| !h.get_ref().is_empty());
-    let smarthost = hosts.map_or_else(Vec::new, |hosts| {
-        hosts
-            .get_ref()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, text)| {
-                let key = format!("{}[{i}]", s.key("smarthost"));
-                report(d, &key, text, values::smarthost(text.get_ref(), port))
-            })
-            .collect()
-    });
-    let mx = s.bool(d, "mx");
-    let mx_on = mx.as_ref().is_some_and(|m| *m.get_ref());
-    match (&mx, has_hosts, mx_on) {
-        (Some(mx), true, true) => d.error(
-            Some(&mx.span()),
-            &s.key("mx"),
-            "a route has either smarthost or mx = true, not both: remove smarthost to deliver by MX lookup, or mx to use the smarthosts",
-        ),
-        (_, false, false) if !s.has("mx") || mx.is_some() => d.error(
-            s.span(),
-            s.name(),
-            "no next hop; add smarthost = [\"host:port\"] or mx = true",
-        ),
-        _ => {}
-    }
-    let helo_name = s
-        .string(d, "helo_name")
-        .and_then(|h| checked(d, s, "helo_name", &h, values::domain));
-    let defaults = (
-        Duration::from_secs(30),
-        Duration::from_secs(5 * 60),
-        Duration::from_secs(10 * 60),
-    );
-    RouteConfig {
-        smarthost,
-        mx: mx_on,
-        tls: s
-            .choice(d, "tls", OUTBOUND_TLS)
-            .map_or(OutboundTls::Opportunistic, Spanned::into_inner),
-        port,
-        helo_name,
-        ca: s.path(d, "ca", base).map(Spanned::into_inner),
-        connect_timeout: timeout(d, s, "connect_timeout").unwrap_or(defaults.0),
-        command_timeout: timeout(d, s, "command_timeout").unwrap_or(defaults.1),
-        data_timeout: timeout(d, s, "data_timeout").unwrap_or(defaults.2),
-    }
-}
-
 fn read_dns(s: &Section, d: &mut Diagnostics) -> DnsConfig {
     let nameservers = list(d, s, "nameservers")
         .iter()
@@ -575,57 +388,5 @@ fn read_doctor(s: &Section, d: &mut Diagnostics) -> DoctorConfig {
                 }
             }
         }),
-    }
-}
-
-/// A duration that must be longer than zero (a zero timeout fires at once).
-fn timeout(d: &mut Diagnostics, s: &Section, key: &str) -> Option<Duration> {
-    let value = s.duration(d, key)?;
-    if value.get_ref().is_zero() {
-        d.error(
-            Some(&value.span()),
-            &s.key(key),
-            "must be longer than zero (e.g. \"30s\", \"5m\")",
-        );
-        return None;
-    }
-    Some(value.into_inner())
-}
-
-/// A `bind` key holding `ip:port`.
-fn bind_address(d: &mut Diagnostics, s: &Section, key: &str) -> Option<Spanned<SocketAddr>> {
-    let text = s.string(d, key)?;
-    checked(d, s, key, &text, values::bind_address).map(|a| Spanned::new(text.span(), a))
-}
-
-/// An optional array of strings (empty when absent or wrong).
-fn list(d: &mut Diagnostics, s: &Section, key: &str) -> Vec<Spanned<String>> {
-    s.strings(d, key).map_or_else(Vec::new, Spanned::into_inner)
-}
-
-/// Runs `check` on a string value and records its error at the value's line.
-fn checked<T>(
-    d: &mut Diagnostics,
-    s: &Section,
-    key: &str,
-    text: &Spanned<String>,
-    check: impl FnOnce(&str) -> Result<T, ValueError>,
-) -> Option<T> {
-    report(d, &s.key(key), text, check(text.get_ref()))
-}
-
-/// Records `result`'s error, if any, at `text`'s line under `key`.
-fn report<T>(
-    d: &mut Diagnostics,
-    key: &str,
-    text: &Spanned<String>,
-    result: Result<T, ValueError>,
-) -> Option<T> {
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            d.error(Some(&text.span()), key, e);
-            None
-        }
     }
 }
