@@ -164,6 +164,8 @@ fn opts(name: &str, help: &str) -> Opts {
 }
 
 impl Metrics {
+    // Long on purpose: one declaration per family of DESIGN.md, in one place,
+    // so the list reads like the contract.
     fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {

@@ -8,7 +8,7 @@
 //! not evaluated, and the check says so when it matters.
 
 use super::Check;
-use crate::config::Config;
+use crate::config::{Config, DoctorConfig};
 use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
@@ -128,9 +128,19 @@ async fn mx(resolver: &TokioResolver, domain: &str, hostname: &str) -> Check {
             format!("replace the null MX of {domain} with MX records pointing at the mail gateway"),
         );
     }
+    exchanges_resolve(resolver, what, &exchanges, hostname).await
+}
+
+/// Each exchange and its addresses: fail when none resolves, warn when some do not.
+async fn exchanges_resolve(
+    resolver: &TokioResolver,
+    what: String,
+    exchanges: &[(u16, String)],
+    hostname: &str,
+) -> Check {
     let mut parts = Vec::new();
     let mut unresolved = Vec::new();
-    for (preference, host) in &exchanges {
+    for (preference, host) in exchanges {
         let addresses = match resolver.lookup_ip(format!("{host}.").as_str()).await {
             Ok(ips) => ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
             Err(_) => Vec::new(),
@@ -276,23 +286,7 @@ async fn spf(resolver: &TokioResolver, domain: &str, config: &Config) -> Check {
     };
     let record = match spf_record(&txts) {
         Ok(Some(r)) => r.to_string(),
-        Ok(None) => {
-            let need = match (&wanted.spf_include, wanted.public_ip) {
-                (Some(inc), _) => format!("\"v=spf1 include:{inc} ~all\""),
-                (None, Some(ip)) => format!("\"v=spf1 {}:{ip} ~all\"", ip_mechanism(ip)),
-                (None, None) => {
-                    "\"v=spf1 ... ~all\" naming every server that sends as the domain".into()
-                }
-            };
-            let detail =
-                "no SPF record (TXT \"v=spf1 ...\"): receivers cannot tell forged mail from real";
-            let fix = format!("publish a TXT record at {domain}: {need}");
-            return if wanted.spf_include.is_some() || wanted.public_ip.is_some() {
-                Check::fail(what, detail, fix)
-            } else {
-                Check::warn(what, detail, fix)
-            };
-        }
+        Ok(None) => return no_spf(what, domain, wanted),
         Err(n) => {
             return Check::fail(
                 what,
@@ -303,37 +297,79 @@ async fn spf(resolver: &TokioResolver, domain: &str, config: &Config) -> Check {
             )
         }
     };
-    let mut problems = Vec::new();
-    let mut notes = Vec::new();
+    let mut findings = Findings::default();
     if let Some(include) = &wanted.spf_include {
-        let has = terms(&record).any(|(q, name, value)| {
+        findings.include(&record, include, domain);
+    }
+    if let Some(ip) = wanted.public_ip {
+        findings.public_ip(resolver, &record, ip, domain).await;
+    }
+    findings.verdict(what, &record)
+}
+
+/// No SPF record: a failure when `[doctor]` says what it should hold.
+fn no_spf(what: String, domain: &str, wanted: &DoctorConfig) -> Check {
+    let need = match (&wanted.spf_include, wanted.public_ip) {
+        (Some(inc), _) => format!("\"v=spf1 include:{inc} ~all\""),
+        (None, Some(ip)) => format!("\"v=spf1 {}:{ip} ~all\"", ip_mechanism(ip)),
+        (None, None) => "\"v=spf1 ... ~all\" naming every server that sends as the domain".into(),
+    };
+    let detail = "no SPF record (TXT \"v=spf1 ...\"): receivers cannot tell forged mail from real";
+    let fix = format!("publish a TXT record at {domain}: {need}");
+    if wanted.spf_include.is_some() || wanted.public_ip.is_some() {
+        Check::fail(what, detail, fix)
+    } else {
+        Check::warn(what, detail, fix)
+    }
+}
+
+/// What the SPF checks found in one record.
+#[derive(Default)]
+struct Findings {
+    /// What is right, for the ok line.
+    notes: Vec<String>,
+    /// What is wrong: (fatal, detail, fix).
+    problems: Vec<(bool, String, String)>,
+}
+
+impl Findings {
+    /// `[doctor] spf_include` must be an `include:` of the record.
+    fn include(&mut self, record: &str, include: &str, domain: &str) {
+        let has = terms(record).any(|(q, name, value)| {
             q == '+'
                 && name == "include"
                 && value.trim_end_matches('.').eq_ignore_ascii_case(include)
         });
         if has {
-            notes.push(format!("includes {include}"));
+            self.notes.push(format!("includes {include}"));
         } else {
-            problems.push((
+            self.problems.push((
                 true,
                 format!("does not include {include} ([doctor] spf_include): mail the cloud service sends as {domain} fails SPF"),
                 format!("add include:{include} before the all term of the SPF record of {domain}"),
             ));
         }
     }
-    if let Some(ip) = wanted.public_ip {
-        let (mut hit, mut unevaluated) = covered_here(&record, ip);
+
+    /// `[doctor] public_ip` must be covered by the record or one level of its includes.
+    async fn public_ip(
+        &mut self,
+        resolver: &TokioResolver,
+        record: &str,
+        ip: IpAddr,
+        domain: &str,
+    ) {
+        let (mut hit, mut unevaluated) = covered_here(record, ip);
         let mut via = None;
         if !hit {
             // One level of include:, as promised in the module docs.
-            for (q, name, value) in terms(&record) {
+            for (q, name, value) in terms(record) {
                 if q != '+' || name != "include" {
                     continue;
                 }
                 if let Ok(Found::Records(t)) = txt(resolver, value).await {
                     if let Ok(Some(inner)) = spf_record(&t) {
-                        let (h, _) = covered_here(inner, ip);
-                        if h {
+                        if covered_here(inner, ip).0 {
                             hit = true;
                             via = Some(value.to_string());
                             break;
@@ -343,60 +379,45 @@ async fn spf(resolver: &TokioResolver, domain: &str, config: &Config) -> Check {
                 unevaluated.push(format!("includes inside include:{value}"));
             }
         }
-        if hit {
-            match via {
-                Some(v) => notes.push(format!("covers {ip} (via include:{v})")),
-                None => notes.push(format!("covers {ip}")),
-            }
-        } else if unevaluated.is_empty() {
-            problems.push((
+        let mechanism = ip_mechanism(ip);
+        match (hit, via) {
+            (true, Some(v)) => self.notes.push(format!("covers {ip} (via include:{v})")),
+            (true, None) => self.notes.push(format!("covers {ip}")),
+            (false, _) if unevaluated.is_empty() => self.problems.push((
                 true,
                 format!("does not cover the relay's public address {ip}: its mail fails SPF"),
-                format!(
-                    "add {}:{ip} to the SPF record of {domain}",
-                    ip_mechanism(ip)
-                ),
-            ));
-        } else {
-            problems.push((
+                format!("add {mechanism}:{ip} to the SPF record of {domain}"),
+            )),
+            (false, _) => self.problems.push((
                 false,
                 format!(
                     "{ip} is in no ip4:/ip6: of the record or of its includes (one level deep); not evaluated: {}",
                     unevaluated.join(", ")
                 ),
-                format!(
-                    "make sure one of those covers {ip}, or add {}:{ip} to the SPF record",
-                    ip_mechanism(ip)
-                ),
-            ));
+                format!("make sure one of those covers {ip}, or add {mechanism}:{ip} to the SPF record"),
+            )),
         }
     }
-    let detail = if notes.is_empty() {
-        format!("\"{record}\"")
-    } else {
-        format!("\"{record}\": {}", notes.join(", "))
-    };
-    if problems.is_empty() {
-        return Check::ok(what, detail);
-    }
-    let fatal = problems.iter().any(|p| p.0);
-    let detail = format!(
-        "\"{record}\": {}",
-        problems
-            .iter()
-            .map(|p| p.1.as_str())
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    let fix = problems
-        .iter()
-        .map(|p| p.2.as_str())
-        .collect::<Vec<_>>()
-        .join("; ");
-    if fatal {
-        Check::fail(what, detail, fix)
-    } else {
-        Check::warn(what, detail, fix)
+
+    /// One line: ok with the notes, or fail/warn with every problem and fix.
+    fn verdict(self, what: String, record: &str) -> Check {
+        if self.problems.is_empty() {
+            let detail = if self.notes.is_empty() {
+                format!("\"{record}\"")
+            } else {
+                format!("\"{record}\": {}", self.notes.join(", "))
+            };
+            return Check::ok(what, detail);
+        }
+        let fatal = self.problems.iter().any(|p| p.0);
+        let details: Vec<&str> = self.problems.iter().map(|p| p.1.as_str()).collect();
+        let fixes: Vec<&str> = self.problems.iter().map(|p| p.2.as_str()).collect();
+        let detail = format!("\"{record}\": {}", details.join("; "));
+        if fatal {
+            Check::fail(what, detail, fixes.join("; "))
+        } else {
+            Check::warn(what, detail, fixes.join("; "))
+        }
     }
 }
 

@@ -210,21 +210,7 @@ async fn probe_group(config: &Config, group: Group, deadline: Instant) -> Vec<Ch
         command_timeout: route.command_timeout.min(PROBE_COMMAND_TIMEOUT),
         data_timeout: route.data_timeout,
     };
-    let mut tasks = JoinSet::new();
-    for (i, hop) in group.hops.iter().enumerate() {
-        let (hop, params) = (hop.clone(), params.clone());
-        tasks.spawn(async move {
-            let outcome = tokio::time::timeout_at(deadline, probe(&hop, &params)).await;
-            (i, outcome)
-        });
-    }
-    let mut outcomes: Vec<Option<Result<Option<String>, DeliverError>>> =
-        (0..group.hops.len()).map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok((i, Ok(result))) = joined {
-            outcomes[i] = Some(result);
-        }
-    }
+    let outcomes = probe_all(&group.hops, &params, deadline).await;
     let any_ok = outcomes.iter().any(|o| matches!(o, Some(Ok(_))));
     // A broken hop is a warning while another of its group carries the mail.
     let broken = if any_ok { Status::Warn } else { Status::Fail };
@@ -269,6 +255,30 @@ async fn probe_group(config: &Config, group: Group, deadline: Instant) -> Vec<Ch
         });
     }
     checks
+}
+
+/// Probes every hop at once, until `deadline`; `None` for a hop not finished by then.
+async fn probe_all(
+    hops: &[NextHop],
+    params: &SessionParams,
+    deadline: Instant,
+) -> Vec<Option<Result<Option<String>, DeliverError>>> {
+    let mut tasks = JoinSet::new();
+    for (i, hop) in hops.iter().enumerate() {
+        let (hop, params) = (hop.clone(), params.clone());
+        tasks.spawn(async move {
+            let outcome = tokio::time::timeout_at(deadline, probe(&hop, &params)).await;
+            (i, outcome)
+        });
+    }
+    let mut outcomes: Vec<Option<Result<Option<String>, DeliverError>>> =
+        (0..hops.len()).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((i, Ok(result))) = joined {
+            outcomes[i] = Some(result);
+        }
+    }
+    outcomes
 }
 
 /// `host[ip]:port` as Postfix logs it, or just `ip:port` for an IP literal.
