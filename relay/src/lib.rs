@@ -1,27 +1,37 @@
 //! coexist-relay: an SMTP relay for mail-migration coexistence.
 //!
 //! # Layout
-//! The modules follow the path of a message (see `shared/DESIGN.md`):
+//! The modules follow the path of a message (`shared/DESIGN.md`: listener →
+//! session → policy → router → spool → deliver), then the shared vocabulary
+//! and the plumbing. The binary (`src/bin/coexist-relay/`) only parses
+//! arguments, installs signals and maps errors to exit codes.
 //!
-//! - [`address`]: address syntax (envelope paths, table addresses) and comparison.
-//! - [`daemon`]: [`run`]: everything `coexist-relay run` starts, and the shutdown.
+//! - [`daemon`]: [`run`] starts everything `coexist-relay run` runs, in order,
+//!   and stops it on [`Control::shutdown`].
 //! - [`config`]: `relay.toml` into typed values; every error with file, line, key.
-//! - [`enhanced_code`]: RFC 3463 status codes, for our replies and the next hops'.
-//! - [`envelope`]: the message's envelope and routing decisions: every layer's vocabulary.
-//! - [`server`]: listeners, accept loop, connection caps, drain on shutdown.
-//! - [`smtp`]: one inbound SMTP session: commands, DATA/BDAT, STARTTLS, replies.
-//! - [`policy`]: may this client / command / recipient proceed: connection caps and
-//!   rates, TLS before MAIL, SIZE, recipient cap, relay access; one `Refusal` enum.
-//! - [`route`]: the contacts table (format, atomic writer, hot reload) and the
-//!   per-recipient routing decision.
-//! - [`queue`]: the durable spool (segment files, group commit, recovery) and the scheduler.
-//! - [`deliver`]: outbound: next hops (smarthost, MX), TLS policy, one SMTP
-//!   transaction per group of recipients, session reuse, DSNs.
-//! - [`safeio`]: crash-safe file replacement (temp file, fsync, rename, fsync dir).
-//! - [`tls`]: certificate loading and the development certificate.
-//! - [`metrics`]: the Prometheus metric set.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz` on `[metrics] bind`.
+//! - [`server`]: listeners, the accept loop, STARTTLS hand-over, drain on shutdown.
+//! - [`smtp`]: one inbound session: the loop, its phases as types, the envelope
+//!   commands, DATA/BDAT, the `Received:` field, replies.
+//! - [`policy`]: may this client / command / recipient proceed: connection caps
+//!   and rates, TLS before MAIL, SIZE, the recipient cap, relay access; one
+//!   [`Refusal`](policy::Refusal) gives the reply and the metric reason.
+//! - [`route`]: the contacts table (format, atomic writer, hot reload), the
+//!   per-recipient decision, and its explanation for `coexist-relay route`.
+//! - [`queue`]: the durable spool (layout, segment files, group commit,
+//!   recovery) and the scheduler that attempts deliveries and bounces.
+//! - [`deliver`]: outbound: next hops (smarthost, MX), one session (connect,
+//!   TLS policy, ESMTP parameters, a result per recipient), reuse, DSNs.
 //! - [`doctor`]: `coexist-relay doctor`: config, certificate, next hops, DNS, spool.
+//!
+//! Shared by every layer:
+//! - [`envelope`]: the message's envelope, routing reasons, and delivery
+//!   failures as data.
+//! - [`address`]: address syntax (envelope paths, table addresses) and comparison.
+//! - [`enhanced_code`]: RFC 3463 status codes, for our replies and the next hops'.
+//! - [`safeio`]: crash-safe file replacement (temp file, fsync, rename, fsync dir).
+//! - [`tls`]: server certificates: loading, checking, the development certificate.
+//! - [`metrics`]: the Prometheus metric set, labels as enums.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` on `[metrics] bind`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -27,7 +27,7 @@ pub enum SpoolError {
         #[source]
         source: io::Error,
     },
-    /// A spool file failed its checks (see [`file_format`]).
+    /// A spool file failed its checks (see [`file_format`](super::file_format)).
     #[error("damaged spool file {path}: {reason}")]
     Corrupt {
         /// The file.

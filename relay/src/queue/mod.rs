@@ -15,6 +15,9 @@
 //! - [`retry`]: the retry schedule with jitter.
 //! - [`bounce`]: DSNs for failed recipients, routed and spooled like any message.
 //! - [`admin`]: the local socket `coexist-relay queue flush|delete` talks to.
+//!
+//! Imports go one way: `spool` uses `recovery` and `group_commit`, which use
+//! `segment`, `index`, `layout` and `error`; none of these imports `spool`.
 
 pub mod admin;
 pub mod attempt;

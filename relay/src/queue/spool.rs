@@ -1,6 +1,6 @@
 //! The durable spool: where a message lives from `250` until it is delivered or bounced.
 //!
-//! Where each file lives is in [`layout`](super::layout).
+//! Where each file lives is in [`super::layout`].
 //!
 //! # Durability (DESIGN.md "Durability")
 //! [`Spool::store`] returns only after the message's record is appended to a

@@ -5,7 +5,7 @@
 //!   connection facts.
 //! - [`commands`]: what each envelope command does to the phase.
 //! - `message`: DATA and BDAT, and the finished message into the spool.
-//! - [`line`]: command-line framing with a hard length cap.
+//! - [`line`](mod@line): command-line framing with a hard length cap.
 //! - [`params`]: MAIL/RCPT parameters given twice.
 //! - [`data`]: DATA/BDAT readers and checks on the finished message.
 //! - [`received`]: the `Received:` field the relay prepends.
