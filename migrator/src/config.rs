@@ -44,6 +44,31 @@ pub struct Routing {
     pub route: Option<String>,
 }
 
+/// Which end of the copy a `[source]` / `[target]` section describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The on-premises server the mail is read from.
+    Source,
+    /// The cloud service the mail is written to.
+    Target,
+}
+
+impl Side {
+    /// The section name, also used in every message about this side.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How a side's connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
@@ -67,8 +92,8 @@ pub enum Auth {
 /// `[source]` or `[target]`.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// `source` or `target`, for messages.
-    pub side: &'static str,
+    /// Which side this is.
+    pub side: Side,
     /// The URL as written.
     pub url: String,
     /// Host name or address (what the certificate must name).
@@ -179,8 +204,8 @@ impl Config {
             .unwrap_or_else(|| base.join("users.csv"));
 
         let routing = read_routing(&mut d, &root, base);
-        let source = read_endpoint(&mut d, &root, base, "source");
-        let target = read_endpoint(&mut d, &root, base, "target");
+        let source = read_endpoint(&mut d, &root, base, Side::Source);
+        let target = read_endpoint(&mut d, &root, base, Side::Target);
         let migration = read_migration(&mut d, &root, base);
         let metrics = read_metrics(&mut d, &root);
 
@@ -244,13 +269,8 @@ fn read_routing(d: &mut Diagnostics, root: &Section, base: &Path) -> Option<Rout
     })
 }
 
-fn read_endpoint(
-    d: &mut Diagnostics,
-    root: &Section,
-    base: &Path,
-    side: &'static str,
-) -> Option<Endpoint> {
-    let t = root.table(d, side, ENDPOINT_KEYS);
+fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -> Option<Endpoint> {
+    let t = root.table(d, side.name(), ENDPOINT_KEYS);
     let url = t.required_string(d, "url", "\"imaps://imap.corp.example:993\"")?;
     let (security, host, port) = match parse_url(url.get_ref()) {
         Ok(v) => v,
@@ -291,10 +311,9 @@ fn read_endpoint(
             return None;
         }
     };
-    let default_login = if side == "source" {
-        "{address}"
-    } else {
-        "{target}"
+    let default_login = match side {
+        Side::Source => "{address}",
+        Side::Target => "{target}",
     };
     let login = t
         .string(d, "login")

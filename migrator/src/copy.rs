@@ -16,7 +16,7 @@
 //! target: one more is copied).
 
 use crate::config::Content;
-use crate::imap::{session::AppendRefusal, Folder, ImapError, Message, Session};
+use crate::imap::{AppendRefusal, Folder, ImapError, Message, Session};
 use crate::metrics::{metrics, ErrorKind};
 use crate::state::{Counters, FolderState};
 use mail_parser::MimeHeaders;
