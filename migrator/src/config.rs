@@ -115,6 +115,11 @@ pub struct Endpoint {
     pub ca: Option<PathBuf>,
 }
 
+/// A content name that is neither `mail` nor `calendar` (config or `--content`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown content \"{0}\"; expected mail, calendar")]
+pub struct UnknownContent(pub String);
+
 /// What to copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Content {
@@ -126,15 +131,11 @@ pub struct Content {
 
 impl Content {
     /// Parses one item name (`mail`, `calendar`) into `self`.
-    pub fn add(&mut self, name: &str) -> Result<(), String> {
+    pub fn add(&mut self, name: &str) -> Result<(), UnknownContent> {
         match name {
             "mail" => self.mail = true,
             "calendar" => self.calendar = true,
-            other => {
-                return Err(format!(
-                    "unknown content \"{other}\"; expected mail, calendar"
-                ))
-            }
+            other => return Err(UnknownContent(other.to_string())),
         }
         Ok(())
     }
@@ -616,7 +617,7 @@ parallel = 2
         assert_eq!(c.source.auth, Auth::Master);
         assert_eq!(c.target.auth, Auth::Authzid);
         assert_eq!(c.source.ca, None);
-        let users = crate::directory::load(&c.users).unwrap();
+        let users = crate::directory::csv::load(&c.users).unwrap();
         assert_eq!(users.iter().filter(|u| u.enabled).count(), 4);
         assert_eq!(c.metrics, Some("127.0.0.1:9126".parse().unwrap()));
     }

@@ -12,6 +12,8 @@ use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::CommandBody;
 use imap_next::imap_types::response::{Status, StatusKind};
 use imap_next::stream::Stream;
+use std::future::Future;
+use std::pin::Pin;
 use tokio::net::TcpStream;
 
 /// The two sessions of one user: the mailbox at the source and at the target.
@@ -23,29 +25,58 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// Logs in to both sides for the user `address`, whose contact is `target`
-    /// (the login templates may use either).
-    pub async fn open(
-        config: &Config,
-        address: &str,
-        target: &str,
-        insecure: bool,
-    ) -> Result<Connections, SideError> {
-        let src_login = expand(&config.source.login, address, target);
-        let dst_login = expand(&config.target.login, address, target);
-        let src = Session::connect(&config.source, &src_login, insecure)
-            .await
-            .map_err(SideError::on(Side::Source))?;
-        let dst = Session::connect(&config.target, &dst_login, insecure)
-            .await
-            .map_err(SideError::on(Side::Target))?;
-        Ok(Connections { src, dst })
-    }
-
     /// LOGOUT on both sides.
     pub async fn logout(self) {
         self.src.logout().await;
         self.dst.logout().await;
+    }
+}
+
+/// What [`Connector::open`] returns.
+pub type Opening<'a> = Pin<Box<dyn Future<Output = Result<Connections, SideError>> + Send + 'a>>;
+
+/// Where a user's two sessions come from: the configured servers ([`Servers`]),
+/// or, in the scripted tests, in-memory ones. The copy reconnects through it
+/// after a lost connection.
+pub trait Connector: Send + Sync {
+    /// Logs in to both sides for the user `address`, whose contact is `target`
+    /// (the login templates may use either).
+    fn open<'a>(&'a self, address: &'a str, target: &'a str) -> Opening<'a>;
+}
+
+/// The `[source]` and `[target]` servers of the configuration.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    source: Endpoint,
+    target: Endpoint,
+    /// Plaintext and unverified certificates allowed.
+    insecure: bool,
+}
+
+impl Servers {
+    /// The servers `config` names.
+    pub fn new(config: &Config, insecure: bool) -> Servers {
+        Servers {
+            source: config.source.clone(),
+            target: config.target.clone(),
+            insecure,
+        }
+    }
+}
+
+impl Connector for Servers {
+    fn open<'a>(&'a self, address: &'a str, target: &'a str) -> Opening<'a> {
+        Box::pin(async move {
+            let src_login = expand(&self.source.login, address, target);
+            let dst_login = expand(&self.target.login, address, target);
+            let src = Session::connect(&self.source, &src_login, self.insecure)
+                .await
+                .map_err(SideError::on(Side::Source))?;
+            let dst = Session::connect(&self.target, &dst_login, self.insecure)
+                .await
+                .map_err(SideError::on(Side::Target))?;
+            Ok(Connections { src, dst })
+        })
     }
 }
 

@@ -3,29 +3,14 @@
 //! absent). Only enabled users can be migrated: a directory synchronised to the
 //! cloud keeps accounts disabled until they are activated.
 
+use super::user::User;
 use relay::route::table::check_address;
 use std::path::{Path, PathBuf};
 
-/// One user of the directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// The on-premises address, as written in the directory.
-    pub address: String,
-    /// Display name (for the review only).
-    pub display_name: String,
-    /// The contact address; `None` = `routing.target_template`.
-    pub target: Option<String>,
-    /// Destination quota in bytes, when the directory knows it; used when the
-    /// destination does not answer GETQUOTAROOT.
-    pub quota: Option<u64>,
-    /// Whether the account may be migrated.
-    pub enabled: bool,
-}
-
-/// Why the directory could not be read.
+/// Why `users.csv` could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum DirectoryError {
+pub enum CsvError {
     /// The file cannot be opened or read.
     #[error("{}: cannot read: {source}", path.display())]
     Io {
@@ -53,12 +38,12 @@ struct Row {
 }
 
 /// Reads the directory at `path`.
-pub fn load(path: &Path) -> Result<Vec<User>, DirectoryError> {
+pub fn load(path: &Path) -> Result<Vec<User>, CsvError> {
     let reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
         .from_path(path)
-        .map_err(|source| DirectoryError::Io {
+        .map_err(|source| CsvError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -69,13 +54,13 @@ pub fn load(path: &Path) -> Result<Vec<User>, DirectoryError> {
 pub fn parse<R: std::io::Read>(
     mut reader: csv::Reader<R>,
     path: &Path,
-) -> Result<Vec<User>, DirectoryError> {
+) -> Result<Vec<User>, CsvError> {
     let mut users = Vec::new();
     let mut errors = Vec::new();
     let file = path.display();
     let headers = reader
         .headers()
-        .map_err(|source| DirectoryError::Io {
+        .map_err(|source| CsvError::Io {
             path: path.to_path_buf(),
             source,
         })?
@@ -143,22 +128,15 @@ pub fn parse<R: std::io::Read>(
     if errors.is_empty() {
         Ok(users)
     } else {
-        Err(DirectoryError::Rows(errors))
+        Err(CsvError::Rows(errors))
     }
-}
-
-/// Finds `address` (case-insensitively).
-pub fn find<'u>(users: &'u [User], address: &str) -> Option<&'u User> {
-    users
-        .iter()
-        .find(|u| relay::route::table::same_address(&u.address, address))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn read(text: &str) -> Result<Vec<User>, DirectoryError> {
+    fn read(text: &str) -> Result<Vec<User>, CsvError> {
         let r = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .comment(Some(b'#'))
@@ -180,7 +158,7 @@ mod tests {
         assert_eq!(users[1].display_name, "Bob, Jr");
         assert_eq!(users[1].target.as_deref(), Some("bob@t.example"));
         assert!(!users[1].enabled);
-        assert!(find(&users, "ALICE@corp.example").is_some());
+        assert!(crate::directory::user::find(&users, "ALICE@corp.example").is_some());
     }
 
     #[test]
