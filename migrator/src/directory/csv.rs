@@ -78,58 +78,54 @@ pub fn parse<R: std::io::Read>(
                 continue;
             }
         };
-        let mut bad = |what: String| errors.push(format!("{file}:{line}: {what}"));
-        if let Err(e) = check_address(&row.address) {
-            bad(format!("address {:?}: {e}", row.address));
-            continue;
+        match user_of(row, &users) {
+            Ok(user) => users.push(user),
+            Err(what) => errors.push(format!("{file}:{line}: {what}")),
         }
-        let target = if row.target.is_empty() {
-            None
-        } else if let Err(e) = check_address(&row.target) {
-            bad(format!("target {:?}: {e}", row.target));
-            continue;
-        } else {
-            Some(row.target)
-        };
-        let quota = if row.quota.is_empty() {
-            None
-        } else {
-            match relay::config::units::parse_size(&row.quota) {
-                Ok(q) => Some(q),
-                Err(e) => {
-                    bad(format!("quota: {e}"));
-                    continue;
-                }
-            }
-        };
-        let enabled = match row.enabled.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => true,
-            "false" | "no" | "0" | "" => false,
-            other => {
-                bad(format!("enabled {other:?}: write true or false"));
-                continue;
-            }
-        };
-        if users
-            .iter()
-            .any(|u: &User| relay::route::table::same_address(&u.address, &row.address))
-        {
-            bad(format!("address {:?} is listed twice", row.address));
-            continue;
-        }
-        users.push(User {
-            address: row.address,
-            display_name: row.display_name,
-            target,
-            quota,
-            enabled,
-        });
     }
     if errors.is_empty() {
         Ok(users)
     } else {
         Err(CsvError::Rows(errors))
     }
+}
+
+/// Checks one row against the users before it; what is wrong with it if not.
+fn user_of(row: Row, before: &[User]) -> Result<User, String> {
+    if let Err(e) = check_address(&row.address) {
+        return Err(format!("address {:?}: {e}", row.address));
+    }
+    let target = if row.target.is_empty() {
+        None
+    } else if let Err(e) = check_address(&row.target) {
+        return Err(format!("target {:?}: {e}", row.target));
+    } else {
+        Some(row.target)
+    };
+    let quota = if row.quota.is_empty() {
+        None
+    } else {
+        let q = relay::config::units::parse_size(&row.quota).map_err(|e| format!("quota: {e}"))?;
+        Some(q)
+    };
+    let enabled = match row.enabled.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => true,
+        "false" | "no" | "0" | "" => false,
+        other => return Err(format!("enabled {other:?}: write true or false")),
+    };
+    if before
+        .iter()
+        .any(|u| relay::route::table::same_address(&u.address, &row.address))
+    {
+        return Err(format!("address {:?} is listed twice", row.address));
+    }
+    Ok(User {
+        address: row.address,
+        display_name: row.display_name,
+        target,
+        quota,
+        enabled,
+    })
 }
 
 #[cfg(test)]

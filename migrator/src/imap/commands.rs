@@ -2,10 +2,7 @@
 //! small values of [`super`].
 
 use super::session::Session;
-use super::{
-    is_limit_code, is_temporary_code, status_text, vec1, AppendRefusal, Folder, ImapError, Message,
-    MessageMeta, Quota, Selected,
-};
+use super::{vec1, AppendRefusal, Folder, ImapError, Message, MessageMeta, Quota, Selected};
 use imap_next::client::Event;
 use imap_next::imap_types::command::CommandBody;
 use imap_next::imap_types::core::Literal;
@@ -370,11 +367,7 @@ impl Session {
                             }
                             results[i] = Some(match t.body.kind {
                                 StatusKind::Ok => Ok(()),
-                                _ => Err(AppendRefusal {
-                                    text: status_text(&t.body),
-                                    temporary: is_temporary_code(&t.body),
-                                    limit: is_limit_code(&t.body),
-                                }),
+                                _ => Err(AppendRefusal::from_status(Some(&t.body))),
                             });
                         }
                     }
@@ -391,11 +384,7 @@ impl Session {
                             Status::Untagged(b) => Some(b),
                             Status::Bye(_) => None,
                         };
-                        results[i] = Some(Err(AppendRefusal {
-                            text: body.map(status_text).unwrap_or_else(|| "BYE".into()),
-                            temporary: body.is_some_and(is_temporary_code),
-                            limit: body.is_some_and(is_limit_code),
-                        }));
+                        results[i] = Some(Err(AppendRefusal::from_status(body)));
                     }
                 }
                 _ => {}

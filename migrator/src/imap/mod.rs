@@ -120,6 +120,17 @@ pub struct AppendRefusal {
     pub limit: bool,
 }
 
+impl AppendRefusal {
+    /// The refusal a NO or BAD (`None`: a BYE) says.
+    pub(crate) fn from_status(body: Option<&StatusBody>) -> AppendRefusal {
+        AppendRefusal {
+            text: body.map(status_text).unwrap_or_else(|| "BYE".into()),
+            temporary: body.is_some_and(is_temporary_code),
+            limit: body.is_some_and(is_limit_code),
+        }
+    }
+}
+
 /// A folder as LISTed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Folder {
