@@ -102,7 +102,9 @@ pub async fn sync_folder(
     };
     let skipped =
         dedupe::find_on_target(src, dst, &plan.target, &candidates, &mut state.copied).await?;
-    todo.retain(|u| !state.copied.contains(*u));
+    if skipped > 0 {
+        todo.retain(|u| !state.copied.contains(*u));
+    }
     state.pending.clear();
     sink.save(&plan.source, state)?;
     report.counters.skipped += skipped;
