@@ -239,7 +239,7 @@ fn read_routing(d: &mut Diagnostics, root: &Section, base: &Path) -> Option<Rout
     };
     let template = t.required_string(d, "target_template", "\"{local}@tenant.cloud.example\"")?;
     let expanded = expand(template.get_ref(), "user@corp.example", "");
-    if relay::route::table::check_address(&expanded).is_err() {
+    if crate::address::check_address(&expanded).is_err() {
         d.error(
             Some(&template.span()),
             &t.key("target_template"),
@@ -419,24 +419,52 @@ fn read_metrics(d: &mut Diagnostics, root: &Section) -> Option<SocketAddr> {
     }
 }
 
+/// Why a `url` is not one the migrator can connect to. Each message names the
+/// URL and what would be valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// Neither `imaps://` nor `imap://`.
+    #[error("{0:?} is not an IMAP URL; {VALID_URL}")]
+    NotImap(String),
+    /// A path, a user name or nothing after the scheme.
+    #[error("{0:?}: expected only a host and port; {VALID_URL}")]
+    NotHostAndPort(String),
+    /// `[` without `]` around an IPv6 address.
+    #[error("{0:?}: unclosed [; {VALID_URL}")]
+    UnclosedBracket(String),
+    /// The port is not 1 to 65535.
+    #[error("{url:?}: port {port:?} is not a number from 1 to 65535")]
+    BadPort {
+        /// The URL.
+        url: String,
+        /// The port as written.
+        port: String,
+    },
+    /// Nothing before the port.
+    #[error("{0:?}: the host is empty; {VALID_URL}")]
+    EmptyHost(String),
+}
+
+const VALID_URL: &str = "write imaps://HOST:993 (implicit TLS) or imap://HOST:143 (STARTTLS)";
+
 /// Splits `imaps://host:port` / `imap://host:port`; the port defaults to 993 / 143.
-pub fn parse_url(url: &str) -> Result<(Security, String, u16), String> {
-    const VALID: &str = "write imaps://HOST:993 (implicit TLS) or imap://HOST:143 (STARTTLS)";
+pub fn parse_url(url: &str) -> Result<(Security, String, u16), UrlError> {
     let (security, rest, default_port) = if let Some(rest) = url.strip_prefix("imaps://") {
         (Security::Implicit, rest, 993)
     } else if let Some(rest) = url.strip_prefix("imap://") {
         (Security::StartTls, rest, 143)
     } else {
-        return Err(format!("{url:?} is not an IMAP URL; {VALID}"));
+        return Err(UrlError::NotImap(url.to_string()));
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-        return Err(format!("{url:?}: expected only a host and port; {VALID}"));
+        return Err(UrlError::NotHostAndPort(url.to_string()));
     }
     // [v6]:port, host:port, host
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
         let Some((h, after)) = v6.split_once(']') else {
-            return Err(format!("{url:?}: unclosed [; {VALID}"));
+            return Err(UrlError::UnclosedBracket(url.to_string()));
         };
         (h.to_string(), after.strip_prefix(':'))
     } else {
@@ -451,10 +479,13 @@ pub fn parse_url(url: &str) -> Result<(Security, String, u16), String> {
             .parse::<u16>()
             .ok()
             .filter(|&p| p != 0)
-            .ok_or_else(|| format!("{url:?}: port {p:?} is not a number from 1 to 65535"))?,
+            .ok_or_else(|| UrlError::BadPort {
+                url: url.to_string(),
+                port: p.to_string(),
+            })?,
     };
     if host.is_empty() {
-        return Err(format!("{url:?}: the host is empty; {VALID}"));
+        return Err(UrlError::EmptyHost(url.to_string()));
     }
     Ok((security, host, port))
 }

@@ -6,6 +6,7 @@
 //! The modules follow a user through the pipeline of DESIGN.md (directory →
 //! ready list → quota check → write contact → copy → delta pass → report):
 //! - [`config`]: `migrator.toml`, validated like the relay's configuration.
+//! - [`address`]: address syntax and comparison (the relay's rules).
 //! - [`directory`]: which users exist and may move, and where their contacts
 //!   go: `users.csv` ([`directory::csv`]) and the relay's contacts table
 //!   ([`directory::contacts`]), behind [`directory::Directory`].
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod config;
 pub mod context;
 pub mod copy;

@@ -4,7 +4,8 @@
 //! cloud keeps accounts disabled until they are activated.
 
 use super::user::User;
-use relay::route::table::check_address;
+use crate::address::{check_address, same_address, AddressError};
+use relay::config::units::{parse_size, UnitError};
 use std::path::{Path, PathBuf};
 
 /// Why `users.csv` could not be read.
@@ -90,34 +91,50 @@ pub fn parse<R: std::io::Read>(
     }
 }
 
-/// Checks one row against the users before it; what is wrong with it if not.
-fn user_of(row: Row, before: &[User]) -> Result<User, String> {
-    if let Err(e) = check_address(&row.address) {
-        return Err(format!("address {:?}: {e}", row.address));
-    }
+/// What is wrong with one row.
+#[derive(Debug, thiserror::Error)]
+enum BadRow {
+    /// `address` is not `local@domain`.
+    #[error("address {0:?}: {1}")]
+    Address(String, AddressError),
+    /// `target` is given but not `local@domain`.
+    #[error("target {0:?}: {1}")]
+    Target(String, AddressError),
+    /// `quota` is not a size.
+    #[error("quota: {0}")]
+    Quota(UnitError),
+    /// `enabled` is neither true nor false.
+    #[error("enabled {0:?}: write true or false")]
+    Enabled(String),
+    /// An earlier row has the same address (case-insensitively).
+    #[error("address {0:?} is listed twice")]
+    Twice(String),
+}
+
+/// Checks one row against the users before it.
+fn user_of(row: Row, before: &[User]) -> Result<User, BadRow> {
+    check_address(&row.address).map_err(|e| BadRow::Address(row.address.clone(), e))?;
     let target = if row.target.is_empty() {
         None
-    } else if let Err(e) = check_address(&row.target) {
-        return Err(format!("target {:?}: {e}", row.target));
     } else {
+        check_address(&row.target).map_err(|e| BadRow::Target(row.target.clone(), e))?;
         Some(row.target)
     };
     let quota = if row.quota.is_empty() {
         None
     } else {
-        let q = relay::config::units::parse_size(&row.quota).map_err(|e| format!("quota: {e}"))?;
-        Some(q)
+        Some(parse_size(&row.quota).map_err(BadRow::Quota)?)
     };
     let enabled = match row.enabled.to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" => true,
         "false" | "no" | "0" | "" => false,
-        other => return Err(format!("enabled {other:?}: write true or false")),
+        other => return Err(BadRow::Enabled(other.to_string())),
     };
     if before
         .iter()
-        .any(|u| relay::route::table::same_address(&u.address, &row.address))
+        .any(|u| same_address(&u.address, &row.address))
     {
-        return Err(format!("address {:?} is listed twice", row.address));
+        return Err(BadRow::Twice(row.address));
     }
     Ok(User {
         address: row.address,

@@ -1,5 +1,7 @@
 //! A user of the directory: the vocabulary every directory source returns.
 
+use crate::address::same_address;
+
 /// One user of the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -18,7 +20,5 @@ pub struct User {
 
 /// Finds `address` (case-insensitively).
 pub fn find<'u>(users: &'u [User], address: &str) -> Option<&'u User> {
-    users
-        .iter()
-        .find(|u| relay::route::table::same_address(&u.address, address))
+    users.iter().find(|u| same_address(&u.address, address))
 }

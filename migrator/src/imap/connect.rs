@@ -6,6 +6,7 @@
 use super::session::{client_options, refusal, Session, RESPONSE_TIMEOUT};
 use super::transport::Transport;
 use super::{tls, ImapError, SideError};
+use crate::address::same_address;
 use crate::config::{expand, Auth, Config, Endpoint, Security, Side};
 use imap_next::client::{Client, Event};
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
@@ -98,7 +99,7 @@ fn password(endpoint: &Endpoint, login: &str) -> Result<String, ImapError> {
         // Lines "login password"; the password is the rest of the line.
         Auth::Password => lines.find_map(|l| {
             let (user, pass) = l.split_once(char::is_whitespace)?;
-            relay::route::table::same_address(user, login).then(|| pass.trim().to_string())
+            same_address(user, login).then(|| pass.trim().to_string())
         }),
         Auth::Master | Auth::Authzid => lines.next().map(str::to_string),
     };
