@@ -26,8 +26,8 @@ pub(super) enum Transport {
     Pipe(Pipe),
 }
 
-/// The message imap-next's stream gives for a peer that hung up; [`Pipe`] says
-/// the same, so the copy sees one error whatever carries the session.
+/// How a peer that hung up is reported, whichever transport carries the
+/// session, so the copy sees one error for it.
 const CLOSED: &str = "connection closed by the server";
 
 impl Transport {
