@@ -21,7 +21,7 @@
 //!   user's migration in flight.
 //! - [`run`]: `migrate` / `sync`: the steps in order, users in parallel.
 //! - [`report`]: the per-user report and `status`; [`progress`]: bars and
-//!   lines while it runs; [`print`]: what the commands print.
+//!   lines while it runs; [`print`](mod@print): what the commands print.
 //! - [`metrics`]: the `coexist_migrator_*` metric set and its `/metrics` endpoint.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -26,7 +26,7 @@ pub fn match_key(header: &[u8]) -> String {
 }
 
 /// The header block of a whole message, up to and including the empty line
-/// (what BODY[HEADER] returns, RFC 3501 §6.4.5).
+/// (what `BODY[HEADER]` returns, RFC 3501 §6.4.5).
 pub fn header_of(message: &[u8]) -> &[u8] {
     match memchr::memmem::find(message, b"\r\n\r\n") {
         Some(i) => &message[..i + 4],

@@ -4,7 +4,7 @@
 //! [`Directory`] is what the rest of the migrator talks to, whatever the source.
 //! Today the source is a file pair (DESIGN.md `directory.source = "file"`):
 //! `users.csv` ([`csv`]) and the relay's contacts table ([`contacts`]). An LDAP
-//! source (users and contacts in the directory itself) is another [`Source`]
+//! source (users and contacts in the directory itself) is another `Source`
 //! variant in its own file beside them; [`user`] is what every source returns.
 
 pub mod contacts;

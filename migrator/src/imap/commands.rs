@@ -204,7 +204,7 @@ impl Session {
             .collect())
     }
 
-    /// The header block (BODY.PEEK[HEADER]) of `uids`, for matching by
+    /// The header block (`BODY.PEEK[HEADER]`) of `uids`, for matching by
     /// Message-ID or header hash.
     pub async fn headers(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, ImapError> {
         let fetched = self

@@ -2,7 +2,7 @@
 //!
 //! A real connection (TCP, TLS over TCP, STARTTLS) is driven by imap-next's own
 //! `Stream`, exactly as before this module existed. Any other byte stream — an
-//! in-memory `tokio::io::duplex` in the scripted tests — is driven by [`Pipe`],
+//! in-memory `tokio::io::duplex` in the scripted tests — is driven by `Pipe`,
 //! the same loop without TLS, so the commands and the copy above it can be
 //! exercised against a scripted server with no network.
 
