@@ -5,7 +5,7 @@
 //! INTERNALDATE.
 
 use coexist_e2e::dovecot::{Dovecot, DovecotSetup, TestCa, MASTER};
-use coexist_e2e::imap_proxy::{self, Fault, ImapProxy};
+use coexist_e2e::imap_proxy::{self, Fault, Hold, ImapProxy};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -722,57 +722,60 @@ fn disabled_and_unknown_users_are_refused() {
     assert!(!s.contacts().contains("carol"));
 }
 
+/// SIGKILL in the middle of a checkpoint window, at a known point: the proxy in
+/// front of the target passes the first 100 APPEND answers and keeps the rest
+/// back, so the migrator is waiting for the answers to a pipelined batch that
+/// the target has stored. The resumed run finds those on the target (they are
+/// pending in the checkpoint) and ends where an uninterrupted run would.
 #[test]
 fn killed_during_copy_resumes_to_the_same_end_state() {
+    const ANSWERED: usize = 100;
     let s = start(Options {
         bulk: 600,
         ..Options::default()
     });
+    let proxy = through_proxy(
+        &s,
+        Fault::None,
+        Some(Hold::AnswersAfterAppends(ANSWERED)),
+        "",
+    );
     let mut child = s
         .command(&["migrate", ALICE])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for the first confirmed batch in the checkpoint, then SIGKILL.
-    let state_file = s.state_dir().join(format!("{ALICE}.json"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let killed = loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break false;
-        }
-        let copied = std::fs::read(&state_file)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .map(|v| {
-                v["folders"]
-                    .as_object()
-                    .map(|f| {
-                        f.values()
-                            .any(|f| !f["copied"].as_array().unwrap().is_empty())
-                    })
-                    .unwrap_or(false)
-            })
-            .unwrap_or(false);
-        if copied {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            break true;
-        }
-        assert!(Instant::now() < deadline, "no progress in the state file");
-        std::thread::sleep(Duration::from_millis(5));
-    };
     assert!(
-        killed,
-        "the copy finished before it could be killed; seed more"
+        proxy.wait_held(Duration::from_secs(120)),
+        "the copy never got {ANSWERED} APPENDs answered"
     );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the copy finished before it could be killed"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
     let partial: usize = s.target_counts().iter().map(|(_, n)| n).sum();
     assert!(
-        partial < s.seeded,
+        (ANSWERED..s.seeded).contains(&partial),
         "killed mid-copy: {partial} of {}",
         s.seeded
     );
+    // The batch the migrator was waiting for is pending in the checkpoint.
+    let state_file = s.state_dir().join(format!("{ALICE}.json"));
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let pending: usize = state["folders"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|f| f["pending"].as_array())
+        .map(Vec::len)
+        .sum();
+    assert!(pending > 0, "no pending window in {state}");
 
+    proxy.release();
     let (code, out, err, _) = s.migrate(&[]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(
@@ -901,7 +904,7 @@ fn mail_sent_through_the_relay_during_migration_ends_up_in_the_target_once() {
 }
 
 /// The target behind a fault-injecting IMAP proxy (`tests/src/imap_proxy.rs`).
-fn through_proxy(s: &Setup, fault: Fault, hold: Option<&[u8]>, extra: &str) -> ImapProxy {
+fn through_proxy(s: &Setup, fault: Fault, hold: Option<Hold>, extra: &str) -> ImapProxy {
     let proxy = ImapProxy::start(&s._ca, s.target.imaps_port, fault, hold);
     s.write_config_full(&s.source.url(), &proxy.url(), extra);
     proxy
@@ -936,7 +939,7 @@ fn metrics_are_served_during_the_run_and_match_what_was_copied() {
     let proxy = through_proxy(
         &s,
         Fault::None,
-        Some(bob_login.as_bytes()),
+        Some(Hold::Line(bob_login.into_bytes())),
         "\n[metrics]\nbind = \"127.0.0.1:0\"\n",
     );
     let report_file = s.dir.path().join("report.json");

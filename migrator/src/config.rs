@@ -44,6 +44,31 @@ pub struct Routing {
     pub route: Option<String>,
 }
 
+/// Which end of the copy a `[source]` / `[target]` section describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The on-premises server the mail is read from.
+    Source,
+    /// The cloud service the mail is written to.
+    Target,
+}
+
+impl Side {
+    /// The section name, also used in every message about this side.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How a side's connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
@@ -67,8 +92,8 @@ pub enum Auth {
 /// `[source]` or `[target]`.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// `source` or `target`, for messages.
-    pub side: &'static str,
+    /// Which side this is.
+    pub side: Side,
     /// The URL as written.
     pub url: String,
     /// Host name or address (what the certificate must name).
@@ -90,6 +115,11 @@ pub struct Endpoint {
     pub ca: Option<PathBuf>,
 }
 
+/// A content name that is neither `mail` nor `calendar` (config or `--content`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown content \"{0}\"; expected mail, calendar")]
+pub struct UnknownContent(pub String);
+
 /// What to copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Content {
@@ -101,15 +131,11 @@ pub struct Content {
 
 impl Content {
     /// Parses one item name (`mail`, `calendar`) into `self`.
-    pub fn add(&mut self, name: &str) -> Result<(), String> {
+    pub fn add(&mut self, name: &str) -> Result<(), UnknownContent> {
         match name {
             "mail" => self.mail = true,
             "calendar" => self.calendar = true,
-            other => {
-                return Err(format!(
-                    "unknown content \"{other}\"; expected mail, calendar"
-                ))
-            }
+            other => return Err(UnknownContent(other.to_string())),
         }
         Ok(())
     }
@@ -179,8 +205,8 @@ impl Config {
             .unwrap_or_else(|| base.join("users.csv"));
 
         let routing = read_routing(&mut d, &root, base);
-        let source = read_endpoint(&mut d, &root, base, "source");
-        let target = read_endpoint(&mut d, &root, base, "target");
+        let source = read_endpoint(&mut d, &root, base, Side::Source);
+        let target = read_endpoint(&mut d, &root, base, Side::Target);
         let migration = read_migration(&mut d, &root, base);
         let metrics = read_metrics(&mut d, &root);
 
@@ -244,13 +270,8 @@ fn read_routing(d: &mut Diagnostics, root: &Section, base: &Path) -> Option<Rout
     })
 }
 
-fn read_endpoint(
-    d: &mut Diagnostics,
-    root: &Section,
-    base: &Path,
-    side: &'static str,
-) -> Option<Endpoint> {
-    let t = root.table(d, side, ENDPOINT_KEYS);
+fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -> Option<Endpoint> {
+    let t = root.table(d, side.name(), ENDPOINT_KEYS);
     let url = t.required_string(d, "url", "\"imaps://imap.corp.example:993\"")?;
     let (security, host, port) = match parse_url(url.get_ref()) {
         Ok(v) => v,
@@ -291,10 +312,9 @@ fn read_endpoint(
             return None;
         }
     };
-    let default_login = if side == "source" {
-        "{address}"
-    } else {
-        "{target}"
+    let default_login = match side {
+        Side::Source => "{address}",
+        Side::Target => "{target}",
     };
     let login = t
         .string(d, "login")
@@ -399,24 +419,52 @@ fn read_metrics(d: &mut Diagnostics, root: &Section) -> Option<SocketAddr> {
     }
 }
 
+/// Why a `url` is not one the migrator can connect to. Each message names the
+/// URL and what would be valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// Neither `imaps://` nor `imap://`.
+    #[error("{0:?} is not an IMAP URL; {VALID_URL}")]
+    NotImap(String),
+    /// A path, a user name or nothing after the scheme.
+    #[error("{0:?}: expected only a host and port; {VALID_URL}")]
+    NotHostAndPort(String),
+    /// `[` without `]` around an IPv6 address.
+    #[error("{0:?}: unclosed [; {VALID_URL}")]
+    UnclosedBracket(String),
+    /// The port is not 1 to 65535.
+    #[error("{url:?}: port {port:?} is not a number from 1 to 65535")]
+    BadPort {
+        /// The URL.
+        url: String,
+        /// The port as written.
+        port: String,
+    },
+    /// Nothing before the port.
+    #[error("{0:?}: the host is empty; {VALID_URL}")]
+    EmptyHost(String),
+}
+
+const VALID_URL: &str = "write imaps://HOST:993 (implicit TLS) or imap://HOST:143 (STARTTLS)";
+
 /// Splits `imaps://host:port` / `imap://host:port`; the port defaults to 993 / 143.
-pub fn parse_url(url: &str) -> Result<(Security, String, u16), String> {
-    const VALID: &str = "write imaps://HOST:993 (implicit TLS) or imap://HOST:143 (STARTTLS)";
+pub fn parse_url(url: &str) -> Result<(Security, String, u16), UrlError> {
     let (security, rest, default_port) = if let Some(rest) = url.strip_prefix("imaps://") {
         (Security::Implicit, rest, 993)
     } else if let Some(rest) = url.strip_prefix("imap://") {
         (Security::StartTls, rest, 143)
     } else {
-        return Err(format!("{url:?} is not an IMAP URL; {VALID}"));
+        return Err(UrlError::NotImap(url.to_string()));
     };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-        return Err(format!("{url:?}: expected only a host and port; {VALID}"));
+        return Err(UrlError::NotHostAndPort(url.to_string()));
     }
     // [v6]:port, host:port, host
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
         let Some((h, after)) = v6.split_once(']') else {
-            return Err(format!("{url:?}: unclosed [; {VALID}"));
+            return Err(UrlError::UnclosedBracket(url.to_string()));
         };
         (h.to_string(), after.strip_prefix(':'))
     } else {
@@ -431,10 +479,13 @@ pub fn parse_url(url: &str) -> Result<(Security, String, u16), String> {
             .parse::<u16>()
             .ok()
             .filter(|&p| p != 0)
-            .ok_or_else(|| format!("{url:?}: port {p:?} is not a number from 1 to 65535"))?,
+            .ok_or_else(|| UrlError::BadPort {
+                url: url.to_string(),
+                port: p.to_string(),
+            })?,
     };
     if host.is_empty() {
-        return Err(format!("{url:?}: the host is empty; {VALID}"));
+        return Err(UrlError::EmptyHost(url.to_string()));
     }
     Ok((security, host, port))
 }
@@ -597,7 +648,7 @@ parallel = 2
         assert_eq!(c.source.auth, Auth::Master);
         assert_eq!(c.target.auth, Auth::Authzid);
         assert_eq!(c.source.ca, None);
-        let users = crate::directory::load(&c.users).unwrap();
+        let users = crate::directory::csv::load(&c.users).unwrap();
         assert_eq!(users.iter().filter(|u| u.enabled).count(), 4);
         assert_eq!(c.metrics, Some("127.0.0.1:9126".parse().unwrap()));
     }

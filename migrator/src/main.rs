@@ -5,7 +5,10 @@
 
 use clap::{Parser, Subcommand};
 use migrator::config::{Config, Content};
-use migrator::run::{self, MigrateOptions, RunError};
+use migrator::directory::Directory;
+use migrator::run::{self, MigrateOptions};
+use migrator::state::StateDir;
+use migrator::{flip, plan, print, report};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -107,7 +110,7 @@ fn options(
     all_ready: bool,
     copy: CopyArgs,
     sync_only: bool,
-) -> Result<MigrateOptions, String> {
+) -> anyhow::Result<MigrateOptions> {
     let content = if copy.content.is_empty() {
         None
     } else {
@@ -117,13 +120,6 @@ fn options(
         }
         Some(c)
     };
-    if let (Some(s), Some(b)) = (copy.since, copy.before) {
-        if s >= b {
-            return Err(format!(
-                "--since {s} is not before --before {b}: nothing would be copied"
-            ));
-        }
-    }
     Ok(MigrateOptions {
         users,
         all_ready,
@@ -137,6 +133,45 @@ fn options(
         sync_only,
         report: copy.report,
     })
+}
+
+/// Runs the command; `Ok(false)` when some user or message failed (exit 1),
+/// `Err` for a usage or configuration error (exit 2).
+async fn dispatch(config: &Config, command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Ready {
+            json,
+            allow_insecure,
+        } => {
+            let rows = plan::ready(config, allow_insecure).await?;
+            print::ready(&rows, json);
+            Ok(rows.iter().all(|r| r.error.is_none()))
+        }
+        Command::Migrate {
+            users,
+            all_ready,
+            copy,
+        } => {
+            let reports = run::migrate(config, options(users, all_ready, copy, false)?).await?;
+            Ok(!reports.iter().any(|r| r.has_failures()))
+        }
+        Command::Sync { users, copy } => {
+            let reports = run::migrate(config, options(users, false, copy, true)?).await?;
+            Ok(!reports.iter().any(|r| r.has_failures()))
+        }
+        Command::Status { json, user } => {
+            let directory = Directory::new(config);
+            let states = StateDir::new(&config.migration.state_dir);
+            print::status(&report::status(&directory, &states, user.as_deref())?, json);
+            Ok(true)
+        }
+        Command::Rollback { users } => {
+            let directory = Directory::new(config);
+            let states = StateDir::new(&config.migration.state_dir);
+            print::rollback(&flip::rollback(&directory, &states, &users)?);
+            Ok(true)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -164,49 +199,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result: Result<bool, RunError> = runtime.block_on(async {
-        match cli.command {
-            Command::Ready { json, allow_insecure } => {
-                let rows = run::ready(&config, allow_insecure).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
-                } else {
-                    run::print_ready(&rows);
-                }
-                Ok(rows.iter().all(|r| r.error.is_none()))
-            }
-            Command::Migrate { users, all_ready, copy } => {
-                let opts = options(users, all_ready, copy, false).map_err(RunError::Usage)?;
-                let reports = run::migrate(&config, opts).await?;
-                Ok(!reports.iter().any(|r| r.failed() || r.counters.failed > 0))
-            }
-            Command::Sync { users, copy } => {
-                let opts = options(users, false, copy, true).map_err(RunError::Usage)?;
-                let reports = run::migrate(&config, opts).await?;
-                Ok(!reports.iter().any(|r| r.failed() || r.counters.failed > 0))
-            }
-            Command::Status { json, user } => {
-                let rows = run::status(&config, user.as_deref())?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
-                } else {
-                    run::print_status(&rows);
-                }
-                Ok(true)
-            }
-            Command::Rollback { users } => {
-                for (address, removed) in run::rollback(&config, &users)? {
-                    if removed {
-                        println!("{address}: contact removed; mail flows on-premises again (copied content stays on the target)");
-                    } else {
-                        println!("{address}: had no contact; nothing to do");
-                    }
-                }
-                Ok(true)
-            }
-        }
-    });
-    match result {
+    match runtime.block_on(dispatch(&config, cli.command)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {

@@ -1,124 +1,55 @@
-//! What the operator sees: a progress bar per user on a terminal (indicatif),
-//! plain periodic lines otherwise (logs, CI), and the final per-user report,
-//! printed and optionally written as JSON (`--report FILE.json`).
+//! What the operator gets back: the per-user report of a run (printed by
+//! [`crate::print`], written as JSON with `--report FILE.json`), and `status`,
+//! where each user is, from the checkpoints and the directory.
 
-use crate::copy::Warning;
-use crate::state::Counters;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::directory::{user, Directory, DirectoryError};
+use crate::state::{Counters, Phase, StateDir, StateError};
 use serde::Serialize;
-use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-/// How often a line is printed when stderr is not a terminal.
-const LINE_EVERY: Duration = Duration::from_secs(10);
-
-/// Progress output shared by all users of a run.
-#[derive(Clone)]
-pub struct Progress {
-    bars: Option<MultiProgress>,
+/// How one user's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Copied (or synced); individual messages may still have been refused
+    /// (see the counters and warnings).
+    Ok,
+    /// The user failed (see `error`); the mail flow may already be flipped.
+    Failed,
+    /// `--dry-run`: measured, nothing written.
+    DryRun,
+    /// `--forwarding-only`: the contact is written, nothing copied.
+    ForwardingOnly,
 }
 
-impl Progress {
-    /// Bars when stderr is a terminal, lines otherwise.
-    pub fn new() -> Progress {
-        let bars = std::io::stderr()
-            .is_terminal()
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress { bars }
-    }
-
-    /// Starts tracking one user with `total` messages to go.
-    pub fn user(&self, address: &str, total: u64) -> UserProgress {
-        let bar = self.bars.as_ref().map(|m| {
-            let bar = m.add(ProgressBar::new(total));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:30} [{bar:30}] {pos}/{len} msgs {msg} {elapsed}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(address.to_string());
-            bar
-        });
-        UserProgress {
-            address: address.to_string(),
-            bar,
-            done: Arc::new(AtomicU64::new(0)),
-            bytes: Arc::new(AtomicU64::new(0)),
-            total,
-            last_line: Mutex::new(Instant::now()),
-        }
-    }
-
-    /// Prints a line without breaking the bars.
-    pub fn println(&self, line: &str) {
-        match &self.bars {
-            Some(m) => {
-                let _ = m.println(line);
-            }
-            None => eprintln!("{line}"),
+impl Outcome {
+    /// The word in the report (`ok`, `failed`, `dry-run`, `forwarding-only`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::DryRun => "dry-run",
+            Outcome::ForwardingOnly => "forwarding-only",
         }
     }
 }
 
-impl Default for Progress {
-    fn default() -> Self {
-        Progress::new()
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that column widths in the final table apply.
+        f.pad(self.as_str())
     }
 }
 
-/// One user's progress.
-pub struct UserProgress {
-    address: String,
-    bar: Option<ProgressBar>,
-    done: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
-    total: u64,
-    last_line: Mutex<Instant>,
-}
-
-impl UserProgress {
-    /// `messages` more handled, `bytes` of them copied.
-    pub fn inc(&self, messages: u64, bytes: u64) {
-        let done = self.done.fetch_add(messages, Ordering::Relaxed) + messages;
-        let bytes = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(done);
-                bar.set_message(human_bytes(bytes));
-            }
-            None => {
-                let Ok(mut last) = self.last_line.lock() else {
-                    return;
-                };
-                if last.elapsed() >= LINE_EVERY {
-                    *last = Instant::now();
-                    eprintln!(
-                        "{}: {done} of {} messages, {}",
-                        self.address,
-                        self.total,
-                        human_bytes(bytes)
-                    );
-                }
-            }
-        }
-    }
-
-    /// Messages handled so far.
-    pub fn done(&self) -> u64 {
-        self.done.load(Ordering::Relaxed)
-    }
-
-    /// Ends the bar.
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish();
-        }
-    }
+/// A message that was not copied, or copied with a problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Source folder.
+    pub folder: String,
+    /// Source UID.
+    pub uid: u32,
+    /// What happened.
+    pub reason: String,
 }
 
 /// The outcome for one user.
@@ -126,8 +57,8 @@ impl UserProgress {
 pub struct UserReport {
     /// The user's address.
     pub address: String,
-    /// `ok`, `failed`, `dry-run`, `forwarding-only`.
-    pub result: String,
+    /// How it ended.
+    pub result: Outcome,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -148,35 +79,29 @@ pub struct UserReport {
 }
 
 impl UserReport {
+    /// A report for `address` before anything happened (`ok` until it fails).
+    pub fn new(address: &str, target: &str) -> UserReport {
+        UserReport {
+            address: address.to_string(),
+            result: Outcome::Ok,
+            error: None,
+            target: Some(target.to_string()),
+            planned_messages: 0,
+            planned_bytes: 0,
+            quota_free: None,
+            counters: Counters::default(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// Whether the user failed.
     pub fn failed(&self) -> bool {
-        self.result == "failed"
+        self.result == Outcome::Failed
     }
-}
 
-/// Prints the final report.
-pub fn print_final(reports: &[UserReport]) {
-    println!("\nresult:");
-    for r in reports {
-        let c = &r.counters;
-        println!(
-            "  {:30} {:15} folders {}, copied {} ({}), skipped {}, failed {}, warnings {}, throttled {}",
-            r.address,
-            r.result,
-            c.folders,
-            c.copied,
-            human_bytes(c.bytes),
-            c.skipped,
-            c.failed,
-            r.warnings.len(),
-            c.throttled
-        );
-        if let Some(e) = &r.error {
-            println!("      error: {e}");
-        }
-        for w in &r.warnings {
-            println!("      warning: {} UID {}: {}", w.folder, w.uid, w.reason);
-        }
+    /// Whether the user failed or any message was refused: the run exits 1.
+    pub fn has_failures(&self) -> bool {
+        self.failed() || self.counters.failed > 0
     }
 }
 
@@ -185,6 +110,94 @@ pub fn write_json(path: &Path, reports: &[UserReport]) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(&serde_json::json!({ "users": reports }))
         .map_err(std::io::Error::other)?;
     std::fs::write(path, json)
+}
+
+/// Why `status` could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StatusError {
+    /// The directory or the contacts table could not be read.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// A checkpoint could not be read.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The user asked for is nowhere.
+    #[error("{0}: not in the directory nor in the state")]
+    Unknown(String),
+}
+
+/// One row of `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRow {
+    /// The user.
+    pub address: String,
+    /// Phase in words.
+    pub state: String,
+    /// Whether the contact is in the table now.
+    pub contact: bool,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// (done, total) of the current copy.
+    pub progress: (u64, u64),
+    /// Totals over all runs.
+    pub totals: Counters,
+    /// Folders with a checkpoint.
+    pub folders: usize,
+    /// When the state was written.
+    pub updated: String,
+}
+
+/// `status [USER]`: every user of the directory, then those only the state
+/// knows (removed from the directory since).
+pub fn status(
+    directory: &Directory,
+    states: &StateDir,
+    only: Option<&str>,
+) -> Result<Vec<StatusRow>, StatusError> {
+    let users = directory.users()?;
+    let flipped = directory.flipped()?;
+    let states = states.all()?;
+    let mut addresses: Vec<String> = users.iter().map(|u| u.address.clone()).collect();
+    for st in states.values() {
+        if user::find(&users, &st.address).is_none() {
+            addresses.push(st.address.clone());
+        }
+    }
+    if let Some(one) = only {
+        addresses.retain(|a| a.eq_ignore_ascii_case(one));
+        if addresses.is_empty() {
+            return Err(StatusError::Unknown(one.to_string()));
+        }
+    }
+    Ok(addresses
+        .into_iter()
+        .map(|address| {
+            let key = address.to_ascii_lowercase();
+            let contact = flipped.contains(&key);
+            let st = states.get(&key).cloned().unwrap_or_default();
+            let phase = match st.phase {
+                Phase::NotStarted if contact => Phase::Forwarding,
+                p => p,
+            };
+            let state = match phase {
+                Phase::Copying => format!("copying ({} of {})", st.progress.0, st.progress.1),
+                Phase::Failed => format!("failed ({})", st.error.clone().unwrap_or_default()),
+                p => p.describe().to_string(),
+            };
+            StatusRow {
+                address,
+                state,
+                contact,
+                error: st.error.clone(),
+                progress: st.progress,
+                totals: st.totals,
+                folders: st.folders.len(),
+                updated: st.updated.clone(),
+            }
+        })
+        .collect())
 }
 
 /// `1.5 MiB`.
@@ -218,20 +231,27 @@ mod tests {
     fn json_report_has_users() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.json");
-        let r = UserReport {
-            address: "a@b".into(),
-            result: "ok".into(),
-            error: None,
-            target: Some("a@t".into()),
-            planned_messages: 2,
-            planned_bytes: 10,
-            quota_free: None,
-            counters: Counters::default(),
-            warnings: vec![],
-        };
+        let mut r = UserReport::new("a@b", "a@t");
+        r.planned_messages = 2;
+        r.planned_bytes = 10;
         write_json(&path, &[r]).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(v["users"][0]["address"], "a@b");
+        assert_eq!(v["users"][0]["result"], "ok");
         assert_eq!(v["users"][0]["planned_messages"], 2);
+    }
+
+    #[test]
+    fn outcomes_keep_their_report_words_and_pad_in_tables() {
+        for (outcome, word) in [
+            (Outcome::Ok, "ok"),
+            (Outcome::Failed, "failed"),
+            (Outcome::DryRun, "dry-run"),
+            (Outcome::ForwardingOnly, "forwarding-only"),
+        ] {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), word);
+            assert_eq!(outcome.to_string(), word);
+        }
+        assert_eq!(format!("[{:8}]", Outcome::Ok), "[ok      ]");
     }
 }

@@ -5,13 +5,18 @@
 //! UIDs already on the target. A window of APPENDs is first written down as
 //! `pending`: if the process dies before the server's OKs are recorded, the next
 //! run looks those messages up on the target (Message-ID or header hash) instead
-//! of copying them again. Every save is temp file + fsync + rename + folder fsync,
-//! so a kill at any moment leaves the old or the new checkpoint, never a torn one.
+//! of copying them again. Every save goes through `relay::safeio::replace` (temp
+//! file, fsync, rename, folder fsync), so a kill at any moment leaves the old or
+//! the new checkpoint, never a torn one.
+//!
+//! The format only grows: a field added later has a serde default, so a state
+//! written by an older migrator still loads.
 
+use relay::safeio::{self, WriteError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Why a checkpoint could not be read or written.
@@ -36,6 +41,10 @@ pub enum StateError {
         /// The parse error.
         source: serde_json::Error,
     },
+    /// The crash-safe replace of the checkpoint failed at one of its steps; the
+    /// previous checkpoint is still in place.
+    #[error("{}: cannot {}: {}", .0.path.display(), .0.step, .0.source)]
+    Write(#[from] WriteError),
     /// Another migrator process is working on this user.
     #[error("{}: another coexist-migrator is working on this user", path.display())]
     Busy {
@@ -266,28 +275,18 @@ impl StateDir {
         Ok(out)
     }
 
-    /// Saves atomically: temp file, fsync, rename, fsync the folder.
+    /// Saves atomically (temp file, fsync, rename, fsync the folder), readable by
+    /// the owner only: the file names the user's folders and contact.
     pub fn save(&self, state: &mut UserState) -> Result<(), StateError> {
         fs::create_dir_all(&self.dir).map_err(io_err("create", &self.dir))?;
         state.updated = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let path = self.file(&state.address);
-        let tmp = self.dir.join(format!(
-            ".{}.tmp",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ));
         let mut json = serde_json::to_vec_pretty(state).map_err(|source| StateError::Corrupt {
             path: path.clone(),
             source,
         })?;
         json.push(b'\n');
-        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        f.write_all(&json).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("fsync", &self.dir))?;
+        safeio::replace(&path, &json, safeio::Mode::Fixed(0o600))?;
         Ok(())
     }
 
@@ -354,6 +353,46 @@ mod tests {
             .filter(|n| n.to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn saved_file_is_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let states = StateDir::new(dir.path());
+        let mut st = states.load("a@b").unwrap();
+        states.save(&mut st).unwrap();
+        let mode = fs::metadata(dir.path().join("a@b.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_state_written_before_throttling_and_pending_existed_loads() {
+        // What a migrator before `throttled` and `pending` wrote.
+        let old = r#"{
+  "address": "alice@corp.example",
+  "phase": "copying",
+  "target": "alice@tenant.cloud.example",
+  "progress": [5, 9],
+  "totals": { "folders": 1, "copied": 5, "bytes": 1234, "skipped": 0, "failed": 0 },
+  "folders": {
+    "INBOX": { "target": "INBOX", "uid_validity": 7, "copied": [[1, 5]] }
+  },
+  "updated": "2026-01-01T00:00:00Z"
+}"#;
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("alice@corp.example.json"), old).unwrap();
+        let st = StateDir::new(dir.path())
+            .load("alice@corp.example")
+            .unwrap();
+        assert_eq!(st.phase, Phase::Copying);
+        assert_eq!(st.totals.throttled, 0);
+        let inbox = &st.folders["INBOX"];
+        assert!(inbox.pending.is_empty());
+        assert_eq!(inbox.copied.len(), 5);
     }
 
     #[test]

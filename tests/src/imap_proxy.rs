@@ -7,9 +7,10 @@
 //! - [`Fault::Bye`]: the Nth APPEND is answered `* BYE [UNAVAILABLE]`, the
 //!   connection to Dovecot is closed at once (the APPENDs before it may or may
 //!   not be stored) and the client's once it has hung up;
-//! - a hold: the first client line containing a given needle is kept back until
-//!   the test calls [`ImapProxy::release`], so the test can look at the migrator
-//!   while it is blocked at a known point.
+//! - a [`Hold`]: the first client line containing a given needle, or every
+//!   server answer once N APPENDs have been answered, is kept back until the
+//!   test calls [`ImapProxy::release`], so the test can look at the migrator
+//!   (or kill it) while it is blocked at a known point.
 //!
 //! Commands and responses are split into whole units (a line, plus each literal
 //! `{n}` / `{n+}` / `~{n}` and the line after it), so an injected answer never
@@ -18,6 +19,7 @@
 use crate::dovecot::TestCa;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -36,10 +38,35 @@ pub enum Fault {
     Bye(usize),
 }
 
+/// Where the proxy stops until [`ImapProxy::release`] (once; then it passes
+/// everything through).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// The first client line containing these bytes is kept back.
+    Line(Vec<u8>),
+    /// Once this many APPENDs have been answered by the server, every later
+    /// server answer is kept back: the APPENDs the client pipelined meanwhile
+    /// are stored on the server, and the client is never told.
+    AnswersAfterAppends(usize),
+}
+
 #[derive(Default)]
-struct Hold {
-    needle: Option<Vec<u8>>,
+struct HoldState {
+    /// What to hold; `None` once it has been hit.
+    what: Option<Hold>,
     held: bool,
+}
+
+impl HoldState {
+    /// Marks the hold as hit, if `hit`, and says whether to hold here.
+    fn hit(&mut self, hit: bool, changed: &Condvar) -> bool {
+        if hit {
+            self.what = None;
+            self.held = true;
+            changed.notify_all();
+        }
+        hit
+    }
 }
 
 struct Shared {
@@ -47,7 +74,11 @@ struct Shared {
     appends: AtomicUsize,
     throttled: AtomicUsize,
     byes: AtomicUsize,
-    hold: Mutex<Hold>,
+    /// Tags of the APPENDs passed on to the server, to recognise their answers.
+    append_tags: Mutex<HashSet<Vec<u8>>>,
+    /// APPEND answers passed back from the server.
+    appends_answered: AtomicUsize,
+    hold: Mutex<HoldState>,
     held_changed: Condvar,
     release: watch::Sender<bool>,
 }
@@ -62,9 +93,8 @@ pub struct ImapProxy {
 
 impl ImapProxy {
     /// Starts a proxy in front of the implicit-TLS port `backend` of a Dovecot
-    /// that uses `ca`'s certificate. `hold`: a needle whose first occurrence in a
-    /// client line is held back until [`ImapProxy::release`].
-    pub fn start(ca: &TestCa, backend: u16, fault: Fault, hold: Option<&[u8]>) -> ImapProxy {
+    /// that uses `ca`'s certificate, holding at `hold` until [`ImapProxy::release`].
+    pub fn start(ca: &TestCa, backend: u16, fault: Fault, hold: Option<Hold>) -> ImapProxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -76,8 +106,10 @@ impl ImapProxy {
             appends: AtomicUsize::new(0),
             throttled: AtomicUsize::new(0),
             byes: AtomicUsize::new(0),
-            hold: Mutex::new(Hold {
-                needle: hold.map(<[u8]>::to_vec),
+            append_tags: Mutex::new(HashSet::new()),
+            appends_answered: AtomicUsize::new(0),
+            hold: Mutex::new(HoldState {
+                what: hold,
                 held: false,
             }),
             held_changed: Condvar::new(),
@@ -125,7 +157,7 @@ impl ImapProxy {
         self.shared.byes.load(Ordering::SeqCst)
     }
 
-    /// Waits until a client line with the hold needle arrived and is held back.
+    /// Waits until the hold was hit and the proxy is holding.
     pub fn wait_held(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut hold = self.shared.hold.lock().unwrap();
@@ -138,7 +170,7 @@ impl ImapProxy {
         true
     }
 
-    /// Lets the held line (and everything after it) through.
+    /// Lets what was held (and everything after it) through.
     pub fn release(&self) {
         self.shared.release.send_replace(true);
     }
@@ -252,11 +284,22 @@ async fn session(
     });
     let from_server = {
         let to_client = to_client.clone();
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let mut r = BufReader::new(server_r);
+            let mut release = shared.release.subscribe();
             while let Ok(Some(u)) = unit(&mut r).await {
+                let hold_after = answers_an_append(&shared, &u) && {
+                    let answered = shared.appends_answered.fetch_add(1, Ordering::SeqCst) + 1;
+                    let mut hold = shared.hold.lock().unwrap();
+                    let hit = hold.what == Some(Hold::AnswersAfterAppends(answered));
+                    hold.hit(hit, &shared.held_changed)
+                };
                 if to_client.send(u).is_err() {
                     return;
+                }
+                if hold_after {
+                    let _ = release.wait_for(|released| *released).await;
                 }
             }
         })
@@ -267,16 +310,9 @@ async fn session(
     while let Some(first) = line(&mut r).await? {
         let hold_here = {
             let mut hold = shared.hold.lock().unwrap();
-            let hit = hold
-                .needle
-                .as_ref()
-                .is_some_and(|n| first.windows(n.len()).any(|w| w == n.as_slice()));
-            if hit {
-                hold.needle = None;
-                hold.held = true;
-                shared.held_changed.notify_all();
-            }
-            hit
+            let hit = matches!(&hold.what, Some(Hold::Line(needle))
+                if first.windows(needle.len()).any(|w| w == needle.as_slice()));
+            hold.hit(hit, &shared.held_changed)
         };
         if hold_here {
             let _ = release.wait_for(|released| *released).await;
@@ -297,6 +333,9 @@ async fn session(
             Decision::Forward
         };
         let forward = matches!(decision, Decision::Forward);
+        if forward && is_append {
+            shared.append_tags.lock().unwrap().insert(tag.clone());
+        }
         let mut current = first;
         loop {
             if forward {
@@ -357,6 +396,12 @@ async fn session(
     drop(to_client);
     let _ = writer.await;
     Ok(())
+}
+
+/// Whether a server unit is the tagged answer to an APPEND passed on.
+fn answers_an_append(shared: &Shared, unit: &[u8]) -> bool {
+    let tag = unit.split(|&b| b == b' ').next().unwrap_or_default();
+    tag != b"*" && tag != b"+" && shared.append_tags.lock().unwrap().remove(tag)
 }
 
 /// Standard base64 with padding (for a SASL PLAIN line to hold on).

@@ -1,17 +1,27 @@
 //! The IMAP client: one logged-in session per side and mailbox in flight.
 //!
 //! Built on `imap-next` (a sans-I/O IMAP protocol core over `imap-codec`'s typed
-//! commands and responses): this module adds what a migrator needs on top of it —
-//! STARTTLS and implicit TLS with verified certificates ([`tls`]), the three login
-//! styles (LOGIN, Dovecot `user*master`, SASL PLAIN with an authzid), GETQUOTAROOT,
-//! UID SEARCH by INTERNALDATE, batched UID FETCH and pipelined APPEND with
-//! LITERAL+ ([`session`]).
+//! commands and responses): this module adds what a migrator needs on top of it.
+//! This file holds the vocabulary (errors, folders, messages, quota); the rest:
+//! - [`connect`]: TCP, implicit TLS or STARTTLS with verified certificates
+//!   ([`tls`]), the three login styles (LOGIN, Dovecot `user*master`, SASL PLAIN
+//!   with an authzid), and [`Connections`], both sides of one user;
+//! - [`session`]: one session: tags, the tagged completion, capabilities;
+//!   [`Session::over`] runs one over any byte stream ([`transport`]);
+//! - [`commands`]: LIST, GETQUOTAROOT, SELECT/EXAMINE, UID SEARCH by
+//!   INTERNALDATE, batched UID FETCH, CREATE, pipelined APPEND with LITERAL+.
 
+pub mod commands;
+pub mod connect;
 pub mod session;
 pub mod tls;
+pub mod transport;
 
+pub use connect::Connections;
 pub use session::Session;
+pub use transport::ByteStream;
 
+use crate::config::Side;
 use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::response::{Code, StatusBody};
 
@@ -72,6 +82,51 @@ impl ImapError {
             | ImapError::Login { .. }
             | ImapError::Protocol(_)
             | ImapError::Secret(_) => false,
+        }
+    }
+}
+
+/// An IMAP failure on one side of the copy (`source: login as ... refused`).
+#[derive(Debug, thiserror::Error)]
+#[error("{side}: {source}")]
+pub struct SideError {
+    /// Where it happened.
+    pub side: Side,
+    /// What happened.
+    pub source: ImapError,
+}
+
+impl SideError {
+    /// For `map_err`: puts `side` on an [`ImapError`].
+    pub fn on(side: Side) -> impl FnOnce(ImapError) -> SideError {
+        move |source| SideError { side, source }
+    }
+
+    /// Whether a new connection may get further.
+    pub fn is_temporary(&self) -> bool {
+        self.source.is_temporary()
+    }
+}
+
+/// The server's refusal of one APPEND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRefusal {
+    /// Its text with the response code (`[OVERQUOTA] Quota exceeded`).
+    pub text: String,
+    /// Whether it says to try later.
+    pub temporary: bool,
+    /// Whether the code is `[LIMIT]`, which may be about the message rather
+    /// than the rate (see `copy::mail`'s `judge`).
+    pub limit: bool,
+}
+
+impl AppendRefusal {
+    /// The refusal a NO or BAD (`None`: a BYE) says.
+    pub(crate) fn from_status(body: Option<&StatusBody>) -> AppendRefusal {
+        AppendRefusal {
+            text: body.map(status_text).unwrap_or_else(|| "BYE".into()),
+            temporary: body.is_some_and(is_temporary_code),
+            limit: body.is_some_and(is_limit_code),
         }
     }
 }

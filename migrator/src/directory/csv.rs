@@ -3,29 +3,15 @@
 //! absent). Only enabled users can be migrated: a directory synchronised to the
 //! cloud keeps accounts disabled until they are activated.
 
-use relay::address::check_address;
+use super::user::User;
+use relay::address::{check_address, same_address, AddressError};
+use relay::config::units::{parse_size, UnitError};
 use std::path::{Path, PathBuf};
 
-/// One user of the directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// The on-premises address, as written in the directory.
-    pub address: String,
-    /// Display name (for the review only).
-    pub display_name: String,
-    /// The contact address; `None` = `routing.target_template`.
-    pub target: Option<String>,
-    /// Destination quota in bytes, when the directory knows it; used when the
-    /// destination does not answer GETQUOTAROOT.
-    pub quota: Option<u64>,
-    /// Whether the account may be migrated.
-    pub enabled: bool,
-}
-
-/// Why the directory could not be read.
+/// Why `users.csv` could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum DirectoryError {
+pub enum CsvError {
     /// The file cannot be opened or read.
     #[error("{}: cannot read: {source}", path.display())]
     Io {
@@ -53,12 +39,12 @@ struct Row {
 }
 
 /// Reads the directory at `path`.
-pub fn load(path: &Path) -> Result<Vec<User>, DirectoryError> {
+pub fn load(path: &Path) -> Result<Vec<User>, CsvError> {
     let reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
         .from_path(path)
-        .map_err(|source| DirectoryError::Io {
+        .map_err(|source| CsvError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -69,13 +55,13 @@ pub fn load(path: &Path) -> Result<Vec<User>, DirectoryError> {
 pub fn parse<R: std::io::Read>(
     mut reader: csv::Reader<R>,
     path: &Path,
-) -> Result<Vec<User>, DirectoryError> {
+) -> Result<Vec<User>, CsvError> {
     let mut users = Vec::new();
     let mut errors = Vec::new();
     let file = path.display();
     let headers = reader
         .headers()
-        .map_err(|source| DirectoryError::Io {
+        .map_err(|source| CsvError::Io {
             path: path.to_path_buf(),
             source,
         })?
@@ -93,72 +79,77 @@ pub fn parse<R: std::io::Read>(
                 continue;
             }
         };
-        let mut bad = |what: String| errors.push(format!("{file}:{line}: {what}"));
-        if let Err(e) = check_address(&row.address) {
-            bad(format!("address {:?}: {e}", row.address));
-            continue;
+        match user_of(row, &users) {
+            Ok(user) => users.push(user),
+            Err(what) => errors.push(format!("{file}:{line}: {what}")),
         }
-        let target = if row.target.is_empty() {
-            None
-        } else if let Err(e) = check_address(&row.target) {
-            bad(format!("target {:?}: {e}", row.target));
-            continue;
-        } else {
-            Some(row.target)
-        };
-        let quota = if row.quota.is_empty() {
-            None
-        } else {
-            match relay::config::units::parse_size(&row.quota) {
-                Ok(q) => Some(q),
-                Err(e) => {
-                    bad(format!("quota: {e}"));
-                    continue;
-                }
-            }
-        };
-        let enabled = match row.enabled.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => true,
-            "false" | "no" | "0" | "" => false,
-            other => {
-                bad(format!("enabled {other:?}: write true or false"));
-                continue;
-            }
-        };
-        if users
-            .iter()
-            .any(|u: &User| relay::address::same_address(&u.address, &row.address))
-        {
-            bad(format!("address {:?} is listed twice", row.address));
-            continue;
-        }
-        users.push(User {
-            address: row.address,
-            display_name: row.display_name,
-            target,
-            quota,
-            enabled,
-        });
     }
     if errors.is_empty() {
         Ok(users)
     } else {
-        Err(DirectoryError::Rows(errors))
+        Err(CsvError::Rows(errors))
     }
 }
 
-/// Finds `address` (case-insensitively).
-pub fn find<'u>(users: &'u [User], address: &str) -> Option<&'u User> {
-    users
+/// What is wrong with one row.
+#[derive(Debug, thiserror::Error)]
+enum BadRow {
+    /// `address` is not `local@domain`.
+    #[error("address {0:?}: {1}")]
+    Address(String, AddressError),
+    /// `target` is given but not `local@domain`.
+    #[error("target {0:?}: {1}")]
+    Target(String, AddressError),
+    /// `quota` is not a size.
+    #[error("quota: {0}")]
+    Quota(UnitError),
+    /// `enabled` is neither true nor false.
+    #[error("enabled {0:?}: write true or false")]
+    Enabled(String),
+    /// An earlier row has the same address (case-insensitively).
+    #[error("address {0:?} is listed twice")]
+    Twice(String),
+}
+
+/// Checks one row against the users before it.
+fn user_of(row: Row, before: &[User]) -> Result<User, BadRow> {
+    check_address(&row.address).map_err(|e| BadRow::Address(row.address.clone(), e))?;
+    let target = if row.target.is_empty() {
+        None
+    } else {
+        check_address(&row.target).map_err(|e| BadRow::Target(row.target.clone(), e))?;
+        Some(row.target)
+    };
+    let quota = if row.quota.is_empty() {
+        None
+    } else {
+        Some(parse_size(&row.quota).map_err(BadRow::Quota)?)
+    };
+    let enabled = match row.enabled.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => true,
+        "false" | "no" | "0" | "" => false,
+        other => return Err(BadRow::Enabled(other.to_string())),
+    };
+    if before
         .iter()
-        .find(|u| relay::address::same_address(&u.address, address))
+        .any(|u| same_address(&u.address, &row.address))
+    {
+        return Err(BadRow::Twice(row.address));
+    }
+    Ok(User {
+        address: row.address,
+        display_name: row.display_name,
+        target,
+        quota,
+        enabled,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn read(text: &str) -> Result<Vec<User>, DirectoryError> {
+    fn read(text: &str) -> Result<Vec<User>, CsvError> {
         let r = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .comment(Some(b'#'))
@@ -180,7 +171,7 @@ mod tests {
         assert_eq!(users[1].display_name, "Bob, Jr");
         assert_eq!(users[1].target.as_deref(), Some("bob@t.example"));
         assert!(!users[1].enabled);
-        assert!(find(&users, "ALICE@corp.example").is_some());
+        assert!(crate::directory::user::find(&users, "ALICE@corp.example").is_some());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The forwarding contacts: the migrator's side of the contract with the relay.
+//! The forwarding contacts of the file source: the relay's contacts table, the
+//! migrator's side of the contract with the relay.
 //!
 //! Writing goes through `relay::route::store` (flock'd read-modify-write, temp
 //! file + fsync + rename + folder fsync), so the relay never sees a half-written
@@ -7,8 +8,7 @@
 //! `[route.NAME]` tables before anything is written: a contact naming an unknown
 //! route would make the relay refuse the whole new table.
 
-use crate::config::{expand, Routing};
-use crate::directory::User;
+use crate::config::Routing;
 use relay::route::store::{self, NewContact, StoreError};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,14 +33,6 @@ pub enum ContactsError {
         /// The routes that exist.
         known: String,
     },
-}
-
-/// The contact address for `user`: the directory's `target`, or the template.
-pub fn target_for(user: &User, routing: &Routing) -> String {
-    match &user.target {
-        Some(t) => t.clone(),
-        None => expand(&routing.target_template, &user.address, ""),
-    }
 }
 
 /// The relay's route names, when a `relay.toml` is beside the table and loads.
@@ -85,14 +77,14 @@ pub fn check_route(routing: &Routing) -> Result<(), ContactsError> {
     Ok(())
 }
 
-/// Writes (or replaces) the contact for `user`: from now on the relay sends
+/// Writes (or replaces) the contact for `address`: from now on the relay sends
 /// their mail to `target`.
-pub fn flip(routing: &Routing, user: &User, target: &str) -> Result<(), ContactsError> {
+pub fn add(routing: &Routing, address: &str, target: &str) -> Result<(), ContactsError> {
     check_route(routing)?;
     store::add_contacts(
         &routing.contacts,
         &[NewContact {
-            address: user.address.clone(),
+            address: address.to_string(),
             target: target.to_string(),
             route: routing.route.clone(),
         }],
@@ -101,7 +93,7 @@ pub fn flip(routing: &Routing, user: &User, target: &str) -> Result<(), Contacts
 }
 
 /// Removes the contact for `address`; returns whether there was one.
-pub fn unflip(routing: &Routing, address: &str) -> Result<bool, ContactsError> {
+pub fn remove(routing: &Routing, address: &str) -> Result<bool, ContactsError> {
     Ok(store::remove_contacts(&routing.contacts, &[address])? > 0)
 }
 
@@ -117,32 +109,19 @@ mod tests {
         }
     }
 
-    fn user(address: &str) -> User {
-        User {
-            address: address.into(),
-            display_name: String::new(),
-            target: None,
-            quota: None,
-            enabled: true,
-        }
-    }
-
     #[test]
-    fn flip_and_unflip_keep_other_lines() {
+    fn add_and_remove_keep_other_lines() {
         let dir = tempfile::tempdir().unwrap();
         let r = routing(dir.path());
         std::fs::write(&r.contacts, "# keep me\nx@corp.example x@tenant.example\n").unwrap();
-        let alice = user("alice@corp.example");
-        let target = target_for(&alice, &r);
-        assert_eq!(target, "alice@tenant.example");
-        flip(&r, &alice, &target).unwrap();
+        add(&r, "alice@corp.example", "alice@tenant.example").unwrap();
         assert_eq!(
             lookup(&r, "ALICE@corp.example").unwrap().as_deref(),
             Some("alice@tenant.example")
         );
         assert_eq!(current(&r).unwrap().len(), 2);
-        assert!(unflip(&r, "alice@corp.example").unwrap());
-        assert!(!unflip(&r, "alice@corp.example").unwrap());
+        assert!(remove(&r, "alice@corp.example").unwrap());
+        assert!(!remove(&r, "alice@corp.example").unwrap());
         assert_eq!(
             std::fs::read_to_string(&r.contacts).unwrap(),
             "# keep me\nx@corp.example x@tenant.example\n"
@@ -158,7 +137,7 @@ mod tests {
         let relay_toml = std::fs::read_to_string(shipped).unwrap();
         std::fs::write(dir.path().join("relay.toml"), relay_toml).unwrap();
         r.route = Some("nowhere".into());
-        let err = flip(&r, &user("a@corp.example"), "a@t.example").unwrap_err();
+        let err = add(&r, "a@corp.example", "a@t.example").unwrap_err();
         assert!(
             err.to_string()
                 .contains("routing.route \"nowhere\" is not a [route.NAME]"),

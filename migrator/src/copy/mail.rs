@@ -1,0 +1,599 @@
+//! One mail folder's copy, with nothing copied twice.
+//!
+//! EXAMINE the source (read-only, so \Seen never changes there), UID SEARCH by
+//! INTERNALDATE, drop the UIDs the checkpoint says are on the target, SELECT
+//! the target folder, then FETCH in batches bounded by count and bytes and
+//! APPEND each batch pipelined with its flags and INTERNALDATE, the source
+//! fetching the next batches meanwhile. A window of batches is written down as
+//! `pending` before its first APPEND is sent, and UIDs move to `copied` after
+//! the OKs, so a kill costs at most one window of lookups, never a duplicate.
+//!
+//! When the checkpoint cannot be trusted — no state for the folder, UIDVALIDITY
+//! changed (RFC 3501 §2.3.1.1), or a batch was pending — messages are looked up
+//! on the target first ([`super::dedupe`]).
+
+use super::dedupe;
+use crate::config::Side;
+use crate::imap::{AppendRefusal, Connections, Message, Session, SideError};
+use crate::metrics::{metrics, ErrorKind};
+use crate::plan::{Filter, FolderPlan};
+use crate::report::{UserReport, Warning};
+use crate::state::{FolderState, StateError};
+use mail_parser::MimeHeaders;
+use std::time::{Duration, Instant};
+
+/// At most this many messages per FETCH/APPEND batch.
+const BATCH_MESSAGES: usize = 64;
+/// At most this many bytes per batch (a bigger message goes alone): bounds memory.
+const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// Fetched bytes between the two sides at once: the batch being appended and
+/// those fetched meanwhile (a bigger message goes alone).
+const IN_FLIGHT_BYTES: u64 = 2 * BATCH_BYTES;
+/// Batches fetched ahead of the one being appended.
+const FETCH_AHEAD: usize = 2;
+/// The checkpoint is written when a window of at least this many messages
+/// starts (all of them `pending`)...
+const CHECKPOINT_MESSAGES: usize = 512;
+/// ...and after a batch when this long has passed since the last write.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
+/// Attempts for a message the target refuses with a "try later" code.
+const ATTEMPTS: u32 = 5;
+/// UIDs per RFC822.SIZE fetch.
+const SIZE_CHUNK: usize = 1000;
+
+/// Why a folder copy stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CopyError {
+    /// An IMAP command failed on one side (also: the reconnect after one did).
+    #[error(transparent)]
+    Imap(#[from] SideError),
+    /// The checkpoint could not be saved.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl CopyError {
+    /// Whether a new connection may get further.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, CopyError::Imap(e) if e.is_temporary())
+    }
+}
+
+/// Where the copy records what it did: checkpoints and progress.
+pub trait Sink {
+    /// Persists the folder's checkpoint.
+    fn save(&mut self, folder: &str, state: &FolderState) -> Result<(), StateError>;
+    /// `messages` more done, `bytes` of them appended.
+    fn progress(&mut self, messages: u64, bytes: u64);
+}
+
+/// The UIDs of one batch and the sum of their RFC822.SIZE.
+type Batch = (Vec<u32>, u64);
+
+/// Copies one folder; updates `state`, adds what it did to the report's
+/// counters and warnings (also when it stops early, so a folder resumed on a
+/// new connection is counted once) and records checkpoints through `sink`.
+pub async fn sync_folder(
+    conns: &mut Connections,
+    plan: &FolderPlan,
+    filter: &Filter,
+    state: &mut FolderState,
+    sink: &mut (dyn Sink + Send),
+    report: &mut UserReport,
+) -> Result<(), CopyError> {
+    let prepare_started = Instant::now();
+    let Connections { src, dst } = conns;
+    let (mut todo, must_match) = still_to_copy(src, plan, filter, state).await?;
+    if !plan.target.eq_ignore_ascii_case("INBOX") {
+        dst.create(&plan.target)
+            .await
+            .map_err(SideError::on(Side::Target))?;
+    }
+
+    // What the checkpoint cannot vouch for is looked up on the target first.
+    let candidates: Vec<u32> = if must_match {
+        todo.clone()
+    } else {
+        todo.iter()
+            .copied()
+            .filter(|u| state.pending.contains(u))
+            .collect()
+    };
+    let skipped =
+        dedupe::find_on_target(src, dst, &plan.target, &candidates, &mut state.copied).await?;
+    if skipped > 0 {
+        todo.retain(|u| !state.copied.contains(*u));
+    }
+    state.pending.clear();
+    sink.save(&plan.source, state)?;
+    report.counters.skipped += skipped;
+    metrics().messages_skipped.inc_by(skipped);
+    sink.progress(skipped, 0);
+
+    let batches = batches(src, &todo).await?;
+    tracing::debug!(
+        "{}: {} to copy in {} batch(es); prepared in {:?}",
+        plan.source,
+        todo.len(),
+        batches.len(),
+        prepare_started.elapsed()
+    );
+    if batches.is_empty() {
+        return Ok(());
+    }
+    // APPEND into the selected mailbox. Into an unselected one, Dovecot
+    // (maildir) took longer per APPEND the bigger the folder: 3.5 ms per
+    // message into 6,000, against 1.3 ms with the folder selected (measured;
+    // presumably it opens the mailbox anew for each APPEND).
+    dst.open(&plan.target, true)
+        .await
+        .map_err(SideError::on(Side::Target))?;
+    copy_batches(src, dst, plan, batches, state, sink, report).await
+}
+
+/// Opens the source folder and lists the UIDs in the date range that are
+/// neither copied nor refused, and whether they must be matched against the
+/// target (no checkpoint for the folder, or a new UIDVALIDITY).
+async fn still_to_copy(
+    src: &mut Session,
+    plan: &FolderPlan,
+    filter: &Filter,
+    state: &mut FolderState,
+) -> Result<(Vec<u32>, bool), SideError> {
+    let selected = src
+        .open(&plan.source, false)
+        .await
+        .map_err(SideError::on(Side::Source))?;
+    let mut must_match = state.uid_validity == 0 && state.copied.is_empty();
+    if state.uid_validity != 0 && state.uid_validity != selected.uid_validity {
+        tracing::warn!(
+            "{}: UIDVALIDITY changed ({} -> {}); matching by Message-ID instead of UID",
+            plan.source,
+            state.uid_validity,
+            selected.uid_validity
+        );
+        state.copied = Default::default();
+        state.pending.clear();
+        must_match = true;
+    }
+    state.uid_validity = selected.uid_validity;
+    state.target = plan.target.clone();
+    let uids = if selected.exists == 0 {
+        Vec::new()
+    } else {
+        src.search(filter.since, filter.before)
+            .await
+            .map_err(SideError::on(Side::Source))?
+    };
+    let todo = uids
+        .into_iter()
+        .filter(|u| !state.copied.contains(*u) && !state.refused.contains(*u))
+        .collect();
+    Ok((todo, must_match))
+}
+
+/// Splits `todo` into batches bounded by count and bytes (RFC822.SIZE).
+async fn batches(src: &mut Session, todo: &[u32]) -> Result<Vec<Batch>, SideError> {
+    let mut sizes = Vec::with_capacity(todo.len());
+    for chunk in todo.chunks(SIZE_CHUNK) {
+        sizes.extend(
+            src.sizes(chunk)
+                .await
+                .map_err(SideError::on(Side::Source))?,
+        );
+    }
+    let mut batches: Vec<Batch> = Vec::new();
+    let mut current = Vec::new();
+    let mut current_bytes = 0u64;
+    for m in &sizes {
+        if !current.is_empty()
+            && (current.len() >= BATCH_MESSAGES || current_bytes + u64::from(m.size) > BATCH_BYTES)
+        {
+            batches.push((std::mem::take(&mut current), current_bytes));
+            current_bytes = 0;
+        }
+        current.push(m.uid);
+        current_bytes += u64::from(m.size);
+    }
+    if !current.is_empty() {
+        batches.push((current, current_bytes));
+    }
+    Ok(batches)
+}
+
+/// One fetched batch on its way to the target. It holds its share of the
+/// in-flight byte budget until it is dropped.
+struct Fetched<'a> {
+    /// The UIDs asked for (one expunged meanwhile has no message).
+    uids: Vec<u32>,
+    messages: Vec<Message>,
+    fetch_time: Duration,
+    _budget: tokio::sync::SemaphorePermit<'a>,
+}
+
+/// Copies `batches`: the source FETCHes the next batches while the target
+/// APPENDs this one, over a channel bounded by batch count and by bytes
+/// ([`IN_FLIGHT_BYTES`]), so neither side waits for the other and memory stays
+/// bounded. The two futures run in this task, each on its own connection.
+async fn copy_batches(
+    src: &mut Session,
+    dst: &mut Session,
+    plan: &FolderPlan,
+    batches: Vec<Batch>,
+    state: &mut FolderState,
+    sink: &mut (dyn Sink + Send),
+    report: &mut UserReport,
+) -> Result<(), CopyError> {
+    let started = Instant::now();
+    let budget = tokio::sync::Semaphore::new(IN_FLIGHT_BYTES as usize);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Fetched<'_>>(FETCH_AHEAD);
+    let mut appender = Appender {
+        dst,
+        plan,
+        ahead: batches.iter().map(|(uids, _)| uids.clone()).collect(),
+        next: 0,
+        window_end: 0,
+        last_save: Instant::now(),
+        state,
+        sink,
+        report,
+        times: Times::default(),
+    };
+    let (fetched, appended) = tokio::join!(
+        fetch_ahead(src, batches, &budget, tx),
+        appender.run(rx, &budget)
+    );
+    let t = &appender.times;
+    tracing::debug!(
+        "{}: {} batch(es) in {:?}: fetch {:?}, append {:?}, waiting for the source {:?}, {} checkpoint save(s) {:?}",
+        plan.source,
+        appender.next,
+        started.elapsed(),
+        fetched.as_ref().copied().unwrap_or_default(),
+        t.append,
+        t.wait,
+        t.saves,
+        t.save
+    );
+    appended?;
+    fetched.map(|_| ())
+}
+
+/// The source side of [`copy_batches`]: fetches each batch once its bytes fit
+/// in the budget, until the batches run out or the appender stops. Returns the
+/// time spent fetching.
+async fn fetch_ahead<'b>(
+    src: &mut Session,
+    batches: Vec<Batch>,
+    budget: &'b tokio::sync::Semaphore,
+    tx: tokio::sync::mpsc::Sender<Fetched<'b>>,
+) -> Result<Duration, CopyError> {
+    let mut fetch_time = Duration::ZERO;
+    for (uids, bytes) in batches {
+        // A message bigger than the budget goes alone.
+        let want = bytes.clamp(1, IN_FLIGHT_BYTES) as u32;
+        let Ok(permit) = budget.acquire_many(want).await else {
+            break; // the appender stopped
+        };
+        if tx.is_closed() {
+            break;
+        }
+        let t = Instant::now();
+        let messages = src
+            .messages(&uids)
+            .await
+            .map_err(SideError::on(Side::Source))?;
+        fetch_time += t.elapsed();
+        let batch = Fetched {
+            uids,
+            messages,
+            fetch_time: t.elapsed(),
+            _budget: permit,
+        };
+        if tx.send(batch).await.is_err() {
+            break;
+        }
+    }
+    Ok(fetch_time)
+}
+
+/// Where the append side's time went, for the debug trace.
+#[derive(Debug, Default)]
+struct Times {
+    append: Duration,
+    wait: Duration,
+    save: Duration,
+    saves: u32,
+}
+
+/// The target side of [`copy_batches`]: APPENDs each batch, retries what the
+/// target asks to slow down for, and keeps the checkpoint.
+///
+/// The checkpoint is saved when a window of batches (at least
+/// [`CHECKPOINT_MESSAGES`] messages) starts, with the whole window as
+/// `pending`, and after a batch when [`CHECKPOINT_INTERVAL`] has passed: a
+/// UID is recorded as copied only after the target's OK, and every UID that
+/// may be on the target without being recorded is `pending`, so a re-run looks
+/// it up instead of sending it again.
+struct Appender<'a> {
+    dst: &'a mut Session,
+    plan: &'a FolderPlan,
+    /// Every batch's UIDs, in order.
+    ahead: Vec<Vec<u32>>,
+    /// Index of the next batch to come.
+    next: usize,
+    /// First batch not covered by the saved `pending`.
+    window_end: usize,
+    last_save: Instant,
+    state: &'a mut FolderState,
+    sink: &'a mut (dyn Sink + Send),
+    report: &'a mut UserReport,
+    times: Times,
+}
+
+impl Appender<'_> {
+    /// Appends every batch that comes; stops at the first error. Whatever the
+    /// outcome, the checkpoint records what the target confirmed, and `pending`
+    /// still names every UID that may have been sent without an answer.
+    async fn run(
+        &mut self,
+        mut rx: tokio::sync::mpsc::Receiver<Fetched<'_>>,
+        budget: &tokio::sync::Semaphore,
+    ) -> Result<(), CopyError> {
+        let mut result = Ok(());
+        loop {
+            let t = Instant::now();
+            let Some(batch) = rx.recv().await else {
+                break;
+            };
+            self.times.wait += t.elapsed();
+            if let Err(e) = self.batch(batch).await {
+                result = Err(e);
+                break;
+            }
+        }
+        // Stop the fetcher at its next step; what it fetched is dropped.
+        drop(rx);
+        budget.close();
+        let saved = self.save();
+        result.and(saved)
+    }
+
+    fn save(&mut self) -> Result<(), CopyError> {
+        let t = Instant::now();
+        self.sink.save(&self.plan.source, self.state)?;
+        self.last_save = Instant::now();
+        self.times.save += t.elapsed();
+        self.times.saves += 1;
+        Ok(())
+    }
+
+    /// Writes the window starting at batch `index` down as `pending`, before
+    /// its first APPEND is sent.
+    fn start_window(&mut self, index: usize) -> Result<(), CopyError> {
+        let mut end = index;
+        let mut count = 0;
+        while end < self.ahead.len() && count < CHECKPOINT_MESSAGES {
+            count += self.ahead[end].len();
+            end += 1;
+        }
+        self.state.pending = self.ahead[index..end].concat();
+        self.window_end = end;
+        self.save()
+    }
+
+    async fn batch(&mut self, batch: Fetched<'_>) -> Result<(), CopyError> {
+        let index = self.next;
+        self.next += 1;
+        if index >= self.window_end {
+            self.start_window(index)?;
+        }
+        let Fetched {
+            mut uids,
+            messages,
+            fetch_time,
+            ..
+        } = batch;
+        uids.sort_unstable();
+        if self.plan.calendar {
+            self.check_calendar_items(&messages);
+        }
+        let bytes: u64 = messages.iter().map(|m| m.body.len() as u64).sum();
+        let count = messages.len();
+        let t = Instant::now();
+        self.append_with_backoff(messages).await?;
+        let append_time = t.elapsed();
+        self.times.append += append_time;
+        // Every UID of the batch is now copied, refused, or was expunged
+        // between SEARCH and FETCH (nothing to copy).
+        self.state
+            .pending
+            .retain(|u| uids.binary_search(u).is_err());
+        if self.last_save.elapsed() >= CHECKPOINT_INTERVAL {
+            self.save()?;
+        }
+        tracing::trace!(
+            "{}: batch {index}: {count} message(s), {bytes} B: fetch {fetch_time:?}, append {append_time:?}",
+            self.plan.source
+        );
+        Ok(())
+    }
+
+    /// APPENDs `messages`; what the target asks to slow down for is sent again
+    /// after 1 s, 2 s, 4 s, ... rather than counted as a failure.
+    async fn append_with_backoff(&mut self, mut messages: Vec<Message>) -> Result<(), CopyError> {
+        for attempt in 1..=ATTEMPTS {
+            let results = self
+                .dst
+                .append(&self.plan.target, &messages)
+                .await
+                .map_err(SideError::on(Side::Target))?;
+            let verdicts = judge(&results, attempt < ATTEMPTS);
+            let Some((retry, why)) = self.record(&messages, results, &verdicts) else {
+                break;
+            };
+            let delay = Duration::from_secs(1 << (attempt - 1).min(5));
+            tracing::warn!(
+                "{}: the target asks to slow down ({why}); retrying {} message(s) in {delay:?}",
+                self.plan.source,
+                retry.len()
+            );
+            metrics().backoff_seconds.inc_by(delay.as_secs_f64());
+            tokio::time::sleep(delay).await;
+            messages.retain(|m| retry.contains(&m.uid));
+        }
+        Ok(())
+    }
+
+    /// Records one round of APPEND answers: copied, refused (a warning), or to
+    /// be retried. Returns the UIDs to retry and the first reason, if any.
+    fn record(
+        &mut self,
+        messages: &[Message],
+        results: Vec<Result<(), AppendRefusal>>,
+        verdicts: &[Verdict],
+    ) -> Option<(Vec<u32>, String)> {
+        let metrics = metrics();
+        let mut retry = Vec::new();
+        let mut slow_down = None;
+        for ((m, result), verdict) in messages.iter().zip(results).zip(verdicts) {
+            let (uid, size) = (m.uid, m.body.len() as u64);
+            let counters = &mut self.report.counters;
+            match (result, verdict) {
+                (Ok(()), _) => {
+                    self.state.copied.insert(uid);
+                    counters.copied += 1;
+                    counters.bytes += size;
+                    metrics.messages_copied.inc();
+                    metrics.bytes_copied.inc_by(size);
+                    self.sink.progress(1, size);
+                }
+                (Err(refusal), Verdict::Retry) => {
+                    counters.throttled += 1;
+                    metrics.error(ErrorKind::Throttled);
+                    slow_down.get_or_insert(refusal.text);
+                    retry.push(uid);
+                }
+                (Err(refusal), Verdict::Refused) => {
+                    self.state.refused.insert(uid);
+                    counters.failed += 1;
+                    metrics.error(ErrorKind::Refused);
+                    self.sink.progress(1, 0);
+                    tracing::warn!(
+                        "{}: UID {uid}: the target refused it: {}",
+                        self.plan.source,
+                        refusal.text
+                    );
+                    self.report.warnings.push(Warning {
+                        folder: self.plan.source.clone(),
+                        uid,
+                        reason: format!("target refused it: {}", refusal.text),
+                    });
+                }
+            }
+        }
+        slow_down.map(|why| (retry, why))
+    }
+
+    /// Calendar folders copied as mail (no DAV server configured): an item
+    /// that is no calendar data is copied all the same, with a warning.
+    fn check_calendar_items(&mut self, messages: &[Message]) {
+        for m in messages {
+            if let Some(reason) = check_calendar_item(&m.body) {
+                self.report.warnings.push(Warning {
+                    folder: self.plan.source.clone(),
+                    uid: m.uid,
+                    reason,
+                });
+            }
+        }
+    }
+}
+
+/// Whether a calendar item parses and carries iCalendar data; the reason if not.
+pub fn check_calendar_item(message: &[u8]) -> Option<String> {
+    let Some(parsed) = mail_parser::MessageParser::new().parse(message) else {
+        return Some("calendar item does not parse as a MIME message".into());
+    };
+    let has_ics = parsed
+        .parts
+        .iter()
+        .any(|p| p.is_content_type("text", "calendar"));
+    if has_ics {
+        None
+    } else {
+        Some("calendar item has no text/calendar part".into())
+    }
+}
+
+/// What to do with one APPEND's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Done, or refused for good: a warning.
+    Refused,
+    /// The server asked to slow down: back off and send it again.
+    Retry,
+}
+
+/// Sorts a pipelined batch's refusals into "slow down" and "refused".
+///
+/// `[LIMIT]` is ambiguous: RFC 5530 §3 means an implementation limit on the
+/// message (Dovecot refuses a message over `quota_max_mail_size` with it), while
+/// some providers send it when rate-limiting. When a later APPEND of the same
+/// pipeline was accepted, the server was not refusing everything at that moment,
+/// so the limit is about this message: refused at once, not retried. Every other
+/// try-later code is retried while `may_retry`.
+fn judge(results: &[Result<(), AppendRefusal>], may_retry: bool) -> Vec<Verdict> {
+    results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Ok(()) => Verdict::Refused,
+            Err(refusal) if !refusal.temporary || !may_retry => Verdict::Refused,
+            Err(refusal) if refusal.limit && results[i + 1..].iter().any(Result::is_ok) => {
+                Verdict::Refused
+            }
+            Err(_) => Verdict::Retry,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_is_the_message_when_a_later_append_got_through() {
+        let refusal = |temporary, limit| {
+            Err(AppendRefusal {
+                text: "x".into(),
+                temporary,
+                limit,
+            })
+        };
+        let results = vec![
+            refusal(true, false), // [THROTTLED]
+            refusal(true, true),  // [LIMIT], a later one got through
+            Ok(()),
+            refusal(false, false), // [OVERQUOTA]
+            refusal(true, true),   // [LIMIT], nothing after it got through
+        ];
+        use Verdict::*;
+        assert_eq!(
+            judge(&results, true),
+            [Retry, Refused, Refused, Refused, Retry]
+        );
+        assert!(judge(&results, false).iter().all(|v| *v == Refused));
+    }
+
+    #[test]
+    fn calendar_items_are_checked() {
+        let ics = b"From: a@b\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n";
+        assert_eq!(check_calendar_item(ics), None);
+        let plain = b"From: a@b\r\nContent-Type: text/plain\r\n\r\nhello\r\n";
+        assert!(check_calendar_item(plain)
+            .unwrap()
+            .contains("no text/calendar part"));
+    }
+}

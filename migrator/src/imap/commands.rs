@@ -1,0 +1,431 @@
+//! The commands the migrator sends, each turning the typed responses into the
+//! small values of [`super`].
+
+use super::session::Session;
+use super::{vec1, AppendRefusal, Folder, ImapError, Message, MessageMeta, Quota, Selected};
+use imap_next::client::Event;
+use imap_next::imap_types::command::CommandBody;
+use imap_next::imap_types::core::Literal;
+use imap_next::imap_types::datetime::NaiveDate;
+use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section};
+use imap_next::imap_types::flag::{FlagFetch, FlagNameAttribute};
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::{Code, Data, Status, StatusKind};
+use imap_next::imap_types::search::SearchKey;
+use std::collections::HashMap;
+
+/// The mailbox name as a string (modified UTF-7 is ASCII).
+pub fn mailbox_name(mailbox: &Mailbox) -> String {
+    match mailbox {
+        Mailbox::Inbox => "INBOX".to_string(),
+        Mailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
+    }
+}
+
+fn mailbox(name: &str) -> Result<Mailbox<'static>, ImapError> {
+    Mailbox::try_from(name.to_string())
+        .map_err(|e| ImapError::Protocol(format!("mailbox name {name:?}: {e:?}")))
+}
+
+impl Session {
+    /// LIST "" "*": every folder with its special use.
+    pub async fn list(&mut self) -> Result<Vec<Folder>, ImapError> {
+        let body =
+            CommandBody::list("", "*").map_err(|e| ImapError::Protocol(format!("LIST: {e:?}")))?;
+        let response = self.run(body).await?;
+        let mut folders = Vec::new();
+        for data in response.data {
+            if let Data::List {
+                items,
+                delimiter,
+                mailbox,
+            } = data
+            {
+                let mut folder = Folder {
+                    name: mailbox_name(&mailbox),
+                    delimiter: delimiter.map(|d| d.inner()),
+                    special_use: None,
+                    no_select: false,
+                };
+                for item in &items {
+                    match item {
+                        FlagNameAttribute::Noselect => folder.no_select = true,
+                        other => {
+                            let text = other.to_string().to_ascii_lowercase();
+                            let text = text.trim_start_matches('\\');
+                            match text {
+                                "nonexistent" => folder.no_select = true,
+                                "sent" | "drafts" | "trash" | "junk" | "archive" | "all"
+                                | "flagged" => folder.special_use = Some(text.to_string()),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                folders.push(folder);
+            }
+        }
+        Ok(folders)
+    }
+
+    /// GETQUOTAROOT INBOX (RFC 9208): the STORAGE resource of the first root that
+    /// has one; `None` when the server has no QUOTA extension or no storage limit.
+    pub async fn quota(&mut self) -> Result<Option<Quota>, ImapError> {
+        if !self.has("QUOTA") {
+            return Ok(None);
+        }
+        let response = self
+            .run(CommandBody::GetQuotaRoot {
+                mailbox: Mailbox::Inbox,
+            })
+            .await?;
+        for data in &response.data {
+            if let Data::Quota { quotas, .. } = data {
+                for q in quotas.as_ref() {
+                    if q.resource.to_string().eq_ignore_ascii_case("STORAGE") {
+                        // Units of 1024 octets (RFC 9208 §5.1).
+                        return Ok(Some(Quota {
+                            usage: q.usage.saturating_mul(1024),
+                            limit: q.limit.saturating_mul(1024),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// SELECT (read-write) or EXAMINE (read-only, so fetching never sets \Seen).
+    pub async fn open(&mut self, name: &str, write: bool) -> Result<Selected, ImapError> {
+        let mb = mailbox(name)?;
+        let body = if write {
+            CommandBody::select(mb)
+        } else {
+            CommandBody::examine(mb)
+        }
+        .map_err(|e| ImapError::Protocol(format!("SELECT {name}: {e:?}")))?;
+        let response = self.run(body).await?;
+        let mut selected = Selected {
+            uid_validity: 0,
+            exists: 0,
+        };
+        for data in &response.data {
+            if let Data::Exists(n) = data {
+                selected.exists = *n;
+            }
+        }
+        for status in &response.untagged {
+            if let Some(Code::UidValidity(v)) = &status.code {
+                selected.uid_validity = v.get();
+            }
+        }
+        Ok(selected)
+    }
+
+    /// UID SEARCH on INTERNALDATE (RFC 3501 §6.4.4: SINCE is inclusive, BEFORE
+    /// exclusive; both compare dates, not times).
+    pub async fn search(
+        &mut self,
+        since: Option<chrono::NaiveDate>,
+        before: Option<chrono::NaiveDate>,
+    ) -> Result<Vec<u32>, ImapError> {
+        let mut keys = Vec::new();
+        if let Some(d) = since {
+            keys.push(SearchKey::Since(NaiveDate::unvalidated(d)));
+        }
+        if let Some(d) = before {
+            keys.push(SearchKey::Before(NaiveDate::unvalidated(d)));
+        }
+        if keys.is_empty() {
+            keys.push(SearchKey::All);
+        }
+        let response = self
+            .run(CommandBody::search(None, vec1(keys)?, true))
+            .await?;
+        let mut uids: Vec<u32> = response
+            .data
+            .iter()
+            .filter_map(|d| match d {
+                Data::Search(uids, ..) => Some(uids.iter().map(|u| u.get())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        uids.sort_unstable();
+        uids.dedup();
+        Ok(uids)
+    }
+
+    async fn fetch(
+        &mut self,
+        uids: &[u32],
+        items: Vec<MessageDataItemName<'static>>,
+    ) -> Result<Vec<Vec<MessageDataItem<'static>>>, ImapError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set = sequence_set(uids);
+        let body = CommandBody::fetch(set.as_str(), items, true)
+            .map_err(|e| ImapError::Protocol(format!("UID FETCH {set}: {e:?}")))?;
+        let response = self.run(body).await?;
+        Ok(response
+            .data
+            .into_iter()
+            .filter_map(|d| match d {
+                Data::Fetch { items, .. } => Some(items.into_iter().collect()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// UID and RFC822.SIZE of `uids`.
+    pub async fn sizes(&mut self, uids: &[u32]) -> Result<Vec<MessageMeta>, ImapError> {
+        let fetched = self
+            .fetch(
+                uids,
+                vec![MessageDataItemName::Uid, MessageDataItemName::Rfc822Size],
+            )
+            .await?;
+        Ok(fetched
+            .into_iter()
+            .filter_map(|items| {
+                let mut uid = None;
+                let mut size = 0;
+                for item in items {
+                    match item {
+                        MessageDataItem::Uid(u) => uid = Some(u.get()),
+                        MessageDataItem::Rfc822Size(s) => size = s,
+                        _ => {}
+                    }
+                }
+                Some(MessageMeta { uid: uid?, size })
+            })
+            .collect())
+    }
+
+    /// The header block (`BODY.PEEK[HEADER]`) of `uids`, for matching by
+    /// Message-ID or header hash.
+    pub async fn headers(&mut self, uids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>, ImapError> {
+        let fetched = self
+            .fetch(
+                uids,
+                vec![
+                    MessageDataItemName::Uid,
+                    MessageDataItemName::BodyExt {
+                        section: Some(Section::Header(None)),
+                        partial: None,
+                        peek: true,
+                    },
+                ],
+            )
+            .await?;
+        Ok(fetched
+            .into_iter()
+            .filter_map(|items| {
+                let mut uid = None;
+                let mut header = Vec::new();
+                for item in items {
+                    match item {
+                        MessageDataItem::Uid(u) => uid = Some(u.get()),
+                        MessageDataItem::BodyExt { data, .. } => {
+                            header = data
+                                .into_option()
+                                .map(|c| c.into_owned())
+                                .unwrap_or_default()
+                        }
+                        _ => {}
+                    }
+                }
+                Some((uid?, header))
+            })
+            .collect())
+    }
+
+    /// Whole messages with flags and INTERNALDATE (BODY.PEEK[] so the source's
+    /// \Seen flags are left alone).
+    pub async fn messages(&mut self, uids: &[u32]) -> Result<Vec<Message>, ImapError> {
+        let fetched = self
+            .fetch(
+                uids,
+                vec![
+                    MessageDataItemName::Uid,
+                    MessageDataItemName::Flags,
+                    MessageDataItemName::InternalDate,
+                    MessageDataItemName::BodyExt {
+                        section: None,
+                        partial: None,
+                        peek: true,
+                    },
+                ],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(fetched.len());
+        for items in fetched {
+            let mut uid = None;
+            let mut message = Message {
+                uid: 0,
+                flags: Vec::new(),
+                date: None,
+                body: Vec::new(),
+            };
+            for item in items {
+                match item {
+                    MessageDataItem::Uid(u) => uid = Some(u.get()),
+                    MessageDataItem::Flags(flags) => {
+                        message.flags = flags
+                            .into_iter()
+                            .filter_map(|f| match f {
+                                FlagFetch::Flag(f) => Some(f),
+                                FlagFetch::Recent => None,
+                            })
+                            .collect()
+                    }
+                    MessageDataItem::InternalDate(d) => message.date = Some(d),
+                    MessageDataItem::BodyExt { data, .. } => {
+                        message.body = data
+                            .into_option()
+                            .map(|c| c.into_owned())
+                            .unwrap_or_default()
+                    }
+                    _ => {}
+                }
+            }
+            // A FETCH without UID is an unsolicited flag update; skip it.
+            if let Some(uid) = uid {
+                message.uid = uid;
+                out.push(message);
+            }
+        }
+        Ok(out)
+    }
+
+    /// CREATE; a folder that already exists is fine.
+    pub async fn create(&mut self, name: &str) -> Result<(), ImapError> {
+        let body = CommandBody::create(mailbox(name)?)
+            .map_err(|e| ImapError::Protocol(format!("CREATE: {e:?}")))?;
+        match self.run(body).await {
+            Ok(_) => Ok(()),
+            // RFC 5530 ALREADYEXISTS; older servers only say so in the text.
+            Err(ImapError::Refused { text, .. })
+                if text.to_ascii_uppercase().contains("ALREADYEXISTS")
+                    || text.to_ascii_lowercase().contains("already exists") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// APPENDs `messages` to `folder`, pipelined: with LITERAL+ (RFC 7888) every
+    /// command is written without waiting for continuations. Returns one result per
+    /// message, in order; `Err` is the server's refusal of that message. A broken
+    /// connection is an error for the whole batch (the caller retries it).
+    pub async fn append(
+        &mut self,
+        folder: &str,
+        messages: &[Message],
+    ) -> Result<Vec<Result<(), AppendRefusal>>, ImapError> {
+        let non_sync = self.has("LITERAL+");
+        let mb = mailbox(folder)?;
+        let mut results: Vec<Option<Result<(), AppendRefusal>>> = vec![None; messages.len()];
+        let mut by_tag = HashMap::new();
+        let mut by_handle = HashMap::new();
+        for (i, m) in messages.iter().enumerate() {
+            // A copy: the caller keeps the message to send again if throttled.
+            let literal = match Literal::try_from(m.body.clone()) {
+                Ok(l) if non_sync => l.into_non_sync(),
+                Ok(l) => l,
+                Err(e) => {
+                    results[i] = Some(Err(AppendRefusal {
+                        text: format!("cannot be sent as an IMAP literal: {e}"),
+                        temporary: false,
+                        limit: false,
+                    }));
+                    continue;
+                }
+            };
+            let body = CommandBody::Append {
+                mailbox: mb.clone(),
+                flags: m.flags.clone(),
+                date: m.date.clone(),
+                message: LiteralOrLiteral8::Literal(literal),
+            };
+            let (tag, command) = self.command(body)?;
+            let handle = self.client.enqueue_command(command);
+            by_tag.insert(tag, i);
+            by_handle.insert(handle, i);
+        }
+        let mut open = by_tag.len();
+        while open > 0 {
+            match self.next_event().await? {
+                Event::StatusReceived { status } => match status {
+                    Status::Tagged(t) => {
+                        if let Some(&i) = by_tag.get(t.tag.as_ref()) {
+                            if results[i].is_none() {
+                                open -= 1;
+                            }
+                            results[i] = Some(match t.body.kind {
+                                StatusKind::Ok => Ok(()),
+                                _ => Err(AppendRefusal::from_status(Some(&t.body))),
+                            });
+                        }
+                    }
+                    Status::Bye(bye) => return Err(ImapError::Bye(bye.text.to_string())),
+                    Status::Untagged(_) => {}
+                },
+                Event::CommandRejected { handle, status, .. } => {
+                    if let Some(&i) = by_handle.get(&handle) {
+                        if results[i].is_none() {
+                            open -= 1;
+                        }
+                        let body = match &status {
+                            Status::Tagged(t) => Some(&t.body),
+                            Status::Untagged(b) => Some(b),
+                            Status::Bye(_) => None,
+                        };
+                        results[i] = Some(Err(AppendRefusal::from_status(body)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
+    }
+}
+
+/// `1:3,7,9:10` for sorted UIDs.
+pub fn sequence_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_sets_compress_runs() {
+        assert_eq!(sequence_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(sequence_set(&[5]), "5");
+        assert_eq!(sequence_set(&[]), "");
+    }
+}

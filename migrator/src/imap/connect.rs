@@ -1,0 +1,323 @@
+//! Opening a session for real: TCP, then implicit TLS (RFC 8314) or STARTTLS
+//! (RFC 3501 §6.2.1) with a verified certificate, then the login the side is
+//! configured for. Insecure connections are refused before any credential is
+//! sent, unless allowed. [`Connections`] is both sides of one user.
+
+use super::session::{client_options, refusal, Session, RESPONSE_TIMEOUT};
+use super::transport::Transport;
+use super::{tls, ImapError, SideError};
+use crate::config::{expand, Auth, Config, Endpoint, Security, Side};
+use imap_next::client::{Client, Event};
+use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_next::imap_types::command::CommandBody;
+use imap_next::imap_types::response::{Status, StatusKind};
+use imap_next::stream::Stream;
+use relay::address::same_address;
+use std::future::Future;
+use std::pin::Pin;
+use tokio::net::TcpStream;
+
+/// The two sessions of one user: the mailbox at the source and at the target.
+pub struct Connections {
+    /// The source mailbox (read-only use: EXAMINE, BODY.PEEK).
+    pub src: Session,
+    /// The target mailbox.
+    pub dst: Session,
+}
+
+impl Connections {
+    /// LOGOUT on both sides.
+    pub async fn logout(self) {
+        self.src.logout().await;
+        self.dst.logout().await;
+    }
+}
+
+/// What [`Connector::open`] returns.
+pub type Opening<'a> = Pin<Box<dyn Future<Output = Result<Connections, SideError>> + Send + 'a>>;
+
+/// Where a user's two sessions come from: the configured servers ([`Servers`]),
+/// or, in the scripted tests, in-memory ones. The copy reconnects through it
+/// after a lost connection.
+pub trait Connector: Send + Sync {
+    /// Logs in to both sides for the user `address`, whose contact is `target`
+    /// (the login templates may use either).
+    fn open<'a>(&'a self, address: &'a str, target: &'a str) -> Opening<'a>;
+}
+
+/// The `[source]` and `[target]` servers of the configuration.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    source: Endpoint,
+    target: Endpoint,
+    /// Plaintext and unverified certificates allowed.
+    insecure: bool,
+}
+
+impl Servers {
+    /// The servers `config` names.
+    pub fn new(config: &Config, insecure: bool) -> Servers {
+        Servers {
+            source: config.source.clone(),
+            target: config.target.clone(),
+            insecure,
+        }
+    }
+}
+
+impl Connector for Servers {
+    fn open<'a>(&'a self, address: &'a str, target: &'a str) -> Opening<'a> {
+        Box::pin(async move {
+            let src_login = expand(&self.source.login, address, target);
+            let dst_login = expand(&self.target.login, address, target);
+            let src = Session::connect(&self.source, &src_login, self.insecure)
+                .await
+                .map_err(SideError::on(Side::Source))?;
+            let dst = Session::connect(&self.target, &dst_login, self.insecure)
+                .await
+                .map_err(SideError::on(Side::Target))?;
+            Ok(Connections { src, dst })
+        })
+    }
+}
+
+/// Finds the password for `login` in `endpoint.password_file`.
+fn password(endpoint: &Endpoint, login: &str) -> Result<String, ImapError> {
+    let path = &endpoint.password_file;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ImapError::Secret(format!(
+            "{}: cannot read the {} password file: {e}",
+            path.display(),
+            endpoint.side
+        ))
+    })?;
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let found = match endpoint.auth {
+        // Lines "login password"; the password is the rest of the line.
+        Auth::Password => lines.find_map(|l| {
+            let (user, pass) = l.split_once(char::is_whitespace)?;
+            same_address(user, login).then(|| pass.trim().to_string())
+        }),
+        Auth::Master | Auth::Authzid => lines.next().map(str::to_string),
+    };
+    found.ok_or_else(|| {
+        ImapError::Secret(match endpoint.auth {
+            Auth::Password => format!(
+                "{}: no line \"{login} PASSWORD\" in the {} password file",
+                path.display(),
+                endpoint.side
+            ),
+            _ => format!(
+                "{}: the {} password file is empty",
+                path.display(),
+                endpoint.side
+            ),
+        })
+    })
+}
+
+/// The TLS client for one side: verified against webpki roots plus the side's
+/// `ca`, unless insecure connections are allowed.
+struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    server_name: rustls::pki_types::ServerName<'static>,
+    /// `host:port`, for messages.
+    addr: String,
+}
+
+impl Tls {
+    fn new(endpoint: &Endpoint, insecure: bool) -> Result<Tls, ImapError> {
+        let config = tls::client_config(endpoint.ca.as_deref(), insecure)?;
+        Ok(Tls {
+            connector: tokio_rustls::TlsConnector::from(config),
+            server_name: tls::server_name(&endpoint.host)?,
+            addr: format!("{}:{}", endpoint.host, endpoint.port),
+        })
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> Result<Stream, ImapError> {
+        let mut tls = self
+            .connector
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| ImapError::Tls(format!("{}: {e}", self.addr)))?;
+        // imap-next hands a whole APPEND literal to rustls at once; the
+        // default 64 KiB send buffer limit would refuse a big message.
+        // Memory stays bounded by the copy's batch size.
+        tls.get_mut().1.set_buffer_limit(None);
+        Ok(Stream::tls(tokio_rustls::TlsStream::Client(tls)))
+    }
+}
+
+impl Session {
+    /// Connects to `endpoint`, secures the connection and logs in to the mailbox
+    /// `login` (already expanded from the endpoint's template).
+    ///
+    /// `imap://` without STARTTLS, and any certificate that does not verify, are
+    /// refused before credentials are sent unless `insecure`.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        login: &str,
+        insecure: bool,
+    ) -> Result<Session, ImapError> {
+        let label = format!("{} {login}", endpoint.side);
+        let secret = password(endpoint, login)?;
+        let tls = Tls::new(endpoint, insecure)?;
+        let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
+        let tcp = tokio::time::timeout(RESPONSE_TIMEOUT, connect)
+            .await
+            .map_err(|_| ImapError::Timeout(RESPONSE_TIMEOUT.as_secs()))?
+            .map_err(|e| {
+                ImapError::Io(format!(
+                    "{} {}: cannot connect: {e}",
+                    endpoint.side, tls.addr
+                ))
+            })?;
+        // Commands and their literals are written whole; Nagle would only delay them.
+        let _ = tcp.set_nodelay(true);
+        let mut session = match endpoint.security {
+            Security::Implicit => {
+                let stream = tls.handshake(tcp).await?;
+                let mut s = Session::new(Transport::Net(Box::new(stream)), label);
+                s.greeting().await?;
+                s
+            }
+            Security::StartTls => {
+                let mut s = Session::new(Transport::Net(Box::new(Stream::insecure(tcp))), label);
+                s.greeting().await?;
+                s.refresh_capabilities().await?;
+                if s.has("STARTTLS") {
+                    s.start_tls(&tls).await?
+                } else if !insecure {
+                    return Err(ImapError::Insecure(format!(
+                        "{} {} does not offer STARTTLS",
+                        endpoint.side, tls.addr
+                    )));
+                } else {
+                    tracing::warn!(
+                        "{} {}: no STARTTLS; continuing in plaintext as allowed",
+                        endpoint.side,
+                        tls.addr
+                    );
+                    s
+                }
+            }
+        };
+        session.refresh_capabilities().await?;
+        session.login(endpoint, login, secret).await?;
+        session.refresh_capabilities().await?;
+        tracing::debug!("{}: capabilities {:?}", session.label, session.capabilities);
+        Ok(session)
+    }
+
+    /// RFC 3501 §6.2.1: STARTTLS, then the handshake on the same TCP stream.
+    /// Nothing the server sent before the handshake is trusted afterwards: the
+    /// capabilities are asked again, and no second greeting is awaited.
+    async fn start_tls(mut self, tls: &Tls) -> Result<Session, ImapError> {
+        self.run(CommandBody::StartTLS).await?;
+        let Session {
+            transport,
+            next_tag,
+            label,
+            ..
+        } = self;
+        let Transport::Net(stream) = transport else {
+            return Err(ImapError::Protocol(
+                "STARTTLS needs a TCP connection".into(),
+            ));
+        };
+        let stream = tls.handshake(TcpStream::from(*stream)).await?;
+        Ok(Session {
+            transport: Transport::Net(Box::new(stream)),
+            client: Client::new(client_options(true)),
+            next_tag,
+            capabilities: Vec::new(),
+            label,
+        })
+    }
+
+    async fn login(
+        &mut self,
+        endpoint: &Endpoint,
+        login: &str,
+        secret: String,
+    ) -> Result<(), ImapError> {
+        let refused = |e: ImapError| match e {
+            ImapError::Refused { text, .. } => ImapError::Login {
+                login: login.to_string(),
+                text,
+            },
+            other => other,
+        };
+        match endpoint.auth {
+            Auth::Password | Auth::Master => {
+                let user = match endpoint.auth {
+                    // Dovecot's master-user login (auth_master_user_separator = *).
+                    Auth::Master => {
+                        format!("{login}*{}", endpoint.master_user.as_deref().unwrap_or(""))
+                    }
+                    _ => login.to_string(),
+                };
+                if self.has("LOGINDISABLED") {
+                    return Err(ImapError::Insecure(format!(
+                        "{} refuses LOGIN on this connection (LOGINDISABLED)",
+                        self.label
+                    )));
+                }
+                let body = CommandBody::login(user.clone(), secret)
+                    .map_err(|e| ImapError::Protocol(format!("login: {e:?}")))?;
+                self.run(body).await.map_err(refused)?;
+            }
+            Auth::Authzid => {
+                // RFC 4616: message = [authzid] NUL authcid NUL passwd.
+                let master = endpoint.master_user.as_deref().unwrap_or("");
+                let mut plain = Vec::new();
+                plain.extend_from_slice(login.as_bytes());
+                plain.push(0);
+                plain.extend_from_slice(master.as_bytes());
+                plain.push(0);
+                plain.extend_from_slice(secret.as_bytes());
+                self.authenticate_plain(plain).await.map_err(refused)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn authenticate_plain(&mut self, plain: Vec<u8>) -> Result<(), ImapError> {
+        // RFC 4959 SASL-IR saves a round trip where offered.
+        let body = if self.has("SASL-IR") {
+            CommandBody::authenticate_with_ir(AuthMechanism::Plain, plain.clone())
+        } else {
+            CommandBody::authenticate(AuthMechanism::Plain)
+        };
+        let (_, command) = self.command(body)?;
+        self.client.enqueue_command(command);
+        let mut pending = Some(plain);
+        loop {
+            match self.next_event().await? {
+                Event::AuthenticateContinuationRequestReceived { .. } => {
+                    let data = match pending.take() {
+                        Some(p) => AuthenticateData::r#continue(p),
+                        None => AuthenticateData::Cancel,
+                    };
+                    self.client
+                        .set_authenticate_data(data)
+                        .map_err(|e| ImapError::Protocol(format!("AUTHENTICATE: {e:?}")))?;
+                }
+                Event::AuthenticateStatusReceived { status, .. } => {
+                    return match status {
+                        Status::Tagged(t) if t.body.kind == StatusKind::Ok => Ok(()),
+                        other => Err(refusal("AUTHENTICATE", &other)),
+                    };
+                }
+                Event::StatusReceived {
+                    status: Status::Bye(bye),
+                } => return Err(ImapError::Bye(bye.text.to_string())),
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The bytes under a session: what carries `imap-next`'s client state machine.
+//!
+//! A real connection (TCP, TLS over TCP, STARTTLS) is driven by imap-next's own
+//! `Stream`, exactly as before this module existed. Any other byte stream — an
+//! in-memory `tokio::io::duplex` in the scripted tests — is driven by `Pipe`,
+//! the same loop without TLS, so the commands and the copy above it can be
+//! exercised against a scripted server with no network.
+
+use super::ImapError;
+use imap_next::client::{Client, Event};
+use imap_next::stream::Stream;
+use imap_next::{Interrupt, Io, State};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+
+/// A byte stream a session can run over.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
+
+/// What a session reads from and writes to.
+pub(super) enum Transport {
+    /// TCP or TLS over TCP (what `Session::connect` builds); boxed, as the
+    /// TLS state is large.
+    Net(Box<Stream>),
+    /// Any other byte stream, plaintext.
+    Pipe(Pipe),
+}
+
+/// How a peer that hung up is reported, whichever transport carries the
+/// session, so the copy sees one error for it.
+const CLOSED: &str = "connection closed by the server";
+
+impl Transport {
+    /// Progresses `client` until its next event, reading and writing as it asks.
+    pub(super) async fn next(&mut self, client: &mut Client) -> Result<Event, ImapError> {
+        match self {
+            Transport::Net(stream) => stream.next(client).await.map_err(stream_error),
+            Transport::Pipe(pipe) => pipe.next(client).await,
+        }
+    }
+}
+
+fn stream_error<E: std::fmt::Display>(e: imap_next::stream::Error<E>) -> ImapError {
+    match e {
+        imap_next::stream::Error::State(e) => ImapError::Protocol(e.to_string()),
+        imap_next::stream::Error::Closed => ImapError::Io(CLOSED.into()),
+        other => ImapError::Io(other.to_string()),
+    }
+}
+
+/// Drives a client over any byte stream, as imap-next's `Stream::next` does over
+/// TCP: hand input to the state machine, write what it outputs, and while output
+/// is pending read at the same time, so a server that answers while a big
+/// pipelined APPEND is still being written never deadlocks against us.
+pub(super) struct Pipe {
+    reader: ReadHalf<Box<dyn ByteStream>>,
+    writer: WriteHalf<Box<dyn ByteStream>>,
+    /// What was read and not yet handed to the client.
+    input: Vec<u8>,
+    /// What the client produced and is not yet written.
+    output: Vec<u8>,
+    chunk: Box<[u8]>,
+}
+
+/// Bytes read at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Pipe {
+    pub(super) fn new(stream: Box<dyn ByteStream>) -> Pipe {
+        let (reader, writer) = tokio::io::split(stream);
+        Pipe {
+            reader,
+            writer,
+            input: Vec::new(),
+            output: Vec::new(),
+            chunk: vec![0u8; READ_CHUNK].into_boxed_slice(),
+        }
+    }
+
+    async fn next(&mut self, client: &mut Client) -> Result<Event, ImapError> {
+        loop {
+            if !self.input.is_empty() {
+                client.enqueue_input(&self.input);
+                self.input.clear();
+            }
+            match client.next() {
+                Ok(event) => return Ok(event),
+                Err(Interrupt::Error(e)) => return Err(ImapError::Protocol(e.to_string())),
+                Err(Interrupt::Io(Io::Output(bytes))) => self.output.extend(bytes),
+                Err(Interrupt::Io(Io::NeedMoreInput)) => {}
+            }
+            if self.output.is_empty() {
+                read(&mut self.reader, &mut self.chunk, &mut self.input).await?;
+            } else {
+                tokio::select! {
+                    read = read(&mut self.reader, &mut self.chunk, &mut self.input) => read?,
+                    written = self.writer.write(&self.output) => match written {
+                        Ok(0) => return Err(ImapError::Io(CLOSED.into())),
+                        Ok(n) => {
+                            self.output.drain(..n);
+                            if self.output.is_empty() {
+                                self.writer.flush().await.map_err(io_error)?;
+                            }
+                        }
+                        Err(e) => return Err(io_error(e)),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// One read into `input`; cancel-safe (nothing is read unless it completes).
+async fn read(
+    reader: &mut ReadHalf<Box<dyn ByteStream>>,
+    chunk: &mut [u8],
+    input: &mut Vec<u8>,
+) -> Result<(), ImapError> {
+    match reader.read(chunk).await {
+        Ok(0) => Err(ImapError::Io(CLOSED.into())),
+        Ok(n) => {
+            input.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+        Err(e) => Err(io_error(e)),
+    }
+}
+
+fn io_error(e: std::io::Error) -> ImapError {
+    ImapError::Io(e.to_string())
+}
