@@ -18,7 +18,7 @@ use crate::route::router::Router;
 use crate::route::table::TableError;
 use crate::server::ServerError;
 use crate::smtp::SessionContext;
-use crate::tls::TlsError;
+use crate::tls::{ServerTls, TlsError};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +26,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// What the process around the daemon asks of it (the binary maps signals here).
@@ -94,7 +93,7 @@ pub async fn run(config: Config, control: Control) -> Result<(), RunError> {
     let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
     let contacts = Contacts::load(&config.routing.contacts, routes).map_err(RunError::Routing)?;
     let config = Arc::new(config);
-    let acceptor = tls_acceptor(&config)?;
+    let tls = server_tls(&config)?;
     let (spool, recovered) =
         Spool::open(&config.server.spool_dir).map_err(|source| RunError::Spool {
             path: config.server.spool_dir.clone(),
@@ -149,9 +148,9 @@ pub async fn run(config: Config, control: Control) -> Result<(), RunError> {
         queued: Some(queued),
         shutdown: shutdown.clone(),
     });
-    let reloads = spawn_reloads(contacts, reload, shutdown.clone());
+    let reloads = spawn_reloads(contacts, tls.clone(), reload, shutdown.clone());
 
-    let served = crate::server::serve(ctx, listeners, acceptor).await;
+    let served = crate::server::serve(ctx, listeners, tls).await;
     shutdown.cancel();
     for task in [reloads, watcher, http, admin, manager.task] {
         let _ = task.await;
@@ -183,9 +182,11 @@ async fn start_http(
     Ok((ready, task))
 }
 
-/// Answers reload requests until shutdown (or until nobody can send one).
+/// Answers reload requests (SIGHUP) until shutdown, or until nobody can send
+/// one: the routing source, then the certificate.
 fn spawn_reloads(
     contacts: Arc<Contacts>,
+    tls: Option<Arc<ServerTls>>,
     mut reload: mpsc::UnboundedReceiver<()>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -193,7 +194,12 @@ fn spawn_reloads(
         loop {
             tokio::select! {
                 asked = reload.recv() => match asked {
-                    Some(()) => reload_contacts(&contacts).await,
+                    Some(()) => {
+                        reload_contacts(&contacts).await;
+                        if let Some(tls) = &tls {
+                            reload_certificate(tls).await;
+                        }
+                    }
                     None => break,
                 },
                 _ = shutdown.cancelled() => break,
@@ -202,9 +208,9 @@ fn spawn_reloads(
     })
 }
 
-/// The inbound TLS acceptor when a listener needs one; generates the
+/// The inbound certificate when a listener needs one; generates the
 /// development certificate on first start.
-fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, TlsError> {
+fn server_tls(config: &Config) -> Result<Option<Arc<ServerTls>>, TlsError> {
     let Some(tls) = &config.tls else {
         return Ok(None);
     };
@@ -217,11 +223,7 @@ fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, TlsError> {
             "generated a self-signed development certificate; configure a real one for production"
         );
     }
-    let acceptor = crate::tls::acceptor(tls)?;
-    metrics()
-        .tls_certificate_expiry
-        .set(crate::tls::not_after(&tls.cert)?);
-    Ok(Some(acceptor))
+    Ok(Some(Arc::new(ServerTls::load(tls)?)))
 }
 
 /// SIGHUP: re-read the contacts table now. Parsing a large table must not
@@ -234,4 +236,22 @@ async fn reload_contacts(contacts: &Arc<Contacts>) {
         }
     })
     .await;
+}
+
+/// SIGHUP: the certificate and key as the files are now; a pair that cannot
+/// be used keeps the one in force (DESIGN.md "TLS"), and the next SIGHUP tries
+/// again.
+async fn reload_certificate(tls: &Arc<ServerTls>) {
+    let tls = Arc::clone(tls);
+    let done = tokio::task::spawn_blocking(move || {
+        let cert = tls.cert_path().display().to_string();
+        match tls.reload() {
+            Ok(not_after) => tracing::info!(%cert, not_after, "certificate reloaded (SIGHUP)"),
+            Err(e) => tracing::error!(
+                %cert,
+                "certificate not reloaded, keeping the one in force: {e}"
+            ),
+        }
+    });
+    let _ = done.await;
 }

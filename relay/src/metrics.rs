@@ -154,6 +154,10 @@ pub struct Metrics {
     pub routing_reloads_total: IntCounterVec,
     /// `coexist_tls_handshakes_total{direction,result}`
     pub tls_handshakes_total: IntCounterVec,
+    /// `coexist_recipients_rerouted_total{from,to}`: queued recipients moved to
+    /// another route when decided again before an attempt. Not in DESIGN's list;
+    /// added for #16.
+    pub recipients_rerouted_total: IntCounterVec,
     /// `coexist_tls_certificate_expiry_timestamp_seconds` (0 when no certificate is
     /// loaded): for the certificate-expiry alert. Not in DESIGN's list; added for #4.
     pub tls_certificate_expiry: IntGauge,
@@ -244,6 +248,11 @@ impl Metrics {
                 "TLS handshakes, by direction and result.",
                 &["direction", "result"],
             ),
+            recipients_rerouted_total: counter(
+                "recipients_rerouted_total",
+                "Queued recipients moved to another route before an attempt (a user migrated or rolled back while the mail waited).",
+                &["from", "to"],
+            ),
             tls_certificate_expiry: gauge(
                 "tls_certificate_expiry_timestamp_seconds",
                 "notAfter of the inbound TLS certificate, Unix seconds.",
@@ -275,12 +284,17 @@ impl Metrics {
             self.messages_received_total.with_label_values(&[listener]);
             self.bytes_received_total.with_label_values(&[listener]);
         }
-        for route in routes {
+        let routes: Vec<&str> = routes.into_iter().collect();
+        for route in &routes {
             for result in DeliveryResult::ALL {
                 self.deliveries_total
                     .with_label_values(&[route, result.label()]);
             }
             self.delivery_duration_seconds.with_label_values(&[route]);
+            for to in routes.iter().filter(|to| *to != route) {
+                self.recipients_rerouted_total
+                    .with_label_values(&[route, to]);
+            }
         }
     }
 
@@ -295,6 +309,13 @@ impl Metrics {
     pub fn delivery(&self, route: &str, result: DeliveryResult) {
         self.deliveries_total
             .with_label_values(&[route, result.label()])
+            .inc();
+    }
+
+    /// Counts one queued recipient moved from route `from` to `to`.
+    pub fn reroute(&self, from: &str, to: &str) {
+        self.recipients_rerouted_total
+            .with_label_values(&[from, to])
             .inc();
     }
 

@@ -4,11 +4,11 @@ use crate::config::{ListenerConfig, ListenerTls};
 use crate::metrics::{metrics, Direction};
 use crate::smtp::reply::Reply;
 use crate::smtp::{ConnectionInfo, Session, SessionContext, SessionEnd, TlsInfo};
+use crate::tls::ServerTls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 /// Why the server could not start.
@@ -68,7 +68,7 @@ pub async fn bind(listeners: &[ListenerConfig]) -> Result<Vec<BoundListener>, Se
 pub async fn serve(
     ctx: Arc<SessionContext>,
     listeners: Vec<BoundListener>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerTls>>,
 ) -> Result<(), ServerError> {
     for l in &listeners {
         if l.config.tls != ListenerTls::None && tls.is_none() {
@@ -102,7 +102,7 @@ pub async fn serve(
 async fn accept_loop(
     ctx: Arc<SessionContext>,
     listener: BoundListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerTls>>,
     sessions: TaskTracker,
 ) {
     let name = listener.config.name.clone();
@@ -164,14 +164,14 @@ async fn connection(
     ctx: Arc<SessionContext>,
     conn: ConnectionInfo,
     stream: TcpStream,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ServerTls>>,
 ) -> std::io::Result<()> {
     let handshake_timeout = ctx.config.limits.command_timeout;
     let implicit = conn.listener.tls == ListenerTls::Implicit;
     let mut session = Session::new(ctx, conn);
     if implicit {
-        let Some(acceptor) = tls else { return Ok(()) };
-        let Some((mut stream, info)) = handshake(&acceptor, stream, handshake_timeout).await else {
+        let Some(tls) = tls else { return Ok(()) };
+        let Some((mut stream, info)) = handshake(&tls, stream, handshake_timeout).await else {
             return Ok(());
         };
         session.tls_established(info);
@@ -182,8 +182,8 @@ async fn connection(
     let mut stream = stream;
     session.greet();
     if session.run(&mut stream).await? == SessionEnd::StartTls {
-        let Some(acceptor) = tls else { return Ok(()) };
-        let Some((mut stream, info)) = handshake(&acceptor, stream, handshake_timeout).await else {
+        let Some(tls) = tls else { return Ok(()) };
+        let Some((mut stream, info)) = handshake(&tls, stream, handshake_timeout).await else {
             return Ok(());
         };
         session.tls_established(info);
@@ -193,11 +193,12 @@ async fn connection(
 }
 
 async fn handshake(
-    acceptor: &TlsAcceptor,
+    tls: &ServerTls,
     stream: TcpStream,
     limit: std::time::Duration,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, TlsInfo)> {
-    let result = tokio::time::timeout(limit, acceptor.accept(stream)).await;
+    // The certificate in force now: a reload reaches new sessions only.
+    let result = tokio::time::timeout(limit, tls.acceptor().accept(stream)).await;
     match result {
         Ok(Ok(stream)) => {
             metrics().tls_handshake(Direction::Inbound, true);

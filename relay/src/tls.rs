@@ -6,6 +6,8 @@
 //! certificate that does not match its key is refused at start with a clear message.
 
 use crate::config::TlsConfig;
+use crate::metrics::metrics;
+use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
@@ -46,6 +48,15 @@ pub enum TlsError {
     /// Generating the development certificate failed.
     #[error("generating a development certificate: {0}")]
     Generate(String),
+    /// The certificate's notAfter has passed (refused on reload: the one in
+    /// force is better than an expired one).
+    #[error("{}: the certificate expired on {not_after}", cert.display())]
+    Expired {
+        /// Certificate file.
+        cert: PathBuf,
+        /// Its notAfter, RFC 3339.
+        not_after: String,
+    },
     /// Only one of the two files exists.
     #[error("{present} exists but {missing} does not: provide both, or remove both to get a generated development certificate")]
     HalfPresent {
@@ -139,7 +150,14 @@ fn pem_error(path: &Path, what: &'static str, e: rustls::pki_types::pem::Error) 
 /// Builds the inbound TLS configuration: TLS 1.2 and 1.3 only (rustls has no older
 /// versions and no renegotiation), the ring provider's modern cipher suites.
 pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    Ok(load_pair(tls)?.0)
+}
+
+/// The configuration and the certificate's notAfter, from one reading of the
+/// files (a pair replaced between two readings could mix).
+fn load_pair(tls: &TlsConfig) -> Result<(Arc<rustls::ServerConfig>, i64), TlsError> {
     let certs = load_certs(&tls.cert)?;
+    let expiry = expiry_of(&tls.cert, &certs[0])?;
     let key = PrivateKeyDer::from_pem_file(&tls.key)
         .map_err(|e| pem_error(&tls.key, "private key", e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -153,14 +171,18 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsEr
             key: tls.key.clone(),
             detail: e.to_string(),
         })?;
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), expiry))
 }
 
 /// Expiry (`notAfter`, Unix seconds) of the first certificate in a PEM chain.
 pub fn not_after(path: &Path) -> Result<i64, TlsError> {
     let certs = load_certs(path)?;
+    expiry_of(path, &certs[0])
+}
+
+fn expiry_of(path: &Path, cert: &CertificateDer<'_>) -> Result<i64, TlsError> {
     let (_, cert) =
-        x509_parser::parse_x509_certificate(certs[0].as_ref()).map_err(|e| TlsError::Pem {
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| TlsError::Pem {
             path: path.to_path_buf(),
             what: "certificate",
             detail: e.to_string(),
@@ -168,9 +190,52 @@ pub fn not_after(path: &Path) -> Result<i64, TlsError> {
     Ok(cert.validity().not_after.timestamp())
 }
 
-/// The acceptor the listeners use.
-pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
-    Ok(TlsAcceptor::from(server_config(tls)?))
+/// The inbound certificate in force. A reload (SIGHUP, `systemctl reload`)
+/// replaces it with the files as they are now when they make a usable pair;
+/// sessions in flight keep the one they shook hands with, new ones get the new.
+pub struct ServerTls {
+    files: TlsConfig,
+    current: ArcSwap<rustls::ServerConfig>,
+}
+
+impl ServerTls {
+    /// Loads `[tls] cert` and `key`; the expiry metric follows them.
+    pub fn load(files: &TlsConfig) -> Result<ServerTls, TlsError> {
+        let (config, expiry) = load_pair(files)?;
+        metrics().tls_certificate_expiry.set(expiry);
+        Ok(ServerTls {
+            files: files.clone(),
+            current: ArcSwap::new(config),
+        })
+    }
+
+    /// The acceptor for the next handshake.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.current.load_full())
+    }
+
+    /// Reads the files again and swaps the new pair in, or keeps the one in
+    /// force when they are unreadable, mismatched (a half-replaced pair is
+    /// one) or expired. Returns the new notAfter.
+    pub fn reload(&self) -> Result<i64, TlsError> {
+        let (config, expiry) = load_pair(&self.files)?;
+        if expiry <= chrono::Utc::now().timestamp() {
+            return Err(TlsError::Expired {
+                cert: self.files.cert.clone(),
+                not_after: chrono::DateTime::from_timestamp(expiry, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| expiry.to_string()),
+            });
+        }
+        self.current.store(config);
+        metrics().tls_certificate_expiry.set(expiry);
+        Ok(expiry)
+    }
+
+    /// The certificate file.
+    pub fn cert_path(&self) -> &Path {
+        &self.files.cert
+    }
 }
 
 #[cfg(test)]
@@ -232,5 +297,70 @@ mod tests {
             ensure_dev_certificate(&tls, "x"),
             Err(TlsError::HalfPresent { .. })
         ));
+    }
+
+    /// A pair for `name` written to `dir/name.{crt,key}`, expired or valid for long.
+    fn pair(dir: &Path, name: &str, expired: bool) -> TlsConfig {
+        let mut params = rcgen::CertificateParams::new(vec![format!("{name}.test")]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = if expired {
+            rcgen::date_time_ymd(2021, 1, 1)
+        } else {
+            rcgen::date_time_ymd(2099, 1, 1)
+        };
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let files = TlsConfig {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+
+    fn copy_pair(from: &TlsConfig, to: &TlsConfig) {
+        std::fs::copy(&from.cert, &to.cert).unwrap();
+        std::fs::copy(&from.key, &to.key).unwrap();
+    }
+
+    #[test]
+    fn reload_swaps_a_good_pair_and_keeps_the_old_on_any_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = pair(dir.path(), "a", false);
+        let b = pair(dir.path(), "b", false);
+        let expired = pair(dir.path(), "old", true);
+        let live = TlsConfig {
+            cert: dir.path().join("relay.crt"),
+            key: dir.path().join("relay.key"),
+        };
+        copy_pair(&a, &live);
+        let tls = ServerTls::load(&live).unwrap();
+        let first = tls.current.load_full();
+
+        copy_pair(&b, &live);
+        let expiry = tls.reload().expect("a good pair");
+        assert_eq!(expiry, not_after(&b.cert).unwrap());
+        let second = tls.current.load_full();
+        assert!(
+            !Arc::ptr_eq(&first, &second),
+            "new sessions get the new pair"
+        );
+
+        // Half replaced: a's certificate with b's key.
+        std::fs::copy(&a.cert, &live.cert).unwrap();
+        let err = tls.reload().unwrap_err();
+        assert!(matches!(err, TlsError::Rejected { .. }), "{err}");
+        assert!(Arc::ptr_eq(&second, &tls.current.load_full()), "kept");
+
+        copy_pair(&expired, &live);
+        let err = tls.reload().unwrap_err();
+        assert!(matches!(err, TlsError::Expired { .. }), "{err}");
+        assert!(err.to_string().contains("relay.crt"), "{err}");
+
+        std::fs::write(&live.cert, "not a certificate").unwrap();
+        let err = tls.reload().unwrap_err();
+        assert!(err.to_string().contains("relay.crt"), "{err}");
+        assert!(Arc::ptr_eq(&second, &tls.current.load_full()), "still kept");
     }
 }

@@ -2,6 +2,7 @@
 //! recipient's outcome in the envelope, bounce what failed for good, and persist.
 
 use super::bounce::send_bounce;
+use super::reroute::reroute;
 use super::retry::next_delay;
 use super::spool::Spool;
 use crate::config::Config;
@@ -20,7 +21,7 @@ pub struct Services {
     pub spool: Arc<Spool>,
     /// Outbound delivery.
     pub deliverer: Arc<Deliverer>,
-    /// For routing bounces.
+    /// For routing bounces, and deciding again before each attempt.
     pub router: Arc<Router>,
 }
 
@@ -74,6 +75,8 @@ pub async fn attempt(services: Arc<Services>, mut envelope: Envelope) -> Attempt
             }
         }
     };
+    // Where each recipient lives now, not where it lived when the mail came in.
+    reroute(&services.router, &mut envelope, now);
     let due: Vec<usize> = envelope
         .recipients
         .iter()

@@ -12,6 +12,7 @@
 //! - [`id`]: queue ids.
 //! - [`manager`]: the scheduler: due times, concurrency, flush/delete.
 //! - [`attempt`]: one delivery attempt and how its outcomes are recorded.
+//! - [`reroute`]: deciding each queued recipient again before an attempt.
 //! - [`retry`]: the retry schedule with jitter.
 //! - [`bounce`]: DSNs for failed recipients, routed and spooled like any message.
 //! - [`admin`]: the local socket `coexist-relay queue flush|delete` talks to.
@@ -30,6 +31,7 @@ mod index;
 pub mod layout;
 pub mod manager;
 mod recovery;
+pub mod reroute;
 pub mod retry;
 mod segment;
 pub mod spool;

@@ -147,6 +147,15 @@ impl Session {
             }
             let wait = self.read_wait(&limits);
             let n = tokio::select! {
+                // A stop asked for wins over input already waiting (below).
+                biased;
+                // RFC 5321 §3.8: 421 on shutdown (DESIGN.md "Shutdown"): at once
+                // between transactions; a transaction in progress, body and all,
+                // may finish and get its 250 within the grace period (the server
+                // drops the session when it runs out).
+                _ = self.ctx.shutdown.cancelled(), if self.phase.between_transactions() => {
+                    return self.close(stream, Reply::shutting_down()).await;
+                }
                 read = tokio::time::timeout(wait, stream.read(&mut buf)) => match read {
                     Ok(Ok(0)) => return Ok(SessionEnd::Closed),
                     Ok(Ok(n)) => n,
@@ -155,11 +164,6 @@ impl Session {
                         return self.close(stream, Reply::timeout()).await;
                     }
                 },
-                // RFC 5321 §3.8: 421 on shutdown. A body in progress gets the grace
-                // period (the server aborts the task when it runs out).
-                _ = self.ctx.shutdown.cancelled(), if !self.phase.reads_body() => {
-                    return self.close(stream, Reply::shutting_down()).await;
-                }
             };
             if self.phase.reads_body() {
                 self.body_bytes += n as u64;
@@ -167,6 +171,11 @@ impl Session {
             let mut input = buf[..n].iter();
             // An empty BDAT chunk has no bytes to wait for: step it even on empty input.
             while !input.as_slice().is_empty() || self.phase.awaits_empty_chunk() {
+                // Commands pipelined after the transaction that was allowed to
+                // finish do not open another one.
+                if self.ctx.shutdown.is_cancelled() && self.phase.between_transactions() {
+                    return self.close(stream, Reply::shutting_down()).await;
+                }
                 match self.step(&mut input).await {
                     // A command was handled or a body ended: the next wait begins.
                     Action::Continue => self.restart_clock(),

@@ -184,6 +184,16 @@ impl Phase {
         self.into_greeting().map_or(Phase::Fresh, Phase::Greeted)
     }
 
+    /// No transaction open: nothing since the greeting, the last `250` after
+    /// the data, RSET, or a BDAT transaction already refused. Such a session is
+    /// told `421 4.3.2` at once when the relay stops (DESIGN.md "Shutdown").
+    pub fn between_transactions(&self) -> bool {
+        matches!(
+            self,
+            Phase::Fresh | Phase::Greeted(_) | Phase::BdatRefused(..)
+        )
+    }
+
     /// True while body bytes, not commands, are expected.
     pub fn reads_body(&self) -> bool {
         matches!(

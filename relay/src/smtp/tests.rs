@@ -216,6 +216,29 @@ async fn shutdown_says_421_4_3_2_between_commands() {
     assert_eq!(s.task.await.unwrap().unwrap(), SessionEnd::Closed);
 }
 
+/// DESIGN.md "Shutdown" (issue #16: the session was cut off mid-transaction):
+/// a transaction open when the relay stops may finish and gets its 250; the
+/// session then hears 421 4.3.2, and nothing pipelined after opens another.
+#[tokio::test]
+async fn shutdown_lets_an_open_transaction_finish_then_says_421() {
+    let mut s = start("192.0.2.1:1000").await;
+    s.cmd("EHLO c").await;
+    assert!(s.cmd("MAIL FROM:<a@x.example>").await.starts_with("250"));
+    s.shutdown.cancel();
+    assert!(s
+        .cmd("RCPT TO:<bob@corp.example>")
+        .await
+        .starts_with("250 2.1.5"));
+    assert!(s.cmd("DATA").await.starts_with("354"));
+    s.send(b"Subject: x\r\n\r\nhi\r\n.\r\nMAIL FROM:<a@x.example>\r\n")
+        .await;
+    let r = s.replies(2).await;
+    assert!(r[0].starts_with("250 2.0.0"), "{r:?}");
+    assert!(r[1].starts_with("421 4.3.2"), "not a second MAIL: {r:?}");
+    assert!(s.envelopes.recv().await.is_some(), "the message was queued");
+    assert_eq!(s.task.await.unwrap().unwrap(), SessionEnd::Closed);
+}
+
 /// Sends `bytes` one per minute (on the paused clock) and returns the first reply
 /// line and when it came, counted from the first byte.
 async fn drip(s: Script, bytes: &[u8]) -> (String, Duration) {
