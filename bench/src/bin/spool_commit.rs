@@ -34,6 +34,7 @@ fn envelope(id: String) -> Envelope {
             next_attempt: 0,
             last_error: None,
         }],
+        delay_notified: false,
     }
 }
 

@@ -277,6 +277,8 @@ pub struct QueueConfig {
     pub retry_schedule: Vec<Duration>,
     /// Age after which a message bounces.
     pub max_lifetime: Duration,
+    /// Age after which the sender gets one "delayed" DSN; zero = none.
+    pub delay_warning: Duration,
     /// Concurrent outbound transactions.
     pub delivery_concurrency: usize,
     /// Concurrent outbound transactions per next hop.
@@ -297,6 +299,7 @@ impl Default for QueueConfig {
                 minutes(240),
             ],
             max_lifetime: Duration::from_secs(5 * 24 * 3600),
+            delay_warning: Duration::from_secs(4 * 3600),
             delivery_concurrency: 100,
             per_host_concurrency: 20,
         }

@@ -47,6 +47,7 @@ const QUEUE_KEYS: &[&str] = &[
     "max_lifetime",
     "delivery_concurrency",
     "per_host_concurrency",
+    "delay_warning",
 ];
 const METRICS_KEYS: &[&str] = &["bind"];
 const DOCTOR_KEYS: &[&str] = &["spf_include", "public_ip"];
@@ -358,9 +359,28 @@ fn read_queue(s: &Section, d: &mut Diagnostics) -> QueueConfig {
         Some(list) => list.into_inner(),
         None => default.retry_schedule,
     };
+    let max_lifetime = timeout(d, s, "max_lifetime").unwrap_or(default.max_lifetime);
+    let delay_warning = match s.duration(d, "delay_warning") {
+        // A notice due after the message expires would never be sent.
+        Some(w) if *w.get_ref() >= max_lifetime => {
+            d.error(
+                Some(&w.span()),
+                &s.key("delay_warning"),
+                format!(
+                    "a delay notice after {} would come after queue.max_lifetime ({}) bounced the message; make it shorter, or \"0s\" to send none",
+                    crate::config::units::format_duration(*w.get_ref()),
+                    crate::config::units::format_duration(max_lifetime)
+                ),
+            );
+            default.delay_warning
+        }
+        Some(w) => w.into_inner(),
+        None => default.delay_warning,
+    };
     QueueConfig {
         retry_schedule,
-        max_lifetime: timeout(d, s, "max_lifetime").unwrap_or(default.max_lifetime),
+        max_lifetime,
+        delay_warning,
         delivery_concurrency: s
             .number(d, "delivery_concurrency", 1..=MANY)
             .unwrap_or(default.delivery_concurrency),

@@ -76,6 +76,23 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
         .ok_or_else(|| UnitError::SizeTooLarge(text.to_string()))
 }
 
+/// A duration the way the config writes it: the largest unit that divides it
+/// (`"5d"`, `"4h"`, `"90m"`, `"30s"`, `"500ms"`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, per) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= per && ms % per == 0 {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// Parses `"500ms"`, `"30s"`, `"5m"`, `"4h"`, `"5d"` and combinations such as
 /// `"1h30m"` or `"1h 30m"`.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {

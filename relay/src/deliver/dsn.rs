@@ -91,7 +91,8 @@ pub fn build(
     notification(&mut m, envelope, hostname, &reports, &boundary, now);
     delivery_status(&mut m, envelope, hostname, &reports, &boundary, now);
     let mut bytes = m.into_bytes();
-    returned_content(&mut bytes, envelope, message, &boundary);
+    let failed = reports.iter().any(|r| r.action == Action::Failed);
+    returned_content(&mut bytes, envelope, failed, message, &boundary);
     Some(Dsn {
         envelope: dsn_envelope(envelope, hostname, &bytes, now),
         message: bytes,
@@ -220,8 +221,16 @@ fn delivery_status(
 
 /// The returned content, whole or headers only (RFC 3462 §2, RFC 3464 §3;
 /// RET=HDRS is the default, RFC 3461 §4.3), and the closing boundary.
-fn returned_content(bytes: &mut Vec<u8>, envelope: &Envelope, message: &[u8], boundary: &str) {
-    let full = envelope.ret == Some(Ret::Full);
+fn returned_content(
+    bytes: &mut Vec<u8>,
+    envelope: &Envelope,
+    failed: bool,
+    message: &[u8],
+    boundary: &str,
+) {
+    // RFC 3461 §4.3: RET asks for the message in a *failed* DSN; a delay
+    // notice returns the headers (DESIGN.md: the original headers).
+    let full = failed && envelope.ret == Some(Ret::Full);
     let (description, content_type) = if full {
         ("Undelivered Message", "message/rfc822")
     } else {
@@ -274,6 +283,7 @@ fn dsn_envelope(original: &Envelope, hostname: &str, bytes: &[u8], now: DateTime
             next_attempt: 0,
             last_error: None,
         }],
+        delay_notified: false,
     }
 }
 
@@ -357,6 +367,7 @@ mod tests {
                     None,
                 ),
             ],
+            delay_notified: false,
         }
     }
 
@@ -516,5 +527,39 @@ mod tests {
         env.recipients[0].notify = Notify::default();
         let dsn = build(&env, "h", &reports, MESSAGE, Utc::now()).unwrap();
         assert!(String::from_utf8_lossy(&dsn.message).contains("Action: delayed"));
+    }
+
+    /// RFC 3461 §4.3: RET=FULL is for failures; a delay notice returns the
+    /// original headers (DESIGN.md "Durability") with the last 4.x.x status.
+    #[test]
+    fn a_delay_notice_returns_the_headers_even_with_ret_full() {
+        let mut env = envelope();
+        env.ret = Some(Ret::Full);
+        let last = DeliverError::Rejected {
+            stage: Stage::Rcpt,
+            reply: Reply {
+                code: 451,
+                enhanced: Some(crate::enhanced_code::EnhancedCode::new(4, 3, 0)),
+                text: "try later".into(),
+            },
+        }
+        .failure(None);
+        let reports = [Report {
+            index: 0,
+            action: Action::Delayed,
+            failure: &last,
+        }];
+        let dsn = build(&env, "h", &reports, MESSAGE, Utc::now()).unwrap();
+        let parsed = MessageParser::default().parse(&dsn.message).unwrap();
+        assert_eq!(parsed.subject(), Some("Delayed Mail (still being retried)"));
+        let status = String::from_utf8_lossy(parsed.parts[2].contents()).to_string();
+        assert!(status.contains("Action: delayed"), "{status}");
+        assert!(status.contains("Status: 4.3.0"), "{status}");
+        let returned = &parsed.parts[3];
+        assert_eq!(
+            returned.content_type().unwrap().subtype(),
+            Some("rfc822-headers")
+        );
+        assert!(!String::from_utf8_lossy(returned.contents()).contains("secret body"));
     }
 }

@@ -88,6 +88,7 @@ fn config(routes: Vec<(&str, RouteConfig)>, dns: Vec<SocketAddr>) -> Config {
             max_lifetime: Duration::from_secs(3600),
             delivery_concurrency: 10,
             per_host_concurrency: 2,
+            ..QueueConfig::default()
         },
         metrics: MetricsConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
@@ -124,6 +125,7 @@ fn envelope(route: &str, rcpts: &[&str]) -> Envelope {
                 last_error: None,
             })
             .collect(),
+        delay_notified: false,
     }
 }
 

@@ -353,6 +353,7 @@ fn envelope(id: &str, received_at: i64) -> Envelope {
                 "4.3.0 try later",
             )),
         }],
+        delay_notified: false,
     }
 }
 

@@ -158,6 +158,9 @@ pub struct Envelope {
     pub size: u64,
     /// Recipients, in RCPT order.
     pub recipients: Vec<Recipient>,
+    /// The sender was told the message is delayed (one notice per message).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub delay_notified: bool,
 }
 
 #[cfg(test)]

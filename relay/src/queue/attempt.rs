@@ -1,7 +1,7 @@
 //! One delivery attempt for one message: deliver what is due, record every
 //! recipient's outcome in the envelope, bounce what failed for good, and persist.
 
-use super::bounce::send_bounce;
+use super::bounce::{send_dsn, Action};
 use super::reroute::reroute;
 use super::retry::next_delay;
 use super::spool::Spool;
@@ -124,19 +124,76 @@ pub async fn attempt(services: Arc<Services>, mut envelope: Envelope) -> Attempt
         }
     }
     let mut bounces = Vec::new();
-    if let Some(b) = send_bounce(
+    if let Some(b) = send_dsn(
         &services.spool,
         &services.router,
         &services.config.server.hostname,
         &envelope,
-        &failed,
+        (Action::Failed, &failed),
         &message,
     )
     .await
     {
         bounces.push(b);
     }
+    if let Some(notice) = delay_notice(&services, &mut envelope, now, &message).await {
+        bounces.push(notice);
+    }
     persist(&services, envelope, bounces).await
+}
+
+/// DESIGN.md "Durability": one "delayed" DSN per message still queued after
+/// `queue.delay_warning`, for the pending recipients that want it (RFC 3461
+/// §4.1 NOTIFY), never to `<>`. At most once, across restarts: the envelope
+/// records it durably before the notice is spooled, so a crash in between
+/// loses the notice rather than sending it twice.
+async fn delay_notice(
+    services: &Arc<Services>,
+    envelope: &mut Envelope,
+    now: i64,
+    message: &[u8],
+) -> Option<Envelope> {
+    let after = services.config.queue.delay_warning.as_secs() as i64;
+    let due = after > 0
+        && !envelope.delay_notified
+        && !envelope.sender.is_empty()
+        && now - envelope.received_at >= after;
+    if !due {
+        return None;
+    }
+    let delayed: Vec<(usize, Failure)> = envelope
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status == RecipientStatus::Pending)
+        .filter_map(|(i, r)| Some((i, r.last_error.clone()?)))
+        .collect();
+    if delayed.is_empty() {
+        return None;
+    }
+    envelope.delay_notified = true;
+    let spool = Arc::clone(&services.spool);
+    let recorded = envelope.clone();
+    match tokio::task::spawn_blocking(move || spool.update(&recorded)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(id = %envelope.id, error = %e, "delay notice not sent: its state could not be recorded");
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(id = %envelope.id, error = %e, "delay notice not sent");
+            return None;
+        }
+    }
+    send_dsn(
+        &services.spool,
+        &services.router,
+        &services.config.server.hostname,
+        envelope,
+        (Action::Delayed, &delayed),
+        message,
+    )
+    .await
 }
 
 /// Writes the new state, or removes the message when nothing is pending.

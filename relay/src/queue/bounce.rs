@@ -1,23 +1,26 @@
-//! Turning failed recipients into a DSN that goes back through the router and spool.
+//! Turning failed or delayed recipients into a DSN that goes back through the
+//! router and the spool like any message.
 
-use crate::deliver::dsn::{self, Action, Report};
+pub use crate::deliver::dsn::Action;
+use crate::deliver::dsn::{self, Report};
 use crate::envelope::Envelope;
 use crate::envelope::Failure;
 use crate::queue::spool::Spool;
 use crate::route::router::Router;
 
-/// Builds the DSN for `failed` (index, failure) recipients of `envelope`, routes it and
-/// spools it. Returns the spooled DSN's envelope, or `None` when no DSN is due (null
-/// sender, NOTIFY) or it could not be routed/stored (logged).
-pub async fn send_bounce(
+/// Builds the DSN saying `action` for the (index, failure) recipients of
+/// `envelope`, routes it and spools it. Returns the spooled DSN's envelope, or
+/// `None` when no DSN is due (null sender, NOTIFY) or it could not be
+/// routed/stored (logged).
+pub async fn send_dsn(
     spool: &Spool,
     router: &Router,
     hostname: &str,
     envelope: &Envelope,
-    failed: &[(usize, Failure)],
+    (action, recipients): (Action, &[(usize, Failure)]),
     message: &[u8],
 ) -> Option<Envelope> {
-    if failed.is_empty() {
+    if recipients.is_empty() {
         return None;
     }
     if envelope.sender.is_empty() {
@@ -25,11 +28,11 @@ pub async fn send_bounce(
         tracing::info!(id = %envelope.id, "no DSN: the failed message had the null sender <>");
         return None;
     }
-    let reports: Vec<Report<'_>> = failed
+    let reports: Vec<Report<'_>> = recipients
         .iter()
         .map(|(index, failure)| Report {
             index: *index,
-            action: Action::Failed,
+            action,
             failure,
         })
         .collect();
@@ -53,7 +56,11 @@ pub async fn send_bounce(
     let id = bounce.id.clone();
     match spool.store(bounce, Vec::new(), dsn.message).await {
         Ok(stored) => {
-            tracing::info!(id = %envelope.id, dsn = %id, to = %envelope.sender, "sender non-delivery notification queued");
+            let what = match action {
+                Action::Failed => "sender non-delivery notification queued",
+                Action::Delayed => "sender delay notification queued",
+            };
+            tracing::info!(id = %envelope.id, dsn = %id, to = %envelope.sender, "{what}");
             Some(stored)
         }
         Err(e) => {

@@ -257,6 +257,7 @@ pub(crate) mod tests {
                 next_attempt: 0,
                 last_error: None,
             }],
+            delay_notified: false,
         }
     }
 

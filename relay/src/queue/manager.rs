@@ -6,7 +6,7 @@
 //! back, so the schedule is never shared and never locked.
 
 use super::attempt::{attempt, next_due, unix_now, AttemptResult, Services};
-use super::bounce::send_bounce;
+use super::bounce::{send_dsn, Action};
 use crate::envelope::Failure;
 use crate::envelope::{Envelope, RecipientStatus};
 use crate::metrics::metrics;
@@ -279,12 +279,12 @@ pub async fn delete_message(
             .spool
             .read_message(&envelope.id)
             .unwrap_or_default();
-        bounce = send_bounce(
+        bounce = send_dsn(
             &services.spool,
             &services.router,
             &services.config.server.hostname,
             envelope,
-            &failed,
+            (Action::Failed, &failed),
             &message,
         )
         .await;

@@ -167,6 +167,7 @@ impl Session {
             envid: txn.envid,
             size,
             recipients,
+            delay_notified: false,
         };
         self.phase = Phase::Greeted(greeting);
         match self.ctx.spool.store(envelope, header, message).await {
