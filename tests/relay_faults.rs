@@ -10,7 +10,7 @@ use coexist_e2e::faults::{Fault, FaultSink, Tmpfs};
 use coexist_e2e::load::{env_usize, memory_kib, message, raise_nofile, submit, Rng, Submission};
 use coexist_e2e::sink::{Received, Script, ScriptSink};
 use coexist_e2e::smtp::Client;
-use coexist_e2e::{Relay, RelaySetup};
+use coexist_e2e::{free_port, Relay, RelaySetup};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -20,15 +20,6 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
 const SENDER: &str = "alice@sender.example";
-
-/// A port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Polls until `done` (the relay offers metrics, not events, for these states).
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {

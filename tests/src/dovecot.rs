@@ -4,7 +4,7 @@
 //! users and a master user (`user*admin`), and optionally a quota. Seeding and
 //! inspecting go through Python's imaplib: a client independent of the migrator.
 
-use std::net::TcpListener;
+use crate::free_port;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -77,13 +77,6 @@ pub struct Dovecot {
     /// Port of the plain / STARTTLS listener.
     pub imap_port: u16,
     child: Child,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn chown_nobody(path: &Path) {

@@ -20,10 +20,14 @@ impl Reply {
     }
 }
 
-/// A plain TCP SMTP client.
-pub struct Client {
-    reader: BufReader<TcpStream>,
+/// An SMTP client over plain TCP, or over TLS after [`Client::starttls`].
+pub struct Client<S = TcpStream> {
+    reader: BufReader<S>,
 }
+
+/// A client whose session went through STARTTLS, and the certificate the
+/// server presented.
+pub type TlsClient = Client<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>;
 
 impl Client {
     /// Connects and returns the client with the greeting.
@@ -54,9 +58,44 @@ impl Client {
         (c, greeting)
     }
 
+    /// The TCP stream, for byte-level tricks (read-ahead already buffered is dropped).
+    pub fn into_stream(self) -> TcpStream {
+        self.reader.into_inner()
+    }
+
+    /// EHLO, STARTTLS, the handshake (any certificate is accepted: the test
+    /// looks at it instead), EHLO again. Returns the TLS client and the DER of
+    /// the server's certificate.
+    pub fn starttls(mut self) -> (TlsClient, Vec<u8>) {
+        assert_eq!(self.ehlo().code, 250);
+        assert_eq!(self.cmd("STARTTLS").code, 220);
+        let config = crate::tls::accept_any_client_config();
+        let name = rustls::pki_types::ServerName::try_from("relay.test").expect("name");
+        let conn = rustls::ClientConnection::new(config, name).expect("client");
+        let mut tls = rustls::StreamOwned::new(conn, self.into_stream());
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+        }
+        let cert = tls
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec())
+            .expect("a server certificate");
+        let mut client = Client {
+            reader: BufReader::new(tls),
+        };
+        assert_eq!(client.ehlo().code, 250);
+        (client, cert)
+    }
+}
+
+impl<S: Read + Write> Client<S> {
     /// Sends raw bytes.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.reader.get_mut().write_all(bytes).expect("write");
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes).expect("write");
+        stream.flush().expect("flush");
     }
 
     /// Sends a command line (CRLF added) and reads one reply.
@@ -97,11 +136,6 @@ impl Client {
     pub fn is_closed(&mut self) -> bool {
         let mut b = [0u8; 1];
         matches!(self.reader.read(&mut b), Ok(0))
-    }
-
-    /// The TCP stream, for byte-level tricks (read-ahead already buffered is dropped).
-    pub fn into_stream(self) -> TcpStream {
-        self.reader.into_inner()
     }
 
     /// EHLO, returning the reply.

@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the relay daemon (logs to stderr; SIGHUP reloads the contacts table).
+    /// Run the relay daemon (logs to stderr; SIGHUP reloads the contacts table and the certificate).
     Run,
     /// Validate the configuration and the contacts table.
     Check,
