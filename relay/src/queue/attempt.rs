@@ -5,7 +5,7 @@ use super::bounce::{send_dsn, Action};
 use super::reroute::reroute;
 use super::retry::next_delay;
 use super::spool::Spool;
-use crate::config::Config;
+use crate::config::{Config, QueueConfig};
 use crate::deliver::{Deliverer, Outcome};
 use crate::envelope::Failure;
 use crate::envelope::{Envelope, RecipientStatus};
@@ -89,9 +89,37 @@ pub async fn attempt(services: Arc<Services>, mut envelope: Envelope) -> Attempt
         .deliver(&envelope, &due, Arc::clone(&message))
         .await;
 
-    let queue = &services.config.queue;
-    let expires = envelope.received_at + queue.max_lifetime.as_secs() as i64;
     let now = unix_now();
+    let failed = record(&services.config.queue, &mut envelope, outcomes, now);
+    let mut bounces = Vec::new();
+    if let Some(b) = send_dsn(
+        &services.spool,
+        &services.router,
+        &services.config.server.hostname,
+        &envelope,
+        (Action::Failed, &failed),
+        &message,
+    )
+    .await
+    {
+        bounces.push(b);
+    }
+    if let Some(notice) = delay_notice(&services, &mut envelope, now, &message).await {
+        bounces.push(notice);
+    }
+    persist(&services, envelope, bounces).await
+}
+
+/// Writes each recipient's outcome into the envelope: delivered, bounced, or
+/// deferred to its next try (bounced with 4.4.7 when that would pass
+/// `queue.max_lifetime`). Returns the recipients that failed for good.
+fn record(
+    queue: &QueueConfig,
+    envelope: &mut Envelope,
+    outcomes: Vec<(usize, Outcome)>,
+    now: i64,
+) -> Vec<(usize, Failure)> {
+    let expires = envelope.received_at + queue.max_lifetime.as_secs() as i64;
     let mut failed: Vec<(usize, Failure)> = Vec::new();
     for (i, outcome) in outcomes {
         let rcpt = &mut envelope.recipients[i];
@@ -123,23 +151,7 @@ pub async fn attempt(services: Arc<Services>, mut envelope: Envelope) -> Attempt
             }
         }
     }
-    let mut bounces = Vec::new();
-    if let Some(b) = send_dsn(
-        &services.spool,
-        &services.router,
-        &services.config.server.hostname,
-        &envelope,
-        (Action::Failed, &failed),
-        &message,
-    )
-    .await
-    {
-        bounces.push(b);
-    }
-    if let Some(notice) = delay_notice(&services, &mut envelope, now, &message).await {
-        bounces.push(notice);
-    }
-    persist(&services, envelope, bounces).await
+    failed
 }
 
 /// DESIGN.md "Durability": one "delayed" DSN per message still queued after
