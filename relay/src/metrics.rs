@@ -152,6 +152,12 @@ pub struct Metrics {
     pub routing_contacts: IntGauge,
     /// `coexist_routing_reloads_total{result}`
     pub routing_reloads_total: IntCounterVec,
+    /// `coexist_routing_source_up`: 1 while the routing source answers
+    /// (always 1 for a file).
+    pub routing_source_up: IntGauge,
+    /// `coexist_routing_source_last_sync_timestamp_seconds`: when the
+    /// snapshot in force was completed (for a file: its last good load).
+    pub routing_source_last_sync: IntGauge,
     /// `coexist_tls_handshakes_total{direction,result}`
     pub tls_handshakes_total: IntCounterVec,
     /// `coexist_recipients_rerouted_total{from,to}`: queued recipients moved to
@@ -238,6 +244,14 @@ impl Metrics {
                 "Age of the oldest message in the spool (0 when empty).",
             ),
             routing_contacts: gauge("routing_contacts", "Contacts in the loaded table."),
+            routing_source_up: gauge(
+                "routing_source_up",
+                "1 while the routing source answers (always 1 for a file).",
+            ),
+            routing_source_last_sync: gauge(
+                "routing_source_last_sync_timestamp_seconds",
+                "When the routing snapshot in force was completed, Unix seconds.",
+            ),
             routing_reloads_total: counter(
                 "routing_reloads_total",
                 "Contacts table loads, by result.",

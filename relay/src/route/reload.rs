@@ -115,6 +115,10 @@ impl Contacts {
                 self.current.store(Arc::new(table));
                 m.routing_contacts.set(i64::try_from(n).unwrap_or(i64::MAX));
                 m.routing_reload(true);
+                // A file is always "up"; its snapshot is as new as its last good load.
+                m.routing_source_up.set(1);
+                m.routing_source_last_sync
+                    .set(chrono::Utc::now().timestamp());
                 tracing::info!(path = %self.path.display(), contacts = n, "contacts table loaded");
                 Ok(n)
             }
