@@ -282,3 +282,56 @@ fn certificate_expiry_is_exported() {
         "generated certificate expiry exported: {expiry}"
     );
 }
+
+/// The README's demonstration (issue #18): `coexist-relay sink` stands in for
+/// the on-prem server and the cloud tenant wherever the loopback smarthost
+/// routes point, and shows one message arriving by each route, the cloud one
+/// rewritten to its contact.
+#[test]
+fn the_demo_sink_shows_one_message_per_route() {
+    use coexist_e2e::{binary, free_port};
+    use std::io::{BufRead, BufReader};
+    let (onprem, cloud) = (free_port(), free_port());
+    let relay = RelaySetup::default()
+        .section(
+            "route.onprem",
+            &format!("smarthost = [\"127.0.0.1:{onprem}\"]"),
+        )
+        .section(
+            "route.cloud",
+            &format!("smarthost = [\"localhost:{cloud}\"]"),
+        )
+        .start();
+    let mut sink = Command::new(binary("coexist-relay"))
+        .arg("--config")
+        .arg(relay.config_path())
+        .arg("sink")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sink");
+    let mut lines = BufReader::new(sink.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().expect("a line").expect("utf-8");
+    let listening = [next(), next()];
+    assert!(
+        listening.iter().any(|l| l.contains("route onprem"))
+            && listening.iter().any(|l| l.contains("route cloud")),
+        "{listening:?}"
+    );
+    let (mut c, _) = Client::connect(relay.addr("smtp"));
+    assert_eq!(c.ehlo().code, 250);
+    send(&mut c, "bob@corp.example");
+    let first = next();
+    send(&mut c, "user3@corp.example");
+    let second = next();
+    let _ = sink.kill();
+    let _ = sink.wait();
+    assert!(
+        first.starts_with("onprem: from=<a@sender.example> to=<bob@corp.example>"),
+        "{first}"
+    );
+    assert!(
+        second.starts_with("cloud: from=<a@sender.example> to=<user3@tenant.cloud.example>"),
+        "{second}"
+    );
+    assert!(second.contains("subject=\"m\""), "{second}");
+}

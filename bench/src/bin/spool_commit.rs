@@ -35,6 +35,7 @@ fn envelope(id: String) -> Envelope {
             last_error: None,
         }],
         delay_notified: false,
+        held: false,
     }
 }
 

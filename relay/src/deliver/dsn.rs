@@ -284,6 +284,7 @@ fn dsn_envelope(original: &Envelope, hostname: &str, bytes: &[u8], now: DateTime
             last_error: None,
         }],
         delay_notified: false,
+        held: false,
     }
 }
 
@@ -368,6 +369,7 @@ mod tests {
                 ),
             ],
             delay_notified: false,
+            held: false,
         }
     }
 

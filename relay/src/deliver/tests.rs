@@ -126,6 +126,7 @@ fn envelope(route: &str, rcpts: &[&str]) -> Envelope {
             })
             .collect(),
         delay_notified: false,
+        held: false,
     }
 }
 

@@ -354,6 +354,7 @@ fn envelope(id: &str, received_at: i64) -> Envelope {
             )),
         }],
         delay_notified: false,
+        held: false,
     }
 }
 

@@ -161,6 +161,10 @@ pub struct Envelope {
     /// The sender was told the message is delayed (one notice per message).
     #[serde(default, skip_serializing_if = "is_false")]
     pub delay_notified: bool,
+    /// Held by the postmaster (`coexist-relay queue hold`): not attempted
+    /// until released.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub held: bool,
 }
 
 #[cfg(test)]

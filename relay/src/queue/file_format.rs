@@ -258,6 +258,7 @@ pub(crate) mod tests {
                 last_error: None,
             }],
             delay_notified: false,
+            held: false,
         }
     }
 

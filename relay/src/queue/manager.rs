@@ -1,10 +1,11 @@
 //! The scheduler: holds every queued message, starts delivery attempts when they are
 //! due (at most `queue.delivery_concurrency` at once), reschedules what was deferred,
-//! and answers the admin commands (`queue flush`, `queue delete`).
+//! and answers the admin commands (`queue flush|requeue|hold|release|delete`).
 //!
 //! It is one task that owns the schedule; attempts run as their own tasks and report
 //! back, so the schedule is never shared and never locked.
 
+use super::admin::{Answer, Command};
 use super::attempt::{attempt, next_due, unix_now, AttemptResult, Services};
 use super::bounce::{send_dsn, Action};
 use crate::envelope::Failure;
@@ -17,20 +18,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// A request from `coexist-relay queue ...` through the admin socket.
+/// A command from `coexist-relay queue ...` through the admin socket, and
+/// where its answer goes.
 #[derive(Debug)]
-pub enum AdminRequest {
-    /// Make every pending recipient due now; answers the number of messages.
-    Flush(oneshot::Sender<usize>),
-    /// Remove a message (with a DSN to the sender unless `silent`).
-    Delete {
-        /// Queue id.
-        id: String,
-        /// No DSN.
-        silent: bool,
-        /// Ok, or why not.
-        reply: oneshot::Sender<Result<(), String>>,
-    },
+pub struct AdminRequest {
+    /// What to do.
+    pub command: Command,
+    /// What was done.
+    pub reply: oneshot::Sender<Answer>,
 }
 
 /// The running scheduler.
@@ -55,14 +50,17 @@ struct Schedule {
 struct AfterAttempt {
     /// `queue delete` arrived meanwhile (Some(silent)).
     delete: Option<bool>,
-    /// `queue flush` arrived meanwhile: make it due again at once.
-    flush: bool,
+    /// `queue flush|requeue` arrived meanwhile: make it due again at once.
+    requeue: bool,
+    /// `queue hold` (true) or `release` (false) arrived meanwhile.
+    hold: Option<bool>,
 }
 
 impl Schedule {
     fn insert(&mut self, envelope: Envelope) {
         let id = envelope.id.clone();
-        if let Some(at) = next_due(&envelope) {
+        // A held message is kept, never attempted (until released).
+        if let Some(at) = next_due(&envelope).filter(|_| !envelope.held) {
             self.due.insert((at, id.clone()));
         }
         self.by_age.insert((envelope.received_at, id.clone()));
@@ -73,7 +71,7 @@ impl Schedule {
     fn forget(&mut self, id: &str) -> Option<Envelope> {
         let envelope = self.messages.remove(id)?;
         self.by_age.remove(&(envelope.received_at, id.to_string()));
-        if let Some(at) = next_due(&envelope) {
+        if let Some(at) = next_due(&envelope).filter(|_| !envelope.held) {
             self.due.remove(&(at, id.to_string()));
         }
         metrics().queue_messages.set(self.messages.len() as i64);
@@ -203,7 +201,10 @@ async fn finished(services: &Arc<Services>, s: &mut Schedule, result: AttemptRes
             delete_now(services, s, envelope, silent).await;
         }
         (Some(mut envelope), None) => {
-            if after.flush {
+            if let Some(hold) = after.hold {
+                set_held(services, &mut envelope, hold).await;
+            }
+            if after.requeue || after.hold == Some(false) {
                 make_due(&mut envelope, unix_now());
             }
             s.insert(envelope)
@@ -213,34 +214,80 @@ async fn finished(services: &Arc<Services>, s: &mut Schedule, result: AttemptRes
 }
 
 async fn handle_admin(services: &Arc<Services>, s: &mut Schedule, request: AdminRequest) {
-    match request {
-        AdminRequest::Flush(reply) => {
-            let now = unix_now();
-            let ids: Vec<String> = s.messages.keys().cloned().collect();
-            let n = ids.len();
-            for id in ids {
-                if let Some(after) = s.in_flight.get_mut(&id) {
-                    after.flush = true;
-                } else if let Some(mut envelope) = s.forget(&id) {
-                    make_due(&mut envelope, now);
-                    s.insert(envelope);
-                }
-            }
-            tracing::info!(messages = n, "queue flush requested");
-            let _ = reply.send(n);
+    let AdminRequest { command, reply } = request;
+    let ids = match &command {
+        Command::Requeue { ids: None } => s.messages.keys().cloned().collect(),
+        Command::Requeue { ids: Some(ids) }
+        | Command::Delete { ids, .. }
+        | Command::Hold { ids }
+        | Command::Release { ids } => ids.clone(),
+    };
+    let mut answer = Answer::default();
+    for id in ids {
+        match admin_one(services, s, &command, &id).await {
+            Some(true) => answer.acted.push(id),
+            Some(false) => answer.held.push(id),
+            None => answer.missing.push(id),
         }
-        AdminRequest::Delete { id, silent, reply } => {
-            if let Some(after) = s.in_flight.get_mut(&id) {
-                // Deleted when its attempt returns.
-                after.delete = Some(silent);
-                let _ = reply.send(Ok(()));
-            } else if let Some(envelope) = s.forget(&id) {
-                delete_now(services, s, envelope, silent).await;
-                let _ = reply.send(Ok(()));
-            } else {
-                let _ = reply.send(Err(format!("no message {id} in the queue")));
-            }
+    }
+    tracing::info!(?command, acted = answer.acted.len(), "queue command");
+    let _ = reply.send(answer);
+}
+
+/// Applies `command` to one message: `Some(true)` done, `Some(false)` left
+/// alone because it is held, `None` not in the queue. A message in flight
+/// gets it when its attempt returns.
+async fn admin_one(
+    services: &Arc<Services>,
+    s: &mut Schedule,
+    command: &Command,
+    id: &str,
+) -> Option<bool> {
+    if let Some(after) = s.in_flight.get_mut(id) {
+        match command {
+            Command::Requeue { .. } => after.requeue = true,
+            Command::Delete { silent, .. } => after.delete = Some(*silent),
+            Command::Hold { .. } => after.hold = Some(true),
+            Command::Release { .. } => after.hold = Some(false),
         }
+        return Some(true);
+    }
+    let mut envelope = s.forget(id)?;
+    let mut done = true;
+    match command {
+        Command::Requeue { .. } if envelope.held => done = false,
+        Command::Requeue { .. } => make_due(&mut envelope, unix_now()),
+        Command::Delete { silent, .. } => {
+            delete_now(services, s, envelope, *silent).await;
+            return Some(true);
+        }
+        Command::Hold { .. } => set_held(services, &mut envelope, true).await,
+        Command::Release { .. } => {
+            set_held(services, &mut envelope, false).await;
+            make_due(&mut envelope, unix_now());
+        }
+    }
+    s.insert(envelope);
+    Some(done)
+}
+
+/// Holds or releases a message, durably: a held message stays held across
+/// restarts (its state file says so).
+async fn set_held(services: &Arc<Services>, envelope: &mut Envelope, held: bool) {
+    if envelope.held == held {
+        return;
+    }
+    envelope.held = held;
+    let spool = Arc::clone(&services.spool);
+    let state = envelope.clone();
+    match tokio::task::spawn_blocking(move || spool.update(&state)).await {
+        Ok(Ok(())) => {
+            tracing::info!(id = %envelope.id, held, "{}", if held { "held" } else { "released" })
+        }
+        Ok(Err(e)) => {
+            tracing::error!(id = %envelope.id, error = %e, "could not record hold/release")
+        }
+        Err(e) => tracing::error!(id = %envelope.id, error = %e, "could not record hold/release"),
     }
 }
 

@@ -15,7 +15,9 @@
 //! - [`reroute`]: deciding each queued recipient again before an attempt.
 //! - [`retry`]: the retry schedule with jitter.
 //! - [`bounce`]: DSNs for failed recipients, routed and spooled like any message.
-//! - [`admin`]: the local socket `coexist-relay queue flush|delete` talks to.
+//! - [`admin`]: the local socket `coexist-relay queue …` talks to a running relay through.
+//! - [`offline`]: the same commands on the spool when no relay runs.
+//! - [`select`]: which messages a queue command is about; the queue's shape.
 //!
 //! Imports go one way: `spool` uses `recovery` and `group_commit`, which use
 //! `segment`, `index`, `layout` and `error`; none of these imports `spool`.
@@ -30,8 +32,10 @@ pub mod id;
 mod index;
 pub mod layout;
 pub mod manager;
+pub mod offline;
 mod recovery;
 pub mod reroute;
 pub mod retry;
 mod segment;
+pub mod select;
 pub mod spool;

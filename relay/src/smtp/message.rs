@@ -168,6 +168,7 @@ impl Session {
             size,
             recipients,
             delay_notified: false,
+            held: false,
         };
         self.phase = Phase::Greeted(greeting);
         match self.ctx.spool.store(envelope, header, message).await {

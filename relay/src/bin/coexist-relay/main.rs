@@ -2,6 +2,7 @@
 
 mod commands;
 mod queue;
+mod sink;
 
 use clap::{Parser, Subcommand};
 use std::net::IpAddr;
@@ -54,6 +55,9 @@ enum Command {
         #[command(subcommand)]
         command: queue::QueueCommand,
     },
+    /// A demonstration next hop: listens where the loopback smarthost routes point
+    /// and prints one line per message received (keeps nothing).
+    Sink,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         } => commands::route(&cli.config, json, client, &addresses),
         Command::Doctor { json } => commands::doctor(&cli.config, json),
         Command::Queue { command } => queue::run(&cli.config, command),
+        Command::Sink => sink::run(&cli.config),
         Command::Run => {
             init_logging();
             match tokio::runtime::Runtime::new() {
