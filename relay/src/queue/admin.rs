@@ -4,7 +4,6 @@
 //! line out ([`Answer`]); both ends are the same binary, so the protocol is
 //! internal.
 
-use super::manager::AdminRequest;
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -64,6 +63,16 @@ impl Answer {
             ..Answer::default()
         }
     }
+}
+
+/// A command from `coexist-relay queue ...` through the admin socket, and
+/// where its answer goes.
+#[derive(Debug)]
+pub struct AdminRequest {
+    /// What to do.
+    pub command: Command,
+    /// What was done.
+    pub reply: oneshot::Sender<Answer>,
 }
 
 /// Path of the socket for a spool folder.

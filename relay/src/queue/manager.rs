@@ -5,7 +5,7 @@
 //! It is one task that owns the schedule; attempts run as their own tasks and report
 //! back, so the schedule is never shared and never locked.
 
-use super::admin::{Answer, Command};
+use super::admin::{AdminRequest, Answer, Command};
 use super::attempt::{attempt, next_due, unix_now, AttemptResult, Services};
 use super::bounce::{send_dsn, Action};
 use crate::envelope::Failure;
@@ -14,19 +14,9 @@ use crate::metrics::metrics;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-/// A command from `coexist-relay queue ...` through the admin socket, and
-/// where its answer goes.
-#[derive(Debug)]
-pub struct AdminRequest {
-    /// What to do.
-    pub command: Command,
-    /// What was done.
-    pub reply: oneshot::Sender<Answer>,
-}
 
 /// The running scheduler.
 pub struct Manager {
