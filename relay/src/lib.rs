@@ -26,6 +26,7 @@
 //! Shared by every layer:
 //! - [`envelope`]: the message's envelope, routing reasons, and delivery
 //!   failures as data.
+//! - [`message`]: a queued message's bytes, in memory or in its own spool file.
 //! - [`address`]: address syntax (envelope paths, table addresses) and comparison.
 //! - [`enhanced_code`]: RFC 3463 status codes, for our replies and the next hops'.
 //! - [`safeio`]: crash-safe file replacement (temp file, fsync, rename, fsync dir).
@@ -43,6 +44,7 @@ pub mod doctor;
 pub mod enhanced_code;
 pub mod envelope;
 pub mod http;
+pub mod message;
 pub mod metrics;
 pub mod policy;
 pub mod queue;

@@ -36,6 +36,7 @@ fn envelope(id: String) -> Envelope {
         }],
         delay_notified: false,
         held: false,
+        external: None,
     }
 }
 
@@ -68,10 +69,10 @@ fn main() {
                 tokio::spawn(async move {
                     for _ in 0..per_writer {
                         let e = envelope(spool.new_id());
-                        spool
-                            .store(e, header.clone(), body.clone())
-                            .await
-                            .expect("store");
+                        let mut incoming = spool.incoming(e.id.clone());
+                        incoming.buffer().extend_from_slice(&header);
+                        incoming.buffer().extend_from_slice(&body);
+                        spool.store(e, incoming).await.expect("store");
                     }
                 })
             })

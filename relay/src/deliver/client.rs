@@ -9,6 +9,7 @@
 //! CRLF before the final dot (a message that already ends in CRLF gains an
 //! empty line) and does not stuff a dot in the very first byte.
 
+use super::body::{self, Sending};
 pub use super::connect::SessionParams;
 use super::connect::{self, Stream};
 use super::esmtp::{mail_command, rcpt_command};
@@ -17,9 +18,8 @@ use super::status::{DeliverError, Reply, Stage};
 pub use super::transaction::{Transaction, TxnRecipient};
 use mail_send::SmtpClient;
 use smtp_proto::{EXT_CHUNKING, EXT_PIPELINING};
-use std::io;
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 
 /// An open session, greeted and EHLO'd, ready for MAIL.
 pub struct Session {
@@ -189,101 +189,13 @@ impl Session {
         Ok(replies)
     }
 
-    /// DATA (dot-stuffed) or BDAT LAST (RFC 3030), and the final reply.
+    /// The message, as BDAT chunks or dot-stuffed DATA, and the final reply.
     async fn data(&mut self, txn: &Transaction<'_>) -> Result<Reply, DeliverError> {
-        let message = txn.message;
-        if self.offers(EXT_CHUNKING) {
-            let io = async {
-                let mut w = BufWriter::with_capacity(64 * 1024, &mut self.client.stream);
-                w.write_all(format!("BDAT {} LAST\r\n", message.len()).as_bytes())
-                    .await?;
-                w.write_all(message).await?;
-                w.flush().await
-            };
-            tokio::time::timeout(self.data_timeout, io)
-                .await
-                .map_err(|_| DeliverError::Timeout(Stage::Message))?
-                .map_err(|e| lost(Stage::Message, e))?;
-        } else {
-            let reply = self
-                .client
-                .cmd(b"DATA\r\n")
-                .await
-                .map_err(|e| DeliverError::from_client(Stage::Data, e))?;
-            let reply = Reply::from_response(&reply);
-            if reply.code != 354 {
-                return Err(DeliverError::Rejected {
-                    stage: Stage::Data,
-                    reply,
-                });
-            }
-            let io = async {
-                let mut w = BufWriter::with_capacity(64 * 1024, &mut self.client.stream);
-                write_dot_stuffed(&mut w, message).await?;
-                w.flush().await
-            };
-            tokio::time::timeout(self.data_timeout, io)
-                .await
-                .map_err(|_| DeliverError::Timeout(Stage::Message))?
-                .map_err(|e| lost(Stage::Message, e))?;
-        }
-        let reply = tokio::time::timeout(self.data_timeout, self.client.read())
-            .await
-            .map_err(|_| DeliverError::Timeout(Stage::Message))?
-            .map_err(|e| DeliverError::from_client(Stage::Message, e))?;
-        Ok(Reply::from_response(&reply))
-    }
-}
-
-/// Writes `message` with a dot doubled at the start of every line
-/// (RFC 5321 §4.5.2), then the end-of-data marker. Lines end at LF; the spool
-/// holds CRLF-only messages (the inbound side normalises or refuses bare
-/// newlines), so this changes nothing but the stuffed dots.
-pub async fn write_dot_stuffed<W: AsyncWrite + Unpin>(w: &mut W, message: &[u8]) -> io::Result<()> {
-    let mut start = 0;
-    let mut line_start = true;
-    for (i, &b) in message.iter().enumerate() {
-        if line_start && b == b'.' {
-            w.write_all(&message[start..i]).await?;
-            w.write_all(b".").await?;
-            start = i;
-        }
-        line_start = b == b'\n';
-    }
-    w.write_all(&message[start..]).await?;
-    if message.is_empty() || message.ends_with(b"\r\n") {
-        w.write_all(b".\r\n").await
-    } else {
-        // RFC 5321 §4.1.1.4: the end marker must begin a line.
-        w.write_all(b"\r\n.\r\n").await
-    }
-}
-
-fn lost(stage: Stage, e: io::Error) -> DeliverError {
-    DeliverError::ConnectionLost {
-        stage,
-        detail: e.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn stuffed(m: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        write_dot_stuffed(&mut out, m).await.unwrap();
-        out
-    }
-
-    #[tokio::test]
-    async fn dot_stuffing() {
-        assert_eq!(
-            stuffed(b"A: b\r\n\r\n.\r\n").await,
-            b"A: b\r\n\r\n..\r\n.\r\n"
-        );
-        assert_eq!(stuffed(b".x\r\n").await, b"..x\r\n.\r\n");
-        assert_eq!(stuffed(b"a\r\n..b\r\nc").await, b"a\r\n...b\r\nc\r\n.\r\n");
-        assert_eq!(stuffed(b"a.b\r\n").await, b"a.b\r\n.\r\n");
+        let how = Sending {
+            chunking: self.offers(EXT_CHUNKING),
+            pipelining: self.offers(EXT_PIPELINING),
+            timeout: self.data_timeout,
+        };
+        body::send(&mut self.client, txn.message, &how).await
     }
 }

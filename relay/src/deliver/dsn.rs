@@ -8,6 +8,7 @@
 
 use crate::envelope::Failure;
 use crate::envelope::{BodyType, Envelope, Notify, Recipient, RecipientStatus, Ret, RouteReason};
+use crate::message::header_section;
 use chrono::{DateTime, TimeZone, Utc};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -61,13 +62,36 @@ pub struct Dsn {
     pub envelope: Envelope,
 }
 
+/// What of the original message a DSN carries as its third part.
+#[derive(Debug, Clone, Copy)]
+pub enum Returned<'a> {
+    /// The whole message (`message/rfc822`): RET=FULL on a failure.
+    Message(&'a [u8]),
+    /// Its header section (`text/rfc822-headers`; more bytes may be given:
+    /// only the header section is used).
+    Headers(&'a [u8]),
+}
+
+impl<'a> Returned<'a> {
+    /// What RFC 3461 §4.3 asks for: the whole message for a failure with
+    /// RET=FULL, else the headers (RET=HDRS is the default; a delay notice
+    /// returns the headers, DESIGN.md "Durability").
+    pub fn choose(envelope: &Envelope, action: Action, message: &'a [u8]) -> Returned<'a> {
+        if action == Action::Failed && envelope.ret == Some(Ret::Full) {
+            Returned::Message(message)
+        } else {
+            Returned::Headers(message)
+        }
+    }
+}
+
 /// Builds the DSN for `reports`, or `None` when nobody is to be told: the
 /// original sender is `<>`, or every recipient's NOTIFY declines it.
 pub fn build(
     envelope: &Envelope,
     hostname: &str,
     reports: &[Report<'_>],
-    message: &[u8],
+    returned: Returned<'_>,
     now: DateTime<Utc>,
 ) -> Option<Dsn> {
     // RFC 3461 §6.2 / RFC 5321 §4.5.5: never a DSN about a DSN.
@@ -91,8 +115,7 @@ pub fn build(
     notification(&mut m, envelope, hostname, &reports, &boundary, now);
     delivery_status(&mut m, envelope, hostname, &reports, &boundary, now);
     let mut bytes = m.into_bytes();
-    let failed = reports.iter().any(|r| r.action == Action::Failed);
-    returned_content(&mut bytes, envelope, failed, message, &boundary);
+    returned_content(&mut bytes, returned, &boundary);
     Some(Dsn {
         envelope: dsn_envelope(envelope, hostname, &bytes, now),
         message: bytes,
@@ -219,22 +242,16 @@ fn delivery_status(
     }
 }
 
-/// The returned content, whole or headers only (RFC 3462 §2, RFC 3464 §3;
-/// RET=HDRS is the default, RFC 3461 §4.3), and the closing boundary.
-fn returned_content(
-    bytes: &mut Vec<u8>,
-    envelope: &Envelope,
-    failed: bool,
-    message: &[u8],
-    boundary: &str,
-) {
-    // RFC 3461 §4.3: RET asks for the message in a *failed* DSN; a delay
-    // notice returns the headers (DESIGN.md: the original headers).
-    let full = failed && envelope.ret == Some(Ret::Full);
-    let (description, content_type) = if full {
-        ("Undelivered Message", "message/rfc822")
-    } else {
-        ("Undelivered Message Headers", "text/rfc822-headers")
+/// The returned content, whole or headers only (RFC 3462 §2, RFC 3464 §3),
+/// and the closing boundary.
+fn returned_content(bytes: &mut Vec<u8>, returned: Returned<'_>, boundary: &str) {
+    let (description, content_type, content) = match returned {
+        Returned::Message(m) => ("Undelivered Message", "message/rfc822", m),
+        Returned::Headers(m) => (
+            "Undelivered Message Headers",
+            "text/rfc822-headers",
+            header_section(m),
+        ),
     };
     bytes.extend_from_slice(
         format!(
@@ -245,9 +262,8 @@ fn returned_content(
         )
         .as_bytes(),
     );
-    let returned = if full { message } else { headers_of(message) };
-    bytes.extend_from_slice(returned);
-    if !returned.ends_with(b"\r\n") {
+    bytes.extend_from_slice(content);
+    if !content.ends_with(b"\r\n") {
         bytes.extend_from_slice(b"\r\n");
     }
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
@@ -285,6 +301,7 @@ fn dsn_envelope(original: &Envelope, hostname: &str, bytes: &[u8], now: DateTime
         }],
         delay_notified: false,
         held: false,
+        external: None,
     }
 }
 
@@ -300,14 +317,6 @@ fn original_recipient(rcpt: &Recipient) -> Option<String> {
         ),
         None if !rcpt.address.eq_ignore_ascii_case(&rcpt.rewritten) => Some(rcpt.address.clone()),
         None => None,
-    }
-}
-
-/// The header section, up to and including the empty line's CRLF.
-fn headers_of(message: &[u8]) -> &[u8] {
-    match memchr::memmem::find(message, b"\r\n\r\n") {
-        Some(end) => &message[..end + 2],
-        None => message,
     }
 }
 
@@ -370,6 +379,7 @@ mod tests {
             ],
             delay_notified: false,
             held: false,
+            external: None,
         }
     }
 
@@ -407,7 +417,14 @@ mod tests {
                 failure: &f,
             },
         ];
-        let dsn = build(&env, "relay.corp.example", &reports, MESSAGE, Utc::now()).unwrap();
+        let dsn = build(
+            &env,
+            "relay.corp.example",
+            &reports,
+            Returned::choose(&env, reports[0].action, MESSAGE),
+            Utc::now(),
+        )
+        .unwrap();
         assert_eq!(dsn.envelope.sender, "");
         assert_eq!(dsn.envelope.recipients.len(), 1);
         assert_eq!(dsn.envelope.recipients[0].address, "alice@sender.example");
@@ -474,7 +491,14 @@ mod tests {
             action: Action::Failed,
             failure: &f,
         }];
-        let dsn = build(&env, "relay.corp.example", &reports, MESSAGE, Utc::now()).unwrap();
+        let dsn = build(
+            &env,
+            "relay.corp.example",
+            &reports,
+            Returned::choose(&env, reports[0].action, MESSAGE),
+            Utc::now(),
+        )
+        .unwrap();
         let parsed = MessageParser::default().parse(&dsn.message).unwrap();
         let returned = parsed
             .parts
@@ -502,14 +526,28 @@ mod tests {
             action: Action::Failed,
             failure: &f,
         }];
-        assert!(build(&env, "h", &never_only, MESSAGE, Utc::now()).is_none());
+        assert!(build(
+            &env,
+            "h",
+            &never_only,
+            Returned::choose(&env, never_only[0].action, MESSAGE),
+            Utc::now()
+        )
+        .is_none());
         env.sender.clear();
         let reports = [Report {
             index: 0,
             action: Action::Failed,
             failure: &f,
         }];
-        assert!(build(&env, "h", &reports, MESSAGE, Utc::now()).is_none());
+        assert!(build(
+            &env,
+            "h",
+            &reports,
+            Returned::choose(&env, reports[0].action, MESSAGE),
+            Utc::now()
+        )
+        .is_none());
     }
 
     #[test]
@@ -525,9 +563,23 @@ mod tests {
             action: Action::Delayed,
             failure: &f,
         }];
-        assert!(build(&env, "h", &reports, MESSAGE, Utc::now()).is_none());
+        assert!(build(
+            &env,
+            "h",
+            &reports,
+            Returned::choose(&env, reports[0].action, MESSAGE),
+            Utc::now()
+        )
+        .is_none());
         env.recipients[0].notify = Notify::default();
-        let dsn = build(&env, "h", &reports, MESSAGE, Utc::now()).unwrap();
+        let dsn = build(
+            &env,
+            "h",
+            &reports,
+            Returned::choose(&env, reports[0].action, MESSAGE),
+            Utc::now(),
+        )
+        .unwrap();
         assert!(String::from_utf8_lossy(&dsn.message).contains("Action: delayed"));
     }
 
@@ -551,7 +603,14 @@ mod tests {
             action: Action::Delayed,
             failure: &last,
         }];
-        let dsn = build(&env, "h", &reports, MESSAGE, Utc::now()).unwrap();
+        let dsn = build(
+            &env,
+            "h",
+            &reports,
+            Returned::choose(&env, reports[0].action, MESSAGE),
+            Utc::now(),
+        )
+        .unwrap();
         let parsed = MessageParser::default().parse(&dsn.message).unwrap();
         assert_eq!(parsed.subject(), Some("Delayed Mail (still being retried)"));
         let status = String::from_utf8_lossy(parsed.parts[2].contents()).to_string();

@@ -1,7 +1,8 @@
 //! Outbound delivery: one message and a group of its recipients to a next hop.
 //!
 //! - [`mx`]: next hops from a smarthost list or an MX lookup.
-//! - [`client`]: one SMTP session (pipelining, DATA/BDAT, result per RCPT).
+//! - [`client`]: one SMTP session (pipelining, a result per RCPT).
+//! - `body`: the message itself, BDAT chunks or dot-stuffed DATA, read from the spool in chunks.
 //! - `connect`: opening it: connect, greeting, EHLO, STARTTLS by the TLS policy.
 //! - [`transaction`]: one message and the recipients it carries to one next hop.
 //! - `esmtp`: MAIL and RCPT with the ESMTP parameters the next hop offers.
@@ -13,6 +14,7 @@
 //! [`Deliverer::deliver`] never fails as a whole: every recipient it is given
 //! comes back with an [`Outcome`], and the caller (the queue manager) records it.
 
+mod body;
 pub mod client;
 mod connect;
 pub mod dsn;
@@ -29,6 +31,7 @@ mod tests;
 use crate::config::{Config, OutboundTls, RouteConfig};
 use crate::envelope::Envelope;
 use crate::envelope::Failure;
+use crate::message::Message;
 use crate::metrics::{metrics, DeliveryResult};
 use client::{Session, SessionParams, Transaction, TxnRecipient};
 use mx::{NextHop, Resolver};
@@ -105,7 +108,7 @@ impl Deliverer {
         &self,
         envelope: &Envelope,
         indices: &[usize],
-        message: Arc<Vec<u8>>,
+        message: Message,
     ) -> Vec<(usize, Outcome)> {
         let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
         let mut outcomes = Vec::with_capacity(indices.len());
@@ -139,7 +142,7 @@ impl Deliverer {
         route_name: &str,
         domain: &str,
         group: &[usize],
-        message: &[u8],
+        message: &Message,
     ) -> Vec<(usize, Outcome)> {
         let started = Instant::now();
         let Some(route) = self.routes.get(route_name) else {
@@ -227,7 +230,7 @@ impl Deliverer {
         envelope: &Envelope,
         route: &str,
         group: &[usize],
-        message: &[u8],
+        message: &Message,
         mut session: Session,
         key: PoolKey,
     ) -> Vec<(usize, Outcome)> {

@@ -76,6 +76,9 @@ pub enum DeliverError {
         /// What is wrong.
         detail: String,
     },
+    /// The spooled message could not be read back, or is not what was stored.
+    #[error("spool: {0}")]
+    Spool(String),
     /// The system resolver configuration could not be read.
     #[error("DNS resolver: {0}")]
     Resolver(String),
@@ -113,6 +116,9 @@ impl DeliverError {
             DeliverError::UnknownRoute(_) | DeliverError::Ca { .. } | DeliverError::Resolver(_) => {
                 false
             }
+            // Local trouble: the message waits (and the log says why) until
+            // it is fixed or expires.
+            DeliverError::Spool(_) => false,
         }
     }
 
@@ -142,6 +148,7 @@ impl DeliverError {
             DeliverError::UnknownRoute(_) | DeliverError::Ca { .. } | DeliverError::Resolver(_) => {
                 (4, 3, 5)
             }
+            DeliverError::Spool(_) => (4, 3, 0),
         };
         EnhancedCode::new(class, subject, detail)
     }
@@ -231,6 +238,7 @@ impl Clone for DeliverError {
                 detail: detail.clone(),
             },
             DeliverError::Resolver(s) => DeliverError::Resolver(s.clone()),
+            DeliverError::Spool(s) => DeliverError::Spool(s.clone()),
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::config::{
     ServerConfig,
 };
 use crate::envelope::{BodyType, Notify, Recipient, RecipientStatus, RouteReason};
+use crate::message::Message;
 use crate::testutil::dns::{DnsServer, Zone};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -127,6 +128,7 @@ fn envelope(route: &str, rcpts: &[&str]) -> Envelope {
             .collect(),
         delay_notified: false,
         held: false,
+        external: None,
     }
 }
 
@@ -372,7 +374,9 @@ async fn one_550_does_not_fail_the_others() {
     .await;
     let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::Opportunistic)).unwrap();
     let env = envelope("cloud", &["a@cloud.test", "b@cloud.test", "c@cloud.test"]);
-    let out = d.deliver(&env, &all(3), Arc::new(MESSAGE.to_vec())).await;
+    let out = d
+        .deliver(&env, &all(3), Message::Memory(Arc::new(MESSAGE.to_vec())))
+        .await;
     assert_eq!(out.len(), 3);
     assert!(
         is_delivered(&out[0].1) && is_delivered(&out[2].1),
@@ -411,7 +415,9 @@ async fn bdat_when_chunking_is_offered() {
     let sink = Sink::start(script).await;
     let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
     let env = envelope("cloud", &["a@cloud.test"]);
-    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    let out = d
+        .deliver(&env, &all(1), Message::Memory(Arc::new(MESSAGE.to_vec())))
+        .await;
     assert_eq!(
         out[0].1,
         Outcome::Delivered {
@@ -435,7 +441,9 @@ async fn failover_after_421_greeting() {
     ))
     .unwrap();
     let env = envelope("cloud", &["a@cloud.test"]);
-    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    let out = d
+        .deliver(&env, &all(1), Message::Memory(Arc::new(MESSAGE.to_vec())))
+        .await;
     assert!(is_delivered(&out[0].1), "{out:?}");
     assert_eq!(busy.seen.lock().unwrap().accepts, 1);
     assert_eq!(good.seen.lock().unwrap().messages.len(), 1);
@@ -451,7 +459,9 @@ async fn connection_refused_then_all_fail_is_temporary() {
         .unwrap();
     let d = Deliverer::new(&smarthost_config(&[addr], OutboundTls::Opportunistic)).unwrap();
     let env = envelope("cloud", &["a@cloud.test"]);
-    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    let out = d
+        .deliver(&env, &all(1), Message::Memory(Arc::new(MESSAGE.to_vec())))
+        .await;
     match &out[0].1 {
         Outcome::Temporary(f) => assert_eq!(f.status, "4.4.1", "{f}"),
         other => panic!("{other:?}"),
@@ -467,7 +477,9 @@ async fn drop_mid_data_is_temporary() {
     .await;
     let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
     let env = envelope("cloud", &["a@cloud.test", "b@cloud.test"]);
-    let out = d.deliver(&env, &all(2), Arc::new(MESSAGE.to_vec())).await;
+    let out = d
+        .deliver(&env, &all(2), Message::Memory(Arc::new(MESSAGE.to_vec())))
+        .await;
     for (_, o) in &out {
         assert!(matches!(o, Outcome::Temporary(_)), "{o:?}");
     }
@@ -479,7 +491,9 @@ async fn required_tls_without_starttls_never_sends_mail() {
     let sink = Sink::start(Script::default()).await;
     let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::Required)).unwrap();
     let env = envelope("cloud", &["a@cloud.test"]);
-    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    let out = d
+        .deliver(&env, &all(1), Message::Memory(Arc::new(MESSAGE.to_vec())))
+        .await;
     match &out[0].1 {
         Outcome::Temporary(f) => assert_eq!(f.status, "4.7.4", "{f}"),
         other => panic!("{other:?}"),
@@ -505,7 +519,9 @@ async fn self_signed_certificate_verify_defers_opportunistic_delivers() {
         .get();
 
     let d = Deliverer::new(&config(routes(OutboundTls::Verify), vec![dns.addr])).unwrap();
-    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    let out = d
+        .deliver(&env, &all(1), Message::Memory(Arc::new(MESSAGE.to_vec())))
+        .await;
     match &out[0].1 {
         Outcome::Temporary(f) => assert_eq!(f.status, "4.7.5", "{f}"),
         other => panic!("{other:?}"),
@@ -520,7 +536,9 @@ async fn self_signed_certificate_verify_defers_opportunistic_delivers() {
     );
 
     let d = Deliverer::new(&config(routes(OutboundTls::Opportunistic), vec![dns.addr])).unwrap();
-    let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+    let out = d
+        .deliver(&env, &all(1), Message::Memory(Arc::new(MESSAGE.to_vec())))
+        .await;
     assert!(is_delivered(&out[0].1), "{out:?}");
     let seen = sink.seen.lock().unwrap();
     assert_eq!(seen.messages[0].1, MESSAGE);
@@ -540,7 +558,9 @@ async fn sessions_are_reused() {
     for n in 0..5 {
         let mut env = envelope("cloud", &["a@cloud.test"]);
         env.id = format!("R{n}");
-        let out = d.deliver(&env, &all(1), Arc::new(MESSAGE.to_vec())).await;
+        let out = d
+            .deliver(&env, &all(1), Message::Memory(Arc::new(MESSAGE.to_vec())))
+            .await;
         assert!(is_delivered(&out[0].1), "{out:?}");
     }
     let seen = sink.seen.lock().unwrap();
@@ -597,7 +617,9 @@ async fn postfix_smtp_sink_receives_identical_bytes() {
     assert!(ready, "smtp-sink did not start");
     let d = Deliverer::new(&smarthost_config(&[addr], OutboundTls::Opportunistic)).unwrap();
     let env = envelope("cloud", &["a@cloud.test", "b@cloud.test", "c@cloud.test"]);
-    let out = d.deliver(&env, &all(3), Arc::new(MESSAGE.to_vec())).await;
+    let out = d
+        .deliver(&env, &all(3), Message::Memory(Arc::new(MESSAGE.to_vec())))
+        .await;
     assert!(out.iter().all(|(_, o)| is_delivered(o)), "{out:?}");
     d.close_idle();
     let dumps: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
@@ -655,7 +677,9 @@ async fn mx_routing() {
         "internet",
         &["u@mx.test", "v@amx.test", "w@nullmx.test", "x@nx.test"],
     );
-    let out = d.deliver(&env, &all(4), Arc::new(MESSAGE.to_vec())).await;
+    let out = d
+        .deliver(&env, &all(4), Message::Memory(Arc::new(MESSAGE.to_vec())))
+        .await;
     assert_eq!(
         out.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
         [0, 1, 2, 3]

@@ -2,6 +2,7 @@
 //! recipients that goes to one next hop.
 
 use crate::envelope::{BodyType, Notify, Ret};
+use crate::message::Message;
 
 /// One recipient of a transaction.
 pub struct TxnRecipient<'a> {
@@ -30,5 +31,5 @@ pub struct Transaction<'a> {
     /// Recipients.
     pub recipients: Vec<TxnRecipient<'a>>,
     /// The message, exactly as spooled.
-    pub message: &'a [u8],
+    pub message: &'a Message,
 }

@@ -355,6 +355,7 @@ fn envelope(id: &str, received_at: i64) -> Envelope {
         }],
         delay_notified: false,
         held: false,
+        external: None,
     }
 }
 
@@ -364,10 +365,9 @@ async fn spool_message(dir: &Path, age: Duration) {
     let id = spool.new_id();
     let received = chrono::Utc::now().timestamp() - age.as_secs() as i64;
     spool
-        .store(
+        .store_message(
             envelope(&id, received),
-            b"Received: x\r\n".to_vec(),
-            b"Subject: t\r\n\r\nhi\r\n".to_vec(),
+            b"Received: x\r\nSubject: t\r\n\r\nhi\r\n".to_vec(),
         )
         .await
         .unwrap();

@@ -165,6 +165,19 @@ pub struct Envelope {
     /// until released.
     #[serde(default, skip_serializing_if = "is_false")]
     pub held: bool,
+    /// A large message's bytes are in `queue/<id>.msg`, not in its record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<External>,
+}
+
+/// Where a large message's bytes are: its own file, with their length and
+/// CRC-32 (checked when they are read back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct External {
+    /// Bytes in the file.
+    pub len: u64,
+    /// CRC-32 (IEEE) of them.
+    pub crc: u32,
 }
 
 #[cfg(test)]

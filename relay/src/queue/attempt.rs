@@ -9,6 +9,7 @@ use crate::config::{Config, QueueConfig};
 use crate::deliver::{Deliverer, Outcome};
 use crate::envelope::Failure;
 use crate::envelope::{Envelope, RecipientStatus};
+use crate::message::Message;
 use crate::metrics::{metrics, DeliveryResult};
 use crate::route::router::Router;
 use std::sync::Arc;
@@ -86,7 +87,7 @@ pub async fn attempt(services: Arc<Services>, mut envelope: Envelope) -> Attempt
         .collect();
     let outcomes = services
         .deliverer
-        .deliver(&envelope, &due, Arc::clone(&message))
+        .deliver(&envelope, &due, message.clone())
         .await;
 
     let now = unix_now();
@@ -163,7 +164,7 @@ async fn delay_notice(
     services: &Arc<Services>,
     envelope: &mut Envelope,
     now: i64,
-    message: &[u8],
+    message: &Message,
 ) -> Option<Envelope> {
     let after = services.config.queue.delay_warning.as_secs() as i64;
     let due = after > 0

@@ -2,9 +2,10 @@
 //! router and the spool like any message.
 
 pub use crate::deliver::dsn::Action;
-use crate::deliver::dsn::{self, Report};
+use crate::deliver::dsn::{self, Report, Returned};
 use crate::envelope::Envelope;
 use crate::envelope::Failure;
+use crate::message::Message;
 use crate::queue::spool::Spool;
 use crate::route::router::Router;
 
@@ -18,7 +19,7 @@ pub async fn send_dsn(
     hostname: &str,
     envelope: &Envelope,
     (action, recipients): (Action, &[(usize, Failure)]),
-    message: &[u8],
+    message: &Message,
 ) -> Option<Envelope> {
     if recipients.is_empty() {
         return None;
@@ -36,7 +37,14 @@ pub async fn send_dsn(
             failure,
         })
         .collect();
-    let dsn = dsn::build(envelope, hostname, &reports, message, chrono::Utc::now())?;
+    let content = returned_bytes(message).await;
+    // A large message (in its own file) returns its headers, whatever RET
+    // says: a DSN is built in memory (Postfix caps it, bounce_size_limit).
+    let returned = match (message.in_memory(), &content) {
+        (Some(whole), _) => Returned::choose(envelope, action, whole),
+        (None, bytes) => Returned::Headers(bytes),
+    };
+    let dsn = dsn::build(envelope, hostname, &reports, returned, chrono::Utc::now())?;
     let mut bounce = dsn.envelope;
     let table = router.table();
     for rcpt in &mut bounce.recipients {
@@ -54,7 +62,7 @@ pub async fn send_dsn(
     }
     bounce.id = spool.new_id();
     let id = bounce.id.clone();
-    match spool.store(bounce, Vec::new(), dsn.message).await {
+    match spool.store_message(bounce, dsn.message).await {
         Ok(stored) => {
             let what = match action {
                 Action::Failed => "sender non-delivery notification queued",
@@ -67,5 +75,22 @@ pub async fn send_dsn(
             tracing::error!(id = %envelope.id, error = %e, "DSN could not be spooled");
             None
         }
+    }
+}
+
+/// The header section of a message in its own file (read on the blocking
+/// pool); nothing for one in memory, which is used as it is.
+async fn returned_bytes(message: &Message) -> Vec<u8> {
+    if message.in_memory().is_some() {
+        return Vec::new();
+    }
+    let message = message.clone();
+    match tokio::task::spawn_blocking(move || message.header_section()).await {
+        Ok(Ok(headers)) => headers,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "DSN without the original headers: cannot read them");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
     }
 }

@@ -259,6 +259,7 @@ pub(crate) mod tests {
             }],
             delay_notified: false,
             held: false,
+            external: None,
         }
     }
 

@@ -29,6 +29,7 @@
 use super::index::Index;
 use super::layout::{self, FILE_MODE};
 use super::segment::{self, Location};
+use crate::envelope::External;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice};
@@ -71,8 +72,12 @@ pub struct Append {
     /// First line and envelope (see `file_format`).
     pub prefix: Vec<u8>,
     /// The message bytes (Received header + body), kept in memory for the
-    /// first delivery attempt once durable.
-    pub message: Arc<Vec<u8>>,
+    /// first delivery attempt once durable; `None` for a large message in its
+    /// own file.
+    pub message: Option<Arc<Vec<u8>>>,
+    /// A large message's own file, already fdatasynced: its name becomes
+    /// durable with the batch (the folder is fsynced).
+    pub external: Option<External>,
     /// Where the outcome goes. If the receiver is gone the store was cancelled:
     /// nothing is acknowledged and the record is marked finished.
     pub done: oneshot::Sender<io::Result<()>>,
@@ -93,6 +98,8 @@ pub enum Op {
         at: Location,
         /// Whether `<id>.state` exists.
         has_state: bool,
+        /// Whether `<id>.msg` holds its bytes.
+        external: bool,
     },
     /// Answer once everything sent before is done (shutdown, tests).
     Flush(mpsc::SyncSender<()>),
@@ -219,7 +226,12 @@ impl Worker {
             for op in std::iter::once(first).chain(rx.try_iter()) {
                 match op {
                     Op::Append(a) => appends.push(a),
-                    Op::Finished { id, at, has_state } => self.finish(&id, at, has_state),
+                    Op::Finished {
+                        id,
+                        at,
+                        has_state,
+                        external,
+                    } => self.finish(&id, at, has_state, external),
                     Op::Flush(tx) => flushes.push(tx),
                 }
             }
@@ -247,10 +259,18 @@ impl Worker {
         }
         let records: Vec<[&[u8]; 2]> = appends
             .iter()
-            .map(|a| [a.prefix.as_slice(), a.message.as_slice()])
+            .map(|a| {
+                [
+                    a.prefix.as_slice(),
+                    a.message.as_deref().map_or(&[][..], Vec::as_slice),
+                ]
+            })
             .collect();
         let fault = appends.iter().find_map(|a| a.fault);
-        match self.append(&records, fault) {
+        // A large message's file was created since the folder was last
+        // fsynced: its name must be as durable as the record naming it.
+        let names = appends.iter().any(|a| a.external.is_some());
+        match self.append(&records, fault, names) {
             Ok(locations) => self.acknowledge(appends, locations),
             Err(_) if appends.len() > 1 => {
                 // One record may be the cause (too big for what is left of the
@@ -273,8 +293,10 @@ impl Worker {
         {
             let mut index = self.index();
             for (a, at) in appends.iter().zip(&locations) {
-                index.insert(a.id.clone(), *at, false);
-                index.keep_hot(&a.id, Arc::clone(&a.message));
+                index.insert(a.id.clone(), *at, false, a.external);
+                if let Some(message) = &a.message {
+                    index.keep_hot(&a.id, Arc::clone(message));
+                }
             }
         }
         let n = appends.len() as u64;
@@ -284,7 +306,7 @@ impl Worker {
         for (a, at) in appends.into_iter().zip(locations) {
             if a.done.send(Ok(())).is_err() {
                 self.index().remove(&a.id);
-                self.finish(&a.id, at, false);
+                self.finish(&a.id, at, false, a.external.is_some());
             }
         }
     }
@@ -295,6 +317,7 @@ impl Worker {
         &mut self,
         records: &[[&[u8]; 2]],
         fault: Option<io::ErrorKind>,
+        names: bool,
     ) -> io::Result<Vec<Location>> {
         let head = self.head()?;
         let (number, file, start) = (head.number, Arc::clone(&head.file), head.size);
@@ -311,7 +334,10 @@ impl Worker {
         }
         let slices: Vec<IoSlice<'_>> = records.iter().flatten().map(|s| IoSlice::new(s)).collect();
         let result = match write_all_at(&file, slices, start, fault) {
-            Ok(()) => file.sync_data().map_err(|e| (e, true)),
+            Ok(()) => file
+                .sync_data()
+                .and_then(|()| if names { self.dir.sync_all() } else { Ok(()) })
+                .map_err(|e| (e, true)),
             Err(e) => Err((e, false)),
         };
         if let Err((e, in_sync)) = result {
@@ -404,25 +430,29 @@ impl Worker {
         }
     }
 
-    /// Marks a message finished in its segment's `.done` list.
-    fn finish(&mut self, id: &str, at: Location, has_state: bool) {
+    /// Marks a message finished in its segment's `.done` list (then removes
+    /// a large message's file: the other order could leave a live record
+    /// whose bytes are gone).
+    fn finish(&mut self, id: &str, at: Location, has_state: bool, external: bool) {
         if has_state {
-            let path = self.queue.join(layout::state_name(id));
-            if let Err(e) = fs::remove_file(&path) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot remove delivery state");
-                }
-            }
+            remove_quietly(&self.queue.join(layout::state_name(id)));
         }
         let gone = !self.index().segments.contains_key(&at.segment);
-        if gone {
-            return;
+        let recorded = gone
+            || match self.append_done(at.segment, id) {
+                Ok(()) => true,
+                Err(e) => {
+                    // It will be delivered again after a restart: at-least-once.
+                    tracing::warn!(id, error = %e, "cannot record a finished message in the spool");
+                    false
+                }
+            };
+        if external && recorded {
+            remove_quietly(&self.queue.join(layout::message_name(id)));
         }
-        if let Err(e) = self.append_done(at.segment, id) {
-            // It will be delivered again after a restart: at-least-once.
-            tracing::warn!(id, error = %e, "cannot record a finished message in the spool");
+        if !gone {
+            self.delete_if_finished(at.segment);
         }
-        self.delete_if_finished(at.segment);
     }
 
     fn append_done(&mut self, segment: u64, id: &str) -> io::Result<()> {
@@ -506,7 +536,7 @@ impl Worker {
             }
         }
         let slices: Vec<[&[u8]; 2]> = records.iter().map(|r| [r.as_slice(), &[][..]]).collect();
-        let locations = match self.append(&slices, None) {
+        let locations = match self.append(&slices, None, false) {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(segment = number, error = %e, "spool compaction deferred");
@@ -551,4 +581,14 @@ fn write_all_at(
         IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
+}
+
+/// Removes a spool file that may already be gone; other failures are logged
+/// (a leftover is cleaned up at the next start).
+fn remove_quietly(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a finished spool file");
+        }
+    }
 }

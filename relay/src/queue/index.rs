@@ -5,6 +5,7 @@
 //! committer thread; every critical section is a few map operations, never I/O.
 
 use super::segment::Location;
+use crate::envelope::External;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct Entry {
     pub at: Location,
     /// Whether a `<id>.state` file holds newer delivery state.
     pub has_state: bool,
+    /// A large message's bytes are in `<id>.msg`.
+    pub external: Option<External>,
 }
 
 /// One segment file.
@@ -52,12 +55,25 @@ pub struct Index {
 
 impl Index {
     /// Records a new live message at `at` (its segment must be known).
-    pub fn insert(&mut self, id: String, at: Location, has_state: bool) {
+    pub fn insert(
+        &mut self,
+        id: String,
+        at: Location,
+        has_state: bool,
+        external: Option<External>,
+    ) {
         if let Some(segment) = self.segments.get_mut(&at.segment) {
             segment.live += 1;
             segment.live_bytes += at.len;
         }
-        self.messages.insert(id, Entry { at, has_state });
+        self.messages.insert(
+            id,
+            Entry {
+                at,
+                has_state,
+                external,
+            },
+        );
     }
 
     /// Forgets a message; returns where it was.

@@ -5,6 +5,7 @@
 //! <spool_dir>/queue/<n>.seg         message records appended in batches (see segment, file_format)
 //! <spool_dir>/queue/<n>.done        ids of finished records in that segment
 //! <spool_dir>/queue/<id>.state      a message's envelope with delivery state, once it changed
+//! <spool_dir>/queue/<id>.msg        a large message's bytes, written as they arrived
 //! <spool_dir>/queue/*.tmp           a `.state` being written; never in force
 //! <spool_dir>/corrupt/              damaged records and files, kept for the operator
 //! <spool_dir>/admin.sock            the queue commands' socket (see admin)
@@ -24,6 +25,8 @@ pub const CORRUPT_DIR: &str = "corrupt";
 pub const LOCK_FILE: &str = "lock";
 /// Suffix of a message's delivery-state file.
 pub const STATE_SUFFIX: &str = ".state";
+/// Suffix of a large message's own file.
+pub const MESSAGE_SUFFIX: &str = ".msg";
 /// Suffix of files being written (see [`crate::safeio`]): never in force.
 pub const TMP_SUFFIX: &str = crate::safeio::TMP_SUFFIX;
 /// File name suffix of a segment.
@@ -50,6 +53,11 @@ pub fn state_name(id: &str) -> String {
     format!("{id}{STATE_SUFFIX}")
 }
 
+/// `<id>.msg`.
+pub fn message_name(id: &str) -> String {
+    format!("{id}{MESSAGE_SUFFIX}")
+}
+
 /// What a name in the queue folder is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Name {
@@ -59,6 +67,8 @@ pub enum Name {
     Done(u64),
     /// `<id>.state`.
     State(String),
+    /// `<id>.msg`.
+    Message(String),
     /// A file being written when the relay stopped.
     Temp,
     /// A message file of the first spool format (named by its queue id).
@@ -74,6 +84,12 @@ pub fn classify(name: &str) -> Name {
     }
     if let Some(id) = name.strip_suffix(STATE_SUFFIX).filter(|i| id::is_valid(i)) {
         return Name::State(id.to_string());
+    }
+    if let Some(id) = name
+        .strip_suffix(MESSAGE_SUFFIX)
+        .filter(|i| id::is_valid(i))
+    {
+        return Name::Message(id.to_string());
     }
     if let Some(n) = numbered(name, SEGMENT_SUFFIX) {
         return Name::Segment(n);
@@ -123,5 +139,9 @@ mod tests {
         }
         assert_eq!(classify(".x.state.1.2.tmp"), Name::Temp);
         assert_eq!(classify("README"), Name::Unknown);
+        assert_eq!(
+            classify("0123456789ABCDEF.msg"),
+            Name::Message("0123456789ABCDEF".into())
+        );
     }
 }

@@ -10,6 +10,7 @@ use super::attempt::{attempt, next_due, unix_now, AttemptResult, Services};
 use super::bounce::{send_dsn, Action};
 use crate::envelope::Failure;
 use crate::envelope::{Envelope, RecipientStatus};
+use crate::message::Message;
 use crate::metrics::metrics;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -315,7 +316,7 @@ pub async fn delete_message(
         let message = services
             .spool
             .read_message(&envelope.id)
-            .unwrap_or_default();
+            .unwrap_or_else(|_| Message::Memory(Default::default()));
         bounce = send_dsn(
             &services.spool,
             &services.router,

@@ -4,6 +4,7 @@
 //! - [`layout`]: every file name, suffix and mode under `spool_dir`.
 //! - `error`: [`SpoolError`](spool::SpoolError), why a spool operation failed.
 //! - [`file_format`]: the bytes of one message record (no I/O).
+//! - [`incoming`]: a message being received: a bounded buffer, then its own file.
 //! - `segment`: segment files of records, and their lists of finished ones.
 //! - `group_commit`: the thread that appends records in durable batches,
 //!   records finished messages, and rotates and compacts segments.
@@ -29,6 +30,7 @@ mod error;
 pub mod file_format;
 mod group_commit;
 pub mod id;
+pub mod incoming;
 mod index;
 pub mod layout;
 pub mod manager;

@@ -86,12 +86,64 @@ pub fn recover(queue: &Path, corrupt: Option<&Path>) -> Result<Recovered, SpoolE
             }
         }
     }
+    message_files(
+        queue,
+        corrupt,
+        &listing.messages,
+        &mut index,
+        &mut envelopes,
+    )?;
     let next_segment = listing.segments.last().map_or(1, |n| n + 1);
     Ok(Recovered {
         index,
         envelopes: envelopes.into_values().collect(),
         next_segment,
     })
+}
+
+/// Large messages' own files: one without a live record is a message never
+/// acknowledged (or finished before a crash), removed; a live record whose
+/// file is missing or short cannot be delivered: its record goes to
+/// `corrupt/` with the error logged, and it is finished.
+fn message_files(
+    queue: &Path,
+    corrupt: Option<&Path>,
+    files: &BTreeSet<String>,
+    index: &mut Index,
+    envelopes: &mut BTreeMap<String, Envelope>,
+) -> Result<(), SpoolError> {
+    if let Some(_corrupt) = corrupt {
+        for id in files.iter().filter(|id| !index.messages.contains_key(*id)) {
+            remove_file(&queue.join(layout::message_name(id)))?;
+        }
+    }
+    let broken: Vec<String> = index
+        .messages
+        .iter()
+        .filter_map(|(id, entry)| {
+            let external = entry.external?;
+            let path = queue.join(layout::message_name(id));
+            let len = fs::metadata(&path).map(|m| m.len()).ok();
+            (len != Some(external.len)).then(|| {
+                tracing::error!(path = %path.display(), expected = external.len, found = ?len, "a queued message's file is missing or short; its record is kept in corrupt/");
+                id.clone()
+            })
+        })
+        .collect();
+    for id in broken {
+        let Some(entry) = index.remove(&id) else {
+            continue;
+        };
+        envelopes.remove(&id);
+        let Some(corrupt) = corrupt else { continue };
+        let segment = queue.join(layout::segment_name(entry.at.segment));
+        let file = File::open(&segment).map_err(|e| SpoolError::io(&segment, e))?;
+        quarantine(&file, &segment, corrupt, entry.at.offset, entry.at.len)?;
+        let done = queue.join(layout::done_name(entry.at.segment));
+        let mut list = segment::open_done(&done).map_err(|e| SpoolError::io(&done, e))?;
+        segment::write_done(&mut list, &id).map_err(|e| SpoolError::io(&done, e))?;
+    }
+    Ok(())
 }
 
 /// Replays one segment into the index.
@@ -127,7 +179,7 @@ fn replay(
                 // segment went: the older copy is the one in force.
                 duplicates.push(envelope.id);
             } else {
-                index.insert(envelope.id.clone(), at, false);
+                index.insert(envelope.id.clone(), at, false, envelope.external);
                 envelopes.insert(envelope.id.clone(), envelope);
             }
         }
@@ -215,6 +267,8 @@ struct Listing {
     dones: BTreeSet<u64>,
     /// Ids with a `.state` file.
     states: BTreeSet<String>,
+    /// Ids with a `.msg` file.
+    messages: BTreeSet<String>,
     temps: Vec<PathBuf>,
     /// Message files of the first spool format (named by their queue id).
     legacy: Vec<String>,
@@ -230,6 +284,9 @@ fn list(queue: &Path) -> Result<Listing, SpoolError> {
             Name::Temp => listing.temps.push(entry.path()),
             Name::State(id) => {
                 listing.states.insert(id);
+            }
+            Name::Message(id) => {
+                listing.messages.insert(id);
             }
             Name::Segment(number) => {
                 listing.segments.insert(number);

@@ -22,14 +22,17 @@
 //! segments (see `recovery`).
 
 pub use super::error::SpoolError;
-use super::file_format;
+use super::file_format::{self, FormatError};
 use super::group_commit::{Append, Committer, Op, Tuning};
 use super::id::{self, IdGenerator};
+use super::incoming::Finished;
+pub use super::incoming::Incoming;
 use super::index::Index;
 use super::layout::{self, fsync_dir, CORRUPT_DIR, DIR_MODE, FILE_MODE, LOCK_FILE, QUEUE_DIR};
 use super::recovery;
 use super::segment::{self, ReadError};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, External};
+use crate::message::{Message, MessageFile};
 use crate::safeio::{self, Mode};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
@@ -126,9 +129,17 @@ impl Spool {
         self.ids.next()
     }
 
-    /// Durably stores a message (`header` = the Received field the session
-    /// prepends, `body` = the message as received); returns only after its
-    /// record is written and fdatasynced. Sets `size` (header + body length)
+    /// A message about to be received under the new id `id`: the session
+    /// fills it as the bytes arrive (see [`Incoming`]).
+    pub fn incoming(&self, id: String) -> Incoming {
+        let path = self.queue.join(layout::message_name(&id));
+        Incoming::new(id, path)
+    }
+
+    /// Durably stores a message; returns only after it is written and
+    /// fdatasynced: a small one as one record of a group commit, a large one
+    /// as its file (fdatasynced here) and a record naming it (the folder is
+    /// fsynced with the batch). Sets `size` (and `external` for a large one)
     /// in the envelope and nothing else.
     ///
     /// If the future is dropped before it completes, the message is not
@@ -136,10 +147,9 @@ impl Spool {
     pub async fn store(
         &self,
         mut envelope: Envelope,
-        header: Vec<u8>,
-        body: Vec<u8>,
+        mut incoming: Incoming,
     ) -> Result<Envelope, SpoolError> {
-        if !id::is_valid(&envelope.id) {
+        if !id::is_valid(&envelope.id) || envelope.id != incoming.id() {
             return Err(SpoolError::InvalidId(envelope.id));
         }
         if self.index().messages.contains_key(&envelope.id) {
@@ -149,15 +159,48 @@ impl Spool {
                 io::Error::from(io::ErrorKind::AlreadyExists),
             ));
         }
-        let mut message = header;
-        message.extend_from_slice(&body);
-        drop(body);
-        envelope.size = message.len() as u64;
-        let prefix = file_format::encode_prefix(
-            &envelope.id,
-            &file_format::envelope_json(&envelope)?,
-            &[&message],
-        );
+        envelope.size = incoming.len();
+        let (incoming, finished) = tokio::task::spawn_blocking(move || {
+            let finished = incoming.finish();
+            (incoming, finished)
+        })
+        .await
+        .map_err(|e| SpoolError::io(&self.queue, io::Error::other(e)))?;
+        let message = match finished? {
+            Finished::Memory(bytes) => Some(Arc::new(bytes)),
+            Finished::File { len, crc } => {
+                envelope.external = Some(External { len, crc });
+                None
+            }
+        };
+        let body: &[&[u8]] = match &message {
+            Some(m) => &[m.as_slice()],
+            None => &[],
+        };
+        let prefix =
+            file_format::encode_prefix(&envelope.id, &file_format::envelope_json(&envelope)?, body);
+        self.commit(envelope, prefix, message, incoming).await
+    }
+
+    /// Stores a message the relay made itself (a DSN), whole in memory.
+    pub async fn store_message(
+        &self,
+        envelope: Envelope,
+        message: Vec<u8>,
+    ) -> Result<Envelope, SpoolError> {
+        let mut incoming = self.incoming(envelope.id.clone());
+        *incoming.buffer() = message;
+        self.store(envelope, incoming).await
+    }
+
+    /// Hands the record to the committer and waits for it to be durable.
+    async fn commit(
+        &self,
+        envelope: Envelope,
+        prefix: Vec<u8>,
+        message: Option<Arc<Vec<u8>>>,
+        mut incoming: Incoming,
+    ) -> Result<Envelope, SpoolError> {
         #[cfg(test)]
         let fault = self.fault.lock().ok().and_then(|mut f| f.take());
         #[cfg(not(test))]
@@ -166,7 +209,8 @@ impl Spool {
         let append = Append {
             id: envelope.id.clone(),
             prefix,
-            message: Arc::new(message),
+            message,
+            external: envelope.external,
             done,
             fault,
         };
@@ -178,7 +222,10 @@ impl Spool {
             ));
         }
         match outcome.await {
-            Ok(Ok(())) => Ok(envelope),
+            Ok(Ok(())) => {
+                incoming.keep();
+                Ok(envelope)
+            }
             Ok(Err(e)) => Err(SpoolError::io(path(), e)),
             Err(_) => Err(SpoolError::io(
                 path(),
@@ -187,17 +234,17 @@ impl Spool {
         }
     }
 
-    /// The message bytes (Received header + body) of a queued message: the
-    /// copy kept from its arrival for its first attempt, or read back from its
-    /// segment and checked against the CRC written with it. Reads from disk
-    /// only when [`Spool::message_in_memory`] is None: call it from the
-    /// blocking pool then.
-    pub fn read_message(&self, id: &str) -> Result<Arc<Vec<u8>>, SpoolError> {
+    /// The bytes (Received header + body) of a queued message: the copy kept
+    /// from its arrival for its first attempt, its own file for a large one
+    /// (opened, read later in chunks), or read back from its segment and
+    /// checked against the CRC written with it. May read from disk: call it
+    /// from the blocking pool unless [`Spool::message_in_memory`] answered.
+    pub fn read_message(&self, id: &str) -> Result<Message, SpoolError> {
         valid_id(id)?;
-        let (at, file) = {
+        let (at, file, external) = {
             let index = self.index();
             if let Some(message) = index.hot(id) {
-                return Ok(message);
+                return Ok(Message::Memory(message));
             }
             let entry = index
                 .messages
@@ -207,18 +254,21 @@ impl Spool {
                 .segments
                 .get(&entry.at.segment)
                 .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
-            (entry.at, Arc::clone(&segment.file))
+            (entry.at, Arc::clone(&segment.file), entry.external)
         };
+        if let Some(external) = external {
+            return open_message_file(&self.queue, id, external);
+        }
         let path = self.queue.join(layout::segment_name(at.segment));
         match segment::read_record(&file, at, id) {
-            Ok((_, message)) => Ok(Arc::new(message)),
+            Ok((_, message)) => Ok(Message::Memory(Arc::new(message))),
             Err(e) => Err(read_error(path, e)),
         }
     }
 
     /// The bytes kept in memory for a message's first attempt, if any.
-    pub fn message_in_memory(&self, id: &str) -> Option<Arc<Vec<u8>>> {
-        self.index().hot(id)
+    pub fn message_in_memory(&self, id: &str) -> Option<Message> {
+        self.index().hot(id).map(Message::Memory)
     }
 
     /// Durably records a changed envelope (delivery state) as `<id>.state`.
@@ -260,6 +310,7 @@ impl Spool {
             id: id.to_string(),
             at: entry.at,
             has_state: entry.has_state,
+            external: entry.external.is_some(),
         };
         self.committer
             .send(op)
@@ -280,11 +331,11 @@ impl Spool {
 
     /// Offline look at one message for `coexist-relay queue show`: its current
     /// envelope and its bytes. Changes nothing.
-    pub fn show(dir: &Path, id: &str) -> Result<(Envelope, Vec<u8>), SpoolError> {
+    pub fn show(dir: &Path, id: &str) -> Result<(Envelope, Message), SpoolError> {
         valid_id(id)?;
         let queue = dir.join(QUEUE_DIR);
         let recovered = recovery::recover(&queue, None)?;
-        let entry = recovered
+        let entry = *recovered
             .index
             .messages
             .get(id)
@@ -299,11 +350,14 @@ impl Spool {
             .into_iter()
             .find(|e| e.id == id)
             .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
+        if let Some(external) = entry.external {
+            return Ok((envelope, open_message_file(&queue, id, external)?));
+        }
         let segment = &recovered.index.segments[&entry.at.segment];
         let path = queue.join(layout::segment_name(entry.at.segment));
         let (_, message) =
             segment::read_record(&segment.file, entry.at, id).map_err(|e| read_error(path, e))?;
-        Ok((envelope, message))
+        Ok((envelope, Message::Memory(Arc::new(message))))
     }
 
     /// Group-commit statistics.
@@ -321,6 +375,28 @@ impl Spool {
     fn index(&self) -> MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Opens a large message's own file; it must be as long as its record says.
+fn open_message_file(queue: &Path, id: &str, external: External) -> Result<Message, SpoolError> {
+    let path = queue.join(layout::message_name(id));
+    let file = File::open(&path).map_err(|e| SpoolError::io(&path, e))?;
+    let len = file.metadata().map_err(|e| SpoolError::io(&path, e))?.len();
+    if len != external.len {
+        return Err(SpoolError::Corrupt {
+            path,
+            reason: FormatError::Truncated {
+                expected: external.len,
+                actual: len,
+            },
+        });
+    }
+    Ok(Message::File(Arc::new(MessageFile {
+        file,
+        path,
+        len,
+        crc: external.crc,
+    })))
 }
 
 fn read_error(path: PathBuf, e: ReadError) -> SpoolError {
@@ -372,7 +448,7 @@ mod tests {
 
     async fn store_one(spool: &Spool, body: &[u8]) -> Result<Envelope, SpoolError> {
         let envelope = sample_envelope(&spool.new_id());
-        spool.store(envelope, HEADER.to_vec(), body.to_vec()).await
+        spool.store_message(envelope, [HEADER, body].concat()).await
     }
 
     fn names(dir: &Path) -> Vec<String> {
@@ -412,7 +488,7 @@ mod tests {
             assert_eq!(names(&queue), vec![layout::segment_name(1)]);
             // The first attempt gets the bytes without reading them back.
             let hot = spool.message_in_memory(&stored.id).expect("kept in memory");
-            assert_eq!(hot.as_slice(), [HEADER, BODY].concat());
+            assert_eq!(hot.read_all().expect("bytes"), [HEADER, BODY].concat());
             stored
         };
         assert_eq!(Spool::scan(tmp.path()).expect("scan"), vec![stored.clone()]);
@@ -420,9 +496,13 @@ mod tests {
         assert_eq!(queued, vec![stored.clone()]);
         assert!(spool.message_in_memory(&stored.id).is_none());
         let message = spool.read_message(&stored.id).expect("read");
-        assert_eq!(message.as_slice(), [HEADER, BODY].concat());
+        assert_eq!(message.read_all().expect("bytes"), [HEADER, BODY].concat());
         let (shown, bytes) = Spool::show(tmp.path(), &stored.id).expect("show");
-        assert_eq!((shown, bytes), (stored.clone(), message.to_vec()));
+        let bytes = bytes.read_all().expect("bytes");
+        assert_eq!(
+            (shown, bytes),
+            (stored.clone(), message.read_all().expect("bytes"))
+        );
         // New ids sort after everything recovered.
         assert!(spool.new_id() > stored.id);
     }
@@ -459,7 +539,11 @@ mod tests {
         );
         for (env, body) in stored {
             assert_eq!(
-                spool.read_message(&env.id).expect("read").as_slice(),
+                spool
+                    .read_message(&env.id)
+                    .expect("read")
+                    .read_all()
+                    .expect("bytes"),
                 [HEADER, &body].concat()
             );
         }
@@ -616,7 +700,11 @@ mod tests {
         assert_eq!(Spool::show(tmp.path(), &env.id).expect("show").0, env);
         // The message bytes are untouched by updates.
         assert_eq!(
-            spool.read_message(&env.id).expect("read").as_slice(),
+            spool
+                .read_message(&env.id)
+                .expect("read")
+                .read_all()
+                .expect("bytes"),
             [HEADER, BODY].concat()
         );
 
@@ -664,9 +752,7 @@ mod tests {
                 Err(SpoolError::InvalidId(_))
             ));
             assert!(matches!(
-                spool
-                    .store(sample_envelope(bad), Vec::new(), Vec::new())
-                    .await,
+                spool.store_message(sample_envelope(bad), Vec::new()).await,
                 Err(SpoolError::InvalidId(_))
             ));
         }
@@ -752,7 +838,11 @@ mod tests {
         assert_eq!(spool.stats().compacted, 1, "{:?}", spool.stats());
         assert!(!queue.join(layout::segment_name(1)).exists());
         assert_eq!(
-            spool.read_message(&keep).expect("read").as_slice(),
+            spool
+                .read_message(&keep)
+                .expect("read")
+                .read_all()
+                .expect("bytes"),
             [HEADER, BODY].concat()
         );
         drop(spool);
@@ -821,7 +911,11 @@ mod tests {
         assert!(err.is_disk_full(), "{err}");
         let again = store_one(&spool, BODY).await.expect("space is back");
         assert_eq!(
-            spool.read_message(&again.id).expect("read").as_slice(),
+            spool
+                .read_message(&again.id)
+                .expect("read")
+                .read_all()
+                .expect("bytes"),
             [HEADER, BODY].concat()
         );
         drop(spool);

@@ -177,7 +177,9 @@ impl Session {
     fn add_recipient(&mut self, to: RcptTo<String>) -> Result<(), Refusal> {
         let (txn, accepted) = match &self.phase {
             Phase::Mail(_, txn) => (txn, 0),
-            Phase::Rcpt(a) | Phase::Bdat(a, _, None) => (&a.txn, a.recipients.len()),
+            Phase::Rcpt(a) => (&a.txn, a.recipients.len()),
+            // The Received field naming the recipient is already in the spool.
+            Phase::Bdat(..) => return Err(Refusal::BadSequence("RCPT cannot follow BDAT")),
             _ => return Err(Refusal::BadSequence("Need MAIL before RCPT")),
         };
         self.ctx.policy.recipient(accepted)?;
@@ -216,7 +218,7 @@ impl Session {
                 recipients: Recipients::first(recipient),
             }),
             mut other => {
-                if let Phase::Rcpt(a) | Phase::Bdat(a, _, None) = &mut other {
+                if let Phase::Rcpt(a) = &mut other {
                     a.recipients.push(recipient);
                 }
                 other

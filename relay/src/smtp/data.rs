@@ -142,6 +142,139 @@ pub enum ContentError {
     TooManyReceived,
 }
 
+/// The checks on a message made as it passes, chunk by chunk, so that a
+/// message streamed to the spool gets exactly the checks a whole one would
+/// ([`check_content`]): the bare-newline policy and the count of `Received:`
+/// fields in its header section (RFC 5321 §6.3 loop detection).
+///
+/// The reader appends to a buffer; [`ContentScan::scan`] checks (and, with
+/// `Normalize`, rewrites) the bytes appended since the last call, up to what
+/// can be decided now. What it leaves unscanned at the end of the buffer — a
+/// trailing CR whose LF may be coming, or the start of a line a reader may
+/// still rewrite — must stay in the buffer ([`ContentScan::scanned`] says how
+/// far the buffer may be moved out).
+#[derive(Debug)]
+pub struct ContentScan {
+    policy: BareNewline,
+    max_received: usize,
+    scanned: usize,
+    bare: bool,
+    in_headers: bool,
+    headers: Vec<u8>,
+    received: usize,
+}
+
+/// The last line of the buffer is left for later up to this length (the DATA
+/// reader may still rewrite it, see `data_ingest`); a longer one is scanned.
+const HELD_LINE: usize = 64 * 1024;
+
+impl ContentScan {
+    /// Checks the bytes a reader appends after offset `start` of its buffer
+    /// (before it: the relay's own `Received:` field).
+    pub fn new(policy: BareNewline, max_received: usize, start: usize) -> Self {
+        ContentScan {
+            policy,
+            max_received,
+            scanned: start,
+            bare: false,
+            in_headers: true,
+            headers: Vec::new(),
+            received: 0,
+        }
+    }
+
+    /// How much of the buffer is checked (and may leave it).
+    pub fn scanned(&self) -> usize {
+        self.scanned
+    }
+
+    /// The buffer lost its first `n` bytes (they went to the spool).
+    pub fn moved_out(&mut self, n: usize) {
+        self.scanned = self.scanned.saturating_sub(n);
+    }
+
+    /// Checks what can be decided of the bytes appended since the last call.
+    pub fn scan(&mut self, buf: &mut Vec<u8>) {
+        let tail = &buf[self.scanned..];
+        let end = match memchr::memrchr(b'\n', tail) {
+            Some(lf) if tail.len() - lf - 1 <= HELD_LINE => self.scanned + lf + 1,
+            _ if tail.len() > HELD_LINE => {
+                // A line longer than anything a reader rewrites: scan it,
+                // all but CRs at the very end (their LF may be coming).
+                buf.len() - tail.iter().rev().take_while(|&&b| b == b'\r').count()
+            }
+            _ => return,
+        };
+        self.scan_to(buf, end);
+    }
+
+    /// The message is complete: checks the rest and says whether it passes.
+    pub fn finish(&mut self, buf: &mut Vec<u8>) -> Result<(), ContentError> {
+        let end = buf.len();
+        self.scan_to(buf, end);
+        self.close_headers();
+        if self.bare && self.policy == BareNewline::Reject {
+            return Err(ContentError::BareNewline);
+        }
+        if self.received > self.max_received {
+            return Err(ContentError::TooManyReceived);
+        }
+        Ok(())
+    }
+
+    fn scan_to(&mut self, buf: &mut Vec<u8>, end: usize) {
+        let start = self.scanned;
+        if start >= end {
+            return;
+        }
+        let region = &buf[start..end];
+        if has_bare_newline(region) {
+            self.bare = true;
+            if self.policy == BareNewline::Normalize {
+                let fixed = normalize_newlines(region);
+                let grown = fixed.len() - region.len();
+                buf.splice(start..end, fixed);
+                self.count_received(&buf[start..end + grown]);
+                self.scanned = end + grown;
+                return;
+            }
+        }
+        self.count_received(&buf[start..end]);
+        self.scanned = end;
+    }
+
+    /// Keeps the header section (up to [`MAX_HEADERS`]) as it passes; when
+    /// it is complete, counts its `Received:` fields with the same parser a
+    /// whole message gets.
+    fn count_received(&mut self, bytes: &[u8]) {
+        if !self.in_headers {
+            return;
+        }
+        let room = MAX_HEADERS.saturating_sub(self.headers.len());
+        self.headers
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+        let complete = memchr::memmem::find(&self.headers, b"\r\n\r\n").is_some()
+            || self.headers.starts_with(b"\r\n")
+            || self.headers.len() >= MAX_HEADERS;
+        if complete {
+            self.close_headers();
+        }
+    }
+
+    fn close_headers(&mut self) {
+        if self.in_headers {
+            self.in_headers = false;
+            self.received = count_received(&self.headers);
+            self.headers = Vec::new();
+        }
+    }
+}
+
+/// The header section kept for the loop check: RFC 5322 sets no limit, but
+/// the `Received:` fields of a loop are at the top (Postfix keeps 100 kB,
+/// `header_size_limit`).
+const MAX_HEADERS: usize = 256 * 1024;
+
 /// Applies the bare-newline policy and the loop check to a complete message.
 ///
 /// With `Normalize`, bare LF and bare CR become CRLF (RFC 5321 §2.3.8 requires CRLF;

@@ -1,7 +1,9 @@
-//! The message itself: DATA and BDAT (RFC 5321 §4.1.1.4, RFC 3030), the
-//! finished body's checks, and the hand-over to the spool that earns the `250`.
+//! The message itself: DATA and BDAT (RFC 5321 §4.1.1.4, RFC 3030), streamed
+//! to the spool as it arrives behind our `Received:` field, its checks, and
+//! the hand-over that earns the `250`.
 
-use super::data::{check_content, BodyReader, ContentError};
+use super::body::Body;
+use super::data::{BodyReader, ContentError};
 use super::received::{received_header, Trace};
 use super::reply::Reply;
 use super::session::{unix_now, Session};
@@ -16,7 +18,8 @@ impl Session {
         self.phase = match std::mem::take(&mut self.phase) {
             Phase::Rcpt(addressed) => {
                 self.reply(Reply::start_data());
-                Phase::Data(addressed, BodyReader::data(), Vec::new())
+                let body = self.body_for(&addressed);
+                Phase::Data(addressed, BodyReader::data(), body)
             }
             other => {
                 let text = match other {
@@ -32,29 +35,50 @@ impl Session {
         Action::Continue
     }
 
+    /// A new queue id, and the body it will be stored under: our `Received:`
+    /// field first (RFC 5321 §4.4), written before any byte of the client's.
+    fn body_for(&self, addressed: &Addressed) -> Body {
+        let id = self.ctx.spool.new_id();
+        let recipients = addressed.recipients.as_slice();
+        // One recipient is named; several would tell each of the others (Bcc).
+        let single = (recipients.len() == 1).then(|| recipients[0].address.as_str());
+        let header = received_header(&Trace {
+            helo: &addressed.greeting.name,
+            client_ip: self.conn.peer.ip(),
+            hostname: &self.ctx.config.server.hostname,
+            extended: addressed.greeting.extended,
+            smtputf8: addressed.txn.smtputf8,
+            tls: self.conn.tls.as_ref(),
+            id: &id,
+            single_recipient: single,
+        });
+        let mut incoming = self.ctx.spool.incoming(id);
+        incoming.buffer().extend_from_slice(&header);
+        Body::new(incoming, &self.ctx.config.limits)
+    }
+
     /// BDAT: the chunk is read next, kept or (RFC 3030 §3: even when refused)
     /// thrown away.
     pub(super) fn bdat(&mut self, size: usize, last: bool) -> Action {
         let keep = |reader| Chunk { reader, size, last };
         let discard = || keep(BodyReader::bdat(size, last, true));
-        let policy = &self.ctx.policy;
+        let fits = |body: &Body| {
+            self.ctx
+                .policy
+                .size(body.received().saturating_add(size as u64))
+        };
         self.phase = match std::mem::take(&mut self.phase) {
-            Phase::Rcpt(a) => match policy.size(size as u64) {
-                Ok(()) => Phase::Bdat(
-                    a,
-                    Vec::new(),
-                    Some(keep(BodyReader::bdat(size, last, false))),
-                ),
-                Err(refusal) => refused(a, refusal, discard(), last),
-            },
-            Phase::Bdat(a, message, None) => {
-                match policy.size((message.len() as u64).saturating_add(size as u64)) {
-                    Ok(()) => {
-                        Phase::Bdat(a, message, Some(keep(BodyReader::bdat(size, last, false))))
-                    }
+            Phase::Rcpt(a) => {
+                let body = self.body_for(&a);
+                match fits(&body) {
+                    Ok(()) => Phase::Bdat(a, body, Some(keep(BodyReader::bdat(size, last, false)))),
                     Err(refusal) => refused(a, refusal, discard(), last),
                 }
             }
+            Phase::Bdat(a, body, None) => match fits(&body) {
+                Ok(()) => Phase::Bdat(a, body, Some(keep(BodyReader::bdat(size, last, false)))),
+                Err(refusal) => refused(a, refusal, discard(), last),
+            },
             // Already refused: keep refusing until LAST ends the transaction.
             Phase::BdatRefused(greeting, refusal) => Phase::Discard {
                 chunk: discard(),
@@ -91,19 +115,21 @@ impl Session {
         match std::mem::take(&mut self.phase) {
             Phase::Data(addressed, reader, body) => {
                 let limit = self.ctx.policy.max_message_size();
-                if reader.is_discarding() || body.len() as u64 > limit {
+                if reader.is_discarding() || body.received() > limit {
                     self.phase = Phase::Greeted(addressed.greeting);
                     self.refuse(Refusal::TooLarge { limit });
                     return Action::Continue;
                 }
                 self.accept(addressed, body).await
             }
-            Phase::Bdat(addressed, message, Some(chunk)) => {
+            Phase::Bdat(addressed, mut body, Some(chunk)) => {
                 if chunk.last {
-                    return self.accept(addressed, message).await;
+                    return self.accept(addressed, body).await;
                 }
+                // Chunks that each arrive whole still leave the buffer when it is full.
+                body.absorb().await;
                 // RFC 3030 §2: one reply per chunk.
-                self.phase = Phase::Bdat(addressed, message, None);
+                self.phase = Phase::Bdat(addressed, body, None);
                 self.reply(Reply::chunk_ok(chunk.size));
                 Action::Continue
             }
@@ -120,19 +146,13 @@ impl Session {
     }
 
     /// Checks a complete message, spools it, and answers `250` only once it is durable.
-    async fn accept(&mut self, addressed: Addressed, mut message: Vec<u8>) -> Action {
+    async fn accept(&mut self, addressed: Addressed, mut body: Body) -> Action {
         let Addressed {
             greeting,
             txn,
             recipients,
         } = addressed;
-        let limits = &self.ctx.config.limits;
-        let checked = check_content(
-            &mut message,
-            limits.bare_newline,
-            limits.max_received_headers,
-        );
-        if let Err(e) = checked {
+        if let Err(e) = body.finish() {
             self.phase = Phase::Greeted(greeting);
             self.refuse(match e {
                 ContentError::BareNewline => Refusal::BareNewline,
@@ -140,20 +160,7 @@ impl Session {
             });
             return Action::Continue;
         }
-        let id = self.ctx.spool.new_id();
-        let recipients = recipients.into_vec();
-        let single = (recipients.len() == 1).then(|| recipients[0].address.as_str());
-        let header = received_header(&Trace {
-            helo: &greeting.name,
-            client_ip: self.conn.peer.ip(),
-            hostname: &self.ctx.config.server.hostname,
-            extended: greeting.extended,
-            smtputf8: txn.smtputf8,
-            tls: self.conn.tls.as_ref(),
-            id: &id,
-            single_recipient: single,
-        });
-        let size = (header.len() + message.len()) as u64;
+        let id = body.id().to_string();
         let envelope = Envelope {
             id: id.clone(),
             received_at: unix_now(),
@@ -165,14 +172,15 @@ impl Session {
             smtputf8: txn.smtputf8,
             ret: txn.ret,
             envid: txn.envid,
-            size,
-            recipients,
+            size: 0,
+            recipients: recipients.into_vec(),
             delay_notified: false,
             held: false,
+            external: None,
         };
         self.phase = Phase::Greeted(greeting);
-        match self.ctx.spool.store(envelope, header, message).await {
-            Ok(envelope) => self.queued(envelope, size),
+        match self.ctx.spool.store(envelope, body.into_incoming()).await {
+            Ok(envelope) => self.queued(envelope),
             Err(e) => {
                 tracing::error!(id = %id, error = %e, "spool write failed");
                 self.refuse(if e.is_disk_full() {
@@ -186,7 +194,8 @@ impl Session {
     }
 
     /// The message is durable: count it, announce it for delivery, say `250`.
-    fn queued(&mut self, envelope: Envelope, size: u64) {
+    fn queued(&mut self, envelope: Envelope) {
+        let size = envelope.size;
         let listener = [self.conn.listener.name.as_str()];
         metrics()
             .messages_received_total

@@ -7,10 +7,12 @@
 //! - `message`: DATA and BDAT, and the finished message into the spool.
 //! - [`line`](mod@line): command-line framing with a hard length cap.
 //! - [`params`]: MAIL/RCPT parameters given twice.
-//! - [`data`]: DATA/BDAT readers and checks on the finished message.
+//! - [`body`]: the body being received, checked as it passes, into the spool.
+//! - [`data`]: DATA/BDAT readers and the content checks (no I/O).
 //! - [`received`]: the `Received:` field the relay prepends.
 //! - [`reply`]: typed replies; the one table from situation to code.
 
+pub mod body;
 pub mod commands;
 pub mod data;
 pub mod line;

@@ -236,16 +236,30 @@ impl Session {
 
     /// Consumes input for one command or one piece of body.
     async fn step(&mut self, input: &mut std::slice::Iter<'_, u8>) -> Action {
-        let limit = self.ctx.policy.max_message_size() as usize;
+        let max = self.ctx.policy.max_message_size();
         let progress = match &mut self.phase {
-            Phase::Data(_, reader, body) => reader.ingest(input, body, limit),
-            Phase::Bdat(_, message, Some(chunk)) => chunk.reader.ingest(input, message, limit),
+            Phase::Data(_, reader, body) => {
+                let limit = body.buffer_limit(max);
+                reader.ingest(input, body.buffer(), limit)
+            }
+            Phase::Bdat(_, body, Some(chunk)) => {
+                let limit = body.buffer_limit(max);
+                chunk.reader.ingest(input, body.buffer(), limit)
+            }
             // A discarding reader stores nothing.
-            Phase::Discard { chunk, .. } => chunk.reader.ingest(input, &mut Vec::new(), limit),
+            Phase::Discard { chunk, .. } => {
+                chunk.reader.ingest(input, &mut Vec::new(), max as usize)
+            }
             _ => return self.next_command(input).await,
         };
         match progress {
-            Progress::NeedMore => Action::NeedMore,
+            Progress::NeedMore => {
+                // Checked and, when the buffer is full, on its way to the spool.
+                if let Phase::Data(_, _, body) | Phase::Bdat(_, body, Some(_)) = &mut self.phase {
+                    body.absorb().await;
+                }
+                Action::NeedMore
+            }
             Progress::Done => self.body_done().await,
         }
     }

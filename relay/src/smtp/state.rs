@@ -4,6 +4,7 @@
 //! transaction without MAIL, no DATA without a recipient, and the body being
 //! received belongs to the transaction it completes.
 
+use super::body::Body;
 use super::data::BodyReader;
 use crate::config::ListenerConfig;
 use crate::envelope::{BodyType, Recipient, Ret};
@@ -139,9 +140,9 @@ pub enum Phase {
     /// At least one recipient accepted.
     Rcpt(Addressed),
     /// DATA answered `354`: the body is being read.
-    Data(Addressed, BodyReader, Vec<u8>),
+    Data(Addressed, BodyReader, Body),
     /// BDAT chunks received so far; `Some` while one is being read.
-    Bdat(Addressed, Vec<u8>, Option<Chunk>),
+    Bdat(Addressed, Body, Option<Chunk>),
     /// A BDAT chunk of this transaction was refused and the transaction with
     /// it; chunks the client had already pipelined are read and refused until
     /// LAST (RFC 3030 §2).

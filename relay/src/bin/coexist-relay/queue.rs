@@ -366,11 +366,10 @@ fn show(spool_dir: &Path, id: &str) -> ExitCode {
                 serde_json::to_string_pretty(&envelope).unwrap_or_default()
             );
             println!();
-            let end = message
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map_or(message.len(), |p| p + 2);
-            print!("{}", String::from_utf8_lossy(&message[..end]));
+            match message.header_section() {
+                Ok(headers) => print!("{}", String::from_utf8_lossy(&headers)),
+                Err(e) => eprintln!("coexist-relay: cannot read the message: {e}"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

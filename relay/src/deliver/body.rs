@@ -1,0 +1,303 @@
+//! Sending the message itself, from wherever the spool keeps it: BDAT chunks
+//! when the next hop offers CHUNKING (RFC 3030; no BINARYMIME), DATA with
+//! dot-stuffing otherwise (RFC 5321 §4.5.2). A message in its own spool file
+//! is read and sent a chunk at a time, so no copy of the whole is ever held,
+//! and its CRC is checked before the last chunk (or the end marker) goes: a
+//! damaged copy is never completed at the next hop.
+
+use super::status::{DeliverError, Reply, Stage};
+use crate::message::{Damaged, Message, CHUNK};
+use mail_send::SmtpClient;
+use std::borrow::Cow;
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+
+/// How to send: the next hop's extensions and the time one step may take.
+pub struct Sending {
+    /// CHUNKING offered: BDAT, else DATA.
+    pub chunking: bool,
+    /// PIPELINING offered: BDAT chunks go out without waiting for each reply.
+    pub pipelining: bool,
+    /// Each chunk's write, and the final reply, within this.
+    pub timeout: Duration,
+}
+
+/// Sends the message and returns the next hop's final reply.
+pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    message: &Message,
+    how: &Sending,
+) -> Result<Reply, DeliverError> {
+    if how.chunking {
+        return bdat(client, message, how).await;
+    }
+    let reply = client
+        .cmd(b"DATA\r\n")
+        .await
+        .map_err(|e| DeliverError::from_client(Stage::Data, e))?;
+    let reply = Reply::from_response(&reply);
+    if reply.code != 354 {
+        return Err(DeliverError::Rejected {
+            stage: Stage::Data,
+            reply,
+        });
+    }
+    let mut stuffer = DotStuffer::default();
+    let mut w = BufWriter::with_capacity(64 * 1024, &mut client.stream);
+    let mut chunks = Chunks::new(message);
+    while let Some(chunk) = chunks.next().await? {
+        within(how.timeout, stuffer.write(&mut w, &chunk)).await?;
+    }
+    within(how.timeout, async {
+        stuffer.finish(&mut w).await?;
+        w.flush().await
+    })
+    .await?;
+    final_reply(client, how.timeout).await
+}
+
+/// `BDAT <n>` per chunk, the last `BDAT <n> LAST`: pipelined when the next hop
+/// offers PIPELINING, each reply awaited otherwise (RFC 3030 §4.2).
+async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    message: &Message,
+    how: &Sending,
+) -> Result<Reply, DeliverError> {
+    let mut chunks = Chunks::new(message);
+    let mut sent = 0u64;
+    let mut unanswered = 0usize;
+    loop {
+        let chunk = chunks.next().await?.unwrap_or(Cow::Borrowed(&[]));
+        sent += chunk.len() as u64;
+        let last = sent >= message.len();
+        let command = if last {
+            format!("BDAT {} LAST\r\n", chunk.len())
+        } else {
+            format!("BDAT {}\r\n", chunk.len())
+        };
+        within(how.timeout, async {
+            let mut w = BufWriter::with_capacity(64 * 1024, &mut client.stream);
+            w.write_all(command.as_bytes()).await?;
+            w.write_all(&chunk).await?;
+            w.flush().await
+        })
+        .await?;
+        unanswered += 1;
+        if last {
+            break;
+        }
+        if !how.pipelining {
+            chunk_reply(client, how.timeout).await?;
+            unanswered -= 1;
+        }
+    }
+    // Every chunk is answered; the last answer is the transaction's.
+    for _ in 1..unanswered {
+        chunk_reply(client, how.timeout).await?;
+    }
+    final_reply(client, how.timeout).await
+}
+
+/// The reply to a non-final chunk: a refusal ends the transaction.
+async fn chunk_reply<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    timeout: Duration,
+) -> Result<(), DeliverError> {
+    let reply = final_reply(client, timeout).await?;
+    if reply.is_positive() {
+        Ok(())
+    } else {
+        Err(DeliverError::Rejected {
+            stage: Stage::Message,
+            reply,
+        })
+    }
+}
+
+async fn final_reply<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    timeout: Duration,
+) -> Result<Reply, DeliverError> {
+    let reply = tokio::time::timeout(timeout, client.read())
+        .await
+        .map_err(|_| DeliverError::Timeout(Stage::Message))?
+        .map_err(|e| DeliverError::from_client(Stage::Message, e))?;
+    Ok(Reply::from_response(&reply))
+}
+
+async fn within<T>(
+    timeout: Duration,
+    io: impl std::future::Future<Output = io::Result<T>>,
+) -> Result<T, DeliverError> {
+    tokio::time::timeout(timeout, io)
+        .await
+        .map_err(|_| DeliverError::Timeout(Stage::Message))?
+        .map_err(|e| DeliverError::ConnectionLost {
+            stage: Stage::Message,
+            detail: e.to_string(),
+        })
+}
+
+/// The message a chunk at a time: in memory, the whole at once; from a file,
+/// [`CHUNK`] bytes per read (on the blocking pool), its CRC checked before the
+/// last one is handed out.
+struct Chunks<'a> {
+    message: &'a Message,
+    offset: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(message: &'a Message) -> Self {
+        Chunks {
+            message,
+            offset: 0,
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<Cow<'a, [u8]>>, DeliverError> {
+        let len = self.message.len();
+        if self.offset >= len {
+            return Ok(None);
+        }
+        if let Some(whole) = self.message.in_memory() {
+            self.offset = len;
+            return Ok(Some(Cow::Borrowed(whole)));
+        }
+        let (message, offset) = (self.message.clone(), self.offset);
+        let chunk = tokio::task::spawn_blocking(move || message.read_at(offset, CHUNK))
+            .await
+            .map_err(|e| DeliverError::Spool(e.to_string()))?
+            .map_err(|e| DeliverError::Spool(e.to_string()))?;
+        if chunk.is_empty() {
+            return Err(DeliverError::Spool(format!(
+                "message file ends at {offset} of {len} bytes"
+            )));
+        }
+        self.offset += chunk.len() as u64;
+        self.crc.update(&chunk);
+        if self.offset >= len {
+            self.check()?;
+        }
+        Ok(Some(Cow::Owned(chunk)))
+    }
+
+    /// The file read back is the message stored, before its end goes out.
+    fn check(&self) -> Result<(), DeliverError> {
+        let (Some(expected), Message::File(file)) = (self.message.expected_crc(), self.message)
+        else {
+            return Ok(());
+        };
+        let actual = self.crc.clone().finalize();
+        if actual == expected {
+            return Ok(());
+        }
+        let damaged = Damaged {
+            path: file.path.clone(),
+            expected,
+            actual,
+        };
+        tracing::error!("{damaged}");
+        Err(DeliverError::Spool(damaged.to_string()))
+    }
+}
+
+/// Dot-stuffing across chunks (RFC 5321 §4.5.2): a dot starting a line is
+/// doubled. Lines end at LF; the spool holds CRLF-only messages (the inbound
+/// side normalises or refuses bare newlines), so nothing else changes.
+#[derive(Debug)]
+pub struct DotStuffer {
+    line_start: bool,
+    ends_with_lf: bool,
+    empty: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            line_start: true,
+            ends_with_lf: false,
+            empty: true,
+        }
+    }
+}
+
+impl DotStuffer {
+    /// Writes one chunk.
+    pub async fn write<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+        chunk: &[u8],
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, &b) in chunk.iter().enumerate() {
+            if self.line_start && b == b'.' {
+                w.write_all(&chunk[start..i]).await?;
+                w.write_all(b".").await?;
+                start = i;
+            }
+            self.line_start = b == b'\n';
+        }
+        w.write_all(&chunk[start..]).await?;
+        if let Some(&last) = chunk.last() {
+            self.ends_with_lf = last == b'\n';
+            self.empty = false;
+        }
+        Ok(())
+    }
+
+    /// The end-of-data marker, which must begin a line (RFC 5321 §4.1.1.4).
+    pub async fn finish<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> io::Result<()> {
+        if self.empty || self.ends_with_lf {
+            w.write_all(b".\r\n").await
+        } else {
+            w.write_all(b"\r\n.\r\n").await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn stuffed(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut s = DotStuffer::default();
+        for c in chunks {
+            s.write(&mut out, c).await.unwrap();
+        }
+        s.finish(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn dot_stuffing() {
+        assert_eq!(
+            stuffed(&[b"A: b\r\n\r\n.\r\n"]).await,
+            b"A: b\r\n\r\n..\r\n.\r\n"
+        );
+        assert_eq!(stuffed(&[b".x\r\n"]).await, b"..x\r\n.\r\n");
+        assert_eq!(
+            stuffed(&[b"a\r\n..b\r\nc"]).await,
+            b"a\r\n...b\r\nc\r\n.\r\n"
+        );
+        assert_eq!(stuffed(&[b"a.b\r\n"]).await, b"a.b\r\n.\r\n");
+        assert_eq!(stuffed(&[]).await, b".\r\n");
+    }
+
+    /// A dot at the start of a line whose CRLF ended the previous chunk.
+    #[tokio::test]
+    async fn dot_stuffing_across_chunks_is_the_same_as_whole() {
+        let whole: &[u8] = b"a\r\n.b\r\n..\r\nc.\r\n.";
+        let expected = stuffed(&[whole]).await;
+        for cut in 0..=whole.len() {
+            assert_eq!(
+                stuffed(&[&whole[..cut], &whole[cut..]]).await,
+                expected,
+                "cut at {cut}"
+            );
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! A queued message's bytes (its `Received:` field, then the message as
+//! received), wherever the spool keeps them: in memory for a message just
+//! received and small enough, or in its own file in the queue folder for a
+//! large one, read back in chunks so that no copy of the whole is ever held.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How much of a message file one read brings in: the same bound as what a
+/// session buffers on the way in.
+pub const CHUNK: usize = 256 * 1024;
+
+/// The most of a header section read to build a DSN's returned headers.
+const MAX_HEADERS: usize = 256 * 1024;
+
+/// The bytes of one queued message.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// Whole, in memory (the message is small, or its first attempt is now).
+    Memory(Arc<Vec<u8>>),
+    /// In its own file in the spool (a large message, written as it arrived).
+    File(Arc<MessageFile>),
+}
+
+/// A message file opened for reading, with what its record says of it.
+#[derive(Debug)]
+pub struct MessageFile {
+    /// The open file.
+    pub file: File,
+    /// Where it is (for errors).
+    pub path: PathBuf,
+    /// Its length, as recorded.
+    pub len: u64,
+    /// CRC-32 of its bytes, as recorded.
+    pub crc: u32,
+}
+
+impl Message {
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Message::Memory(m) => m.len() as u64,
+            Message::File(f) => f.len,
+        }
+    }
+
+    /// True for an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes at `offset..offset + len` (blocking for a file: call it from
+    /// the blocking pool).
+    pub fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        match self {
+            Message::Memory(m) => {
+                let start = (offset as usize).min(m.len());
+                let end = start.saturating_add(len).min(m.len());
+                Ok(m[start..end].to_vec())
+            }
+            Message::File(f) => {
+                let len = len.min(f.len.saturating_sub(offset) as usize);
+                let mut buf = vec![0; len];
+                f.file.read_exact_at(&mut buf, offset)?;
+                Ok(buf)
+            }
+        }
+    }
+
+    /// Every byte, in one buffer: for what must have the whole (tests, tools);
+    /// delivery reads a file in chunks instead. Blocking for a file.
+    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+        let len = usize::try_from(self.len()).map_err(io::Error::other)?;
+        self.read_at(0, len)
+    }
+
+    /// The header section, up to and including the empty line's CRLF (at most
+    /// 256 KiB; the whole message when it has no body). Blocking for a file.
+    pub fn header_section(&self) -> io::Result<Vec<u8>> {
+        let start = match self {
+            Message::Memory(m) => return Ok(header_section(m).to_vec()),
+            Message::File(_) => self.read_at(0, MAX_HEADERS)?,
+        };
+        Ok(header_section(&start).to_vec())
+    }
+
+    /// The whole message when it is in memory; `None` for a file (a caller
+    /// that needs every byte of a large message reads it in chunks).
+    pub fn in_memory(&self) -> Option<&[u8]> {
+        match self {
+            Message::Memory(m) => Some(m),
+            Message::File(_) => None,
+        }
+    }
+
+    /// The CRC-32 the bytes must have, for a file read back in chunks (a
+    /// message in memory was checked when it was read, or never left RAM).
+    pub fn expected_crc(&self) -> Option<u32> {
+        match self {
+            Message::Memory(_) => None,
+            Message::File(f) => Some(f.crc),
+        }
+    }
+}
+
+/// The header section of `message`, up to and including the empty line's CRLF.
+pub fn header_section(message: &[u8]) -> &[u8] {
+    match memchr::memmem::find(message, b"\r\n\r\n") {
+        Some(end) => &message[..end + 2],
+        None => message,
+    }
+}
+
+/// Why the bytes read back are not the message that was stored.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: checksum mismatch (recorded {expected:08x}, read {actual:08x}): the spooled copy is damaged", path.display())]
+pub struct Damaged {
+    /// The message file.
+    pub path: PathBuf,
+    /// CRC recorded.
+    pub expected: u32,
+    /// CRC of what was read.
+    pub actual: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_and_memory_read_the_same_bytes() {
+        let bytes = b"Received: x\r\nSubject: s\r\n\r\nbody\r\n".to_vec();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.msg");
+        std::fs::write(&path, &bytes).unwrap();
+        let file = Message::File(Arc::new(MessageFile {
+            file: File::open(&path).unwrap(),
+            path,
+            len: bytes.len() as u64,
+            crc: crc32fast::hash(&bytes),
+        }));
+        let memory = Message::Memory(Arc::new(bytes.clone()));
+        for m in [&file, &memory] {
+            assert_eq!(m.len(), bytes.len() as u64);
+            assert_eq!(m.read_at(3, 5).unwrap(), &bytes[3..8]);
+            assert_eq!(m.read_at(30, 100).unwrap(), &bytes[30..]);
+            assert_eq!(
+                m.header_section().unwrap(),
+                b"Received: x\r\nSubject: s\r\n"
+            );
+        }
+        assert!(file.in_memory().is_none());
+        assert_eq!(file.expected_crc(), Some(crc32fast::hash(&bytes)));
+    }
+}
