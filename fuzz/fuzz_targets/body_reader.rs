@@ -5,12 +5,14 @@
 //! byte 3 the read size, the rest is the stream. Checks: a BDAT chunk consumes exactly
 //! its size and stores exactly it (unless over the limit); the stored message never
 //! grows far past the limit (memory stays bounded); DATA ends only on CRLF.CRLF;
-//! after `bare_newline = "normalize"` no bare CR or LF is left.
+//! after `bare_newline = "normalize"` no bare CR or LF is left; the checks made as
+//! the message streams past (`ContentScan`, in the read size's pieces, moved out
+//! as a session moves them to the spool) give what the whole-message checks give.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use relay::config::BareNewline;
-use relay::smtp::data::{check_content, has_bare_newline, BodyReader, Progress};
+use relay::smtp::data::{check_content, has_bare_newline, BodyReader, ContentScan, Progress};
 
 const LIMIT: usize = 1024;
 
@@ -68,4 +70,23 @@ fuzz_target!(|data: &[u8]| {
         assert!(!has_bare_newline(&normalized));
     }
     let _ = check_content(&mut message, BareNewline::Reject, 30);
+    for policy in [BareNewline::Normalize, BareNewline::Reject] {
+        let mut whole = message.clone();
+        let expected = check_content(&mut whole, policy, 30);
+        let mut scan = ContentScan::new(policy, 30, 0);
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        for piece in message.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            scan.scan(&mut buf);
+            let n = scan.scanned();
+            out.extend(buf.drain(..n));
+            scan.moved_out(n);
+        }
+        let verdict = scan.finish(&mut buf);
+        out.extend_from_slice(&buf);
+        assert_eq!(verdict, expected, "streamed checks differ");
+        if verdict.is_ok() {
+            assert_eq!(out, whole, "streamed normalization differs");
+        }
+    }
 });

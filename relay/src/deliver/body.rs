@@ -92,11 +92,21 @@ async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
             unanswered -= 1;
         }
     }
-    // Every chunk is answered; the last answer is the transaction's.
-    for _ in 1..unanswered {
-        chunk_reply(client, how.timeout).await?;
+    // Every chunk is answered; the last answer is the transaction's. One read
+    // may bring several answers: read them as one batch (mail-send's
+    // `read()` would drop all but the first).
+    let replies = tokio::time::timeout(how.timeout, client.read_many(unanswered))
+        .await
+        .map_err(|_| DeliverError::Timeout(Stage::Message))?
+        .map_err(|e| DeliverError::from_client(Stage::Message, e))?;
+    let mut replies = replies.iter().map(Reply::from_response);
+    let last = replies
+        .next_back()
+        .ok_or(DeliverError::Protocol(Stage::Message))?;
+    match replies.find(|r| !r.is_positive()) {
+        Some(refused) => Ok(refused),
+        None => Ok(last),
     }
-    final_reply(client, how.timeout).await
 }
 
 /// The reply to a non-final chunk: a refusal ends the transaction.

@@ -219,6 +219,7 @@ async fn sink_session(stream: Box<dyn Io>, script: Script, seen: Arc<Mutex<Seen>
         return;
     }
     let mut rcpts = Vec::new();
+    let mut chunks = Vec::new();
     let mut line = String::new();
     loop {
         line.clear();
@@ -309,10 +310,19 @@ async fn sink_session(stream: Box<dyn Io>, script: Script, seen: Arc<Mutex<Seen>
             if script.drop_in_data || r.read_exact(&mut data).await.is_err() {
                 return;
             }
+            chunks.extend_from_slice(&data);
+            if !upper.ends_with(" LAST") {
+                // RFC 3030 §2: every chunk is answered.
+                let reply = format!("250 2.0.0 {n} octets\r\n");
+                if r.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             seen.lock()
                 .unwrap()
                 .messages
-                .push((std::mem::take(&mut rcpts), data));
+                .push((std::mem::take(&mut rcpts), std::mem::take(&mut chunks)));
             "250 2.0.0 queued as S2\r\n".into()
         } else if upper == "RSET" {
             rcpts.clear();
@@ -698,4 +708,92 @@ async fn mx_routing() {
     }
     let seen = sink.seen.lock().unwrap();
     assert_eq!(seen.messages.len(), 2, "one transaction per domain");
+}
+
+/// A message of `len` bytes in its own spool-like file: lines of 77 bytes,
+/// every fifth starting with a dot (so dots fall on chunk boundaries too).
+fn message_file(dir: &std::path::Path, len: usize, crc_off: bool) -> (Message, Vec<u8>) {
+    let mut bytes = b"Received: x\r\nSubject: big\r\n\r\n".to_vec();
+    let mut n = 0;
+    while bytes.len() < len {
+        let lead = if n % 5 == 0 { "." } else { "x" };
+        bytes.extend_from_slice(format!("{lead}{:073}\r\n", n).as_bytes());
+        n += 1;
+    }
+    let path = dir.join("big.msg");
+    std::fs::write(&path, &bytes).unwrap();
+    let crc = crc32fast::hash(&bytes) ^ u32::from(crc_off);
+    let file = crate::message::MessageFile {
+        file: std::fs::File::open(&path).unwrap(),
+        path,
+        len: bytes.len() as u64,
+        crc,
+    };
+    (Message::File(Arc::new(file)), bytes)
+}
+
+/// Issue #15: a large message is sent from its file in chunks, as BDAT
+/// chunks pipelined (RFC 3030) when the next hop offers CHUNKING.
+#[tokio::test]
+async fn a_large_message_goes_from_its_file_in_bdat_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (message, bytes) = message_file(dir.path(), 700 * 1024, false);
+    let mut script = Script::default();
+    script.extensions.push("CHUNKING");
+    let sink = Sink::start(script).await;
+    let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
+    let env = envelope("cloud", &["a@cloud.test"]);
+    let out = d.deliver(&env, &all(1), message).await;
+    assert!(is_delivered(&out[0].1), "{out:?}");
+    let seen = sink.seen.lock().unwrap();
+    assert_eq!(seen.messages[0].1, bytes, "byte for byte");
+    let bdats: Vec<&String> = seen
+        .commands
+        .iter()
+        .filter(|c| c.starts_with("BDAT"))
+        .collect();
+    assert_eq!(bdats.len(), 3, "three chunks of at most 256 KiB: {bdats:?}");
+    assert!(bdats[2].ends_with(" LAST"));
+}
+
+/// Without CHUNKING: DATA, dot-stuffed across the chunk boundaries.
+#[tokio::test]
+async fn a_large_message_goes_from_its_file_by_data_dot_stuffed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (message, bytes) = message_file(dir.path(), 600 * 1024, false);
+    let sink = Sink::start(Script::default()).await;
+    let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
+    let env = envelope("cloud", &["a@cloud.test"]);
+    let out = d.deliver(&env, &all(1), message).await;
+    assert!(is_delivered(&out[0].1), "{out:?}");
+    assert_eq!(sink.seen.lock().unwrap().messages[0].1, bytes);
+}
+
+/// A file that is not what was stored is never completed at the next hop:
+/// its CRC is checked before the last chunk goes.
+#[tokio::test]
+async fn a_damaged_message_file_is_not_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    for chunking in [true, false] {
+        let (message, _) = message_file(dir.path(), 300 * 1024, true);
+        let mut script = Script::default();
+        if chunking {
+            script.extensions.push("CHUNKING");
+        }
+        let sink = Sink::start(script).await;
+        let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
+        let env = envelope("cloud", &["a@cloud.test"]);
+        let out = d.deliver(&env, &all(1), message).await;
+        match &out[0].1 {
+            Outcome::Temporary(f) => {
+                assert_eq!(f.status, "4.3.0");
+                assert!(f.to_string().contains("checksum mismatch"), "{f}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            sink.seen.lock().unwrap().messages.is_empty(),
+            "chunking {chunking}"
+        );
+    }
 }

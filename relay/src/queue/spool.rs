@@ -922,4 +922,121 @@ mod tests {
         let (_spool, queued) = open(&dir);
         assert_eq!(ids(&queued), vec![small.id, again.id]);
     }
+
+    /// Receives `len` bytes the way a session does, `piece` at a time.
+    async fn receive(spool: &Spool, id: &str, len: usize) -> (Incoming, Vec<u8>) {
+        let mut incoming = spool.incoming(id.to_string());
+        let mut all = Vec::with_capacity(len);
+        let mut n = 0u32;
+        while all.len() < len {
+            let line = format!("line {n:070}\r\n");
+            n += 1;
+            all.extend_from_slice(line.as_bytes());
+            incoming.buffer().extend_from_slice(line.as_bytes());
+            if incoming.buffered().len() >= super::super::incoming::BUFFER {
+                incoming.make_room(0).await;
+            }
+        }
+        (incoming, all)
+    }
+
+    /// Issue #15: a message past the buffer goes to its own file as it
+    /// arrives; its record in the segment is small and names it; it is read
+    /// back from the file, survives a restart, and goes when it is finished.
+    #[tokio::test]
+    async fn a_large_message_lives_in_its_own_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let queue = tmp.path().join(QUEUE_DIR);
+        let (spool, _) = open(tmp.path());
+        let id = spool.new_id();
+        let (incoming, bytes) = receive(&spool, &id, 1024 * 1024).await;
+        assert!(incoming.spilled() > 0, "on disk before the end");
+        assert!(
+            incoming.buffered().len() < 300 * 1024,
+            "the buffer stays bounded"
+        );
+        let stored = spool
+            .store(sample_envelope(&id), incoming)
+            .await
+            .expect("store");
+        let external = stored.external.expect("in its own file");
+        assert_eq!(external.len, bytes.len() as u64);
+        assert_eq!(external.crc, crc32fast::hash(&bytes));
+        let file = queue.join(layout::message_name(&id));
+        assert_eq!(fs::read(&file).expect("the file"), bytes);
+        let segment = fs::metadata(only_segment(&queue)).expect("segment").len();
+        assert!(segment < 4096, "the record names the file: {segment} bytes");
+        assert!(
+            spool.message_in_memory(&id).is_none(),
+            "no copy kept in RAM"
+        );
+        let message = spool.read_message(&id).expect("read");
+        assert!(message.in_memory().is_none());
+        assert_eq!(message.read_all().expect("bytes"), bytes);
+        drop((spool, message));
+
+        let (spool, queued) = open(tmp.path());
+        assert_eq!(queued[0].external, Some(external));
+        assert_eq!(
+            spool.read_message(&id).expect("read").len(),
+            bytes.len() as u64
+        );
+        spool.remove(&id).expect("remove");
+        spool.flush();
+        assert!(!file.exists(), "its file goes with it");
+    }
+
+    /// A message that ends in an error leaves nothing (its file goes when the
+    /// session drops it); what a crash leaves is removed at the next start.
+    #[tokio::test]
+    async fn an_unfinished_large_message_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let queue = tmp.path().join(QUEUE_DIR);
+        let (spool, _) = open(tmp.path());
+        let id = spool.new_id();
+        let (incoming, _) = receive(&spool, &id, 600 * 1024).await;
+        assert!(queue.join(layout::message_name(&id)).exists());
+        drop(incoming);
+        assert!(!queue.join(layout::message_name(&id)).exists());
+
+        // A crash in the middle: the file is there, no record names it.
+        let (mut incoming, _) = receive(&spool, &spool.new_id(), 600 * 1024).await;
+        incoming.keep(); // as if the process died before dropping it
+        drop(incoming);
+        drop(spool);
+        assert_eq!(
+            names(&queue).iter().filter(|n| n.ends_with(".msg")).count(),
+            1
+        );
+        let (_spool, queued) = open(tmp.path());
+        assert!(queued.is_empty());
+        assert!(
+            names(&queue).iter().all(|n| !n.ends_with(".msg")),
+            "{:?}",
+            names(&queue)
+        );
+    }
+
+    /// A record whose file is gone cannot be delivered: it is kept in corrupt/
+    /// for the operator, not returned, and the others load.
+    #[tokio::test]
+    async fn a_record_whose_file_is_gone_is_quarantined() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let queue = tmp.path().join(QUEUE_DIR);
+        let (big, small) = {
+            let (spool, _) = open(tmp.path());
+            let id = spool.new_id();
+            let (incoming, _) = receive(&spool, &id, 600 * 1024).await;
+            let big = spool
+                .store(sample_envelope(&id), incoming)
+                .await
+                .expect("big");
+            let small = store_one(&spool, BODY).await.expect("small");
+            (big, small)
+        };
+        fs::remove_file(queue.join(layout::message_name(&big.id))).expect("rm");
+        let (_spool, queued) = open(tmp.path());
+        assert_eq!(ids(&queued), vec![small.id]);
+        assert_eq!(names(&tmp.path().join(CORRUPT_DIR)).len(), 1);
+    }
 }

@@ -458,4 +458,61 @@ mod tests {
         );
         assert_eq!(check_content(&mut m, BareNewline::Reject, 3), Ok(()));
     }
+
+    /// Streams `message` behind `prefix` in pieces of `piece` bytes, moving
+    /// what is scanned out of the buffer as a session does; returns what
+    /// reached the spool and the verdict.
+    fn streamed(
+        prefix: &[u8],
+        message: &[u8],
+        piece: usize,
+        policy: BareNewline,
+        max: usize,
+    ) -> (Vec<u8>, Result<(), ContentError>) {
+        let mut buf = prefix.to_vec();
+        let mut out = Vec::new();
+        let mut scan = ContentScan::new(policy, max, prefix.len());
+        for chunk in message.chunks(piece.max(1)) {
+            buf.extend_from_slice(chunk);
+            scan.scan(&mut buf);
+            let n = scan.scanned();
+            out.extend(buf.drain(..n));
+            scan.moved_out(n);
+        }
+        let verdict = scan.finish(&mut buf);
+        out.extend_from_slice(&buf);
+        (out, verdict)
+    }
+
+    /// Issue #15: checks made as the message passes, in any pieces, are the
+    /// checks made on the whole.
+    #[test]
+    fn streamed_checks_are_the_whole_message_checks() {
+        let prefix: &[u8] = b"Received: ours\r\n";
+        let samples: [&[u8]; 6] = [
+            b"Received: a\r\nReceived: b\r\nReceived: c\r\nSubject: s\r\n\r\nReceived: no\r\n",
+            b"Subject: bare\nlines\r\nand\rcr\r\n\r\nbody\n\r",
+            b"received : x\r\n RECEIVED: folded\r\nReceived:y\r\n\r\n",
+            b"no header end at all\r\nReceived: z\r",
+            b"\r\n\r\nReceived: in the body\r\n",
+            b"a\r\r\nb\n\nc\r\r\r\n",
+        ];
+        for message in samples {
+            for policy in [BareNewline::Normalize, BareNewline::Reject] {
+                for max in [0, 2, 3] {
+                    let mut whole = message.to_vec();
+                    let expected = check_content(&mut whole, policy, max);
+                    let mut expected_out = prefix.to_vec();
+                    expected_out.extend_from_slice(&whole);
+                    for piece in 1..=message.len() + 1 {
+                        let (out, verdict) = streamed(prefix, message, piece, policy, max);
+                        assert_eq!(verdict, expected, "{message:?} in pieces of {piece}");
+                        if verdict.is_ok() {
+                            assert_eq!(out, expected_out, "{message:?} in pieces of {piece}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

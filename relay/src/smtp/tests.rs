@@ -44,13 +44,17 @@ struct Script {
 }
 
 async fn start(peer: &str) -> Script {
+    start_with(peer, CONFIG).await
+}
+
+async fn start_with(peer: &str, config: &str) -> Script {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("contacts"),
         "ann@corp.example ann@tenant.cloud.example\n",
     )
     .unwrap();
-    let config = Config::from_str(CONFIG, &dir.path().join("relay.toml")).unwrap();
+    let config = Config::from_str(config, &dir.path().join("relay.toml")).unwrap();
     let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
     let contacts = Contacts::load(&config.routing.contacts, routes).unwrap();
     let router = Arc::new(Router::new(&config.relay, &config.routing, contacts));
@@ -344,4 +348,64 @@ async fn invalid_utf8_in_addresses_is_refused() {
     assert!(r[2].starts_with("250 2.1.0"), "{r:?}");
     assert!(r[3].starts_with("501 5.1.3"), "{r:?}");
     assert!(r[4].starts_with("250 2.1.5"), "valid UTF-8 passes: {r:?}");
+}
+
+/// Issue #15: a message far larger than the session's buffer reaches the
+/// spool whole (in its own file, the Received field first); one over the
+/// limit is refused and leaves no file behind.
+#[tokio::test]
+async fn large_messages_stream_to_the_spool_and_refused_ones_leave_nothing() {
+    let config = CONFIG.replace("max_message_size = 200", "max_message_size = \"2MiB\"");
+    let mut s = start_with("192.0.2.1:1000", &config).await;
+    let queue = s._dir.path().join("spool/queue");
+    let line = format!("{}\r\n", "x".repeat(998));
+    let body: String = std::iter::repeat_n(line.as_str(), 1000).collect();
+    for (verb, chunked) in [("DATA", false), ("BDAT", true)] {
+        s.cmd("EHLO c").await;
+        assert!(s.cmd("MAIL FROM:<a@x.example>").await.starts_with("250"));
+        assert!(s.cmd("RCPT TO:<bob@corp.example>").await.starts_with("250"));
+        let message = format!("Subject: big {verb}\r\n\r\n{body}");
+        if chunked {
+            let (first, rest) = message.split_at(600 * 1024);
+            s.send(format!("BDAT {}\r\n{first}", first.len()).as_bytes())
+                .await;
+            assert!(s.read().await.starts_with("250 2.0.0"));
+            s.send(format!("BDAT {} LAST\r\n{rest}", rest.len()).as_bytes())
+                .await;
+        } else {
+            assert!(s.cmd("DATA").await.starts_with("354"));
+            s.send(format!("{message}.\r\n").as_bytes()).await;
+        }
+        assert!(s.read().await.starts_with("250 2.0.0"), "{verb}");
+        let envelope = s.envelopes.recv().await.unwrap();
+        let external = envelope.external.expect("kept in its own file");
+        let stored = std::fs::read(queue.join(format!("{}.msg", envelope.id))).unwrap();
+        assert_eq!(stored.len() as u64, external.len);
+        assert!(stored.starts_with(b"Received: from c ("), "ours first");
+        assert!(
+            stored.ends_with(message.as_bytes()),
+            "{verb}: byte for byte"
+        );
+    }
+    // Over the limit: refused, nothing left in the queue folder.
+    let listing = || {
+        let mut names: Vec<_> = std::fs::read_dir(&queue)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+    s.cmd("EHLO c").await;
+    assert!(s.cmd("MAIL FROM:<a@x.example>").await.starts_with("250"));
+    assert!(s.cmd("RCPT TO:<bob@corp.example>").await.starts_with("250"));
+    assert!(s.cmd("DATA").await.starts_with("354"));
+    for _ in 0..3 {
+        s.send(body.as_bytes()).await;
+    }
+    s.send(b".\r\n").await;
+    assert!(s.read().await.starts_with("552 5.3.4"));
+    assert_eq!(before, listing(), "the refused message's file is gone");
 }
