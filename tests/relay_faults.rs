@@ -107,9 +107,12 @@ fn crash_loop_loses_no_acknowledged_message() {
                 while !stop.load(Ordering::SeqCst) {
                     // A new Message-ID per attempt: an unacknowledged attempt that
                     // still arrives is then told apart from a duplicate delivery.
-                    let id = format!("c{t}-{n}@crash.test");
+                    // One in ten is large: streamed to its own spool file
+                    // (past the 256 KiB a session keeps in memory).
+                    let large = n % 10 == 0;
+                    let id = format!("c{t}-{n}{}@crash.test", if large { "-large" } else { "" });
                     n += 1;
-                    let m = message(&id, 300);
+                    let m = message(&id, if large { 600 * 1024 } else { 300 });
                     match submit(addr, SENDER, &["bob@corp.example"], &m, WAIT) {
                         Ok(Submission::Accepted(_)) => acked.lock().unwrap().push(id),
                         Ok(Submission::Refused(_)) => {
@@ -145,6 +148,8 @@ fn crash_loop_loses_no_acknowledged_message() {
         "the load must really flow: {} acknowledged",
         acked.len()
     );
+    let large = acked.iter().filter(|id| id.contains("-large")).count();
+    assert!(large >= 5, "large messages must be in the mix: {large}");
 
     // Drain: the queue empties and every acknowledged message is at the sink.
     // The drain gets time in proportion to the load (the debug build delivers
@@ -178,7 +183,7 @@ fn crash_loop_loses_no_acknowledged_message() {
     let unacked_arrived = by_id.keys().filter(|id| !acked_set.contains(*id)).count();
     println!(
         "crash loop result: seed={seed} kills={kills} senders={senders} load={:.1}s \
-         acknowledged={} arrived_distinct={} lost={} duplicates={} ({:.2}%, {} extra copies) \
+         acknowledged={} (large {large}) arrived_distinct={} lost={} duplicates={} ({:.2}%, {} extra copies) \
          arrived_unacknowledged={} client_io_errors={} refused={}",
         load_time.as_secs_f64(),
         acked.len(),
