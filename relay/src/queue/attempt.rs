@@ -225,12 +225,26 @@ async fn persist(
             bounces,
         };
     }
-    let to_write = envelope.clone();
-    let written = tokio::task::spawn_blocking(move || spool.update(&to_write)).await;
-    if let Ok(Err(e)) = written {
-        // The next attempt may repeat deliveries already made: at-least-once.
-        tracing::error!(id = %envelope.id, error = %e, "could not persist delivery state");
-    }
+    // Moved to the blocking pool and back: no copy of the envelope.
+    let id = envelope.id.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let result = spool.update(&envelope);
+        (envelope, result)
+    })
+    .await;
+    let envelope = match written {
+        Ok((envelope, Ok(()))) => envelope,
+        Ok((envelope, Err(e))) => {
+            // The next attempt may repeat deliveries already made: at-least-once.
+            tracing::error!(id = %envelope.id, error = %e, "could not persist delivery state");
+            envelope
+        }
+        Err(e) => {
+            // The spool still holds the message; the next start schedules it.
+            tracing::error!(%id, error = %e, "persisting delivery state failed; retried after a restart");
+            return AttemptResult::Done { id, bounces };
+        }
+    };
     AttemptResult::Again { envelope, bounces }
 }
 

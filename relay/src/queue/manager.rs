@@ -28,6 +28,7 @@ pub struct Manager {
 }
 
 struct Schedule {
+    /// Messages not in flight (an attempt owns its envelope while it runs).
     messages: HashMap<String, Envelope>,
     /// (due time, id) of messages not in flight.
     due: BTreeSet<(i64, String)>,
@@ -36,9 +37,11 @@ struct Schedule {
     in_flight: HashMap<String, AfterAttempt>,
 }
 
-/// What to do with a message when its attempt in flight returns.
+/// A message in flight, and what to do with it when its attempt returns.
 #[derive(Default)]
 struct AfterAttempt {
+    /// When it was received (its place in `by_age`).
+    received_at: i64,
     /// `queue delete` arrived meanwhile (Some(silent)).
     delete: Option<bool>,
     /// `queue flush|requeue` arrived meanwhile: make it due again at once.
@@ -56,7 +59,12 @@ impl Schedule {
         }
         self.by_age.insert((envelope.received_at, id.clone()));
         self.messages.insert(id, envelope);
-        metrics().queue_messages.set(self.messages.len() as i64);
+        self.count();
+    }
+
+    fn count(&self) {
+        let queued = self.messages.len() + self.in_flight.len();
+        metrics().queue_messages.set(queued as i64);
     }
 
     fn forget(&mut self, id: &str) -> Option<Envelope> {
@@ -65,7 +73,7 @@ impl Schedule {
         if let Some(at) = next_due(&envelope).filter(|_| !envelope.held) {
             self.due.remove(&(at, id.to_string()));
         }
-        metrics().queue_messages.set(self.messages.len() as i64);
+        self.count();
         Some(envelope)
     }
 
@@ -129,10 +137,15 @@ async fn run(
                 break;
             }
             s.due.pop_first();
-            let Some(envelope) = s.messages.get(&id).cloned() else {
+            // The attempt owns the envelope until it returns it (no copy).
+            let Some(envelope) = s.messages.remove(&id) else {
                 continue;
             };
-            s.in_flight.insert(id, AfterAttempt::default());
+            let after = AfterAttempt {
+                received_at: envelope.received_at,
+                ..AfterAttempt::default()
+            };
+            s.in_flight.insert(id, after);
             attempts.spawn(attempt(Arc::clone(&services), envelope));
         }
         let next = s.due.first().map(|(at, _)| *at);
@@ -183,7 +196,9 @@ async fn finished(services: &Arc<Services>, s: &mut Schedule, result: AttemptRes
         }
     };
     let after = s.in_flight.remove(&id).unwrap_or_default();
-    s.forget(&id);
+    // Put back by `insert` below if it stays.
+    s.by_age.remove(&(after.received_at, id.clone()));
+    s.count();
     for bounce in bounces {
         s.insert(bounce);
     }
@@ -207,7 +222,12 @@ async fn finished(services: &Arc<Services>, s: &mut Schedule, result: AttemptRes
 async fn handle_admin(services: &Arc<Services>, s: &mut Schedule, request: AdminRequest) {
     let AdminRequest { command, reply } = request;
     let ids = match &command {
-        Command::Requeue { ids: None } => s.messages.keys().cloned().collect(),
+        Command::Requeue { ids: None } => s
+            .messages
+            .keys()
+            .chain(s.in_flight.keys())
+            .cloned()
+            .collect(),
         Command::Requeue { ids: Some(ids) }
         | Command::Delete { ids, .. }
         | Command::Hold { ids }
