@@ -21,6 +21,9 @@ pub struct Workload {
     pub rcpts: usize,
     /// Total message size in bytes (headers + body), approximately.
     pub size: usize,
+    /// Sizes with their weights; when not empty, message `i` draws its size from
+    /// here (see [`Workload::size_of`]) and `size` is ignored.
+    pub mix: Vec<(usize, u64)>,
     /// Prefix of every Message-ID, unique per run so sinks can tell runs apart.
     pub tag: String,
 }
@@ -93,11 +96,37 @@ impl Workload {
         .into_bytes()
     }
 
-    /// A body that brings the message to about `size` bytes: 78-byte lines of
+    /// Every size this workload sends: the mix's, or the one `size`.
+    pub fn sizes(&self) -> Vec<usize> {
+        if self.mix.is_empty() {
+            vec![self.size]
+        } else {
+            self.mix.iter().map(|(size, _)| *size).collect()
+        }
+    }
+
+    /// The size of message `i`: drawn from the mix by weight, deterministic in
+    /// `i` (so every target gets the same sequence of sizes).
+    pub fn size_of(&self, i: u64) -> usize {
+        let total: u64 = self.mix.iter().map(|(_, w)| w).sum();
+        if total == 0 {
+            return self.size;
+        }
+        let mut pick = mix(i ^ 0x512e) % total;
+        for (size, weight) in &self.mix {
+            if pick < *weight {
+                return *size;
+            }
+            pick -= weight;
+        }
+        self.size
+    }
+
+    /// A body that brings a message to about `size` bytes: 78-byte lines of
     /// printable text (none starts with a dot), then the end-of-data line `.\r\n`.
-    pub fn body(&self) -> Arc<[u8]> {
+    pub fn body(&self, size: usize) -> Arc<[u8]> {
         const HEADER_ESTIMATE: usize = 300;
-        let want = self.size.saturating_sub(HEADER_ESTIMATE).max(78);
+        let want = size.saturating_sub(HEADER_ESTIMATE).max(78);
         let mut body = Vec::with_capacity(want + 3);
         let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
         let mut k = 0usize;
@@ -123,6 +152,7 @@ mod tests {
             migrated_share: share,
             rcpts,
             size: 4096,
+            mix: Vec::new(),
             tag: "t".into(),
         }
     }
@@ -155,7 +185,7 @@ mod tests {
     #[test]
     fn message_has_the_size_and_no_leading_dots() {
         let wl = w(0.5, 1);
-        let body = wl.body();
+        let body = wl.body(wl.size);
         let h = wl.headers(7, 123, &wl.recipients(7));
         let total = body.len() + h.len();
         assert!((4000..4300).contains(&total), "{total}");
@@ -166,6 +196,19 @@ mod tests {
         let text = String::from_utf8(h).unwrap();
         assert!(text.contains("Message-ID: <t.7@bench.example>\r\n"));
         assert!(text.contains("X-Bench-Sent: 123\r\n"));
+    }
+
+    #[test]
+    fn a_mix_draws_sizes_by_weight() {
+        let mut wl = w(0.5, 1);
+        wl.mix = vec![(4096, 90), (102_400, 9), (10 << 20, 1)];
+        let sizes: Vec<usize> = (0..10_000).map(|i| wl.size_of(i)).collect();
+        let count = |s| sizes.iter().filter(|x| **x == s).count();
+        assert!((8_800..9_200).contains(&count(4096)), "{}", count(4096));
+        assert!((800..1_000).contains(&count(102_400)), "{}", count(102_400));
+        assert!((60..140).contains(&count(10 << 20)), "{}", count(10 << 20));
+        assert_eq!(wl.size_of(17), wl.size_of(17));
+        assert_eq!(wl.sizes().len(), 3);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! `idle ready OPEN FAILED` and holds them until stdin closes.
 //!
 //! Usage: `smtp-load --target IP:PORT [--messages N] [--concurrency C] [--size 4KiB]
-//! [--rcpts R] [--migrated 0.5] [--users 10000] [--starttls] [--tag TAG]`
+//! [--size-mix 4KiB:90,100KiB:9,10MiB:1] [--rcpts R] [--migrated 0.5] [--users 10000] [--starttls] [--tag TAG]`
 
 use coexist_bench::wire::{read_reply, Reply};
 use coexist_bench::workload::Workload;
@@ -52,6 +52,7 @@ fn parse_args() -> Result<Args, String> {
             migrated_share: 0.5,
             rcpts: 1,
             size: 4096,
+            mix: Vec::new(),
             tag: format!("b{}", now_ns() / 1000),
         },
     };
@@ -73,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
             "--size" => {
                 a.workload.size = parse_size(&value).ok_or(format!("bad --size {value}"))?
             }
+            "--size-mix" => a.workload.mix = parse_mix(&value)?,
             "--rcpts" => a.workload.rcpts = value.parse().map_err(bad)?,
             "--migrated" => {
                 a.workload.migrated_share = value
@@ -91,6 +93,22 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
+/// `4KiB:90,100KiB:9,10MiB:1`: sizes with their weights.
+fn parse_mix(text: &str) -> Result<Vec<(usize, u64)>, String> {
+    text.split(',')
+        .map(|part| {
+            let (size, weight) = part
+                .split_once(':')
+                .ok_or(format!("--size-mix: '{part}' is not SIZE:WEIGHT"))?;
+            let size = parse_size(size).ok_or(format!("--size-mix: bad size '{size}'"))?;
+            let weight = weight
+                .parse()
+                .map_err(|_| format!("--size-mix: bad weight '{weight}'"))?;
+            Ok((size, weight))
+        })
+        .collect()
+}
+
 /// What one session measured.
 #[derive(Default)]
 struct SessionStats {
@@ -103,7 +121,8 @@ struct SessionStats {
 
 struct Shared {
     args: Args,
-    body: Arc<[u8]>,
+    /// One prepared body per size the workload sends.
+    bodies: Vec<(usize, Arc<[u8]>)>,
     next: AtomicU64,
     tls: TlsConnector,
 }
@@ -192,7 +211,14 @@ async fn transactions<S: AsyncRead + AsyncWrite + Unpin>(
             continue;
         }
         r.write_all(&wl.headers(i, sent, &rcpts)).await?;
-        r.write_all(&shared.body).await?;
+        let size = wl.size_of(i);
+        let body = shared
+            .bodies
+            .iter()
+            .find(|(s, _)| *s == size)
+            .map(|(_, b)| b)
+            .ok_or_else(|| io::Error::other("no body prepared for a size"))?;
+        r.write_all(body).await?;
         r.flush().await?;
         let end_of_data = Instant::now();
         let reply = read_reply(&mut r).await?;
@@ -218,7 +244,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 async fn run_load(args: Args) -> serde_json::Value {
     let shared = Arc::new(Shared {
-        body: args.workload.body(),
+        bodies: args
+            .workload
+            .sizes()
+            .into_iter()
+            .map(|size| (size, args.workload.body(size)))
+            .collect(),
         args,
         next: AtomicU64::new(0),
         tls: TlsConnector::from(tls::insecure_client()),
@@ -258,6 +289,7 @@ async fn run_load(args: Args) -> serde_json::Value {
         "messages": a.messages,
         "concurrency": a.concurrency,
         "size": a.workload.size,
+        "size_mix": a.workload.mix,
         "rcpts": a.workload.rcpts,
         "migrated_share": a.workload.migrated_share,
         "starttls": a.starttls,
