@@ -8,6 +8,7 @@ pub mod faults;
 pub mod imap_proxy;
 pub mod load;
 pub mod sink;
+pub mod slapd;
 pub mod smtp;
 pub mod tls;
 
@@ -57,7 +58,7 @@ pub fn free_port() -> u16 {
 pub struct RelaySetup {
     sections: BTreeMap<String, String>,
     listeners: Vec<String>,
-    contacts: String,
+    contacts: Option<String>,
     nofile: Option<u64>,
 }
 
@@ -94,7 +95,7 @@ impl Default for RelaySetup {
                 "name = \"smtp\"\nbind = \"127.0.0.1:0\"\ntls = \"starttls\"\n".into(),
                 "name = \"smtps\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n".into(),
             ],
-            contacts: "user3@corp.example  user3@tenant.cloud.example\n".into(),
+            contacts: Some("user3@corp.example  user3@tenant.cloud.example\n".into()),
             nofile: None,
         }
     }
@@ -115,7 +116,13 @@ impl RelaySetup {
 
     /// Sets the contacts table text.
     pub fn contacts(mut self, text: &str) -> Self {
-        self.contacts = text.into();
+        self.contacts = Some(text.into());
+        self
+    }
+
+    /// Writes no contacts file (with the directory as the source: no cache yet).
+    pub fn no_contacts(mut self) -> Self {
+        self.contacts = None;
         self
     }
 
@@ -148,7 +155,9 @@ impl RelaySetup {
     pub fn start(self) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("relay.toml"), self.render()).expect("write config");
-        std::fs::write(dir.path().join("contacts"), &self.contacts).expect("write contacts");
+        if let Some(contacts) = &self.contacts {
+            std::fs::write(dir.path().join("contacts"), contacts).expect("write contacts");
+        }
         let mut relay = Relay::new_in(dir);
         relay.nofile = self.nofile;
         relay.restart();

@@ -91,6 +91,7 @@ mod tests {
             trusted_networks: vec!["192.0.2.0/24".parse().unwrap()],
         };
         let routing = RoutingConfig {
+            source: crate::config::RoutingSource::File,
             contacts: table.clone(),
             contact_route: "cloud".into(),
             accepted_route: "onprem".into(),

