@@ -296,3 +296,242 @@ fn the_directory_down_keeps_routing_and_a_restarted_relay_routes_from_its_cache(
         assert_eq!(delivered(&hops.cloud, &id), ["alice@tenant.cloud.example"]);
     }
 }
+
+#[test]
+fn failover_to_a_replica_listed_second() {
+    let ca = TestCa::new();
+    let mut provider = directory(&ca);
+    let replica = Slapd::start(
+        SlapdSetup {
+            name: "replica".into(),
+            provider: Some(provider.url()),
+            ..Default::default()
+        },
+        &ca,
+    );
+    // The replica has the provider's content before the test goes on.
+    wait_until("the replica to copy the provider", WAIT, || {
+        replica
+            .search("(mail=bob@corp.example)", &["dn"])
+            .contains("dn: cn=bob")
+    });
+    let hops = hops();
+    let secrets = tempfile::tempdir().unwrap();
+    // ldaps:// for the provider, StartTLS for the replica: both verified with `ca`.
+    let relay = relay(
+        &hops,
+        &[provider.ldaps_url(), replica.url()],
+        &provider.ca_file,
+        secrets.path(),
+    );
+    wait_for_snapshot(&relay);
+    assert!(
+        relay
+            .log
+            .text()
+            .contains(&format!("url={}", provider.ldaps_url())),
+        "{}",
+        relay.log.text()
+    );
+    provider.stop();
+    let from = relay.log.len();
+    assert!(
+        relay
+            .log
+            .wait_for(&format!("url={}", replica.url()), from, WAIT)
+            .is_some(),
+        "no failover:\n{}",
+        relay.log.text()
+    );
+    wait_until("routing_source_up 1 on the replica", WAIT, || {
+        relay.metric("coexist_routing_source_up") == 1.0
+    });
+    assert_eq!(send(&relay, "bob@corp.example", "replica-1@test"), 250);
+    assert_eq!(
+        delivered(&hops.cloud, "replica-1@test"),
+        ["bob@tenant.cloud.example"]
+    );
+}
+
+#[test]
+fn no_cache_and_no_directory_means_451_not_on_premises() {
+    let ca = TestCa::new();
+    let mut dir = directory(&ca);
+    let hops = hops();
+    let secrets = tempfile::tempdir().unwrap();
+    let url = dir.url();
+    dir.stop();
+    let relay = relay(&hops, &[url], &dir.ca_file, secrets.path());
+    assert!(
+        relay
+            .log
+            .wait_for("directory: no directory server answered", 0, WAIT)
+            .is_some(),
+        "{}",
+        relay.log.text()
+    );
+    let (status, body) = http_get(relay.metrics.unwrap(), "/readyz");
+    assert_eq!(status, 503);
+    assert!(body.contains("no routing snapshot yet"), "{body}");
+    let (mut c, _) = Client::connect(relay.addr("smtp"));
+    c.ehlo();
+    assert!(c.cmd("MAIL FROM:<s@example.net>").has(250, "2.1.0"));
+    let reply = c.cmd("RCPT TO:<bob@corp.example>");
+    assert!(reply.has(451, "4.3.0"), "{}", reply.text);
+    c.cmd("QUIT");
+    assert_eq!(
+        relay.metric("coexist_recipients_rejected_total{reason=\"routing\"}"),
+        1.0
+    );
+    // The directory answers: the first snapshot loads and bob goes to the cloud.
+    dir.restart();
+    wait_until("the first snapshot", WAIT, || {
+        http_get(relay.metrics.unwrap(), "/readyz").0 == 200
+    });
+    assert_eq!(send(&relay, "bob@corp.example", "late-1@test"), 250);
+    assert_eq!(
+        delivered(&hops.cloud, "late-1@test"),
+        ["bob@tenant.cloud.example"]
+    );
+}
+
+/// `check --online` on a relay whose `[ldap]` is `section`: (exit code, stderr).
+fn check_online(relay: &Relay) -> (i32, String) {
+    let out = relay.cli(&["check", "--online"]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_password_a_missing_base_and_an_unreachable_url_are_clear_errors() {
+    let ca = TestCa::new();
+    let dir = directory(&ca);
+    let hops = hops();
+    let secrets = tempfile::tempdir().unwrap();
+    let good = password_file(secrets.path(), slapd::SERVICE.1);
+    let bad_password = secrets.path().join("wrong.password");
+    std::fs::write(&bad_password, "not-the-password\n").unwrap();
+    let cases = [
+        (
+            slapd::relay_ldap_section(&[dir.url()], &dir.ca_file, &bad_password),
+            "bind as \"cn=coexist,ou=Service,dc=corp,dc=example\" refused: invalidCredentials (49)",
+        ),
+        (
+            slapd::relay_ldap_section(&[dir.url()], &dir.ca_file, &good)
+                .replace("base = \"dc=corp", "base = \"ou=Nowhere,dc=corp"),
+            "noSuchObject (32)",
+        ),
+        (
+            slapd::relay_ldap_section(
+                &[format!("ldap://127.0.0.1:{}", coexist_e2e::free_port())],
+                &dir.ca_file,
+                &good,
+            ),
+            "cannot connect: I/O error: Connection refused",
+        ),
+    ];
+    for (section, expected) in cases {
+        let relay = setup(&hops, &section).start();
+        let (code, stderr) = check_online(&relay);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(expected), "wanted {expected:?} in {stderr}");
+        // The daemon says the same, once per attempt, and writes no cache.
+        assert!(
+            relay.log.wait_for(expected, 0, WAIT).is_some(),
+            "{}",
+            relay.log.text()
+        );
+        assert_eq!(http_get(relay.metrics.unwrap(), "/readyz").0, 503);
+        assert!(!relay.dir.path().join("contacts").exists());
+    }
+    // A good one counts what it would route.
+    let relay = setup(
+        &hops,
+        &slapd::relay_ldap_section(&[dir.url()], &dir.ca_file, &good),
+    )
+    .start();
+    let out = relay.cli(&["check", "--online"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 user(s), 1 contact(s), 1 address(es) routed, 0 left out; changes by RFC 4533 refreshAndPersist"), "{stdout}");
+}
+
+#[test]
+fn plaintext_ldap_without_insecure_is_a_config_error() {
+    let hops = hops();
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(&hops, "url = [\"ldap://127.0.0.1:389\"]\nstarttls = false\nbind_dn = \"cn=x\"\npassword_file = \"p\"\nbase = \"dc=corp,dc=example\"").render();
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, &config).unwrap();
+    let line = config
+        .lines()
+        .position(|l| l.starts_with("url = "))
+        .unwrap()
+        + 1;
+    for command in [&["check"][..], &["run"][..]] {
+        let out = std::process::Command::new(coexist_e2e::binary("coexist-relay"))
+            .arg("--config")
+            .arg(&path)
+            .args(command)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "relay.toml:{line}: ldap.url[0]: \"ldap://127.0.0.1:389\" is plaintext LDAP"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn without_rfc4533_the_relay_re_reads_every_refresh() {
+    let ca = TestCa::new();
+    let ldif = slapd::user_ldif("alice", "alice@corp.example", &[]);
+    let dir = Slapd::start(
+        SlapdSetup {
+            name: "no-syncprov".into(),
+            ldif,
+            without_syncprov: true,
+            ..Default::default()
+        },
+        &ca,
+    );
+    let hops = hops();
+    let secrets = tempfile::tempdir().unwrap();
+    let section = slapd::relay_ldap_section(
+        &[dir.url()],
+        &dir.ca_file,
+        &password_file(secrets.path(), slapd::SERVICE.1),
+    );
+    let relay = setup(&hops, &format!("{section}\nrefresh = \"1s\"")).start();
+    wait_for_snapshot(&relay);
+    assert!(
+        relay.log.text().contains("mode=\"periodic re-read\""),
+        "{}",
+        relay.log.text()
+    );
+    assert_eq!(relay.metric("coexist_routing_contacts"), 0.0);
+    migrate_in_directory(
+        &dir,
+        "alice",
+        "alice@corp.example",
+        "alice@tenant.cloud.example",
+    );
+    wait_until("the next re-read", Duration::from_secs(3), || {
+        relay.metric("coexist_routing_contacts") == 1.0
+    });
+    assert_eq!(send(&relay, "alice@corp.example", "poll-1@test"), 250);
+    assert_eq!(
+        delivered(&hops.cloud, "poll-1@test"),
+        ["alice@tenant.cloud.example"]
+    );
+}

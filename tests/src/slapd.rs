@@ -36,6 +36,8 @@ pub struct SlapdSetup {
     /// Give the service account write access to contacts and to users'
     /// forwarding attributes (what the migrator needs); read-only otherwise.
     pub service_writes: bool,
+    /// Leave out the syncprov overlay: a server without RFC 4533 (as AD is).
+    pub without_syncprov: bool,
 }
 
 /// A running slapd.
@@ -159,7 +161,9 @@ impl Slapd {
                 ROOT.1
             ));
         }
-        c.push_str("overlay syncprov\nsyncprov-checkpoint 100 10\n");
+        if !setup.without_syncprov {
+            c.push_str("overlay syncprov\nsyncprov-checkpoint 100 10\n");
+        }
         c
     }
 

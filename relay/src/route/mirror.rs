@@ -27,8 +27,8 @@ use crate::directory::model::{self, DirEntry, Problem};
 use crate::metrics::metrics;
 use crate::safeio::{self, Mode};
 use ldap3::controls::{
-    Control, ControlParser, ControlType, EntryState, RawControl, RefreshMode, SyncInfo,
-    SyncRequest, SyncState,
+    Control, ControlParser, ControlType, EntryState, MakeCritical, RawControl, RefreshMode,
+    SyncInfo, SyncRequest, SyncState,
 };
 use ldap3::{Scope, SearchEntry};
 use std::collections::{BTreeSet, HashMap};
@@ -65,6 +65,9 @@ pub struct Mirror {
 enum End {
     Shutdown,
     Reread,
+    /// The server lists RFC 4533 but this database does not do it (OpenLDAP
+    /// without the syncprov overlay on it): re-read periodically instead.
+    NoSync,
 }
 
 impl Mirror {
@@ -128,6 +131,7 @@ impl Mirror {
                 match this.session(&mut reread, &shutdown, &mut backoff).await {
                     Ok(End::Shutdown) => break,
                     Ok(End::Reread) => continue,
+                    Ok(End::NoSync) => unreachable!("handled in the session"),
                     Err(e) => {
                         metrics().routing_source_up.set(0);
                         tracing::warn!(
@@ -161,11 +165,15 @@ impl Mirror {
         *backoff = FIRST_BACKOFF;
         let sync = conn.offers_sync().await?;
         tracing::info!(url = %conn.url.text, mode = if sync { "RFC 4533 refreshAndPersist" } else { "periodic re-read" }, "directory connected");
-        let end = if sync {
+        let mut end = if sync {
             self.follow(&conn, reread, shutdown).await
         } else {
             self.poll(&conn, reread, shutdown).await
         };
+        if let Ok(End::NoSync) = end {
+            tracing::info!(url = %conn.url.text, mode = "periodic re-read", "the server lists RFC 4533 sync but refused it for this base");
+            end = self.poll(&conn, reread, shutdown).await;
+        }
         conn.close().await;
         end
     }
@@ -214,11 +222,16 @@ impl Mirror {
         // No timeout: a persistent search is meant to stay open; the probe
         // watches the connection instead.
         let mut ldap = conn.ldap.clone();
-        ldap.with_controls(RawControl::from(SyncRequest {
-            mode: RefreshMode::RefreshAndPersist,
-            cookie: None,
-            reload_hint: false,
-        }));
+        // Critical: a database without syncprov must refuse it rather than
+        // answer a plain search that then ends (RFC 4533 §2.2).
+        ldap.with_controls(RawControl::from(
+            SyncRequest {
+                mode: RefreshMode::RefreshAndPersist,
+                cookie: None,
+                reload_hint: false,
+            }
+            .critical(),
+        ));
         let mut stream = ldap
             .streaming_search(&self.config.base, Scope::Subtree, &filter, attrs)
             .await
@@ -235,6 +248,11 @@ impl Mirror {
                         Ok(Some(item)) => item,
                         Ok(None) => {
                             let result = stream.finish().await;
+                            // unavailableCriticalExtension (12), or a plain
+                            // search that ended: no sync here.
+                            if !refreshed && (result.rc == 12 || result.rc == 0) {
+                                return Ok(End::NoSync);
+                            }
                             return Err(DirectoryError::Operation { url: conn.url.text.clone(), op: op(), reason: format!("the server ended the sync search: {}", client::result_words(&result)), rc: Some(result.rc) });
                         }
                         Err(e) => return Err(conn.error(op(), &e)),
