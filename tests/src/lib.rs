@@ -6,6 +6,7 @@ pub mod dns;
 pub mod dovecot;
 pub mod faults;
 pub mod imap_proxy;
+pub mod ldap_proxy;
 pub mod load;
 pub mod sink;
 pub mod slapd;
