@@ -445,6 +445,21 @@ fn a_bad_password_a_missing_base_and_an_unreachable_url_are_clear_errors() {
         );
         assert_eq!(http_get(relay.metrics.unwrap(), "/readyz").0, 503);
         assert!(!relay.dir.path().join("contacts").exists());
+        let out = relay.cli(&["doctor", "--json"]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["what"].as_str().unwrap_or("").starts_with("directory "))
+            .cloned()
+            .unwrap();
+        assert_eq!(check["status"], "fail", "{check}");
+        assert!(
+            check["detail"].as_str().unwrap().contains(expected),
+            "{check}"
+        );
+        assert!(!check["fix"].as_str().unwrap().is_empty(), "{check}");
     }
     // A good one counts what it would route.
     let relay = setup(
@@ -460,6 +475,24 @@ fn a_bad_password_a_missing_base_and_an_unreachable_url_are_clear_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("2 user(s), 1 contact(s), 1 address(es) routed, 0 left out; changes by RFC 4533 refreshAndPersist"), "{stdout}");
+    // doctor: the same look, as a check with its status.
+    let out = relay.cli(&["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["what"] == "directory dc=corp,dc=example")
+        .cloned();
+    let check = check.unwrap_or_else(|| panic!("no directory check: {report}"));
+    assert_eq!(check["status"], "ok", "{check}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("bound as cn=coexist,ou=Service,dc=corp,dc=example"),
+        "{check}"
+    );
 }
 
 #[test]
