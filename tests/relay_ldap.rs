@@ -568,3 +568,47 @@ fn without_rfc4533_the_relay_re_reads_every_refresh() {
         ["alice@tenant.cloud.example"]
     );
 }
+
+#[test]
+fn the_shipped_example_directory_loads_and_routes_bob_and_his_alias() {
+    let ca = TestCa::new();
+    let ldif = std::fs::read_to_string(coexist_e2e::repo_root().join("config/ldap/directory.ldif"))
+        .unwrap();
+    let dir = Slapd::start(
+        SlapdSetup {
+            name: "example".into(),
+            ldif,
+            bare: true,
+            ..Default::default()
+        },
+        &ca,
+    );
+    let hops = hops();
+    let secrets = tempfile::tempdir().unwrap();
+    let section = slapd::relay_ldap_section(
+        &[dir.url()],
+        &dir.ca_file,
+        &password_file(secrets.path(), "change-me-too"),
+    );
+    let relay = setup(&hops, &section).start();
+    wait_for_snapshot(&relay);
+    assert_eq!(relay.metric("coexist_routing_contacts"), 2.0);
+    let out = relay.cli(&[
+        "route",
+        "bobby@corp.example",
+        "a.adams@corp.example",
+        "carol@corp.example",
+    ]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(lines[0].starts_with("bobby@corp.example -> bob@tenant.cloud.example via cloud") && lines[0].ends_with("contact in the directory (cn=bob@corp.example (cloud),ou=Cloud Contacts,dc=corp,dc=example)"), "{shown}");
+    assert!(
+        lines[1].starts_with("a.adams@corp.example -> a.adams@corp.example via onprem"),
+        "{shown}"
+    );
+    assert!(
+        lines[2].starts_with("carol@corp.example -> carol@corp.example via onprem"),
+        "{shown}"
+    );
+}

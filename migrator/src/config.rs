@@ -219,10 +219,17 @@ impl Config {
             .path(&mut d, "users", base)
             .map(|p| p.into_inner())
             .unwrap_or_else(|| base.join("users.csv"));
-        let default_quota = match directory.size(&mut d, "default_quota") {
-            Some(q) if *q.get_ref() == 0 => None,
-            Some(q) => Some(q.into_inner()),
-            None => None,
+        // DESIGN.md: "" = unknown (allowed).
+        let quota_unset = directory
+            .string_quiet("default_quota")
+            .is_some_and(|q| q.get_ref().is_empty());
+        let default_quota = if quota_unset {
+            None
+        } else {
+            directory
+                .size(&mut d, "default_quota")
+                .map(|q| q.into_inner())
+                .filter(|&q| q > 0)
         };
         let directory_source = read_directory_source(&mut d, &root, &directory, base);
         let file_source = directory_source == DirectorySource::File;

@@ -38,6 +38,9 @@ pub struct SlapdSetup {
     pub service_writes: bool,
     /// Leave out the syncprov overlay: a server without RFC 4533 (as AD is).
     pub without_syncprov: bool,
+    /// `ldif` brings its own suffix, OUs and service account (the shipped
+    /// example directory): don't add the built-in ones.
+    pub bare: bool,
 }
 
 /// A running slapd.
@@ -118,7 +121,9 @@ impl Slapd {
         std::fs::write(slapd.dir.path().join("slapd.conf"), slapd.config(&setup)).unwrap();
         slapd.restart();
         if setup.provider.is_none() {
-            slapd.add(&base_ldif());
+            if !setup.bare {
+                slapd.add(&base_ldif());
+            }
             if !setup.ldif.is_empty() {
                 slapd.add(&setup.ldif);
             }
