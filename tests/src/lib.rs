@@ -7,6 +7,8 @@ pub mod dovecot;
 pub mod faults;
 pub mod imap_proxy;
 pub mod load;
+pub mod pki;
+pub mod postfix;
 pub mod sink;
 pub mod smtp;
 pub mod tls;
