@@ -160,6 +160,33 @@ pub async fn pair(
     Ok((made, true))
 }
 
+/// A plain collection at `home` (MKCOL, RFC 4918 §9.3), for a home that is
+/// not there yet.
+pub async fn make_home(dav: &Dav, home: &str) -> Result<(), DavError> {
+    let uri = dav
+        .relative_uri(home)
+        .map_err(|e| DavError::Config(format!("target {home}: {e}")))?;
+    let request = Request::builder()
+        .method(Method::from_bytes(b"MKCOL").expect("a method name"))
+        .uri(uri)
+        .body(String::new())
+        .map_err(|e| DavError::Config(format!("target {home}: {e}")))?;
+    let (head, body) = timed(Side::Target, "MKCOL", async {
+        dav.request_raw(request)
+            .await
+            .map_err(|e| DavError::Transport(format!("target MKCOL {home}: {e}")))
+    })
+    .await?;
+    if head.status.is_success() {
+        Ok(())
+    } else {
+        Err(DavError::Status(format!(
+            "target MKCOL {home}: {}",
+            super::resources::reason(head.status, &body)
+        )))
+    }
+}
+
 static MKCALENDAR: PropertyName = PropertyName::new(names::CALDAV, "mkcalendar");
 
 /// MKCALENDAR with display name, description, colour and the source's

@@ -70,7 +70,19 @@ pub async fn copy_user(ctx: &mut UserContext<'_>, servers: &Servers) -> Result<(
         let marking = kind == Kind::Calendar
             && discover::auto_schedules(&dst, Side::Target, dst_home).await?;
         let sources = collections::list(&src, Side::Source, src_home, kind).await?;
-        let mut targets = collections::list(&dst, Side::Target, dst_home, kind).await?;
+        let mut targets = match collections::list(&dst, Side::Target, dst_home, kind).await {
+            Err(DavError::NotFound(_)) => {
+                // A Radicale principal appears on the user's first login; the
+                // admin makes it (a plain collection) so calendars fit under it.
+                collections::make_home(&dst, dst_home).await?;
+                ctx.say(format_args!(
+                    "{}: created the home {dst_home} on the target",
+                    kind.label()
+                ));
+                Vec::new()
+            }
+            other => other?,
+        };
         for source in &sources {
             let (pair, created) = collections::pair(&dst, dst_home, source, &src, &targets).await?;
             if created {

@@ -56,6 +56,9 @@ pub enum DavError {
     /// The server answered with an error status.
     #[error("{0}")]
     Status(String),
+    /// 404: the path is not there.
+    #[error("{0}")]
+    NotFound(String),
     /// No calendar or address book home could be found for the user.
     #[error("{0}")]
     Discovery(String),
@@ -77,6 +80,8 @@ impl DavError {
         let text = format!("{side} {what}: {e}");
         match e {
             W::Request(_) => DavError::Transport(text),
+            W::BadStatusCode(http::StatusCode::NOT_FOUND) => DavError::NotFound(text),
+            W::BadStatusCode(s) if s.is_server_error() => DavError::Transport(text),
             _ => DavError::Status(text),
         }
     }
