@@ -9,6 +9,7 @@ pub mod imap_proxy;
 pub mod load;
 pub mod pki;
 pub mod postfix;
+pub mod radicale;
 pub mod sink;
 pub mod smtp;
 pub mod tls;
