@@ -6,6 +6,7 @@
 //! listeners, the queue manager and its admin socket. [`Control`] is how the
 //! binary speaks to it.
 
+use crate::client_trust::ClientTrust;
 use crate::config::{Config, ListenerTls, RoutingSource};
 use crate::deliver::{status::DeliverError, Deliverer};
 use crate::http::Readiness;
@@ -260,7 +261,15 @@ fn server_tls(config: &Config) -> Result<Option<Arc<ServerTls>>, TlsError> {
             "generated a self-signed development certificate; configure a real one for production"
         );
     }
-    Ok(Some(Arc::new(ServerTls::load(tls)?)))
+    let trust = if config.relay.trusted_tls_names.is_empty() {
+        None
+    } else {
+        Some(ClientTrust::new(
+            &config.relay.trusted_tls_names,
+            tls.client_ca.as_deref(),
+        )?)
+    };
+    Ok(Some(Arc::new(ServerTls::load(tls, trust)?)))
 }
 
 /// SIGHUP: re-read the contacts table now. Parsing a large table must not

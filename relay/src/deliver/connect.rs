@@ -101,7 +101,8 @@ pub async fn open(hop: &NextHop, params: &SessionParams) -> Result<Opened, Deliv
     let offered = capabilities & EXT_START_TLS != 0;
     let start_tls = match params.policy {
         OutboundTls::None => false,
-        OutboundTls::Opportunistic => offered,
+        // DANE without secure TLSA records is opportunistic (RFC 7672 §2.2).
+        OutboundTls::Opportunistic | OutboundTls::Dane => offered,
         OutboundTls::Required | OutboundTls::Verify if offered => true,
         // RFC 3207 §4: without STARTTLS the policy forbids sending; give
         // up before MAIL so nothing leaves in clear.

@@ -28,7 +28,7 @@ pub mod transaction;
 #[cfg(test)]
 mod tests;
 
-use crate::config::{Config, OutboundTls, RouteConfig};
+use crate::config::{Config, RouteConfig};
 use crate::envelope::Envelope;
 use crate::envelope::Failure;
 use crate::message::Message;
@@ -36,11 +36,11 @@ use crate::metrics::{metrics, DeliveryResult};
 use client::{Session, SessionParams, Transaction, TxnRecipient};
 use mx::{NextHop, Resolver};
 use pool::{Pool, PoolKey};
-use rustls::ClientConfig;
 use status::DeliverError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tls::RouteTls;
 
 pub use status::DeliverError as Error;
 
@@ -66,26 +66,22 @@ pub struct Deliverer {
     hostname: String,
     routes: BTreeMap<String, RouteConfig>,
     resolver: Resolver,
-    any_certificate: Arc<ClientConfig>,
-    verifying: BTreeMap<String, Arc<ClientConfig>>,
+    tls: BTreeMap<String, RouteTls>,
     pool: Arc<Pool>,
 }
 
 impl Deliverer {
     /// Builds the resolver and the TLS configurations of every route.
     pub fn new(config: &Config) -> Result<Deliverer, DeliverError> {
-        let mut verifying = BTreeMap::new();
+        let mut tls = BTreeMap::new();
         for (name, route) in &config.routes {
-            if route.tls == OutboundTls::Verify {
-                verifying.insert(name.clone(), tls::verifying(route.ca.as_deref())?);
-            }
+            tls.insert(name.clone(), RouteTls::new(route)?);
         }
         Ok(Deliverer {
             hostname: config.server.hostname.clone(),
             routes: config.routes.clone(),
             resolver: Resolver::new(&config.dns)?,
-            any_certificate: tls::any_certificate(),
-            verifying,
+            tls,
             pool: Pool::new(config.queue.per_host_concurrency, IDLE_TIMEOUT),
         })
     }
@@ -168,13 +164,9 @@ impl Deliverer {
                 .clone()
                 .unwrap_or_else(|| self.hostname.clone()),
             policy: route.tls,
-            tls_config: match route.tls {
-                OutboundTls::Verify => self
-                    .verifying
-                    .get(route_name)
-                    .cloned()
-                    .unwrap_or_else(|| self.any_certificate.clone()),
-                _ => self.any_certificate.clone(),
+            tls_config: match self.tls.get(route_name) {
+                Some(t) => t.config(route.tls),
+                None => tls::any_certificate(),
             },
             connect_timeout: route.connect_timeout,
             command_timeout: route.command_timeout,
@@ -183,7 +175,7 @@ impl Deliverer {
 
         let mut last: Option<(NextHop, DeliverError)> = None;
         for hop in &hops {
-            let key = PoolKey::new(hop.addr, &hop.host, route.tls, &params.helo);
+            let key = PoolKey::new(route_name, hop.addr, &hop.host, route.tls, &params.helo);
             let _permit = self.pool.permit(hop.addr).await;
             let session = match self.session(&key, hop, &params).await {
                 Ok(s) => s,

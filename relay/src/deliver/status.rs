@@ -68,7 +68,8 @@ pub enum DeliverError {
     /// The route named by the envelope is not configured.
     #[error("route {0:?} is not configured")]
     UnknownRoute(String),
-    /// `ca` could not be read or holds no certificate.
+    /// A TLS file of the route (`ca`, `client_cert`, `client_key`) could not
+    /// be read, holds nothing usable, or the key does not match the certificate.
     #[error("{path}: {detail}")]
     Ca {
         /// The file.
