@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 /// executable's folder (`target/<profile>/deps/..`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
+    // A bench binary lives beside the others (target/<profile>/).
+    if let Some(beside) = exe.parent().map(|d| d.join(name)).filter(|p| p.is_file()) {
+        return beside;
+    }
     let dir = exe
         .parent()
         .and_then(Path::parent)

@@ -41,6 +41,9 @@ pub struct SlapdSetup {
     /// `ldif` brings its own suffix, OUs and service account (the shipped
     /// example directory): don't add the built-in ones.
     pub bare: bool,
+    /// An LDIF file loaded offline with `slapadd` before the start (fast for
+    /// a large directory); it must hold [`base_ldif`] itself.
+    pub bulk: Option<PathBuf>,
 }
 
 /// A running slapd.
@@ -58,7 +61,7 @@ pub struct Slapd {
 
 /// The entries every provider starts with: the suffix, the OUs and the
 /// service account.
-fn base_ldif() -> String {
+pub fn base_ldif() -> String {
     format!(
         "dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: corp\ndc: corp\n\n\
          dn: ou=Service,{SUFFIX}\nobjectClass: organizationalUnit\nou: Service\n\n\
@@ -119,8 +122,23 @@ impl Slapd {
             dir,
         };
         std::fs::write(slapd.dir.path().join("slapd.conf"), slapd.config(&setup)).unwrap();
+        if let Some(bulk) = &setup.bulk {
+            let out = Command::new("/usr/sbin/slapadd")
+                .arg("-q")
+                .arg("-f")
+                .arg(slapd.dir.path().join("slapd.conf"))
+                .arg("-l")
+                .arg(bulk)
+                .output()
+                .expect("slapadd");
+            assert!(
+                out.status.success(),
+                "slapadd: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         slapd.restart();
-        if setup.provider.is_none() {
+        if setup.provider.is_none() && setup.bulk.is_none() {
             if !setup.bare {
                 slapd.add(&base_ldif());
             }
