@@ -190,7 +190,10 @@ impl Mirror {
         let mut probe = probe_timer();
         loop {
             let found = conn.search_all(&self.config.base, &filter, &attrs).await?;
-            let entries: Vec<DirEntry> = found.into_iter().filter_map(|e| self.parse(&e)).collect();
+            let entries: Vec<Arc<DirEntry>> = found
+                .into_iter()
+                .filter_map(|e| self.parse(&e).map(Arc::new))
+                .collect();
             self.publish(entries).await;
             let next = tokio::time::sleep(self.config.refresh);
             tokio::pin!(next);
@@ -236,7 +239,8 @@ impl Mirror {
             .streaming_search(&self.config.base, Scope::Subtree, &filter, attrs)
             .await
             .map_err(|e| conn.error(op(), &e))?;
-        let mut entries: HashMap<Vec<u8>, DirEntry> = HashMap::new();
+        // Shared with each snapshot build: a publish copies pointers, not entries.
+        let mut entries: HashMap<Vec<u8>, Arc<DirEntry>> = HashMap::new();
         let mut refreshed = false;
         let mut pending: Option<(Instant, Instant)> = None; // (first, last) unpublished change
         let mut probe = probe_timer();
@@ -260,7 +264,7 @@ impl Mirror {
                     if item.is_intermediate() {
                         if refresh_done(item) && !refreshed {
                             refreshed = true;
-                            let all: Vec<DirEntry> = entries.values().cloned().collect();
+                            let all: Vec<Arc<DirEntry>> = entries.values().cloned().collect();
                             self.publish(all).await;
                         }
                         continue;
@@ -274,7 +278,7 @@ impl Mirror {
                     match state {
                         EntryState::Delete => { entries.remove(&uuid); }
                         _ => match self.parse(&entry) {
-                            Some(e) => { entries.insert(uuid, e); }
+                            Some(e) => { entries.insert(uuid, Arc::new(e)); }
                             None => { entries.remove(&uuid); }
                         },
                     }
@@ -285,7 +289,7 @@ impl Mirror {
                 }
                 _ = sleep_until(due), if due.is_some() => {
                     pending = None;
-                    let all: Vec<DirEntry> = entries.values().cloned().collect();
+                    let all: Vec<Arc<DirEntry>> = entries.values().cloned().collect();
                     self.publish(all).await;
                 }
                 _ = probe.tick() => probed(conn).await?,
@@ -303,7 +307,7 @@ impl Mirror {
     }
 
     /// Builds the snapshot off the async threads, swaps it in, writes the cache.
-    async fn publish(&self, entries: Vec<DirEntry>) {
+    async fn publish(&self, entries: Vec<Arc<DirEntry>>) {
         let routes = self.contacts.routes().clone();
         let cache = self.contacts.path().to_path_buf();
         let built = tokio::task::spawn_blocking(move || build(&entries, &routes, &cache)).await;
@@ -357,9 +361,9 @@ struct Snapshot {
 }
 
 /// The routing decision over `entries`, as a table and as the cache file.
-fn build(entries: &[DirEntry], routes: &BTreeSet<String>, cache: &Path) -> Snapshot {
+fn build(entries: &[Arc<DirEntry>], routes: &BTreeSet<String>, cache: &Path) -> Snapshot {
     let known = |r: &str| routes.contains(r);
-    let (routed, problems) = model::routing(entries, &known);
+    let (routed, problems) = model::routing(entries.iter().map(|e| &**e), &known);
     let text = model::render(&routed);
     let table = ContactsTable::parse(&text, cache, &known)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect());
