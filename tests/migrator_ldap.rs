@@ -389,3 +389,35 @@ fn a_write_the_directory_refuses_fails_that_user_with_the_servers_words() {
         "nothing written"
     );
 }
+
+#[test]
+fn a_contacts_base_missing_on_the_server_fails_the_user_and_writes_nothing() {
+    let s = start(true);
+    let text = std::fs::read_to_string(s.dir.path().join("migrator.toml")).unwrap();
+    let text = text.replace(
+        &format!("contacts_base = \"{}\"", slapd::CONTACTS),
+        "contacts_base = \"ou=Nowhere,dc=corp,dc=example\"",
+    );
+    std::fs::write(s.dir.path().join("migrator.toml"), text).unwrap();
+    let before = s.ldap.search("(objectClass=*)", &["*"]);
+    let report = s.dir.path().join("report.json");
+    let (code, out, err) = s.run(&[
+        "migrate",
+        ALICE,
+        "--forwarding-only",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let error = json["users"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("noSuchObject (32)"), "{error}");
+    assert_eq!(
+        s.ldap.search("(objectClass=*)", &["*"]),
+        before,
+        "nothing written"
+    );
+}

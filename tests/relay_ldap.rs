@@ -612,3 +612,67 @@ fn the_shipped_example_directory_loads_and_routes_bob_and_his_alias() {
         "{shown}"
     );
 }
+
+#[test]
+fn sighup_re_reads_and_an_unusable_entry_is_left_out_with_its_dn() {
+    let ca = TestCa::new();
+    let dir = directory(&ca);
+    let hops = hops();
+    let secrets = tempfile::tempdir().unwrap();
+    let relay = relay(&hops, &[dir.url()], &dir.ca_file, secrets.path());
+    wait_for_snapshot(&relay);
+    assert!(relay.metric("coexist_routing_source_last_sync_timestamp_seconds") > 1.7e9);
+    let errors = relay.metric("coexist_routing_reloads_total{result=\"error\"}");
+    // carol's altRecipient names no contact: carol is left out, bob still routes.
+    dir.add(&slapd::user_ldif(
+        "carol",
+        "carol@corp.example",
+        &[(
+            "altRecipient",
+            "cn=nobody,ou=Cloud Contacts,dc=corp,dc=example",
+        )],
+    ));
+    let line = relay
+        .log
+        .wait_for("left out of the routing snapshot", 0, WAIT)
+        .expect("carol reported");
+    let text = relay.log.text();
+    let shown = text.lines().nth(line).unwrap();
+    assert!(
+        shown.contains("dn=cn=carol,ou=Users,dc=corp,dc=example")
+            && shown.contains(
+                "altRecipient \"cn=nobody,ou=Cloud Contacts,dc=corp,dc=example\" is not a contact"
+            ),
+        "{shown}"
+    );
+    wait_until("the error counted", WAIT, || {
+        relay.metric("coexist_routing_reloads_total{result=\"error\"}") > errors
+    });
+    assert_eq!(relay.metric("coexist_routing_contacts"), 1.0);
+    assert_eq!(send(&relay, "bob@corp.example", "left-1@test"), 250);
+    assert_eq!(
+        delivered(&hops.cloud, "left-1@test"),
+        ["bob@tenant.cloud.example"]
+    );
+
+    // SIGHUP: a full re-read now (a new connection, a new first snapshot).
+    let from = relay.log.len();
+    relay.signal("HUP");
+    assert!(relay
+        .log
+        .wait_for("SIGHUP: re-reading the directory", from, WAIT)
+        .is_some());
+    assert!(
+        relay
+            .log
+            .wait_for("directory connected", from, WAIT)
+            .is_some(),
+        "{}",
+        relay.log.text()
+    );
+    assert!(relay
+        .log
+        .wait_for("directory snapshot loaded", from, WAIT)
+        .is_some());
+    assert_eq!(relay.metric("coexist_routing_source_up"), 1.0);
+}
