@@ -755,4 +755,26 @@ state_dir = "state"
     // No invitation, no reply: sendmail was never called (Cyrus runs it
     // within the PUT, as the control showed, so there is nothing to wait for).
     assert_eq!(cyrus.sent(), "", "Cyrus sent mail during the migration");
+
+    // The quota gate counts calendar bytes: with 1 KiB on the target, a new
+    // 2 KB event does not fit, and nothing is written.
+    cyrus.imap_admin("m.setquota('user/alice', '(STORAGE 1)')");
+    let big = event("big-1", "20270601T090000Z", &"x".repeat(2000), "");
+    source.put(ALICE, "pw", "/alice@corp.example/work/big.ics", &big, d);
+    let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(d.join("migrator.toml"))
+        .args(["sync", ALICE])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("nothing was written"), "{text}");
+    let (ok, dump, err) = cyrus_dav(&["dump", "/dav/calendars/user/alice/"]);
+    assert!(ok, "{err}");
+    assert!(!dump.contains("big-1"), "written past the quota gate");
 }
