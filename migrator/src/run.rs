@@ -298,6 +298,9 @@ async fn migrate_one(ctx: &mut UserContext<'_>, opts: &MigrateOptions) -> Result
         for f in measured.iter().flat_map(|m| &m.folders) {
             ctx.say(format_args!("would copy {} -> {}", f.source, f.target));
         }
+        if ctx.run.dav.is_some() && ctx.run.filter.content.wants_dav() {
+            ctx.say("would copy calendars and contacts over CalDAV/CardDAV");
+        }
         return Ok(());
     }
 
