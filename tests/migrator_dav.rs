@@ -88,6 +88,11 @@ struct Setup {
 }
 
 fn start() -> Setup {
+    start_with("")
+}
+
+/// [`start`] with more `[server]` settings for the target Radicale.
+fn start_with(target_server: &str) -> Setup {
     let ca = TestCa::new();
     let dovecot = |name, user| {
         Dovecot::start(
@@ -104,7 +109,7 @@ fn start() -> Setup {
     let source_imap = dovecot("source", ALICE);
     let target_imap = dovecot("target", ALICE_CLOUD);
     let source = Radicale::start("source", &[(ALICE, "pw")], &ca);
-    let target = Radicale::start("target", &[(ALICE_CLOUD, "pw")], &ca);
+    let target = Radicale::start_with("target", &[(ALICE_CLOUD, "pw")], &ca, target_server);
     let dir = tempfile::tempdir().unwrap();
     let s = Setup {
         _ca: ca,
@@ -777,4 +782,41 @@ state_dir = "state"
     let (ok, dump, err) = cyrus_dav(&["dump", "/dav/calendars/user/alice/"]);
     assert!(ok, "{err}");
     assert!(!dump.contains("big-1"), "written past the quota gate");
+}
+
+/// A resource the target refuses (here: too large, 413) is a warning with the
+/// server's answer; everything else is copied, and the run exits 1. The next
+/// pass tries it again (the token did not move past it).
+#[test]
+fn a_refused_resource_is_a_warning_with_the_reason_and_exit_1() {
+    let s = start_with("max_content_length = 6000");
+    let d = s.dir.path();
+    let mut big = vcard("big", "Bigphoto");
+    let filler: String = (0..100)
+        .map(|i| format!("X-FILLER-{i}:{}\r\n", "f".repeat(60)))
+        .collect();
+    big = big.replace("END:VCARD", &format!("{filler}END:VCARD"));
+    assert!(big.len() > 6000);
+    s.source
+        .put(ALICE, "pw", "/alice@corp.example/contacts/big.vcf", &big, d);
+    let (code, out, report) = s.run(&["migrate", ALICE]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(count(&report, "contacts", "refused"), 1, "{report:#}");
+    assert_eq!(count(&report, "contacts", "copied"), 3, "{report:#}");
+    assert_eq!(count(&report, "calendar", "copied"), 5, "{report:#}");
+    let warning = &report["users"][0]["content"]["contacts"]["warnings"][0];
+    assert_eq!(
+        warning["resource"], "/alice@corp.example/contacts/big.vcf",
+        "{warning}"
+    );
+    assert!(
+        warning["reason"].as_str().unwrap().starts_with("413"),
+        "{warning}"
+    );
+    assert!(out.contains("big.vcf") && out.contains("413"), "{out}");
+    // Tried again by the next pass, not forgotten behind the token.
+    let (code, _, again) = s.run(&["sync", ALICE]);
+    assert_eq!(code, 1);
+    assert_eq!(count(&again, "contacts", "refused"), 1, "{again:#}");
+    assert_eq!(count(&again, "contacts", "copied"), 0, "{again:#}");
 }
