@@ -10,6 +10,7 @@ pub mod imap_proxy;
 pub mod load;
 pub mod pki;
 pub mod postfix;
+pub mod prometheus;
 pub mod radicale;
 pub mod sink;
 pub mod smtp;
