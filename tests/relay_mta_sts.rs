@@ -245,4 +245,26 @@ fn mta_sts_enforce_testing_none_timeout_id_change_and_restart() {
         badmx.contains("status=deferred") && badmx.contains("MTA-STS"),
         "{badmx}"
     );
+
+    // `route` and `doctor` show what a recipient domain gets.
+    let out = relay.cli(&["route", "user@badmx.test", "user@plain.test"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tls mta-sts:enforce (id 1, mx mail.badmx.test"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tls opportunistic (no MTA-STS policy for plain.test)"),
+        "{text}"
+    );
+    let out = relay.cli(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("TLS policy of route internet:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("badmx.test enforce") && line.contains("testing.test testing"),
+        "{line}"
+    );
 }

@@ -117,6 +117,42 @@ impl Applied {
     }
 }
 
+/// In words, the TLS policy a recipient at `domain` gets on `route` now (the
+/// MTA-STS lookup included; a fetched policy is not cached), for `route` and `doctor`.
+pub async fn describe(config: &crate::config::Config, route_name: &str, domain: &str) -> String {
+    let Some(route) = config.routes.get(route_name) else {
+        return "unknown route".into();
+    };
+    if !route.mta_sts || domain.is_empty() {
+        return route.tls.as_str().into();
+    }
+    let (resolver, tls) = match (
+        super::mx::Resolver::new(&config.dns),
+        super::tls::RouteTls::new(route),
+    ) {
+        (Ok(r), Ok(t)) => (r, t),
+        (Err(e), _) | (_, Err(e)) => {
+            return format!("{} (MTA-STS not checked: {e})", route.tls.as_str())
+        }
+    };
+    let sts = super::mta_sts::MtaSts::read_only(&config.server.spool_dir);
+    match sts.lookup(&resolver, domain, tls.roots()).await {
+        super::mta_sts::Lookup::Policy(p) => format!(
+            "mta-sts:{} (id {}, mx {}{})",
+            p.mode.as_str(),
+            p.id,
+            p.mx.join(" "),
+            match p.mode {
+                Mode::Enforce => "; overrides the route's tls".to_string(),
+                Mode::Testing => format!("; delivers with tls = {}", route.tls.as_str()),
+            }
+        ),
+        super::mta_sts::Lookup::NoPolicy => {
+            format!("{} (no MTA-STS policy for {domain})", route.tls.as_str())
+        }
+    }
+}
+
 fn route_label(t: OutboundTls) -> TlsPolicyLabel {
     match t {
         OutboundTls::None => TlsPolicyLabel::None,

@@ -134,6 +134,8 @@ pub struct MtaSts {
     store: Store,
     cache: Mutex<HashMap<String, Entry>>,
     port: u16,
+    /// Never write the spool folder (`route`, `doctor`: they only look).
+    read_only: bool,
 }
 
 impl MtaSts {
@@ -143,6 +145,16 @@ impl MtaSts {
             store: Store::new(spool_dir),
             cache: Mutex::new(HashMap::new()),
             port: HTTPS_PORT,
+            read_only: false,
+        }
+    }
+
+    /// Like [`MtaSts::new`], but a fetched policy is not written to the spool
+    /// folder (for commands that only look).
+    pub fn read_only(spool_dir: &Path) -> MtaSts {
+        MtaSts {
+            read_only: true,
+            ..MtaSts::new(spool_dir)
         }
     }
 
@@ -213,7 +225,9 @@ impl MtaSts {
             fetched_at: now,
             body,
         };
-        if let Err(e) = self.store.save(&stored) {
+        if self.read_only {
+            // Looked at, not kept.
+        } else if let Err(e) = self.store.save(&stored) {
             // Still in force from memory; only a restart would forget it.
             tracing::warn!(domain, error = %e, "could not cache the MTA-STS policy in the spool folder");
         }
