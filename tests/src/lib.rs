@@ -8,6 +8,7 @@ pub mod dovecot;
 pub mod faults;
 pub mod imap_proxy;
 pub mod load;
+pub mod mta_sts;
 pub mod pki;
 pub mod postfix;
 pub mod prometheus;

@@ -153,6 +153,14 @@ impl RouteTls {
         finish(builder, self.identity.as_ref())
     }
 
+    /// A verifier of the route's `verify` trust, for checking a certificate
+    /// after a handshake that did not depend on it (MTA-STS `testing`).
+    pub fn audit_verifier(&self) -> Arc<dyn ServerCertVerifier> {
+        rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider())
+            .build()
+            .expect("the webpki roots are never empty")
+    }
+
     /// Whether the route presents a client certificate.
     pub fn has_client_certificate(&self) -> bool {
         self.identity.is_some()
