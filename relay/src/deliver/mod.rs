@@ -9,6 +9,7 @@
 //! - [`pool`]: idle sessions for reuse, per-next-hop concurrency.
 //! - [`tls`]: client TLS configurations per route (trust anchors, client certificate).
 //! - [`tls_policy`]: which TLS policy governs a transaction (the route's, MTA-STS).
+//! - [`dane`]: RFC 7672: TLSA records over a validating resolver, the certificate check.
 //! - [`mta_sts`]: RFC 8461 policies: lookup, HTTPS fetch, cache in the spool folder.
 //! - [`status`]: every error and the one table that says temporary or permanent.
 //! - [`dsn`]: RFC 3464 delivery status notifications.
@@ -19,6 +20,7 @@
 mod body;
 pub mod client;
 mod connect;
+pub mod dane;
 pub mod dsn;
 mod esmtp;
 pub mod mta_sts;
@@ -32,12 +34,14 @@ pub mod transaction;
 #[cfg(test)]
 mod tests;
 
+use crate::config::OutboundTls;
 use crate::config::{Config, RouteConfig};
 use crate::envelope::Envelope;
 use crate::envelope::Failure;
 use crate::message::Message;
 use crate::metrics::{metrics, DeliveryResult};
 use client::{Session, SessionParams, Transaction, TxnRecipient};
+use dane::Dane;
 use mta_sts::MtaSts;
 use mx::{NextHop, Resolver};
 use pool::{Pool, PoolKey};
@@ -74,6 +78,7 @@ pub struct Deliverer {
     resolver: Resolver,
     tls: BTreeMap<String, RouteTls>,
     mta_sts: MtaSts,
+    dane: Option<Dane>,
     pool: Arc<Pool>,
 }
 
@@ -90,6 +95,12 @@ impl Deliverer {
             resolver: Resolver::new(&config.dns)?,
             tls,
             mta_sts: MtaSts::new(&config.server.spool_dir),
+            dane: if config.dns.dnssec && config.routes.values().any(|r| r.tls == OutboundTls::Dane)
+            {
+                Some(Dane::new(&config.dns)?)
+            } else {
+                None
+            },
             pool: Pool::new(config.queue.per_host_concurrency, IDLE_TIMEOUT),
         })
     }
@@ -197,14 +208,27 @@ impl Deliverer {
             data_timeout: route.data_timeout,
         };
 
+        // RFC 7672 §2.2.1: TLSA records count only under a secure MX RRset.
+        let dane = match (&self.dane, route.tls) {
+            (Some(d), OutboundTls::Dane) if !route.mx || d.mx_secure(domain).await => Some(d),
+            _ => None,
+        };
         let mut last: Option<(NextHop, DeliverError)> = None;
         for hop in &hops {
+            let (params, label, metric) = match dane {
+                Some(d) => self.dane_params(d, route_tls, &params, &applied, hop).await,
+                None => (params.clone(), label.clone(), applied.metric()),
+            };
             let key = PoolKey::new(route_name, hop.addr, &hop.host, params.policy, &params.helo);
             let _permit = self.pool.permit(hop.addr).await;
             let session = match self.session(&key, hop, &params).await {
                 Ok(s) => s,
                 Err(e) => {
-                    let e = applied.explain(e);
+                    let e = if params.policy == OutboundTls::Dane {
+                        dane_error(hop, e)
+                    } else {
+                        applied.explain(e)
+                    };
                     tracing::debug!(queue_id = %envelope.id, next_hop = %hop, error = %e, "next hop skipped");
                     last = Some((hop.clone(), e));
                     continue;
@@ -219,7 +243,7 @@ impl Deliverer {
                 }
                 _ => applied.allows(&hop.host),
             };
-            metrics().tls_policy(route_name, applied.metric(), met);
+            metrics().tls_policy(route_name, metric, met);
             let outcomes = self
                 .transaction(
                     envelope,
@@ -240,10 +264,51 @@ impl Deliverer {
             return outcomes;
         }
         let (hop, e) = last.expect("at least one next hop was tried");
+        let label = match &e {
+            DeliverError::TlsPolicy(t) if t.starts_with("DANE") => "dane".to_string(),
+            _ => label,
+        };
         if e.is_tls() {
-            metrics().tls_policy(route_name, applied.metric(), false);
+            let metric = if label == "dane" {
+                crate::metrics::TlsPolicyLabel::Dane
+            } else {
+                applied.metric()
+            };
+            metrics().tls_policy(route_name, metric, false);
         }
         self.fail_all(envelope, route_name, group, Some(&hop), &label, &e)
+    }
+
+    /// The session parameters for `hop` under DANE: its secure TLSA records
+    /// decide the certificate; without them, what `applied` says.
+    async fn dane_params(
+        &self,
+        dane: &Dane,
+        route_tls: Option<&RouteTls>,
+        params: &SessionParams,
+        applied: &Applied,
+        hop: &NextHop,
+    ) -> (SessionParams, String, crate::metrics::TlsPolicyLabel) {
+        let mut p = params.clone();
+        match dane.tlsa(&hop.host, hop.addr.port()).await {
+            dane::HopDane::NoRecords => return (p, applied.label(), applied.metric()),
+            dane::HopDane::Unusable => {
+                p.policy = OutboundTls::Required;
+                p.tls_config = route_tls
+                    .map_or_else(tls::any_certificate, |t| t.config(OutboundTls::Required));
+            }
+            dane::HopDane::Records(records) => {
+                let verifier = Arc::new(dane::DaneVerifier::new(records));
+                p.policy = OutboundTls::Dane;
+                p.tls_config = match route_tls {
+                    Some(t) => t.with_verifier(verifier),
+                    None => tls::RouteTls::bare_with_verifier(verifier),
+                };
+            }
+        }
+        // DANE takes precedence over MTA-STS (RFC 8461 §2).
+        p.audit = None;
+        (p, "dane".to_string(), crate::metrics::TlsPolicyLabel::Dane)
     }
 
     /// The TLS policy for `domain` on `route`: MTA-STS where the route applies
@@ -402,6 +467,18 @@ impl Deliverer {
 struct Via<'a> {
     route: &'a str,
     label: &'a str,
+}
+
+/// A TLS failure under DANE, as the queue records it (4.7.5, RFC 7672 §2.2).
+fn dane_error(hop: &NextHop, e: DeliverError) -> DeliverError {
+    if e.is_tls() {
+        DeliverError::TlsPolicy(format!(
+            "DANE: TLSA records of {} require TLS with a matching certificate: {e}",
+            hop.host
+        ))
+    } else {
+        e
+    }
 }
 
 /// Error → outcome, through the one classification table.

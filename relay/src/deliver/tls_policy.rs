@@ -31,7 +31,7 @@ impl Applied {
     /// For the delivery log: `opportunistic`, `verify`, `mta-sts:enforce`, …
     pub fn label(&self) -> String {
         match self {
-            Applied::Route(t) => t.as_str().to_string(),
+            Applied::Route(t) => baseline(*t).as_str().to_string(),
             Applied::MtaSts { policy, .. } => format!("mta-sts:{}", policy.mode.as_str()),
         }
     }
@@ -39,7 +39,7 @@ impl Applied {
     /// The `policy` label of `tls_policy_total`.
     pub fn metric(&self) -> TlsPolicyLabel {
         match self {
-            Applied::Route(t) => route_label(*t),
+            Applied::Route(t) => route_label(baseline(*t)),
             Applied::MtaSts { .. } => TlsPolicyLabel::MtaSts,
         }
     }
@@ -47,9 +47,9 @@ impl Applied {
     /// The policy the session is opened under.
     pub fn wire(&self) -> OutboundTls {
         match self {
-            Applied::Route(t) => *t,
+            Applied::Route(t) => baseline(*t),
             Applied::MtaSts { policy, .. } if policy.mode == Mode::Enforce => OutboundTls::Verify,
-            Applied::MtaSts { route, .. } => *route,
+            Applied::MtaSts { route, .. } => baseline(*route),
         }
     }
 
@@ -150,6 +150,15 @@ pub async fn describe(config: &crate::config::Config, route_name: &str, domain: 
         super::mta_sts::Lookup::NoPolicy => {
             format!("{} (no MTA-STS policy for {domain})", route.tls.as_str())
         }
+    }
+}
+
+/// The policy before any DANE record is looked at: `dane` is `opportunistic`
+/// until a next hop has secure TLSA records (RFC 7672 §2.2).
+fn baseline(t: OutboundTls) -> OutboundTls {
+    match t {
+        OutboundTls::Dane => OutboundTls::Opportunistic,
+        other => other,
     }
 }
 
