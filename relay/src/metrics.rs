@@ -176,6 +176,10 @@ pub struct Metrics {
     pub deliveries_total: IntCounterVec,
     /// `coexist_delivery_duration_seconds{route}`
     pub delivery_duration_seconds: HistogramVec,
+    /// `coexist_accept_duration_seconds{listener}`: from the end of a message's
+    /// data to its `250` (content checks and the spool commit), what a client waits
+    /// for. Not in DESIGN's list; added for #18 (the dashboard's accept latency).
+    pub accept_duration_seconds: HistogramVec,
     /// `coexist_queue_messages`
     pub queue_messages: IntGauge,
     /// `coexist_queue_oldest_seconds`
@@ -272,6 +276,25 @@ impl Metrics {
                 registry.register(Box::new(h.clone())).expect("unique metric");
                 h
             },
+            accept_duration_seconds: {
+                // 50 µs to 10 s: a group commit on a fast disk to a stalled one.
+                let buckets = vec![
+                    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ];
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "accept_duration_seconds",
+                        "From the end of a message's data to its 250 reply (checks and spool commit), per listener.",
+                    )
+                    .namespace("coexist")
+                    .buckets(buckets),
+                    &["listener"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
             queue_messages: gauge("queue_messages", "Messages in the spool."),
             queue_oldest_seconds: gauge(
                 "queue_oldest_seconds",
@@ -336,6 +359,7 @@ impl Metrics {
             self.connections_total.with_label_values(&[listener]);
             self.messages_received_total.with_label_values(&[listener]);
             self.bytes_received_total.with_label_values(&[listener]);
+            self.accept_duration_seconds.with_label_values(&[listener]);
         }
         let routes: Vec<&str> = routes.into_iter().collect();
         for route in &routes {
