@@ -169,4 +169,15 @@ fn dane_match_ta_mismatch_no_tlsa_and_unsigned_zone() {
     assert_eq!(series("dane", "ok"), 2.0);
     assert_eq!(series("dane", "failed"), 1.0);
     assert_eq!(series("opportunistic", "ok"), 2.0);
+
+    let out = relay.cli(&["route", "user@match.dane.test", "user@unsigned.test"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("tls dane: mx1.dane.test (1 usable TLSA record(s))"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tls dane: the MX of unsigned.test is not DNSSEC-secure"),
+        "{text}"
+    );
 }
