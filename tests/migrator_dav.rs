@@ -411,6 +411,17 @@ fn calendars_and_contacts_copy_by_uid_and_a_second_migrate_copies_nothing() {
     );
     assert_eq!(work["target"], "/alice@tenant.cloud.example/calendar-1/");
 
+    // `status --json` counts what the checkpoint has on the target.
+    let status = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(s.dir.path().join("migrator.toml"))
+        .args(["status", "--json", ALICE])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["content"]["contacts"], 3, "{status:#}");
+    assert_eq!(status[0]["content"]["calendar"], 5, "{status:#}");
+
     let (code, out, again) = s.run(&["migrate", ALICE]);
     assert_eq!(code, 0, "{out}");
     for content in ["calendar", "contacts"] {
