@@ -88,6 +88,11 @@ struct Setup {
 }
 
 fn start() -> Setup {
+    start_with("")
+}
+
+/// [`start`] with more `[server]` settings for the target Radicale.
+fn start_with(target_server: &str) -> Setup {
     let ca = TestCa::new();
     let dovecot = |name, user| {
         Dovecot::start(
@@ -104,7 +109,7 @@ fn start() -> Setup {
     let source_imap = dovecot("source", ALICE);
     let target_imap = dovecot("target", ALICE_CLOUD);
     let source = Radicale::start("source", &[(ALICE, "pw")], &ca);
-    let target = Radicale::start("target", &[(ALICE_CLOUD, "pw")], &ca);
+    let target = Radicale::start_with("target", &[(ALICE_CLOUD, "pw")], &ca, target_server);
     let dir = tempfile::tempdir().unwrap();
     let s = Setup {
         _ca: ca,
@@ -406,6 +411,17 @@ fn calendars_and_contacts_copy_by_uid_and_a_second_migrate_copies_nothing() {
     );
     assert_eq!(work["target"], "/alice@tenant.cloud.example/calendar-1/");
 
+    // `status --json` counts what the checkpoint has on the target.
+    let status = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(s.dir.path().join("migrator.toml"))
+        .args(["status", "--json", ALICE])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["content"]["contacts"], 3, "{status:#}");
+    assert_eq!(status[0]["content"]["calendar"], 5, "{status:#}");
+
     let (code, out, again) = s.run(&["migrate", ALICE]);
     assert_eq!(code, 0, "{out}");
     for content in ["calendar", "contacts"] {
@@ -442,19 +458,41 @@ fn sync_reads_only_changes_reports_deletions_and_survives_an_expired_token() {
     );
     s.source
         .must(ALICE, "pw", &["delete", &format!("{work}old.ics")]);
+    // Changed on both sides: the target's copy wins.
+    let org = |summary: &str| {
+        event(
+            "org-1",
+            "20250402T150000Z",
+            summary,
+            "SEQUENCE:1\r\nORGANIZER;CN=Alice:mailto:alice@corp.example\r\nATTENDEE;CN=Pat;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:pat@partner.example\r\n",
+        )
+    };
+    let org_source = format!("{work}organizer.ics");
+    s.source
+        .put(ALICE, "pw", &org_source, &org("moved on the source"), d);
+    let org_target = "/alice@tenant.cloud.example/calendar-1/organizer.ics";
+    s.target.put(
+        ALICE_CLOUD,
+        "pw",
+        org_target,
+        &org("edited in the cloud"),
+        d,
+    );
 
     let (code, out, report) = s.run(&["sync", ALICE]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(count(&report, "calendar", "copied"), 1, "{report:#}");
     assert_eq!(count(&report, "calendar", "updated"), 1, "{report:#}");
+    assert_eq!(count(&report, "calendar", "conflicts"), 1, "{report:#}");
     assert_eq!(
         count(&report, "calendar", "deleted_on_source"),
         1,
         "{report:#}"
     );
     assert_eq!(count(&report, "contacts", "copied"), 0);
-    let dst = assert_copied(&s, &["single-1"]);
+    let dst = assert_copied(&s, &["single-1", "org-1"]);
     assert!(dst["Work"]["weekly-1"].contains("SUMMARY:daily sync"));
+    assert!(dst["Work"]["org-1"].contains("SUMMARY:edited in the cloud"));
     assert!(
         dst["Work"].contains_key("old-2015"),
         "a deletion is not carried over"
@@ -537,4 +575,281 @@ fn content_mail_leaves_calendars_and_since_selects_by_occurrence() {
     );
     assert_eq!(count(&report, "calendar", "copied"), 4, "{report:#}");
     let _ = Path::new("");
+}
+
+/// Radicale → Cyrus, which schedules (RFC 6638): the organizer's event with an
+/// external attendee and the attendee's copy of an external organizer's event
+/// go with `SCHEDULE-AGENT=CLIENT`, and Cyrus sends nothing. Without the
+/// marking (the control, a direct PUT) Cyrus does send an invitation.
+#[test]
+fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
+    use coexist_e2e::cyrus::Cyrus;
+    let ca = TestCa::new();
+    let source_imap = Dovecot::start(
+        DovecotSetup {
+            name: "source",
+            users: vec![(ALICE, "pw")],
+            quota: None,
+            max_mail_size: None,
+            tls: true,
+        },
+        &ca,
+    );
+    let source = Radicale::start("source", &[(ALICE, "pw")], &ca);
+    let cyrus = Cyrus::start(&["alice"], &ca);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Cyrus schedules only events that are still to come.
+    let work = "/alice@corp.example/work/";
+    source.must(
+        ALICE,
+        "pw",
+        &["mkcalendar", work, "Work", "#3366ffff", "Team"],
+    );
+    source.must(
+        ALICE,
+        "pw",
+        &["mkaddressbook", "/alice@corp.example/contacts/", "Contacts"],
+    );
+    source.put(
+        ALICE,
+        "pw",
+        &format!("{work}plain.ics"),
+        &event("plain-1", "20270310T090000Z", "dentist", ""),
+        d,
+    );
+    source.put(
+        ALICE,
+        "pw",
+        &format!("{work}organizer.ics"),
+        &event(
+            "org-1",
+            "20270402T150000Z",
+            "review with a partner",
+            "ORGANIZER;CN=Alice:mailto:alice@corp.example\r\nATTENDEE;CN=Pat;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:pat@partner.example\r\n",
+        ),
+        d,
+    );
+    source.put(
+        ALICE,
+        "pw",
+        &format!("{work}attendee.ics"),
+        &event(
+            "att-1",
+            "20270405T100000Z",
+            "partner's workshop",
+            "ORGANIZER;CN=Pat:mailto:pat@partner.example\r\nATTENDEE;PARTSTAT=ACCEPTED:mailto:alice@corp.example\r\n",
+        ),
+        d,
+    );
+    source.put(
+        ALICE,
+        "pw",
+        &format!("{work}weekly.ics"),
+        &weekly("standup", 0),
+        d,
+    );
+    for (uid, name) in [("c1", "Carol"), ("c2", "Dan")] {
+        source.put(
+            ALICE,
+            "pw",
+            &format!("/alice@corp.example/contacts/{uid}.vcf"),
+            &vcard(uid, name),
+            d,
+        );
+    }
+
+    // The control: Cyrus mails an invitation for an unmarked organizer's event.
+    let cyrus_dav = |args: &[&str]| {
+        let mut all = vec![
+            cyrus.dav_url(),
+            "alice".into(),
+            "x".into(),
+            cyrus.dir.path().join("ca.pem").display().to_string(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        coexist_e2e::python("dav.py", &refs)
+    };
+    let control = d.join("control.ics");
+    std::fs::write(
+        &control,
+        event(
+            "control-1",
+            "20270501T090000Z",
+            "control",
+            "ORGANIZER:mailto:alice@corp.example\r\nATTENDEE;RSVP=TRUE:mailto:quinn@partner.example\r\n",
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = cyrus_dav(&[
+        "put",
+        "/dav/calendars/user/alice/Default/control.ics",
+        control.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cyrus.sent().contains("RCPT TO:<quinn@partner.example>") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the control sent no invitation: {:?}",
+            cyrus.sent()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cyrus.clear_sent();
+
+    std::fs::write(d.join("ca.pem"), &ca.ca_pem).unwrap();
+    std::fs::write(d.join("source.password"), format!("{}\n", MASTER.1)).unwrap();
+    std::fs::write(d.join("target.password"), "alice anything\n").unwrap();
+    std::fs::write(d.join("contacts"), "# address target [route]\n").unwrap();
+    std::fs::write(
+        d.join("users.csv"),
+        "address,display_name,target,quota,enabled\nalice@corp.example,Alice,,,true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("migrator.toml"),
+        format!(
+            r#"[directory]
+users = "users.csv"
+[routing]
+contacts = "contacts"
+target_template = "{{local}}@tenant.cloud.example"
+[source]
+url = "{}"
+auth = "master"
+master_user = "{m}"
+password_file = "source.password"
+ca = "ca.pem"
+dav_url = "{}"
+dav_home = "/{{address}}/"
+[target]
+url = "{}"
+auth = "password"
+login = "{{local}}"
+password_file = "target.password"
+ca = "ca.pem"
+dav_url = "{}"
+[migration]
+state_dir = "state"
+"#,
+            source_imap.url(),
+            source.url(),
+            cyrus.imap_url(),
+            cyrus.dav_url(),
+            m = MASTER.0,
+        ),
+    )
+    .unwrap();
+    let report_file = d.join("report.json");
+    let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(d.join("migrator.toml"))
+        .args(["migrate", ALICE, "--report"])
+        .arg(&report_file)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", cyrus.log());
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    assert_eq!(count(&report, "calendar", "copied"), 4, "{report:#}");
+    assert_eq!(
+        count(&report, "calendar", "schedule_agent_marked"),
+        2,
+        "{report:#}"
+    );
+    assert_eq!(count(&report, "contacts", "copied"), 2, "{report:#}");
+    assert_eq!(count(&report, "calendar", "refused"), 0, "{report:#}");
+
+    // Read back from Cyrus (discovered homes: /dav/calendars/user/alice/).
+    let (ok, dump, err) = cyrus_dav(&["dump", "/dav/calendars/user/alice/"]);
+    assert!(ok, "{err}");
+    let cal = by_uid(&serde_json::from_str(&dump).unwrap());
+    let work = cal
+        .get("Work")
+        .unwrap_or_else(|| panic!("no Work calendar on Cyrus: {cal:#?}"));
+    for uid in ["plain-1", "org-1", "att-1", "weekly-1"] {
+        assert!(work.contains_key(uid), "{uid} not on Cyrus: {work:#?}");
+    }
+    let unfolded = |s: &str| s.replace("\r\n ", "");
+    assert!(
+        unfolded(&work["org-1"]).contains("ORGANIZER;SCHEDULE-AGENT=CLIENT"),
+        "{}",
+        work["org-1"]
+    );
+    assert!(
+        unfolded(&work["org-1"]).contains("SCHEDULE-AGENT=CLIENT")
+            && unfolded(&work["att-1"]).contains("SCHEDULE-AGENT=CLIENT")
+    );
+    assert!(
+        !work["plain-1"].contains("SCHEDULE-AGENT"),
+        "an event without attendees is not marked"
+    );
+    // No invitation, no reply: sendmail was never called (Cyrus runs it
+    // within the PUT, as the control showed, so there is nothing to wait for).
+    assert_eq!(cyrus.sent(), "", "Cyrus sent mail during the migration");
+
+    // The quota gate counts calendar bytes: with 1 KiB on the target, a new
+    // 2 KB event does not fit, and nothing is written.
+    cyrus.imap_admin("m.setquota('user/alice', '(STORAGE 1)')");
+    let big = event("big-1", "20270601T090000Z", &"x".repeat(2000), "");
+    source.put(ALICE, "pw", "/alice@corp.example/work/big.ics", &big, d);
+    let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(d.join("migrator.toml"))
+        .args(["sync", ALICE])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("nothing was written"), "{text}");
+    let (ok, dump, err) = cyrus_dav(&["dump", "/dav/calendars/user/alice/"]);
+    assert!(ok, "{err}");
+    assert!(!dump.contains("big-1"), "written past the quota gate");
+}
+
+/// A resource the target refuses (here: too large, 413) is a warning with the
+/// server's answer; everything else is copied, and the run exits 1. The next
+/// pass tries it again (the token did not move past it).
+#[test]
+fn a_refused_resource_is_a_warning_with_the_reason_and_exit_1() {
+    let s = start_with("max_content_length = 6000");
+    let d = s.dir.path();
+    let mut big = vcard("big", "Bigphoto");
+    let filler: String = (0..100)
+        .map(|i| format!("X-FILLER-{i}:{}\r\n", "f".repeat(60)))
+        .collect();
+    big = big.replace("END:VCARD", &format!("{filler}END:VCARD"));
+    assert!(big.len() > 6000);
+    s.source
+        .put(ALICE, "pw", "/alice@corp.example/contacts/big.vcf", &big, d);
+    let (code, out, report) = s.run(&["migrate", ALICE]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(count(&report, "contacts", "refused"), 1, "{report:#}");
+    assert_eq!(count(&report, "contacts", "copied"), 3, "{report:#}");
+    assert_eq!(count(&report, "calendar", "copied"), 5, "{report:#}");
+    let warning = &report["users"][0]["content"]["contacts"]["warnings"][0];
+    assert_eq!(
+        warning["resource"], "/alice@corp.example/contacts/big.vcf",
+        "{warning}"
+    );
+    assert!(
+        warning["reason"].as_str().unwrap().starts_with("413"),
+        "{warning}"
+    );
+    assert!(out.contains("big.vcf") && out.contains("413"), "{out}");
+    // Tried again by the next pass, not forgotten behind the token.
+    let (code, _, again) = s.run(&["sync", ALICE]);
+    assert_eq!(code, 1);
+    assert_eq!(count(&again, "contacts", "refused"), 1, "{again:#}");
+    assert_eq!(count(&again, "contacts", "copied"), 0, "{again:#}");
 }

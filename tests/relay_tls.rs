@@ -79,7 +79,7 @@ fn a_route_presents_its_client_certificate_to_postfix_requiring_one() {
         Purpose::Client,
     );
     let postfix = Postfix::start(
-        "tenant.cloud.example",
+        &["tenant.cloud.example"],
         sink.addr,
         &format!(
             "smtpd_tls_security_level = encrypt\n\

@@ -104,16 +104,47 @@ impl ErrorKind {
     }
 }
 
+/// What a copied item is: the `content` label of the copied counters (DESIGN.md:
+/// per content type). Calendar folders copied over IMAP count as `calendar`;
+/// `contacts` exists, zero-valued, for the CardDAV copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    /// A message of a mail folder.
+    Mail,
+    /// A calendar item.
+    Calendar,
+    /// An address-book entry.
+    Contacts,
+}
+
+impl ContentType {
+    /// Every type, in label order.
+    pub const ALL: [ContentType; 3] = [
+        ContentType::Mail,
+        ContentType::Calendar,
+        ContentType::Contacts,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ContentType::Mail => "mail",
+            ContentType::Calendar => "calendar",
+            ContentType::Contacts => "contacts",
+        }
+    }
+}
+
 /// The registry and every family of the migrator.
 pub struct Metrics {
     /// Registry that `/metrics` renders (with the process metrics).
     pub registry: Registry,
     /// `coexist_migrator_users{state}`
     pub users: IntGaugeVec,
-    /// `coexist_migrator_messages_copied_total`
-    pub messages_copied: IntCounter,
-    /// `coexist_migrator_bytes_copied_total`
-    pub bytes_copied: IntCounter,
+    /// `coexist_migrator_messages_copied_total{content}`
+    pub messages_copied: IntCounterVec,
+    /// `coexist_migrator_bytes_copied_total{content}`
+    pub bytes_copied: IntCounterVec,
     /// `coexist_migrator_messages_skipped_total`
     pub messages_skipped: IntCounter,
     /// `coexist_migrator_errors_total{kind}`
@@ -158,13 +189,16 @@ impl Metrics {
         .expect("valid metric");
         let counter =
             |name: &str, help: &str| IntCounter::with_opts(opts(name, help)).expect("valid metric");
-        let messages_copied = counter(
+        let per_content = |name: &str, help: &str| {
+            IntCounterVec::new(opts(name, help), &["content"]).expect("valid metric")
+        };
+        let messages_copied = per_content(
             "messages_copied_total",
-            "Messages appended to the target and confirmed.",
+            "Items appended to the target and confirmed, by content type: mail, calendar, contacts.",
         );
-        let bytes_copied = counter(
+        let bytes_copied = per_content(
             "bytes_copied_total",
-            "Bytes of the messages appended to the target.",
+            "Bytes of the items appended to the target, by content type.",
         );
         let messages_skipped = counter(
             "messages_skipped_total",
@@ -224,6 +258,10 @@ impl Metrics {
         for kind in ErrorKind::ALL {
             errors.with_label_values(&[kind.label()]);
         }
+        for content in ContentType::ALL {
+            messages_copied.with_label_values(&[content.label()]);
+            bytes_copied.with_label_values(&[content.label()]);
+        }
         Metrics {
             registry,
             users,
@@ -259,6 +297,13 @@ impl Metrics {
             self.users.with_label_values(&[from.label()]).dec();
             self.users.with_label_values(&[to.label()]).inc();
         }
+    }
+
+    /// Counts one item of `size` bytes copied.
+    pub fn copied(&self, content: ContentType, size: u64) {
+        let label = [content.label()];
+        self.messages_copied.with_label_values(&label).inc();
+        self.bytes_copied.with_label_values(&label).inc_by(size);
     }
 
     /// Counts one problem.
@@ -313,8 +358,11 @@ mod tests {
         for series in [
             "coexist_migrator_users{state=\"not_started\"} 0",
             "coexist_migrator_users{state=\"failed\"} 0",
-            "coexist_migrator_messages_copied_total 0",
-            "coexist_migrator_bytes_copied_total 0",
+            "coexist_migrator_messages_copied_total{content=\"mail\"} 0",
+            "coexist_migrator_messages_copied_total{content=\"calendar\"} 0",
+            "coexist_migrator_messages_copied_total{content=\"contacts\"} 0",
+            "coexist_migrator_bytes_copied_total{content=\"mail\"} 0",
+            "coexist_migrator_bytes_copied_total{content=\"contacts\"} 0",
             "coexist_migrator_messages_skipped_total 0",
             "coexist_migrator_errors_total{kind=\"refused\"} 0",
             "coexist_migrator_errors_total{kind=\"throttled\"} 0",

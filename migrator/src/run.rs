@@ -298,6 +298,9 @@ async fn migrate_one(ctx: &mut UserContext<'_>, opts: &MigrateOptions) -> Result
         for f in measured.iter().flat_map(|m| &m.folders) {
             ctx.say(format_args!("would copy {} -> {}", f.source, f.target));
         }
+        if ctx.run.dav.is_some() && ctx.run.filter.content.wants_dav() {
+            ctx.say("would copy calendars and contacts over CalDAV/CardDAV");
+        }
         return Ok(());
     }
 
@@ -320,7 +323,27 @@ async fn plan_and_gate(
     ctx: &mut UserContext<'_>,
     conns: &mut crate::imap::Connections,
 ) -> Result<Measure, UserError> {
-    let m = plan::measure(conns, &ctx.state, &ctx.run.filter, ctx.user.quota).await?;
+    let mut m = plan::measure(conns, &ctx.state, &ctx.run.filter, ctx.user.quota).await?;
+    if let (Some(servers), true) = (&ctx.run.dav, ctx.run.filter.content.wants_dav()) {
+        // Calendars and contacts count with the mail; the smaller free space wins.
+        let dav = crate::dav::measure::measure(
+            servers,
+            &ctx.user.address,
+            &ctx.target,
+            ctx.run.filter.content,
+            &ctx.state.dav,
+        )
+        .await?;
+        m.bytes += dav.bytes;
+        if let Some(free) = dav.free {
+            if m.quota.is_none_or(|q| free < q.free()) {
+                m.quota = Some(crate::imap::Quota {
+                    usage: 0,
+                    limit: free,
+                });
+            }
+        }
+    }
     ctx.report.planned_messages = m.messages;
     ctx.report.planned_bytes = m.bytes;
     ctx.report.quota_free = m.quota.map(|q| q.free());

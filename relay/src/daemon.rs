@@ -106,6 +106,9 @@ pub async fn run(config: Config, control: Control) -> Result<(), RunError> {
         config.listeners.iter().map(|l| l.name.as_str()),
         config.routes.keys().map(|r| r.as_str()),
     );
+    for (name, route) in &config.routes {
+        metrics().register_tls_policies(name, &crate::deliver::tls_policy::labels_of(route));
+    }
     let router = Arc::new(Router::new(
         &config.relay,
         &config.routing,

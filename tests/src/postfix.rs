@@ -19,9 +19,9 @@ pub struct Postfix {
 
 impl Postfix {
     /// Starts Postfix on a free loopback port, accepting mail for
-    /// `relay_domain` and passing it to `next_hop`; `main_cf` is appended to
+    /// `relay_domains` and passing it to `next_hop`; `main_cf` is appended to
     /// the base main.cf (TLS settings: certificate files are the caller's).
-    pub fn start(relay_domain: &str, next_hop: SocketAddr, main_cf: &str) -> Postfix {
+    pub fn start(relay_domains: &[&str], next_hop: SocketAddr, main_cf: &str) -> Postfix {
         let dir = tempfile::tempdir().expect("tempdir");
         let etc = dir.path().join("etc");
         let queue = dir.path().join("queue");
@@ -36,15 +36,12 @@ impl Postfix {
             .expect("chown");
         assert!(status.success(), "chown postfix data folder");
         let port = free_port();
-        std::fs::write(
-            etc.join("transport"),
-            format!(
-                "{relay_domain} smtp:[{}]:{}\n",
-                next_hop.ip(),
-                next_hop.port()
-            ),
-        )
-        .expect("transport");
+        let transport: String = relay_domains
+            .iter()
+            .map(|d| format!("{d} smtp:[{}]:{}\n", next_hop.ip(), next_hop.port()))
+            .collect();
+        std::fs::write(etc.join("transport"), transport).expect("transport");
+        let relay_domain = relay_domains.join(", ");
         let base = format!(
             "compatibility_level = 3.6\n\
              queue_directory = {queue}\n\

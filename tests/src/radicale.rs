@@ -32,6 +32,12 @@ impl Radicale {
     /// Starts Radicale for `users` (`login`, `password`) plus `admin`;
     /// returns when it answers HTTPS.
     pub fn start(name: &str, users: &[(&str, &str)], ca: &TestCa) -> Radicale {
+        Radicale::start_with(name, users, ca, "")
+    }
+
+    /// [`Radicale::start`] with more `[server]` settings (e.g.
+    /// `max_content_length = 4000`: bigger PUTs get 413).
+    pub fn start_with(name: &str, users: &[(&str, &str)], ca: &TestCa, server: &str) -> Radicale {
         let dir = tempfile::Builder::new()
             .prefix(&format!("radicale-{name}-"))
             .tempdir()
@@ -48,7 +54,7 @@ impl Radicale {
         std::fs::write(
             d.join("config"),
             format!(
-                "[server]\nhosts = 127.0.0.1:{port}\nssl = True\ncertificate = {0}/cert.pem\nkey = {0}/key.pem\n\
+                "[server]\nhosts = 127.0.0.1:{port}\nssl = True\ncertificate = {0}/cert.pem\nkey = {0}/key.pem\n{server}\n\
                  [auth]\ntype = htpasswd\nhtpasswd_filename = {0}/users\nhtpasswd_encryption = plain\ndelay = 0\n\
                  [rights]\ntype = from_file\nfile = {0}/rights\n\
                  [storage]\nfilesystem_folder = {0}/collections\n\

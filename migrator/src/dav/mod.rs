@@ -25,6 +25,7 @@ pub mod config;
 pub mod copy;
 pub mod discover;
 pub mod item;
+pub mod measure;
 pub mod resources;
 pub mod schedule;
 pub mod state;

@@ -205,6 +205,7 @@ async fn probe_group(config: &Config, group: Group, deadline: Instant) -> Vec<Ch
             .unwrap_or_else(|| config.server.hostname.clone()),
         policy: route.tls,
         tls_config,
+        audit: None,
         connect_timeout: route.connect_timeout,
         command_timeout: route.command_timeout.min(PROBE_COMMAND_TIMEOUT),
         data_timeout: route.data_timeout,
