@@ -602,7 +602,7 @@ fn the_shipped_example_directory_loads_and_routes_bob_and_his_alias() {
     let shown = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(lines.len(), 3, "{shown}");
-    assert!(lines[0].starts_with("bobby@corp.example -> bob@tenant.cloud.example via cloud") && lines[0].ends_with("contact in the directory (cn=bob@corp.example (cloud),ou=Cloud Contacts,dc=corp,dc=example)"), "{shown}");
+    assert!(lines[0].starts_with("bobby@corp.example -> bob@tenant.cloud.example via cloud") && lines[0].contains("contact in the directory (cn=bob@corp.example (cloud),ou=Cloud Contacts,dc=corp,dc=example)"), "{shown}");
     assert!(
         lines[1].starts_with("a.adams@corp.example -> a.adams@corp.example via onprem"),
         "{shown}"
