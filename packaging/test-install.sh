@@ -23,7 +23,7 @@ fail() {
 [ "$(id -u)" -eq 0 ] || fail "run as root: the package is installed on this machine"
 
 # Tools this script drives (dpkg-dev: dpkg-shlibdeps for the $auto dependencies).
-tools=(lintian systemd openssl adduser dpkg-dev)
+tools=(lintian systemd openssl adduser dpkg-dev python3)
 missing=()
 for p in "${tools[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -149,21 +149,51 @@ say "systemd-analyze verify $unit"
 verify=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $verify"
 [ -z "$verify" ] || fail "systemd-analyze verify warns: $verify"
 
+# --- the installed relay runs as its user, on the installed spool and certificate --
+# The packaged config with the listener and /metrics moved to free loopback ports
+# (port 25 needs the unit's capability); everything else as installed.
+say "coexist-relay run as coexist on /var/lib/coexist/spool, one message over STARTTLS"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+install -d -m 0755 "$control/run"
+sed -e "s|^bind = \"0.0.0.0:25\"|bind = \"127.0.0.1:$port\"|" \
+    -e 's|^bind = "127.0.0.1:9125"|bind = "127.0.0.1:0"|' \
+    -e 's|^contacts = "contacts"|contacts = "/etc/coexist/contacts"|' \
+    /etc/coexist/relay.toml >"$control/run/relay.toml"
+chmod 0644 "$control/run/relay.toml"
+runuser -u coexist -- /usr/bin/coexist-relay --config "$control/run/relay.toml" run \
+    2>"$control/run/relay.log" &
+relay_pid=$!
+for _ in $(seq 1 300); do
+    grep -q "listening" "$control/run/relay.log" && break
+    kill -0 "$relay_pid" 2>/dev/null || fail "the relay exited: $(cat "$control/run/relay.log")"
+    sleep 0.1
+done
+grep -q "listening" "$control/run/relay.log" || fail "the relay never listened: $(cat "$control/run/relay.log")"
+# STARTTLS with the certificate postinst made (its key readable by group coexist).
+python3 - "$port" <<'PY' || fail "SMTP to the installed relay failed: $(cat "$control/run/relay.log")"
+import smtplib, ssl, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
+    s.starttls(context=ssl._create_unverified_context())
+    s.sendmail("alice@sender.example", ["bob@corp.example"],
+               b"Subject: test-install\r\nMessage-ID: <test-install@x>\r\n\r\nhello\r\n")
+PY
+queued=$(runuser -u coexist -- /usr/bin/coexist-relay --config "$control/run/relay.toml" queue list --json)
+grep -q '"bob@corp.example"' <<<"$queued" || fail "the message is not in the queue: $queued"
+kill -TERM "$relay_pid"
+wait "$relay_pid" || fail "the relay did not exit 0 on SIGTERM: $(cat "$control/run/relay.log")"
+
 # --- remove keeps configuration and mail, purge keeps nothing ---------------------
-# Data as a running system has it: the relay's queue folders (made by a queue
-# command on the spool, as the relay's user), the migrator's lock beside the contacts
-# table, a checkpoint, an edited conffile.
-runuser -u coexist -- /usr/bin/coexist-relay --config /etc/coexist/relay.toml queue list >/dev/null
+# More of what a running system has: an edited conffile, the migrator's lock beside
+# the contacts table, a checkpoint.
 echo "# edited by test-install.sh" >>/etc/coexist/relay.toml
 : >/etc/coexist/contacts.lock
 echo '{}' >/var/lib/coexist/migrator/alice@corp.example.json
-[ -n "$(ls -A /var/lib/coexist/spool)" ] || fail "the queue command left the spool empty; nothing to test purge with"
 
 say "apt-get remove coexist"
 apt_q remove coexist >/dev/null
 [ ! -e /usr/bin/coexist-relay ] || fail "remove left the binary"
 [ -f /etc/coexist/relay.toml ] || fail "remove deleted the configuration"
-[ -n "$(ls -A /var/lib/coexist/spool)" ] || fail "remove deleted the spool"
+[ -n "$(ls -A /var/lib/coexist/spool/queue)" ] || fail "remove deleted the spool (and the message in it)"
 
 say "apt-get purge coexist"
 apt_q purge coexist >/dev/null
@@ -174,7 +204,9 @@ fi
 for gone in /etc/coexist /var/lib/coexist "$wants"; do
     [ ! -e "$gone" ] && [ ! -L "$gone" ] || fail "$gone is still there"
 done
+owned=$(find /etc /usr /opt /srv /var -xdev -user coexist -print -quit 2>/dev/null)
+[ -z "$owned" ] || fail "a file of the coexist user is left: $owned"
 if getent passwd coexist >/dev/null; then
-    say "the coexist system user is kept on purge (as Debian does; it owns no file now)"
+    say "the coexist system user is kept on purge (as Debian does); it owns no file now"
 fi
 say "OK: built, lintian clean of errors, installed, checked, verified, removed, purged"
