@@ -3,9 +3,10 @@
 # build it with cargo-deb, lintian it (no errors), `dpkg -i` it, check what it
 # installed (binaries, conffiles, the coexist user, folders and modes, the unit
 # enabled and not started), `coexist-relay check` on the installed config as root and
-# as the unit's user, `systemd-analyze verify` of the installed unit, then
-# `apt-get remove` (configuration and spool kept) and `apt-get purge`, after which no
-# file of the package or made by it is left: the file lists of /etc, /usr, /opt,
+# as the unit's user, `systemd-analyze verify` of the installed unit, the installed
+# relay run as coexist (STARTTLS, one message queued), `dpkg -i` again (edits and mail
+# kept), then `apt-get remove` (configuration and spool kept) and `apt-get purge`,
+# after which no file of the package or made by it is left: the file lists of /etc, /usr, /opt,
 # /srv and /var/lib before and after are compared. The coexist user is kept on purge
 # on purpose (see packaging/debian/postrm) and the script says so.
 #
@@ -198,10 +199,17 @@ kill -TERM "$relay_pid"
 wait "$relay_pid" || fail "the relay did not exit 0 on SIGTERM: $(cat "$control/run/relay.log")"
 relay_pid=
 
-# --- remove keeps configuration and mail, purge keeps nothing ---------------------
-# More of what a running system has: an edited conffile, the migrator's lock beside
-# the contacts table, a checkpoint.
+# --- an upgrade (the same package again) keeps the admin's edits and the mail -----
 echo "# edited by test-install.sh" >>/etc/coexist/relay.toml
+say "dpkg -i again (upgrade path)"
+dpkg_locked dpkg -i "$deb"
+grep -q "^# edited by test-install.sh" /etc/coexist/relay.toml || fail "the upgrade replaced the edited relay.toml"
+[ -n "$(ls -A /var/lib/coexist/spool/queue)" ] || fail "the upgrade emptied the spool"
+[ "$(mode_owner /etc/coexist/tls/relay.key)" = "640 root:coexist" ] || fail "the upgrade changed the key"
+
+# --- remove keeps configuration and mail, purge keeps nothing ---------------------
+# More of what a running system has: the migrator's lock beside the contacts table,
+# a checkpoint.
 : >/etc/coexist/contacts.lock
 echo '{}' >/var/lib/coexist/migrator/alice@corp.example.json
 
