@@ -28,6 +28,7 @@
 pub mod config;
 pub mod context;
 pub mod copy;
+pub mod dav;
 pub mod directory;
 pub mod flip;
 pub mod imap;

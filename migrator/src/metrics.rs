@@ -151,7 +151,21 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// `coexist_migrator_backoff_seconds_total`
     pub backoff_seconds: Counter,
+    /// `coexist_migrator_items_total{content,result}`: calendar objects and
+    /// vCards, by content (calendar, contacts) and result (copied, updated,
+    /// skipped, refused).
+    pub items: IntCounterVec,
+    /// `coexist_migrator_item_bytes_total{content}`
+    pub item_bytes: IntCounterVec,
+    /// `coexist_migrator_schedule_agent_marked_total`
+    pub schedule_agent_marked: IntCounter,
 }
+
+/// The `content` label values of the DAV families.
+pub const DAV_CONTENT: [&str; 2] = ["calendar", "contacts"];
+
+/// The `result` label values of `coexist_migrator_items_total`.
+pub const ITEM_RESULTS: [&str; 4] = ["copied", "updated", "skipped", "refused"];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
@@ -203,6 +217,35 @@ impl Metrics {
             "Time spent waiting before a retry after throttling or a lost connection.",
         ))
         .expect("valid metric");
+        let items = IntCounterVec::new(
+            opts(
+                "items_total",
+                "Calendar objects and vCards over CalDAV/CardDAV, by content (calendar, contacts) and result (copied, updated, skipped, refused).",
+            ),
+            &["content", "result"],
+        )
+        .expect("valid metric");
+        let item_bytes = IntCounterVec::new(
+            opts(
+                "item_bytes_total",
+                "Bytes of calendar objects and vCards written to the target, by content.",
+            ),
+            &["content"],
+        )
+        .expect("valid metric");
+        let schedule_agent_marked = counter(
+            "schedule_agent_marked_total",
+            "Events sent with SCHEDULE-AGENT=CLIENT to a target that schedules (RFC 6638): no invitation or reply is sent.",
+        );
+        register(Box::new(items.clone()));
+        register(Box::new(item_bytes.clone()));
+        register(Box::new(schedule_agent_marked.clone()));
+        for content in DAV_CONTENT {
+            item_bytes.with_label_values(&[content]);
+            for result in ITEM_RESULTS {
+                items.with_label_values(&[content, result]);
+            }
+        }
         register(Box::new(users.clone()));
         register(Box::new(messages_copied.clone()));
         register(Box::new(bytes_copied.clone()));
@@ -227,6 +270,17 @@ impl Metrics {
             messages_skipped,
             errors,
             backoff_seconds,
+            items,
+            item_bytes,
+            schedule_agent_marked,
+        }
+    }
+
+    /// Counts one calendar object or vCard (`result` one of [`ITEM_RESULTS`]).
+    pub fn item(&self, content: &str, result: &str, bytes: u64) {
+        self.items.with_label_values(&[content, result]).inc();
+        if bytes > 0 {
+            self.item_bytes.with_label_values(&[content]).inc_by(bytes);
         }
     }
 
@@ -315,6 +369,10 @@ mod tests {
             "coexist_migrator_errors_total{kind=\"transient\"} 0",
             "coexist_migrator_errors_total{kind=\"user_failed\"} 0",
             "coexist_migrator_backoff_seconds_total 0",
+            "coexist_migrator_items_total{content=\"calendar\",result=\"copied\"} 0",
+            "coexist_migrator_items_total{content=\"contacts\",result=\"refused\"} 0",
+            "coexist_migrator_item_bytes_total{content=\"contacts\"} 0",
+            "coexist_migrator_schedule_agent_marked_total 0",
         ] {
             assert!(page.contains(series), "{series} missing from\n{page}");
         }

@@ -200,6 +200,9 @@ pub struct UserState {
     /// Per source folder.
     #[serde(default)]
     pub folders: BTreeMap<String, FolderState>,
+    /// Per source calendar / address book (CalDAV, CardDAV).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dav: BTreeMap<String, crate::dav::state::CollectionState>,
     /// When this file was written (RFC 3339).
     #[serde(default)]
     pub updated: String,

@@ -117,6 +117,38 @@ impl Direction {
     }
 }
 
+/// Which outbound TLS policy governed a transaction: the `policy` label of
+/// `tls_policy_total` (DESIGN.md "Metrics").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPolicyLabel {
+    /// `dane`: TLSA records of the MX host decided.
+    Dane,
+    /// `mta_sts`: the domain's MTA-STS policy (enforce or testing) decided.
+    MtaSts,
+    /// `verify`
+    Verify,
+    /// `required`
+    Required,
+    /// `opportunistic`
+    Opportunistic,
+    /// `none`
+    None,
+}
+
+impl TlsPolicyLabel {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsPolicyLabel::Dane => "dane",
+            TlsPolicyLabel::MtaSts => "mta_sts",
+            TlsPolicyLabel::Verify => "verify",
+            TlsPolicyLabel::Required => "required",
+            TlsPolicyLabel::Opportunistic => "opportunistic",
+            TlsPolicyLabel::None => "none",
+        }
+    }
+}
+
 /// `ok` or `error`: the `result` label of reloads and handshakes.
 fn outcome_label(ok: bool) -> &'static str {
     if ok {
@@ -164,6 +196,8 @@ pub struct Metrics {
     pub routing_source_last_sync: IntGauge,
     /// `coexist_tls_handshakes_total{direction,result}`
     pub tls_handshakes_total: IntCounterVec,
+    /// `coexist_tls_policy_total{route,policy,result}`
+    pub tls_policy_total: IntCounterVec,
     /// `coexist_recipients_rerouted_total{from,to}`: queued recipients moved to
     /// another route when decided again before an attempt. Not in DESIGN's list;
     /// added for #16.
@@ -285,6 +319,11 @@ impl Metrics {
                 "TLS handshakes, by direction and result.",
                 &["direction", "result"],
             ),
+            tls_policy_total: counter(
+                "tls_policy_total",
+                "Outbound transactions by the TLS policy that governed them and whether it was met (ok) or refused the next hop (failed).",
+                &["route", "policy", "result"],
+            ),
             recipients_rerouted_total: counter(
                 "recipients_rerouted_total",
                 "Queued recipients moved to another route before an attempt (a user migrated or rolled back while the mail waited).",
@@ -354,6 +393,24 @@ impl Metrics {
     pub fn reroute(&self, from: &str, to: &str) {
         self.recipients_rerouted_total
             .with_label_values(&[from, to])
+            .inc();
+    }
+
+    /// Creates the zero-valued `tls_policy_total` series of `route` for each of `policies`.
+    pub fn register_tls_policies(&self, route: &str, policies: &[TlsPolicyLabel]) {
+        for policy in policies {
+            for result in ["ok", "failed"] {
+                self.tls_policy_total
+                    .with_label_values(&[route, policy.label(), result]);
+            }
+        }
+    }
+
+    /// Counts one transaction's TLS policy outcome on `route`.
+    pub fn tls_policy(&self, route: &str, policy: TlsPolicyLabel, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.tls_policy_total
+            .with_label_values(&[route, policy.label(), result])
             .inc();
     }
 
