@@ -76,7 +76,7 @@ else
     # cargo-deb builds coexist-relay and coexist-migrator (the assets) in one
     # `cargo build --release --workspace` and prints the .deb's path last. --fast:
     # lighter xz (minutes less for the symbols package); the contents are the same.
-    deb=$(cargo deb -p relay --fast | tail -n 1)
+    deb=$(cargo deb -p relay --fast | grep "\.deb$" | tail -n 1)
     say "built $deb in $(($(date +%s) - start)) s"
 fi
 [ -f "$deb" ] || fail "no package at $deb"
