@@ -7,6 +7,7 @@ pub mod dns;
 pub mod dovecot;
 pub mod faults;
 pub mod imap_proxy;
+pub mod knot;
 pub mod load;
 pub mod mta_sts;
 pub mod pki;

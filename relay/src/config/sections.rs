@@ -125,7 +125,8 @@ pub(super) fn read(
             listener
         })
         .collect();
-    let tls = read_tls(&root.table(d, "tls", TLS_KEYS), d, base);
+    let tls_section = root.table(d, "tls", TLS_KEYS);
+    let tls = read_tls(&tls_section, d, base);
     let limits = read_limits(&root.table(d, "limits", LIMITS_KEYS), d);
     let relay_section = root.table(d, "relay", RELAY_KEYS);
     let relay = read_relay(&relay_section, d);
@@ -133,6 +134,13 @@ pub(super) fn read(
         spans.trusted_tls_names = relay_section
             .strings(d, "trusted_tls_names")
             .map(|v| v.span());
+    }
+    let client_ca_set = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    if client_ca_set
+        && relay.trusted_tls_names.is_empty()
+        && !relay_section.has("trusted_tls_names")
+    {
+        check_unused_client_ca(d, &tls_section);
     }
     let routing = read_routing(
         &root.table(d, "routing", ROUTING_KEYS),
@@ -257,6 +265,21 @@ fn read_tls(s: &Section, d: &mut Diagnostics, base: &Path) -> Option<TlsConfig> 
             .optional_path(d, "client_ca", base)
             .map(Spanned::into_inner),
     })
+}
+
+/// `[tls] client_ca` anchors client certificates for `relay.trusted_tls_names`
+/// only: without names it would be silently ignored.
+fn check_unused_client_ca(d: &mut Diagnostics, tls: &Section) {
+    if let Some(ca) = tls
+        .string(d, "client_ca")
+        .filter(|c| !c.get_ref().is_empty())
+    {
+        d.error(
+            Some(&ca.span()),
+            &tls.key("client_ca"),
+            "client_ca only verifies client certificates for relay.trusted_tls_names, which lists none: add the names, or remove client_ca",
+        );
+    }
 }
 
 fn read_limits(s: &Section, d: &mut Diagnostics) -> Limits {
