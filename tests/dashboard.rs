@@ -311,6 +311,13 @@ fn every_dashboard_query_runs_against_a_prometheus_scraping_relay_and_migrator()
         |s| s.len() == 1,
     );
 
+    // rate() and increase() need two samples in their window: three scrapes of each.
+    prometheus.wait_for(
+        "count_over_time(up[1m]) >= 3",
+        Duration::from_secs(60),
+        |s| s.len() == 2,
+    );
+
     // Every metric the dashboard names is exported by one of the two.
     let pages = [
         coexist_e2e::http_get(relay_metrics, "/metrics").1,
