@@ -409,6 +409,13 @@ fn every_dashboard_query_runs_against_a_prometheus_scraping_relay_and_migrator()
     assert_eq!(copied["contacts"], 0.0, "{copied:?}");
     let bytes = by_label(panel("Bytes copied so far, per content type"), "content");
     assert!(bytes["mail"] > 0.0 && bytes["calendar"] > 0.0, "{bytes:?}");
+    // Over IMAP here, so the DAV families stand at zero, one series per content
+    // and result.
+    let dav = panel("DAV items so far, by content and result");
+    assert!(
+        dav.len() >= 8 && dav.iter().all(|s| value(s) == 0.0),
+        "{dav:?}"
+    );
     let errors = by_label(panel("Migration errors, by kind"), "kind");
     assert_eq!(errors.len(), 4, "{errors:?}");
 
