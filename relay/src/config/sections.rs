@@ -11,7 +11,7 @@ use super::routing::{read_route, read_routing, RouteRef, ROUTE_KEYS, ROUTING_KEY
 use super::values;
 use super::{
     BareNewline, Config, DnsConfig, DoctorConfig, Limits, ListenerConfig, ListenerTls,
-    MetricsConfig, QueueConfig, RelayConfig, ServerConfig, TlsConfig,
+    MetricsConfig, QueueConfig, RelayConfig, RoutingConfig, RoutingSource, ServerConfig, TlsConfig,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -22,7 +22,7 @@ use toml::Spanned;
 
 const TOP_LEVEL: &[&str] = &[
     "server", "listener", "tls", "limits", "relay", "routing", "route", "dns", "queue", "metrics",
-    "doctor",
+    "doctor", "ldap",
 ];
 const SERVER_KEYS: &[&str] = &["hostname", "spool_dir", "shutdown_grace"];
 const LISTENER_KEYS: &[&str] = &["name", "bind", "tls", "require_tls"];
@@ -142,12 +142,9 @@ pub(super) fn read(
     {
         check_unused_client_ca(d, &tls_section);
     }
-    let routing = read_routing(
-        &root.table(d, "routing", ROUTING_KEYS),
-        d,
-        base,
-        &mut spans.route_refs,
-    );
+    let routing_section = root.table(d, "routing", ROUTING_KEYS);
+    let mut routing = read_routing(&routing_section, d, base, &mut spans.route_refs);
+    read_source(&root, &routing_section, d, base, &mut routing);
     let routes = root
         .named_tables(d, "route", ROUTE_KEYS)
         .iter()
@@ -190,6 +187,38 @@ pub(super) fn read(
         doctor,
     };
     (config, spans)
+}
+
+/// `[routing] source` and, for the directory, `[ldap]`.
+fn read_source(
+    root: &Section,
+    routing_section: &Section,
+    d: &mut Diagnostics,
+    base: &Path,
+    routing: &mut RoutingConfig,
+) {
+    let source = routing_section.choice(d, "source", &[("file", false), ("ldap", true)]);
+    let ldap_section = root.table(d, "ldap", super::ldap::RELAY_KEYS);
+    let wants_ldap = source.as_ref().is_some_and(|s| *s.get_ref());
+    match (wants_ldap, ldap_section.span().is_some()) {
+        (true, true) => {
+            let config = super::ldap::read(&ldap_section, d, base);
+            routing.source = RoutingSource::Ldap(Box::new(config));
+        }
+        (true, false) => d.error(
+            source.as_ref().map(Spanned::span).as_ref(),
+            "routing.source",
+            "is \"ldap\" but there is no [ldap] section; add [ldap] with url, bind_dn, password_file and base (see config/ldap/relay.toml)",
+        ),
+        // An unreadable `source` is reported already; don't pile on.
+        (false, true) if source.is_none() && routing_section.has("source") => {}
+        (false, true) => d.error(
+            ldap_section.span(),
+            "ldap",
+            "[ldap] is only read with routing.source = \"ldap\"; set that, or remove [ldap]",
+        ),
+        (false, false) => {}
+    }
 }
 
 fn read_server(s: &Section, d: &mut Diagnostics, base: &Path) -> ServerConfig {
