@@ -15,6 +15,8 @@
 //!   one mail folder with its checkpoint windows and throttling
 //!   ([`copy::mail`]), and matching on the target ([`copy::dedupe`]).
 //! - [`imap`]: the IMAP client (TLS, logins, commands; over TCP or any stream).
+//! - [`oauth`]: OAuth2 app-only tokens (client-credentials grant), shared by
+//!   every login of a side, and the SASL XOAUTH2 / OAUTHBEARER messages.
 //! - [`state`]: per-user checkpoints in `state_dir` (crash-safe JSON files).
 //! - [`context`]: what the steps work on — the run's shared parts and one
 //!   user's migration in flight.
@@ -32,6 +34,7 @@ pub mod directory;
 pub mod flip;
 pub mod imap;
 pub mod metrics;
+pub mod oauth;
 pub mod plan;
 pub mod print;
 pub mod progress;

@@ -176,12 +176,18 @@ async fn dispatch(config: &Config, command: Command) -> anyhow::Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        // imap-next traces every byte it reads and writes, LOGIN passwords
+        // and AUTHENTICATE tokens included: never at any RUST_LOG.
+        .with(tracing_subscriber::filter::filter_fn(|meta| {
+            !meta.target().starts_with("imap_next") || *meta.level() <= tracing::Level::DEBUG
+        }))
         .init();
     let config = match Config::load(&cli.config) {
         Ok(c) => c,

@@ -227,16 +227,33 @@ pub struct ReadyRow {
     pub error: Option<String>,
 }
 
+/// Why `ready` could not answer at all (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadyError {
+    /// The directory or the contacts table could not be read.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// An OAuth2 side's token endpoint refuses the client.
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
+}
+
 /// `ready`: the enabled users without a contact, each measured (a user that
 /// cannot be measured gets its error in the row; the others go on).
-pub async fn ready(config: &Config, allow_insecure: bool) -> Result<Vec<ReadyRow>, DirectoryError> {
+pub async fn ready(config: &Config, allow_insecure: bool) -> Result<Vec<ReadyRow>, ReadyError> {
     let directory = Directory::new(config);
     let filter = Filter {
         content: config.migration.content,
         calendar_folders: config.migration.calendar_folders.clone(),
         ..Filter::default()
     };
-    let servers = Servers::new(config, allow_insecure || config.migration.allow_insecure);
+    let servers = Servers::new(config, allow_insecure || config.migration.allow_insecure)?;
+    if let Err(e) = servers.prefetch_tokens().await {
+        if e.is_config() {
+            return Err(e.into());
+        }
+    }
     let mut rows = Vec::new();
     for user in directory.ready()? {
         let target = directory.target_for(&user);

@@ -55,6 +55,11 @@ pub enum RunError {
         /// The system's error.
         source: std::io::Error,
     },
+    /// An OAuth2 side's token endpoint refuses the client (`invalid_client`,
+    /// `unauthorized_client`, `invalid_scope`), the secret file is unusable,
+    /// or the endpoint is `http://` without `allow_insecure`.
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     /// A user's task panicked.
     #[error("a user task crashed: {0}")]
     TaskCrashed(#[from] tokio::task::JoinError),
@@ -155,12 +160,24 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
     metrics().users_queued(users.len());
 
     let insecure = opts.allow_insecure || config.migration.allow_insecure;
+    let servers = Servers::new(config, insecure)?;
+    // One token per OAuth2 side for the whole run, fetched before any user
+    // starts: a refused client stops the run here (exit 2), and an endpoint
+    // that is down fails only the users that need it.
+    if !users.is_empty() {
+        if let Err(e) = servers.prefetch_tokens().await {
+            if e.is_config() {
+                return Err(e.into());
+            }
+            eprintln!("warning: {e}");
+        }
+    }
     let run = Arc::new(RunContext {
         directory,
         states: StateDir::new(&config.migration.state_dir),
         filter,
         progress: Progress::new(),
-        connector: Box::new(Servers::new(config, insecure)),
+        connector: Box::new(servers),
     });
     let reports = migrate_all(run, Arc::new(opts.clone()), users, parallel).await?;
     print::final_report(&reports);

@@ -7,6 +7,7 @@ pub mod dovecot;
 pub mod faults;
 pub mod imap_proxy;
 pub mod load;
+pub mod oauth;
 pub mod sink;
 pub mod smtp;
 pub mod tls;
