@@ -462,3 +462,33 @@ fn invalid_client_is_a_configuration_error_naming_client_id_and_token_url() {
     assert!(Setup::counts(&s.target, "alice@tenant.cloud.example").is_empty());
     assert_eq!(s.auth.count("refused"), 1);
 }
+
+#[test]
+fn check_gets_a_token_and_opens_the_mailbox_with_it() {
+    let s = start(Options::default());
+    let (code, out, err) = s.run(&["check", "alice@corp.example"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let token = out
+        .lines()
+        .find(|l| l.starts_with("ok    target token endpoint: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(token.contains(CLIENT_ID), "{token}");
+    assert!(
+        out.contains("ok    user alice@corp.example: both mailboxes open"),
+        "{out}"
+    );
+    assert_eq!(s.target_logins("XOAUTH2"), 1, "{}", s.target.log());
+
+    std::fs::write(s.dir.path().join("target.client-secret"), "wrong\n").unwrap();
+    let (code, out, _) = s.run(&["check", "alice@corp.example"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("fail  target token endpoint: target: the token endpoint"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: check client_id, client_secret_file and scope"),
+        "{out}"
+    );
+    assert!(!out.contains(SECRET) && !out.contains("wrong\n"));
+}

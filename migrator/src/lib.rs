@@ -23,10 +23,13 @@
 //! - [`run`]: `migrate` / `sync`: the steps in order, users in parallel.
 //! - [`report`]: the per-user report and `status`; [`progress`]: bars and
 //!   lines while it runs; [`print`](mod@print): what the commands print.
+//! - [`check`]: `check`, the pre-flight (directory, each side's TLS, logins,
+//!   capabilities, token endpoint, size against free quota).
 //! - [`metrics`]: the `coexist_migrator_*` metric set and its `/metrics` endpoint.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod config;
 pub mod context;
 pub mod copy;

@@ -92,6 +92,18 @@ enum Command {
         /// One user only.
         user: Option<String>,
     },
+    /// Pre-flight: directory, each side's TLS and login, capabilities, token
+    /// endpoint, size against free quota. Writes nothing.
+    Check {
+        /// JSON output (`{"checks": [...]}`).
+        #[arg(long)]
+        json: bool,
+        /// Allow plaintext IMAP and unverified certificates.
+        #[arg(long)]
+        allow_insecure: bool,
+        /// Users whose mailboxes to open (default: a sample of the enabled ones).
+        users: Vec<String>,
+    },
     /// Remove the contacts so mail flows on-premises again (copied content stays).
     Rollback {
         /// Users to roll back.
@@ -164,6 +176,19 @@ async fn dispatch(config: &Config, command: Command) -> anyhow::Result<bool> {
             let states = StateDir::new(&config.migration.state_dir);
             print::status(&report::status(&directory, &states, user.as_deref())?, json);
             Ok(true)
+        }
+        Command::Check {
+            json,
+            allow_insecure,
+            users,
+        } => {
+            let opts = migrator::check::CheckOptions {
+                users,
+                allow_insecure,
+            };
+            let report = migrator::check::run(config, &opts).await;
+            print::check(&report, json);
+            Ok(report.exit_code() == 0)
         }
         Command::Rollback { users } => {
             let directory = Directory::new(config);

@@ -214,6 +214,21 @@ impl Session {
             }
             _ => Credential::Password(Zeroizing::new(password(endpoint, login)?)),
         };
+        let mut session = Session::secured(endpoint, label, insecure).await?;
+        session.login(endpoint, login, secret).await?;
+        session.refresh_capabilities().await?;
+        tracing::debug!("{}: capabilities {:?}", session.label, session.capabilities);
+        Ok(session)
+    }
+
+    /// Connects to `endpoint` and secures the connection (implicit TLS or
+    /// STARTTLS, the certificate verified unless `insecure`), not logged in:
+    /// the greeting read and the capabilities asked. What `check` probes.
+    pub async fn secured(
+        endpoint: &Endpoint,
+        label: String,
+        insecure: bool,
+    ) -> Result<Session, ImapError> {
         let tls = Tls::new(endpoint, insecure)?;
         let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
         let tcp = tokio::time::timeout(RESPONSE_TIMEOUT, connect)
@@ -256,9 +271,6 @@ impl Session {
             }
         };
         session.refresh_capabilities().await?;
-        session.login(endpoint, login, secret).await?;
-        session.refresh_capabilities().await?;
-        tracing::debug!("{}: capabilities {:?}", session.label, session.capabilities);
         Ok(session)
     }
 

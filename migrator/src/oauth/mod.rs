@@ -100,6 +100,17 @@ pub struct SecretFileError {
 }
 
 impl OAuthError {
+    /// The side whose token it was.
+    pub fn side(&self) -> Side {
+        match self {
+            OAuthError::Refused { side, .. }
+            | OAuthError::Secret { side, .. }
+            | OAuthError::Insecure { side, .. }
+            | OAuthError::Unavailable { side, .. }
+            | OAuthError::Protocol { side, .. } => *side,
+        }
+    }
+
     /// Whether the configuration is at fault (exit 2): no retry or other user
     /// will do better.
     pub fn is_config(&self) -> bool {
