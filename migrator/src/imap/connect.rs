@@ -4,7 +4,7 @@
 //! sent, unless allowed. [`Connections`] is both sides of one user.
 
 use super::session::{client_options, refusal, Session, RESPONSE_TIMEOUT};
-use super::transport::Transport;
+use super::transport::{Pipe, Transport};
 use super::{tls, ImapError, SideError};
 use crate::config::{expand, Auth, Config, Endpoint, Security, Side};
 use crate::oauth::{sasl, OAuthError, TokenSource};
@@ -177,17 +177,17 @@ impl Tls {
         })
     }
 
-    async fn handshake(&self, tcp: TcpStream) -> Result<Stream, ImapError> {
-        let mut tls = self
+    /// The TLS handshake; the session then runs over our own [`Pipe`], which
+    /// reads 64 KiB of plaintext at a time (imap-next's TLS stream decrypts
+    /// into 128-byte pieces, and grows its read buffer 64 bytes at a time: a
+    /// read syscall per 64 bytes of a big FETCH).
+    async fn handshake(&self, tcp: TcpStream) -> Result<Transport, ImapError> {
+        let tls = self
             .connector
             .connect(self.server_name.clone(), tcp)
             .await
             .map_err(|e| ImapError::Tls(format!("{}: {e}", self.addr)))?;
-        // imap-next hands a whole APPEND literal to rustls at once; the
-        // default 64 KiB send buffer limit would refuse a big message.
-        // Memory stays bounded by the copy's batch size.
-        tls.get_mut().1.set_buffer_limit(None);
-        Ok(Stream::tls(tokio_rustls::TlsStream::Client(tls)))
+        Ok(Transport::Pipe(Pipe::new(Box::new(tls))))
     }
 }
 
@@ -244,8 +244,7 @@ impl Session {
         let _ = tcp.set_nodelay(true);
         let mut session = match endpoint.security {
             Security::Implicit => {
-                let stream = tls.handshake(tcp).await?;
-                let mut s = Session::new(Transport::Net(Box::new(stream)), label);
+                let mut s = Session::new(tls.handshake(tcp).await?, label);
                 s.greeting().await?;
                 s
             }
@@ -290,9 +289,9 @@ impl Session {
                 "STARTTLS needs a TCP connection".into(),
             ));
         };
-        let stream = tls.handshake(TcpStream::from(*stream)).await?;
+        let transport = tls.handshake(TcpStream::from(*stream)).await?;
         Ok(Session {
-            transport: Transport::Net(Box::new(stream)),
+            transport,
             client: Client::new(client_options(true)),
             next_tag,
             capabilities: Vec::new(),
