@@ -41,6 +41,32 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// Queues `bytes` to be written as they are: for the one command
+    /// imap-next has no type for (MULTIAPPEND, encoded by [`super::commands`]
+    /// with imap-codec). Only between commands, when the client has nothing
+    /// queued; `false` over plain TCP, where imap-next's stream owns the
+    /// socket.
+    pub(super) fn write_raw(&mut self, bytes: Vec<u8>) -> bool {
+        match self {
+            Transport::Net(_) => false,
+            Transport::Pipe(pipe) => {
+                if pipe.output.is_empty() {
+                    pipe.output = bytes;
+                } else {
+                    pipe.output.extend(bytes);
+                }
+                true
+            }
+        }
+    }
+
+    /// Whether [`Transport::write_raw`] works here.
+    pub(super) fn writes_raw(&self) -> bool {
+        matches!(self, Transport::Pipe(_))
+    }
+}
+
 fn stream_error<E: std::fmt::Display>(e: imap_next::stream::Error<E>) -> ImapError {
     match e {
         imap_next::stream::Error::State(e) => ImapError::Protocol(e.to_string()),
