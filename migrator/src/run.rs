@@ -344,7 +344,10 @@ async fn copy_and_finish(
     ctx.save()?;
     ctx.gauge.set(Gauge::Copying);
 
-    let bar = ctx.run.progress.user(&ctx.user.address, m.messages);
+    let bar = ctx
+        .run
+        .progress
+        .user(&ctx.user.address, m.messages, m.bytes);
     copy::copy_user(ctx, &mut conns, &m.folders, &bar, flipped_at).await?;
     bar.finish();
     conns.logout().await;

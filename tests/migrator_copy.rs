@@ -1,8 +1,11 @@
-//! End-to-end: the copy's MULTIAPPEND (RFC 3502, issue #14) against a real
-//! Dovecot: a batch is one APPEND command (one save transaction on the target),
-//! counted by an IMAP proxy in front of it; every message arrives byte for byte
-//! with its flags and INTERNALDATE; and a batch the target refuses as a whole
-//! is sent again message by message, so only the message at fault is refused.
+//! End-to-end, the copy (issue #14) against a real Dovecot:
+//! - MULTIAPPEND (RFC 3502): a batch is one APPEND command (one save
+//!   transaction on the target), counted by an IMAP proxy in front of it;
+//!   every message arrives byte for byte with its flags and INTERNALDATE; a
+//!   batch the target refuses as a whole is sent again message by message, so
+//!   only the message at fault is refused.
+//! - Progress: in a real pseudo-terminal (`script`) a bar per user with
+//!   messages, bytes and ETA; without one, no bar at all.
 
 use coexist_e2e::dovecot::{Dovecot, DovecotSetup, TestCa, MASTER};
 use coexist_e2e::imap_proxy::{Fault, ImapProxy};
@@ -108,6 +111,10 @@ fn start(n: usize, size: usize, big: usize, max_mail: Option<&str>) -> Setup {
 }
 
 impl Setup {
+    fn config(&self) -> std::path::PathBuf {
+        self.dir.path().join("migrator.toml")
+    }
+
     fn migrate(&self) -> (i32, String, Value) {
         let report = self.dir.path().join("report.json");
         let out = Command::new(coexist_e2e::binary("coexist-migrator"))
@@ -168,4 +175,50 @@ fn a_refused_batch_is_sent_again_message_by_message() {
     assert_eq!(target["Big"].as_array().unwrap().len(), 2, "{target}");
     // One MULTIAPPEND of 3, then one APPEND each.
     assert_eq!(s.proxy.appends(), 4, "{out}");
+}
+
+#[test]
+fn a_terminal_gets_a_bar_with_messages_bytes_and_eta_and_a_pipe_does_not() {
+    let s = start(150, 2000, 0, None);
+    // `script` gives the migrator a pseudo-terminal for stdin, stdout and
+    // stderr, and copies everything drawn there to its own stdout.
+    let command = format!(
+        "stty cols 160 rows 40; exec {} --config {} migrate {ALICE}",
+        coexist_e2e::binary("coexist-migrator").display(),
+        s.config().display()
+    );
+    let out = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("TERM", "xterm-256color")
+        .output()
+        .expect("script (util-linux)");
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    let last_bar = screen
+        .split(['\r', '\n'])
+        .filter(|l| l.contains(ALICE) && l.contains(" msgs, "))
+        .last()
+        .unwrap_or_else(|| panic!("no bar in:\n{screen:?}"));
+    assert!(
+        last_bar.contains("[=============================="),
+        "{last_bar:?}"
+    );
+    assert!(last_bar.contains("150/150 msgs, "), "{last_bar:?}");
+    assert!(last_bar.contains(" KiB of "), "{last_bar:?}");
+    assert!(last_bar.contains("ETA "), "{last_bar:?}");
+    // Redrawn in place: terminal control sequences.
+    assert!(screen.contains("\x1b["), "{screen:?}");
+
+    // The same run into a pipe: lines, no bar, no control sequences.
+    let _ = std::fs::remove_dir_all(s.dir.path().join("state"));
+    let (code, text, _) = s.migrate();
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        !text.contains(" msgs, ") && !text.contains('\x1b'),
+        "{text}"
+    );
+    assert!(
+        text.contains("alice@corp.example: 150 message(s)"),
+        "{text}"
+    );
 }
