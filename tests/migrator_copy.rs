@@ -196,8 +196,7 @@ fn a_terminal_gets_a_bar_with_messages_bytes_and_eta_and_a_pipe_does_not() {
     assert_eq!(out.status.code(), Some(0), "{screen}");
     let last_bar = screen
         .split(['\r', '\n'])
-        .filter(|l| l.contains(ALICE) && l.contains(" msgs, "))
-        .last()
+        .rfind(|l| l.contains(ALICE) && l.contains(" msgs, "))
         .unwrap_or_else(|| panic!("no bar in:\n{screen:?}"));
     assert!(
         last_bar.contains("[=============================="),
