@@ -4,11 +4,13 @@
 //!   every message arrives byte for byte with its flags and INTERNALDATE; a
 //!   batch the target refuses as a whole is sent again message by message, so
 //!   only the message at fault is refused.
+//! - An unchanged mailbox: `sync` opens each source folder and stops there
+//!   (its UIDNEXT is the one the last complete pass saw).
 //! - Progress: in a real pseudo-terminal (`script`) a bar per user with
 //!   messages, bytes and ETA; without one, no bar at all.
 
 use coexist_e2e::dovecot::{Dovecot, DovecotSetup, TestCa, MASTER};
-use coexist_e2e::imap_proxy::{Fault, ImapProxy};
+use coexist_e2e::imap_proxy::{Fault, Hold, ImapProxy};
 use serde_json::Value;
 use std::process::Command;
 
@@ -74,6 +76,17 @@ fn start(n: usize, size: usize, big: usize, max_mail: Option<&str>) -> Setup {
             i,
             "z".repeat(if i == 1 { 1 << 20 } else { 100 }),
         );
+    }
+    // Two calendar items (the IMAP folder of calendar_folders): counted as
+    // their own content type.
+    for i in 0..2 {
+        let file = d.join(format!("cal-{i}.eml"));
+        std::fs::write(
+            &file,
+            format!("From: alice@corp.example\r\nSubject: ev{i}\r\nMessage-ID: <ev{i}@cal>\r\nContent-Type: text/calendar; method=PUBLISH\r\n\r\nBEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:ev{i}\r\nDTSTAMP:20240101T090000Z\r\nDTSTART:20240105T090000Z\r\nSUMMARY:e\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"),
+        )
+        .unwrap();
+        spec.push(serde_json::json!({"folder": "Calendar", "flags": [], "date": "01-Jan-2024 09:00:00 +0000", "file": file}));
     }
     let spec_file = d.join("seed.json");
     std::fs::write(&spec_file, serde_json::to_vec(&spec).unwrap()).unwrap();
@@ -150,13 +163,29 @@ fn a_batch_is_one_append_command_and_arrives_byte_for_byte() {
     let s = start(300, 3000, 0, None);
     let (code, out, report) = s.migrate();
     assert_eq!(code, 0, "{out}");
-    assert_eq!(report["users"][0]["counters"]["copied"], 300, "{report}");
+    assert_eq!(report["users"][0]["counters"]["copied"], 302, "{report}");
+    // Per content type, in the report and in `status --json`.
+    let content = &report["users"][0]["content"];
+    assert_eq!(content["mail"]["copied"], 300, "{report}");
+    assert_eq!(content["calendar"]["copied"], 2, "{report}");
+    assert!(content["mail"]["bytes"].as_u64().unwrap() > 300 * 3000);
+    assert!(content["mail"]["duration_ms"].as_u64().is_some());
+    let status = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(s.config())
+        .args(["status", "--json", ALICE])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["content"]["mail"]["copied"], 300, "{status}");
+    assert_eq!(status[0]["content"]["calendar"]["copied"], 2, "{status}");
     assert_eq!(
         non_empty(&s.source.dump(ALICE)),
         non_empty(&s.target.dump(ALICE_CLOUD))
     );
-    // 300 messages in batches of at most 64: 5 APPEND commands, not 300.
-    assert_eq!(s.proxy.appends(), 5, "{out}");
+    // 300 messages in batches of at most 64: 5 APPEND commands, not 300;
+    // and one for the calendar folder.
+    assert_eq!(s.proxy.appends(), 6, "{out}");
 }
 
 #[test]
@@ -167,14 +196,14 @@ fn a_refused_batch_is_sent_again_message_by_message() {
     let (code, out, report) = s.migrate();
     assert_eq!(code, 1, "{out}");
     let user = &report["users"][0];
-    assert_eq!(user["counters"]["copied"], 2, "{report}");
+    assert_eq!(user["counters"]["copied"], 4, "{report}");
     assert_eq!(user["counters"]["failed"], 1, "{report}");
     assert_eq!(user["counters"]["throttled"], 0, "{report}");
     assert_eq!(user["warnings"][0]["uid"], 2, "{report}");
     let target = s.target.dump(ALICE_CLOUD);
     assert_eq!(target["Big"].as_array().unwrap().len(), 2, "{target}");
-    // One MULTIAPPEND of 3, then one APPEND each.
-    assert_eq!(s.proxy.appends(), 4, "{out}");
+    // One MULTIAPPEND of 3, then one APPEND each; one for the calendar.
+    assert_eq!(s.proxy.appends(), 5, "{out}");
 }
 
 #[test]
@@ -202,7 +231,7 @@ fn a_terminal_gets_a_bar_with_messages_bytes_and_eta_and_a_pipe_does_not() {
         last_bar.contains("[=============================="),
         "{last_bar:?}"
     );
-    assert!(last_bar.contains("150/150 msgs, "), "{last_bar:?}");
+    assert!(last_bar.contains("152/152 msgs, "), "{last_bar:?}");
     assert!(last_bar.contains(" KiB of "), "{last_bar:?}");
     assert!(last_bar.contains("ETA "), "{last_bar:?}");
     // Redrawn in place: terminal control sequences.
@@ -217,7 +246,59 @@ fn a_terminal_gets_a_bar_with_messages_bytes_and_eta_and_a_pipe_does_not() {
         "{text}"
     );
     assert!(
-        text.contains("alice@corp.example: 150 message(s)"),
+        text.contains("alice@corp.example: 152 message(s)"),
         "{text}"
     );
+}
+
+#[test]
+fn a_sync_of_an_unchanged_mailbox_only_opens_its_folders() {
+    let s = start(200, 500, 3, None);
+    let (code, out, _) = s.migrate();
+    assert_eq!(code, 0, "{out}");
+    let before = s.target.dump(ALICE_CLOUD);
+
+    // The source behind a proxy that keeps back the first UID SEARCH: a sync
+    // that searched any folder would hang there.
+    let source_proxy = ImapProxy::start(
+        &s._ca,
+        s.source.imaps_port,
+        Fault::None,
+        Some(Hold::Line(b"UID SEARCH".to_vec())),
+    );
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    std::fs::write(
+        s.config(),
+        config.replace(&s.source.url(), &source_proxy.url()),
+    )
+    .unwrap();
+    let mut child = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(s.config())
+        .args(["sync", ALICE])
+        .env("RUST_LOG", "migrator=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            !source_proxy.wait_held(std::time::Duration::ZERO),
+            "the sync searched a folder"
+        );
+        assert!(std::time::Instant::now() < deadline, "the sync did not end");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!source_proxy.wait_held(std::time::Duration::ZERO));
+    // Three folders, both passes.
+    assert_eq!(
+        err.matches("unchanged since the last pass").count(),
+        6,
+        "{err}"
+    );
+    assert_eq!(s.target.dump(ALICE_CLOUD), before);
 }

@@ -185,7 +185,11 @@ async fn measure_folder(
     filter: &Filter,
 ) -> Result<(u64, u64), ImapError> {
     let selected = src.open(&plan.source, false).await?;
-    if selected.exists == 0 {
+    let dated = filter.since.is_some() || filter.before.is_some();
+    let unchanged = state.is_some_and(|s| {
+        s.unchanged(selected.uid_validity, selected.uid_next, dated) && s.target == plan.target
+    });
+    if selected.exists == 0 || unchanged {
         return Ok((0, 0));
     }
     let uids = src.search(filter.since, filter.before).await?;

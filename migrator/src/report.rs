@@ -3,7 +3,7 @@
 //! where each user is, from the checkpoints and the directory.
 
 use crate::directory::{user, Directory, DirectoryError};
-use crate::state::{Counters, Phase, StateDir, StateError};
+use crate::state::{ByContent, Counters, Phase, StateDir, StateError};
 use serde::Serialize;
 use std::path::Path;
 
@@ -74,6 +74,8 @@ pub struct UserReport {
     pub quota_free: Option<u64>,
     /// What this run did.
     pub counters: Counters,
+    /// The same by content type (`mail`, `calendar`), with the time spent.
+    pub content: ByContent,
     /// Messages with problems.
     pub warnings: Vec<Warning>,
 }
@@ -90,6 +92,7 @@ impl UserReport {
             planned_bytes: 0,
             quota_free: None,
             counters: Counters::default(),
+            content: ByContent::new(),
             warnings: Vec::new(),
         }
     }
@@ -143,6 +146,8 @@ pub struct StatusRow {
     pub progress: (u64, u64),
     /// Totals over all runs.
     pub totals: Counters,
+    /// The totals by content type.
+    pub content: ByContent,
     /// Folders with a checkpoint.
     pub folders: usize,
     /// When the state was written.
@@ -193,6 +198,7 @@ pub fn status(
                 error: st.error.clone(),
                 progress: st.progress,
                 totals: st.totals,
+                content: st.content.clone(),
                 folders: st.folders.len(),
                 updated: st.updated.clone(),
             }

@@ -354,6 +354,7 @@ async fn copy_and_finish(
 
     let counters = ctx.report.counters;
     ctx.state.totals.add(&counters);
+    crate::state::add_by_content(&mut ctx.state.content, &ctx.report.content);
     // A `sync` of a user never flipped stays "copying": migrated means the
     // mail flows to the target too.
     ctx.state.phase = if opts.sync_only && !was_migrated && ctx.state.target.is_none() {

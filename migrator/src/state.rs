@@ -145,6 +145,32 @@ pub struct FolderState {
     /// them again (the target's limit may have been raised).
     #[serde(skip)]
     pub refused: UidSet,
+    /// The source's UIDNEXT when a pass without a date range last finished
+    /// with every UID below it copied (0: unknown). While UIDVALIDITY and
+    /// UIDNEXT stay the same, no message was added: the next pass skips the
+    /// folder after its EXAMINE.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uid_next: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl FolderState {
+    /// Whether a pass can skip the folder as `selected` shows it: nothing was
+    /// added since the last complete pass (RFC 3501 §2.3.1.1: UIDs are
+    /// assigned in ascending order, so an unchanged UIDNEXT means no new
+    /// message), nothing is pending, and no date range hides messages from
+    /// the last pass. Flag changes and expunges are not carried over anyway.
+    pub fn unchanged(&self, uid_validity: u32, uid_next: u32, dated: bool) -> bool {
+        !dated
+            && self.uid_next != 0
+            && self.uid_next == uid_next
+            && self.uid_validity == uid_validity
+            && self.pending.is_empty()
+            && self.refused.is_empty()
+    }
 }
 
 /// Counters for one run or the user's whole history.
@@ -178,6 +204,58 @@ impl Counters {
     }
 }
 
+/// One content type's counters (`mail`, `calendar`, ...), for one run in the
+/// report or over all runs in `status` (DESIGN.md, "Progress").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentCounters {
+    /// Items copied.
+    pub copied: u64,
+    /// Items already on the target.
+    pub skipped: u64,
+    /// Items the target refused.
+    pub refused: u64,
+    /// Times the target asked to slow down.
+    pub throttled: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Time spent on this content, milliseconds.
+    pub duration_ms: u64,
+}
+
+impl ContentCounters {
+    /// What happened between two snapshots of a run's [`Counters`], in `duration`.
+    pub fn between(before: &Counters, after: &Counters, duration: std::time::Duration) -> Self {
+        ContentCounters {
+            copied: after.copied - before.copied,
+            skipped: after.skipped - before.skipped,
+            refused: after.failed - before.failed,
+            throttled: after.throttled - before.throttled,
+            bytes: after.bytes - before.bytes,
+            duration_ms: duration.as_millis() as u64,
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &ContentCounters) {
+        self.copied += other.copied;
+        self.skipped += other.skipped;
+        self.refused += other.refused;
+        self.throttled += other.throttled;
+        self.bytes += other.bytes;
+        self.duration_ms += other.duration_ms;
+    }
+}
+
+/// Counters by content type name.
+pub type ByContent = BTreeMap<String, ContentCounters>;
+
+/// Adds every content's counters of `other` into `into`.
+pub fn add_by_content(into: &mut ByContent, other: &ByContent) {
+    for (name, c) in other {
+        into.entry(name.clone()).or_default().add(c);
+    }
+}
+
 /// A user's checkpoint file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserState {
@@ -197,6 +275,9 @@ pub struct UserState {
     /// Totals over every run.
     #[serde(default)]
     pub totals: Counters,
+    /// The totals by content type.
+    #[serde(default)]
+    pub content: ByContent,
     /// Per source folder.
     #[serde(default)]
     pub folders: BTreeMap<String, FolderState>,
@@ -312,6 +393,57 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_counters_are_the_difference_of_two_snapshots() {
+        let before = Counters {
+            copied: 3,
+            bytes: 100,
+            ..Counters::default()
+        };
+        let after = Counters {
+            copied: 5,
+            bytes: 350,
+            failed: 1,
+            throttled: 2,
+            skipped: 4,
+            ..before
+        };
+        let c = ContentCounters::between(&before, &after, std::time::Duration::from_millis(1500));
+        assert_eq!(
+            c,
+            ContentCounters {
+                copied: 2,
+                skipped: 4,
+                refused: 1,
+                throttled: 2,
+                bytes: 250,
+                duration_ms: 1500
+            }
+        );
+        let mut total = ByContent::new();
+        add_by_content(&mut total, &[("mail".to_string(), c)].into_iter().collect());
+        add_by_content(&mut total, &[("mail".to_string(), c)].into_iter().collect());
+        assert_eq!(total["mail"].copied, 4);
+    }
+
+    #[test]
+    fn a_folder_is_unchanged_only_with_the_same_uidnext_and_nothing_open() {
+        let mut f = FolderState {
+            uid_validity: 7,
+            uid_next: 100,
+            ..FolderState::default()
+        };
+        assert!(f.unchanged(7, 100, false));
+        assert!(!f.unchanged(7, 101, false), "a message was added");
+        assert!(!f.unchanged(8, 100, false), "UIDVALIDITY changed");
+        assert!(!f.unchanged(7, 100, true), "a date range");
+        f.pending.push(5);
+        assert!(!f.unchanged(7, 100, false), "pending");
+        f.pending.clear();
+        f.uid_next = 0;
+        assert!(!f.unchanged(7, 100, false), "never completed");
+    }
 
     #[test]
     fn uid_set_merges_ranges() {

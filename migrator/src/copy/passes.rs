@@ -9,7 +9,7 @@ use crate::imap::{Connections, Session};
 use crate::metrics::{metrics, ErrorKind};
 use crate::plan::FolderPlan;
 use crate::progress::UserProgress;
-use crate::state::{FolderState, StateDir, StateError, UserState};
+use crate::state::{ContentCounters, FolderState, StateDir, StateError, UserState};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -58,12 +58,20 @@ pub async fn copy_user(
             }
         }
         for plan in folders {
-            copy_folder(ctx, conns, plan, bar)
-                .await
-                .map_err(|source| FolderError {
-                    folder: plan.source.clone(),
-                    source,
-                })?;
+            let (before, started) = (ctx.report.counters, Instant::now());
+            let copied = copy_folder(ctx, conns, plan, bar).await;
+            // Counted also when the folder stopped on an error.
+            let kind = if plan.calendar { "calendar" } else { "mail" };
+            let done = ContentCounters::between(&before, &ctx.report.counters, started.elapsed());
+            ctx.report
+                .content
+                .entry(kind.into())
+                .or_default()
+                .add(&done);
+            copied.map_err(|source| FolderError {
+                folder: plan.source.clone(),
+                source,
+            })?;
             if pass == 0 {
                 ctx.report.counters.folders += 1;
             }

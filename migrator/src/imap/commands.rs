@@ -109,6 +109,7 @@ impl Session {
         let mut selected = Selected {
             uid_validity: 0,
             exists: 0,
+            uid_next: 0,
         };
         for data in &response.data {
             if let Data::Exists(n) = data {
@@ -116,8 +117,10 @@ impl Session {
             }
         }
         for status in &response.untagged {
-            if let Some(Code::UidValidity(v)) = &status.code {
-                selected.uid_validity = v.get();
+            match &status.code {
+                Some(Code::UidValidity(v)) => selected.uid_validity = v.get(),
+                Some(Code::UidNext(n)) => selected.uid_next = n.get(),
+                _ => {}
             }
         }
         Ok(selected)

@@ -182,6 +182,8 @@ pub struct Selected {
     pub uid_validity: u32,
     /// Number of messages.
     pub exists: u32,
+    /// UIDNEXT (RFC 3501 §2.3.1.1), 0 when the server did not say.
+    pub uid_next: u32,
 }
 
 /// A message's metadata from UID FETCH.
