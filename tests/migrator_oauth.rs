@@ -492,3 +492,38 @@ fn check_gets_a_token_and_opens_the_mailbox_with_it() {
     );
     assert!(!out.contains(SECRET) && !out.contains("wrong\n"));
 }
+
+#[test]
+fn an_unreachable_token_endpoint_fails_the_users_that_need_it_not_the_run() {
+    let s = start(Options::default());
+    // Nothing listens there (the port was free a moment ago).
+    let closed = coexist_e2e::free_port();
+    let path = s.dir.path().join("migrator.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            &s.auth.token_url(),
+            &format!("https://127.0.0.1:{closed}/token"),
+        ),
+    )
+    .unwrap();
+    let report = s.report_path();
+    let (code, out, err) = s.run(&["migrate", "alice@corp.example", "--report", &report]);
+    // Tried again after 1 s, 2 s, 4 s, then the user fails: exit 1, not 2.
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("again in 1 s") && err.contains("again in 4 s"),
+        "{err}"
+    );
+    let error = s.report()["users"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("is unavailable"), "{error}");
+    assert!(
+        error.contains(&format!("127.0.0.1:{closed}/token")),
+        "{error}"
+    );
+    assert!(Setup::counts(&s.target, "alice@tenant.cloud.example").is_empty());
+}
