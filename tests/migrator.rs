@@ -1005,14 +1005,37 @@ fn metrics_are_served_during_the_run_and_match_what_was_copied() {
     // Alice is done, bob waits at his login: alice's final numbers.
     let source = s.source.dump(ALICE);
     let seeded_bytes = dump_bytes(&source);
+    // The Calendar folder's items count as calendar, the rest as mail.
+    let calendar = source["Calendar"].as_array().unwrap();
+    let calendar_bytes: u64 = calendar.iter().map(|m| m[3].as_u64().unwrap()).sum();
+    let calendar_items = calendar.len() as f64;
+    assert!(calendar_items > 0.0, "the seed has calendar items");
     for (series, want) in [
         ("coexist_migrator_users{state=\"not_started\"}", 1.0),
         ("coexist_migrator_users{state=\"forwarding_set\"}", 0.0),
         ("coexist_migrator_users{state=\"copying\"}", 0.0),
         (migrated, 1.0),
         ("coexist_migrator_users{state=\"failed\"}", 0.0),
-        ("coexist_migrator_messages_copied_total", s.seeded as f64),
-        ("coexist_migrator_bytes_copied_total", seeded_bytes as f64),
+        (
+            "coexist_migrator_messages_copied_total{content=\"mail\"}",
+            s.seeded as f64 - calendar_items,
+        ),
+        (
+            "coexist_migrator_messages_copied_total{content=\"calendar\"}",
+            calendar_items,
+        ),
+        (
+            "coexist_migrator_messages_copied_total{content=\"contacts\"}",
+            0.0,
+        ),
+        (
+            "coexist_migrator_bytes_copied_total{content=\"mail\"}",
+            (seeded_bytes - calendar_bytes) as f64,
+        ),
+        (
+            "coexist_migrator_bytes_copied_total{content=\"calendar\"}",
+            calendar_bytes as f64,
+        ),
         ("coexist_migrator_messages_skipped_total", 0.0),
         ("coexist_migrator_errors_total{kind=\"refused\"}", 0.0),
         ("coexist_migrator_errors_total{kind=\"throttled\"}", 0.0),

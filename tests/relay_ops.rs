@@ -1,11 +1,12 @@
 //! End-to-end: the operator's surface (issue #4) — `/metrics` moving by exact amounts,
 //! `promtool check metrics`, a real Prometheus scraping the relay, `/healthz`, `/readyz`.
 
+use coexist_e2e::prometheus::Prometheus;
 use coexist_e2e::smtp::Client;
 use coexist_e2e::{http_get, metric_value, RelaySetup};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn send(c: &mut Client, rcpt: &str) {
     assert!(c.cmd("MAIL FROM:<a@sender.example>").has(250, "2.1.0"));
@@ -29,6 +30,7 @@ fn metrics_move_by_exact_amounts_and_pass_promtool() {
         "coexist_recipients_rejected_total{reason=\"spool\"}",
         "coexist_deliveries_total{result=\"bounced\",route=\"cloud\"}",
         "coexist_delivery_duration_seconds_count{route=\"onprem\"}",
+        "coexist_accept_duration_seconds_count{listener=\"smtps\"}",
         "coexist_queue_messages",
         "coexist_queue_oldest_seconds",
         "coexist_routing_contacts",
@@ -97,6 +99,12 @@ fn metrics_move_by_exact_amounts_and_pass_promtool() {
         delta("coexist_recipients_rejected_total{reason=\"sequence\"}"),
         1.0
     );
+    // One accept latency per message acknowledged, none for the refused.
+    assert_eq!(
+        delta("coexist_accept_duration_seconds_count{listener=\"smtp\"}"),
+        2.0
+    );
+    assert!(delta("coexist_accept_duration_seconds_sum{listener=\"smtp\"}") > 0.0);
     assert_eq!(metric_value(&after, "coexist_smtp_sessions_active"), 2.0);
     let bytes = delta("coexist_bytes_received_total{listener=\"smtp\"}");
     assert!(
@@ -159,65 +167,17 @@ fn health_and_readiness() {
 #[test]
 fn prometheus_scrapes_the_relay() {
     let relay = RelaySetup::default().start();
-    let target = relay.metrics.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: coexist\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let prom = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus is installed (.ci/run installs it)");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _prometheus = Kill(prom);
+    let prometheus = Prometheus::start(&[("coexist", &[relay.metrics.unwrap()])]);
     let (mut c, _) = Client::connect(relay.addr("smtp"));
     c.ehlo();
     for _ in 0..3 {
         send(&mut c, "bob@corp.example");
     }
-    let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let query = "/api/v1/query?query=coexist_messages_received_total%7Blistener%3D%22smtp%22%7D";
-    // Prometheus scrapes on its own clock; poll its API until the sample shows up.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        if let Some((200, body)) = coexist_e2e::try_http_get(api, query) {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            if let Some(value) = v["data"]["result"][0]["value"][1].as_str() {
-                if value == "3" {
-                    return;
-                }
-            }
-            last = body;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("Prometheus never saw 3 messages: {last}");
+    prometheus.wait_for(
+        "coexist_messages_received_total{listener=\"smtp\"}",
+        Duration::from_secs(60),
+        |series| series.first().map(coexist_e2e::prometheus::value) == Some(3.0),
+    );
 }
 
 #[test]
@@ -234,14 +194,48 @@ fn alert_rules_pass_promtool() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 7 rules found"), "{text}");
+}
+
+/// `promtool test rules`: each alert of config/prometheus-alerts.yml fires on the
+/// series that should trigger it, after its `for:`, and not on the look-alikes
+/// (config/prometheus-alerts.test.yml); every rule has a test.
+#[test]
+fn alert_rules_pass_their_unit_tests() {
+    let config = coexist_e2e::repo_root().join("config");
+    let rules = std::fs::read_to_string(config.join("prometheus-alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(config.join("prometheus-alerts.test.yml")).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(alerts.len(), 7, "{alerts:?}");
+    for alert in &alerts {
+        assert!(
+            tests.contains(&format!(
+                "alertname: {alert}\n        exp_alerts:\n          - exp_labels"
+            )),
+            "no test where {alert} fires"
+        );
+    }
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(config.join("prometheus-alerts.test.yml"))
+        .output()
+        .expect("promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("SUCCESS"), "{text}");
 }
 
 #[test]
 fn systemd_unit_verifies_without_warnings() {
     // systemd-analyze checks that ExecStart exists: point it at the built binary.
     let unit =
-        std::fs::read_to_string(coexist_e2e::repo_root().join("config/coexist-relay.service"))
+        std::fs::read_to_string(coexist_e2e::repo_root().join("packaging/coexist-relay.service"))
             .unwrap();
     for key in [
         "NoNewPrivileges=yes",
@@ -249,6 +243,7 @@ fn systemd_unit_verifies_without_warnings() {
         "User=coexist",
         "AmbientCapabilities=CAP_NET_BIND_SERVICE",
         "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecStartPre=/usr/bin/coexist-relay --config /etc/coexist/relay.toml check",
     ] {
         assert!(unit.contains(key), "{key}");
     }
@@ -257,7 +252,7 @@ fn systemd_unit_verifies_without_warnings() {
     let path = dir.path().join("coexist-relay.service");
     std::fs::write(
         &path,
-        unit.replace("/usr/local/bin/coexist-relay", binary.to_str().unwrap()),
+        unit.replace("/usr/bin/coexist-relay", binary.to_str().unwrap()),
     )
     .unwrap();
     let out = Command::new("systemd-analyze")

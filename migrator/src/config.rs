@@ -118,11 +118,34 @@ pub struct Endpoint {
     pub login: String,
     /// Extra PEM trust anchor.
     pub ca: Option<PathBuf>,
+    /// The side's CalDAV/CardDAV server (`dav_url`, `dav_home`,
+    /// `dav_addressbook_home`); `None` without `dav_url`.
+    pub dav: Option<DavEndpoint>,
 }
 
-/// A content name that is neither `mail` nor `calendar` (config or `--content`).
+/// A side's CalDAV/CardDAV server: where calendars and address books are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DavEndpoint {
+    /// `dav_url` as written, without a trailing `/`: `https://host[:port][/path]`.
+    pub url: String,
+    /// Whether the URL is `https://`.
+    pub tls: bool,
+    /// Host name or address (what the certificate must name).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `dav_home`: the path template of the user's calendar home (admin
+    /// access); `None` = discovered as the user.
+    pub home: Option<String>,
+    /// `dav_addressbook_home`: where address books live when not under `home`.
+    pub addressbook_home: Option<String>,
+    /// Where `dav_url` is written, for errors that involve both sides.
+    pub(crate) url_span: relay::config::reader::Span,
+}
+
+/// A content name that is not `mail`, `calendar` or `contacts` (config or `--content`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown content \"{0}\"; expected mail, calendar")]
+#[error("unknown content \"{0}\"; expected mail, calendar, contacts")]
 pub struct UnknownContent(pub String);
 
 /// What to copy.
@@ -130,16 +153,27 @@ pub struct UnknownContent(pub String);
 pub struct Content {
     /// Every folder that is not a calendar folder.
     pub mail: bool,
-    /// The folders named in `calendar_folders`.
+    /// Calendars: over CalDAV when both sides have a `dav_url`, else the
+    /// folders named in `calendar_folders`.
     pub calendar: bool,
+    /// Address books over CardDAV (both sides need a `dav_url`).
+    pub contacts: bool,
 }
 
 impl Content {
-    /// Parses one item name (`mail`, `calendar`) into `self`.
+    /// Everything: what `content` means when it is not written.
+    pub const ALL: Content = Content {
+        mail: true,
+        calendar: true,
+        contacts: true,
+    };
+
+    /// Parses one item name (`mail`, `calendar`, `contacts`) into `self`.
     pub fn add(&mut self, name: &str) -> Result<(), UnknownContent> {
         match name {
             "mail" => self.mail = true,
             "calendar" => self.calendar = true,
+            "contacts" => self.contacts = true,
             other => return Err(UnknownContent(other.to_string())),
         }
         Ok(())
@@ -154,7 +188,15 @@ impl Content {
         if self.calendar {
             v.push("calendar");
         }
+        if self.contacts {
+            v.push("contacts");
+        }
         v
+    }
+
+    /// Whether anything goes over CalDAV/CardDAV (given `dav_url` on both sides).
+    pub fn wants_dav(&self) -> bool {
+        self.calendar || self.contacts
     }
 }
 
@@ -189,6 +231,9 @@ const ENDPOINT_KEYS: &[&str] = &[
     "password_file",
     "login",
     "ca",
+    "dav_url",
+    "dav_home",
+    "dav_addressbook_home",
     "sasl",
     "token_url",
     "client_id",
@@ -227,6 +272,9 @@ impl Config {
         let target = read_endpoint(&mut d, &root, base, Side::Target);
         let migration = read_migration(&mut d, &root, base);
         let metrics = read_metrics(&mut d, &root);
+        if let (Some(source), Some(target), Some(migration)) = (&source, &target, &migration) {
+            check_dav_sides(&mut d, source, target, migration.content);
+        }
 
         match (routing, source, target, migration) {
             (Some(routing), Some(source), Some(target), Some(migration)) if d.is_clean() => {
@@ -332,6 +380,7 @@ fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -
             oauth2: Some(oauth2),
             login: login(d, &t, side),
             ca: ca(d, &t, base),
+            dav: crate::dav::config::read(d, &t, auth)?,
         });
     }
     crate::oauth::settings::refuse_without_oauth2(
@@ -356,6 +405,7 @@ fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -
             return None;
         }
     };
+    let dav = crate::dav::config::read(d, &t, auth)?;
     Some(Endpoint {
         side,
         url: url.into_inner(),
@@ -368,6 +418,7 @@ fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -
         oauth2: None,
         login: login(d, &t, side),
         ca: ca(d, &t, base),
+        dav,
     })
 }
 
@@ -389,6 +440,31 @@ fn ca(d: &mut Diagnostics, t: &Section, base: &Path) -> Option<PathBuf> {
         Some(s) => Some(base.join(s.get_ref())),
         None => None,
     }
+}
+
+/// `calendar`/`contacts` with a `dav_url` on one side only cannot be copied:
+/// one error, at the `dav_url` that is there.
+fn check_dav_sides(d: &mut Diagnostics, source: &Endpoint, target: &Endpoint, content: Content) {
+    let (with, without) = match (&source.dav, &target.dav) {
+        (Some(_), None) => (Side::Source, Side::Target),
+        (None, Some(_)) => (Side::Target, Side::Source),
+        _ => return,
+    };
+    if !content.wants_dav() {
+        return;
+    }
+    let span = match with {
+        Side::Source => source.dav.as_ref().map(|v| v.url_span.clone()),
+        Side::Target => target.dav.as_ref().map(|v| v.url_span.clone()),
+    };
+    d.error(
+        span.as_ref(),
+        &format!("{with}.dav_url"),
+        format!(
+            "calendars and contacts need a dav_url on both sides; add dav_url to [{without}], \
+             or remove this one (calendar then means the IMAP folders in calendar_folders)"
+        ),
+    );
 }
 
 fn read_migration(d: &mut Diagnostics, root: &Section, base: &Path) -> Option<Migration> {
@@ -413,20 +489,17 @@ fn read_migration(d: &mut Diagnostics, root: &Section, base: &Path) -> Option<Mi
                     ok = false;
                 }
             }
-            if ok && !c.mail && !c.calendar {
+            if ok && c == Content::default() {
                 d.error(
                     Some(&list.span()),
                     &t.key("content"),
-                    "empty; write [\"mail\"], [\"calendar\"] or [\"mail\", \"calendar\"]",
+                    "empty; write some of [\"mail\", \"calendar\", \"contacts\"]",
                 );
                 ok = false;
             }
             c
         }
-        None => Content {
-            mail: true,
-            calendar: true,
-        },
+        None => Content::ALL,
     };
     let calendar_folders = t
         .strings(d, "calendar_folders")
@@ -655,7 +728,7 @@ parallel = 2
         let text = GOOD
             .replace("imaps://127.0.0.1:10993", "https://x")
             .replace("auth = \"authzid\"", "auth = \"kerberos\"")
-            .replace("[\"mail\"]", "[\"mail\", \"contacts\"]");
+            .replace("[\"mail\"]", "[\"mail\", \"tasks\"]");
         let e = errors(&text);
         assert_eq!(e.len(), 3, "{e:?}");
         assert!(
@@ -664,7 +737,7 @@ parallel = 2
         );
         assert!(e[1].contains(":14: target.auth: unknown value \"kerberos\"; expected one of: password, master, authzid"), "{e:?}");
         assert!(
-            e[2].contains(":19: migration.content: unknown content \"contacts\""),
+            e[2].contains(":19: migration.content: unknown content \"tasks\""),
             "{e:?}"
         );
     }

@@ -26,6 +26,8 @@ pub struct RunContext {
     pub progress: Progress,
     /// Where the sessions come from (and come again after a lost connection).
     pub connector: Box<dyn Connector>,
+    /// Both sides' CalDAV/CardDAV servers, when both have a `dav_url`.
+    pub dav: Option<crate::dav::Servers>,
 }
 
 /// One user's migration in flight.

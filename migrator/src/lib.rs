@@ -33,6 +33,7 @@ pub mod check;
 pub mod config;
 pub mod context;
 pub mod copy;
+pub mod dav;
 pub mod directory;
 pub mod flip;
 pub mod imap;

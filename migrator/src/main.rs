@@ -31,13 +31,16 @@ struct CopyArgs {
     /// Only write the forwarding contacts; copy nothing.
     #[arg(long)]
     forwarding_only: bool,
-    /// What to copy: mail, calendar, or both (comma-separated).
+    /// What to copy: mail, calendar, contacts (comma-separated; calendars and
+    /// contacts over CalDAV/CardDAV when both sides have a dav_url).
     #[arg(long, value_delimiter = ',')]
     content: Vec<String>,
-    /// Only messages with INTERNALDATE on or after this day (YYYY-MM-DD).
+    /// Only messages with INTERNALDATE on or after this day, and events with an
+    /// occurrence on or after it (YYYY-MM-DD, UTC).
     #[arg(long, value_parser = parse_date)]
     since: Option<chrono::NaiveDate>,
-    /// Only messages with INTERNALDATE before this day (YYYY-MM-DD).
+    /// Only messages with INTERNALDATE before this day, and events with an
+    /// occurrence before it (YYYY-MM-DD, UTC).
     #[arg(long, value_parser = parse_date)]
     before: Option<chrono::NaiveDate>,
     /// Allow plaintext IMAP and unverified certificates.

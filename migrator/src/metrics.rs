@@ -105,23 +105,68 @@ impl ErrorKind {
     }
 }
 
+/// What a copied item is: the `content` label of the copied counters (DESIGN.md:
+/// per content type). Calendar folders copied over IMAP count as `calendar`;
+/// `contacts` exists, zero-valued, for the CardDAV copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    /// A message of a mail folder.
+    Mail,
+    /// A calendar item.
+    Calendar,
+    /// An address-book entry.
+    Contacts,
+}
+
+impl ContentType {
+    /// Every type, in label order.
+    pub const ALL: [ContentType; 3] = [
+        ContentType::Mail,
+        ContentType::Calendar,
+        ContentType::Contacts,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ContentType::Mail => "mail",
+            ContentType::Calendar => "calendar",
+            ContentType::Contacts => "contacts",
+        }
+    }
+}
+
 /// The registry and every family of the migrator.
 pub struct Metrics {
     /// Registry that `/metrics` renders (with the process metrics).
     pub registry: Registry,
     /// `coexist_migrator_users{state}`
     pub users: IntGaugeVec,
-    /// `coexist_migrator_messages_copied_total`
-    pub messages_copied: IntCounter,
-    /// `coexist_migrator_bytes_copied_total`
-    pub bytes_copied: IntCounter,
+    /// `coexist_migrator_messages_copied_total{content}`
+    pub messages_copied: IntCounterVec,
+    /// `coexist_migrator_bytes_copied_total{content}`
+    pub bytes_copied: IntCounterVec,
     /// `coexist_migrator_messages_skipped_total`
     pub messages_skipped: IntCounter,
     /// `coexist_migrator_errors_total{kind}`
     pub errors: IntCounterVec,
     /// `coexist_migrator_backoff_seconds_total`
     pub backoff_seconds: Counter,
+    /// `coexist_migrator_items_total{content,result}`: calendar objects and
+    /// vCards, by content (calendar, contacts) and result (copied, updated,
+    /// skipped, refused).
+    pub items: IntCounterVec,
+    /// `coexist_migrator_item_bytes_total{content}`
+    pub item_bytes: IntCounterVec,
+    /// `coexist_migrator_schedule_agent_marked_total`
+    pub schedule_agent_marked: IntCounter,
 }
+
+/// The `content` label values of the DAV families.
+pub const DAV_CONTENT: [&str; 2] = ["calendar", "contacts"];
+
+/// The `result` label values of `coexist_migrator_items_total`.
+pub const ITEM_RESULTS: [&str; 4] = ["copied", "updated", "skipped", "refused"];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
@@ -145,13 +190,16 @@ impl Metrics {
         .expect("valid metric");
         let counter =
             |name: &str, help: &str| IntCounter::with_opts(opts(name, help)).expect("valid metric");
-        let messages_copied = counter(
+        let per_content = |name: &str, help: &str| {
+            IntCounterVec::new(opts(name, help), &["content"]).expect("valid metric")
+        };
+        let messages_copied = per_content(
             "messages_copied_total",
-            "Messages appended to the target and confirmed.",
+            "Items appended to the target and confirmed, by content type: mail, calendar, contacts.",
         );
-        let bytes_copied = counter(
+        let bytes_copied = per_content(
             "bytes_copied_total",
-            "Bytes of the messages appended to the target.",
+            "Bytes of the items appended to the target, by content type.",
         );
         let messages_skipped = counter(
             "messages_skipped_total",
@@ -170,6 +218,35 @@ impl Metrics {
             "Time spent waiting before a retry after throttling or a lost connection.",
         ))
         .expect("valid metric");
+        let items = IntCounterVec::new(
+            opts(
+                "items_total",
+                "Calendar objects and vCards over CalDAV/CardDAV, by content (calendar, contacts) and result (copied, updated, skipped, refused).",
+            ),
+            &["content", "result"],
+        )
+        .expect("valid metric");
+        let item_bytes = IntCounterVec::new(
+            opts(
+                "item_bytes_total",
+                "Bytes of calendar objects and vCards written to the target, by content.",
+            ),
+            &["content"],
+        )
+        .expect("valid metric");
+        let schedule_agent_marked = counter(
+            "schedule_agent_marked_total",
+            "Events sent with SCHEDULE-AGENT=CLIENT to a target that schedules (RFC 6638): no invitation or reply is sent.",
+        );
+        register(Box::new(items.clone()));
+        register(Box::new(item_bytes.clone()));
+        register(Box::new(schedule_agent_marked.clone()));
+        for content in DAV_CONTENT {
+            item_bytes.with_label_values(&[content]);
+            for result in ITEM_RESULTS {
+                items.with_label_values(&[content, result]);
+            }
+        }
         register(Box::new(users.clone()));
         register(Box::new(messages_copied.clone()));
         register(Box::new(bytes_copied.clone()));
@@ -182,6 +259,10 @@ impl Metrics {
         for kind in ErrorKind::ALL {
             errors.with_label_values(&[kind.label()]);
         }
+        for content in ContentType::ALL {
+            messages_copied.with_label_values(&[content.label()]);
+            bytes_copied.with_label_values(&[content.label()]);
+        }
         Metrics {
             registry,
             users,
@@ -190,6 +271,17 @@ impl Metrics {
             messages_skipped,
             errors,
             backoff_seconds,
+            items,
+            item_bytes,
+            schedule_agent_marked,
+        }
+    }
+
+    /// Counts one calendar object or vCard (`result` one of [`ITEM_RESULTS`]).
+    pub fn item(&self, content: &str, result: &str, bytes: u64) {
+        self.items.with_label_values(&[content, result]).inc();
+        if bytes > 0 {
+            self.item_bytes.with_label_values(&[content]).inc_by(bytes);
         }
     }
 
@@ -206,6 +298,13 @@ impl Metrics {
             self.users.with_label_values(&[from.label()]).dec();
             self.users.with_label_values(&[to.label()]).inc();
         }
+    }
+
+    /// Counts one item of `size` bytes copied.
+    pub fn copied(&self, content: ContentType, size: u64) {
+        let label = [content.label()];
+        self.messages_copied.with_label_values(&label).inc();
+        self.bytes_copied.with_label_values(&label).inc_by(size);
     }
 
     /// Counts one problem.
@@ -260,14 +359,21 @@ mod tests {
         for series in [
             "coexist_migrator_users{state=\"not_started\"} 0",
             "coexist_migrator_users{state=\"failed\"} 0",
-            "coexist_migrator_messages_copied_total 0",
-            "coexist_migrator_bytes_copied_total 0",
+            "coexist_migrator_messages_copied_total{content=\"mail\"} 0",
+            "coexist_migrator_messages_copied_total{content=\"calendar\"} 0",
+            "coexist_migrator_messages_copied_total{content=\"contacts\"} 0",
+            "coexist_migrator_bytes_copied_total{content=\"mail\"} 0",
+            "coexist_migrator_bytes_copied_total{content=\"contacts\"} 0",
             "coexist_migrator_messages_skipped_total 0",
             "coexist_migrator_errors_total{kind=\"refused\"} 0",
             "coexist_migrator_errors_total{kind=\"throttled\"} 0",
             "coexist_migrator_errors_total{kind=\"transient\"} 0",
             "coexist_migrator_errors_total{kind=\"user_failed\"} 0",
             "coexist_migrator_backoff_seconds_total 0",
+            "coexist_migrator_items_total{content=\"calendar\",result=\"copied\"} 0",
+            "coexist_migrator_items_total{content=\"contacts\",result=\"refused\"} 0",
+            "coexist_migrator_item_bytes_total{content=\"contacts\"} 0",
+            "coexist_migrator_schedule_agent_marked_total 0",
         ] {
             assert!(page.contains(series), "{series} missing from\n{page}");
         }

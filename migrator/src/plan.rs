@@ -24,6 +24,9 @@ pub struct Filter {
     pub since: Option<chrono::NaiveDate>,
     /// INTERNALDATE before.
     pub before: Option<chrono::NaiveDate>,
+    /// Calendars go over CalDAV (both sides have a `dav_url`): the folders
+    /// in `calendar_folders` are then plain mail.
+    pub dav: bool,
 }
 
 /// A source folder and where it goes.
@@ -49,7 +52,7 @@ pub fn plan_folders(source: &[Folder], target: &[Folder], filter: &Filter) -> Ve
     let mut plans = Vec::new();
     for folder in source.iter().filter(|f| !f.no_select) {
         let levels = folder.levels();
-        let calendar = levels.iter().any(|level| {
+        let named = levels.iter().any(|level| {
             filter
                 .calendar_folders
                 .iter()
@@ -58,6 +61,8 @@ pub fn plan_folders(source: &[Folder], target: &[Folder], filter: &Filter) -> Ve
             .calendar_folders
             .iter()
             .any(|c| c.eq_ignore_ascii_case(&folder.name));
+        // With CalDAV on both sides, calendar folders are plain mail.
+        let calendar = named && !filter.dav;
         let wanted = if calendar {
             filter.content.calendar
         } else {
@@ -250,6 +255,7 @@ pub async fn ready(config: &Config, allow_insecure: bool) -> Result<Vec<ReadyRow
     let filter = Filter {
         content: config.migration.content,
         calendar_folders: config.migration.calendar_folders.clone(),
+        dav: config.source.dav.is_some() && config.target.dav.is_some(),
         ..Filter::default()
     };
     let servers = Servers::new(config, allow_insecure || config.migration.allow_insecure)?;
@@ -309,7 +315,11 @@ mod tests {
 
     fn filter(mail: bool, calendar: bool) -> Filter {
         Filter {
-            content: Content { mail, calendar },
+            content: Content {
+                mail,
+                calendar,
+                contacts: false,
+            },
             calendar_folders: vec!["Calendar".into()],
             ..Filter::default()
         }

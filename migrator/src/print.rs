@@ -159,6 +159,24 @@ pub fn final_report(reports: &[UserReport]) {
         for w in &r.warnings {
             println!("      warning: {} UID {}: {}", w.folder, w.uid, w.reason);
         }
+        for (content, c) in &r.content {
+            let n = &c.counters;
+            println!(
+                "      {content}: collections {}, copied {}, updated {}, skipped {}, refused {}, conflicts {}, deleted on source {}, marked SCHEDULE-AGENT=CLIENT {}, {}",
+                n.collections,
+                n.copied,
+                n.updated,
+                n.skipped,
+                n.refused,
+                n.conflicts,
+                n.deleted_on_source,
+                n.schedule_agent_marked,
+                human_bytes(n.bytes)
+            );
+            for w in &c.warnings {
+                println!("      warning: {} {}: {}", content, w.resource, w.reason);
+            }
+        }
     }
 }
 

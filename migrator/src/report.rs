@@ -5,6 +5,7 @@
 use crate::directory::{user, Directory, DirectoryError};
 use crate::state::{ByContent, Counters, Phase, StateDir, StateError};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// How one user's run ended.
@@ -74,10 +75,65 @@ pub struct UserReport {
     pub quota_free: Option<u64>,
     /// What this run did.
     pub counters: Counters,
-    /// The same by content type (`mail`, `calendar`), with the time spent.
-    pub content: ByContent,
     /// Messages with problems.
     pub warnings: Vec<Warning>,
+    /// By content type: `mail` (and `calendar` for the IMAP folders of
+    /// `calendar_folders`) from the IMAP copy; `calendar`, `contacts` over
+    /// CalDAV/CardDAV; absent when nothing was copied.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub content: BTreeMap<&'static str, ContentReport>,
+}
+
+/// What a run did with one DAV content type (`calendar` or `contacts`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ContentReport {
+    /// The counts.
+    #[serde(flatten)]
+    pub counters: DavCounters,
+    /// Resources refused, in conflict, or deleted on the source.
+    pub warnings: Vec<DavWarning>,
+}
+
+/// Counts of one DAV content type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DavCounters {
+    /// Collections visited.
+    pub collections: u64,
+    /// Resources written to the target for the first time.
+    pub copied: u64,
+    /// Resources written before and changed on the source since, updated.
+    pub updated: u64,
+    /// Resources already on the target (unchanged since the last pass, or
+    /// found there by UID).
+    pub skipped: u64,
+    /// Resources the target refused (see the warnings for the reasons).
+    pub refused: u64,
+    /// Changed on both sides since the last pass: the target's copy was kept.
+    pub conflicts: u64,
+    /// Copied before, deleted on the source since (left on the target).
+    pub deleted_on_source: u64,
+    /// Events sent with `SCHEDULE-AGENT=CLIENT` (the target schedules).
+    pub schedule_agent_marked: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Times the target asked to slow down (IMAP: see [`Counters`]).
+    pub throttled: u64,
+    /// Time spent on this content, milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A calendar object or vCard with a problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DavWarning {
+    /// The source collection.
+    pub collection: String,
+    /// The source resource.
+    pub resource: String,
+    /// Its UID, when known.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    /// What happened (with the server's words when it refused).
+    pub reason: String,
 }
 
 impl UserReport {
@@ -92,9 +148,32 @@ impl UserReport {
             planned_bytes: 0,
             quota_free: None,
             counters: Counters::default(),
-            content: ByContent::new(),
             warnings: Vec::new(),
+            content: BTreeMap::new(),
         }
+    }
+
+    /// The IMAP copy's share of one folder (`mail` or `calendar`): what the
+    /// run's [`Counters`] moved by between `before` and now, in `duration`.
+    pub fn add_imap_content(
+        &mut self,
+        kind: &'static str,
+        before: &Counters,
+        duration: std::time::Duration,
+    ) {
+        let now = self.counters;
+        let c = &mut self.content.entry(kind).or_default().counters;
+        c.copied += now.copied - before.copied;
+        c.skipped += now.skipped - before.skipped;
+        c.refused += now.failed - before.failed;
+        c.throttled += now.throttled - before.throttled;
+        c.bytes += now.bytes - before.bytes;
+        c.duration_ms += duration.as_millis() as u64;
+    }
+
+    /// The report of one DAV content type, made on first use.
+    pub fn content_mut(&mut self, kind: crate::dav::state::Kind) -> &mut ContentReport {
+        self.content.entry(kind.label()).or_default()
     }
 
     /// Whether the user failed.
@@ -104,7 +183,9 @@ impl UserReport {
 
     /// Whether the user failed or any message was refused: the run exits 1.
     pub fn has_failures(&self) -> bool {
-        self.failed() || self.counters.failed > 0
+        self.failed()
+            || self.counters.failed > 0
+            || self.content.values().any(|c| c.counters.refused > 0)
     }
 }
 

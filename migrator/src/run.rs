@@ -63,6 +63,12 @@ pub enum RunError {
     /// A user's task panicked.
     #[error("a user task crashed: {0}")]
     TaskCrashed(#[from] tokio::task::JoinError),
+    /// `--content calendar`/`contacts` with a `dav_url` on one side only.
+    #[error("--content {0}: [source] and [target] both need a dav_url for calendars and contacts over CalDAV/CardDAV; add the missing one, or leave {0} out")]
+    DavOneSide(&'static str),
+    /// The DAV servers cannot be used as configured (plain HTTP, the CA file).
+    #[error(transparent)]
+    Dav(#[from] crate::dav::DavError),
 }
 
 /// Why one user failed (the run goes on with the others).
@@ -87,6 +93,9 @@ pub enum UserError {
     /// A folder could not be copied.
     #[error(transparent)]
     Folder(#[from] FolderError),
+    /// Calendars or address books could not be copied.
+    #[error("calendars/contacts: {0}")]
+    Dav(#[from] crate::dav::DavError),
 }
 
 /// Options of `migrate` and `sync`.
@@ -130,11 +139,25 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
         directory.named(&opts.users)?
     };
     directory.check_route()?;
+    let content = opts.content.unwrap_or(config.migration.content);
+    let insecure = opts.allow_insecure || config.migration.allow_insecure;
+    let dav = crate::dav::Servers::new(config, insecure)?;
+    if dav.is_none() && (config.source.dav.is_some() || config.target.dav.is_some()) {
+        // The configuration refuses this for its own `content`; `--content`
+        // can still ask for it.
+        if content.calendar {
+            return Err(RunError::DavOneSide("calendar"));
+        }
+        if content.contacts {
+            return Err(RunError::DavOneSide("contacts"));
+        }
+    }
     let filter = Filter {
-        content: opts.content.unwrap_or(config.migration.content),
+        content,
         calendar_folders: config.migration.calendar_folders.clone(),
         since: opts.since,
         before: opts.before,
+        dav: dav.is_some(),
     };
     let parallel = opts.parallel.unwrap_or(config.migration.parallel).max(1);
     print::review(&print::Review {
@@ -159,7 +182,6 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
     };
     metrics().users_queued(users.len());
 
-    let insecure = opts.allow_insecure || config.migration.allow_insecure;
     let servers = Servers::new(config, insecure)?;
     // One token per OAuth2 side for the whole run, fetched before any user
     // starts: a refused client stops the run here (exit 2), and an endpoint
@@ -178,6 +200,7 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
         filter,
         progress: Progress::new(),
         connector: Box::new(servers),
+        dav,
     });
     let reports = migrate_all(run, Arc::new(opts.clone()), users, parallel).await?;
     print::final_report(&reports);
@@ -292,6 +315,9 @@ async fn migrate_one(ctx: &mut UserContext<'_>, opts: &MigrateOptions) -> Result
         for f in measured.iter().flat_map(|m| &m.folders) {
             ctx.say(format_args!("would copy {} -> {}", f.source, f.target));
         }
+        if ctx.run.dav.is_some() && ctx.run.filter.content.wants_dav() {
+            ctx.say("would copy calendars and contacts over CalDAV/CardDAV");
+        }
         return Ok(());
     }
 
@@ -314,7 +340,27 @@ async fn plan_and_gate(
     ctx: &mut UserContext<'_>,
     conns: &mut crate::imap::Connections,
 ) -> Result<Measure, UserError> {
-    let m = plan::measure(conns, &ctx.state, &ctx.run.filter, ctx.user.quota).await?;
+    let mut m = plan::measure(conns, &ctx.state, &ctx.run.filter, ctx.user.quota).await?;
+    if let (Some(servers), true) = (&ctx.run.dav, ctx.run.filter.content.wants_dav()) {
+        // Calendars and contacts count with the mail; the smaller free space wins.
+        let dav = crate::dav::measure::measure(
+            servers,
+            &ctx.user.address,
+            &ctx.target,
+            ctx.run.filter.content,
+            &ctx.state.dav,
+        )
+        .await?;
+        m.bytes += dav.bytes;
+        if let Some(free) = dav.free {
+            if m.quota.is_none_or(|q| free < q.free()) {
+                m.quota = Some(crate::imap::Quota {
+                    usage: 0,
+                    limit: free,
+                });
+            }
+        }
+    }
     ctx.report.planned_messages = m.messages;
     ctx.report.planned_bytes = m.bytes;
     ctx.report.quota_free = m.quota.map(|q| q.free());
@@ -351,10 +397,31 @@ async fn copy_and_finish(
     copy::copy_user(ctx, &mut conns, &m.folders, &bar, flipped_at).await?;
     bar.finish();
     conns.logout().await;
+    let run = ctx.run;
+    if let Some(servers) = &run.dav {
+        if run.filter.content.wants_dav() {
+            crate::dav::copy_user(ctx, servers).await?;
+        }
+    }
 
     let counters = ctx.report.counters;
     ctx.state.totals.add(&counters);
-    crate::state::add_by_content(&mut ctx.state.content, &ctx.report.content);
+    for (kind, c) in &ctx.report.content {
+        let c = &c.counters;
+        let done = crate::state::ContentCounters {
+            copied: c.copied + c.updated,
+            skipped: c.skipped,
+            refused: c.refused,
+            throttled: c.throttled,
+            bytes: c.bytes,
+            duration_ms: c.duration_ms,
+        };
+        ctx.state
+            .content
+            .entry(kind.to_string())
+            .or_default()
+            .add(&done);
+    }
     // A `sync` of a user never flipped stays "copying": migrated means the
     // mail flows to the target too.
     ctx.state.phase = if opts.sync_only && !was_migrated && ctx.state.target.is_none() {

@@ -483,6 +483,7 @@ async fn after_a_bye_the_copy_reconnects_after_2s_and_resumes_the_folder() {
             source: p.source.clone(),
             target: p.target.clone(),
         }),
+        dav: None,
     };
     let user = User {
         address: "alice@corp.example".into(),

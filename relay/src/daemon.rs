@@ -6,6 +6,7 @@
 //! listeners, the queue manager and its admin socket. [`Control`] is how the
 //! binary speaks to it.
 
+use crate::client_trust::ClientTrust;
 use crate::config::{Config, ListenerTls};
 use crate::deliver::{status::DeliverError, Deliverer};
 use crate::http::Readiness;
@@ -105,6 +106,9 @@ pub async fn run(config: Config, control: Control) -> Result<(), RunError> {
         config.listeners.iter().map(|l| l.name.as_str()),
         config.routes.keys().map(|r| r.as_str()),
     );
+    for (name, route) in &config.routes {
+        metrics().register_tls_policies(name, &crate::deliver::tls_policy::labels_of(route));
+    }
     let router = Arc::new(Router::new(
         &config.relay,
         &config.routing,
@@ -223,7 +227,15 @@ fn server_tls(config: &Config) -> Result<Option<Arc<ServerTls>>, TlsError> {
             "generated a self-signed development certificate; configure a real one for production"
         );
     }
-    Ok(Some(Arc::new(ServerTls::load(tls)?)))
+    let trust = if config.relay.trusted_tls_names.is_empty() {
+        None
+    } else {
+        Some(ClientTrust::new(
+            &config.relay.trusted_tls_names,
+            tls.client_ca.as_deref(),
+        )?)
+    };
+    Ok(Some(Arc::new(ServerTls::load(tls, trust)?)))
 }
 
 /// SIGHUP: re-read the contacts table now. Parsing a large table must not

@@ -31,12 +31,14 @@
 //! - [`enhanced_code`]: RFC 3463 status codes, for our replies and the next hops'.
 //! - [`safeio`]: crash-safe file replacement (temp file, fsync, rename, fsync dir).
 //! - [`tls`]: server certificates: loading, checking, the development certificate.
+//! - [`client_trust`]: inbound trust by client certificate (`relay.trusted_tls_names`).
 //! - [`metrics`]: the Prometheus metric set, labels as enums.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` on `[metrics] bind`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod client_trust;
 pub mod config;
 pub mod daemon;
 pub mod deliver;

@@ -202,7 +202,8 @@ async fn handshake(
     match result {
         Ok(Ok(stream)) => {
             metrics().tls_handshake(Direction::Inbound, true);
-            let info = tls_info(&stream);
+            let mut info = tls_info(&stream);
+            info.trusted_name = tls.trusted_name(stream.get_ref().1);
             Some((stream, info))
         }
         Ok(Err(e)) => {
@@ -231,5 +232,6 @@ fn tls_info<S: AsyncRead + AsyncWrite + Unpin>(
             .negotiated_cipher_suite()
             .map(|s| format!("{:?}", s.suite()))
             .unwrap_or_default(),
+        trusted_name: None,
     }
 }

@@ -5,6 +5,7 @@
 //! first start, so the shipped loopback config works without an operator step. A
 //! certificate that does not match its key is refused at start with a clear message.
 
+use crate::client_trust::ClientTrust;
 use crate::config::TlsConfig;
 use crate::metrics::metrics;
 use arc_swap::ArcSwap;
@@ -57,6 +58,9 @@ pub enum TlsError {
         /// Its notAfter, RFC 3339.
         not_after: String,
     },
+    /// `[tls] client_ca` (for `relay.trusted_tls_names`) cannot be used.
+    #[error("tls.client_ca: {0}")]
+    ClientTrust(#[from] crate::client_trust::ClientTrustError),
     /// Only one of the two files exists.
     #[error("{present} exists but {missing} does not: provide both, or remove both to get a generated development certificate")]
     HalfPresent {
@@ -150,21 +154,28 @@ fn pem_error(path: &Path, what: &'static str, e: rustls::pki_types::pem::Error) 
 /// Builds the inbound TLS configuration: TLS 1.2 and 1.3 only (rustls has no older
 /// versions and no renegotiation), the ring provider's modern cipher suites.
 pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    Ok(load_pair(tls)?.0)
+    Ok(load_pair(tls, None)?.0)
 }
 
 /// The configuration and the certificate's notAfter, from one reading of the
 /// files (a pair replaced between two readings could mix).
-fn load_pair(tls: &TlsConfig) -> Result<(Arc<rustls::ServerConfig>, i64), TlsError> {
+fn load_pair(
+    tls: &TlsConfig,
+    trust: Option<&ClientTrust>,
+) -> Result<(Arc<rustls::ServerConfig>, i64), TlsError> {
     let certs = load_certs(&tls.cert)?;
     let expiry = expiry_of(&tls.cert, &certs[0])?;
     let key = PrivateKeyDer::from_pem_file(&tls.key)
         .map_err(|e| pem_error(&tls.key, "private key", e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError::Generate(e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let builder = match trust {
+        Some(trust) => builder.with_client_cert_verifier(trust.handshake_verifier()),
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Rejected {
             cert: tls.cert.clone(),
@@ -196,17 +207,26 @@ fn expiry_of(path: &Path, cert: &CertificateDer<'_>) -> Result<i64, TlsError> {
 pub struct ServerTls {
     files: TlsConfig,
     current: ArcSwap<rustls::ServerConfig>,
+    trust: Option<ClientTrust>,
 }
 
 impl ServerTls {
-    /// Loads `[tls] cert` and `key`; the expiry metric follows them.
-    pub fn load(files: &TlsConfig) -> Result<ServerTls, TlsError> {
-        let (config, expiry) = load_pair(files)?;
+    /// Loads `[tls] cert` and `key`; the expiry metric follows them. With
+    /// `trust` (from `relay.trusted_tls_names`), clients are asked for a certificate.
+    pub fn load(files: &TlsConfig, trust: Option<ClientTrust>) -> Result<ServerTls, TlsError> {
+        let (config, expiry) = load_pair(files, trust.as_ref())?;
         metrics().tls_certificate_expiry.set(expiry);
         Ok(ServerTls {
             files: files.clone(),
             current: ArcSwap::new(config),
+            trust,
         })
+    }
+
+    /// The `relay.trusted_tls_names` entry the client's verified certificate
+    /// proves, when trust by certificate is configured.
+    pub fn trusted_name(&self, conn: &rustls::ServerConnection) -> Option<String> {
+        self.trust.as_ref()?.trusted_name(conn)
     }
 
     /// The acceptor for the next handshake.
@@ -218,7 +238,7 @@ impl ServerTls {
     /// force when they are unreadable, mismatched (a half-replaced pair is
     /// one) or expired. Returns the new notAfter.
     pub fn reload(&self) -> Result<i64, TlsError> {
-        let (config, expiry) = load_pair(&self.files)?;
+        let (config, expiry) = load_pair(&self.files, self.trust.as_ref())?;
         if expiry <= chrono::Utc::now().timestamp() {
             return Err(TlsError::Expired {
                 cert: self.files.cert.clone(),
@@ -248,6 +268,7 @@ mod tests {
         let tls = TlsConfig {
             cert: dir.path().join("certs/relay.crt"),
             key: dir.path().join("certs/relay.key"),
+            client_ca: None,
         };
         assert!(ensure_dev_certificate(&tls, "relay.test").unwrap());
         assert!(!ensure_dev_certificate(&tls, "relay.test").unwrap());
@@ -269,16 +290,19 @@ mod tests {
         let a = TlsConfig {
             cert: dir.path().join("a.crt"),
             key: dir.path().join("a.key"),
+            client_ca: None,
         };
         let b = TlsConfig {
             cert: dir.path().join("b.crt"),
             key: dir.path().join("b.key"),
+            client_ca: None,
         };
         ensure_dev_certificate(&a, "a.test").unwrap();
         ensure_dev_certificate(&b, "b.test").unwrap();
         let mixed = TlsConfig {
             cert: a.cert.clone(),
             key: b.key.clone(),
+            client_ca: None,
         };
         let err = server_config(&mixed).unwrap_err();
         assert!(matches!(err, TlsError::Rejected { .. }), "{err}");
@@ -291,6 +315,7 @@ mod tests {
         let tls = TlsConfig {
             cert: dir.path().join("x.crt"),
             key: dir.path().join("x.key"),
+            client_ca: None,
         };
         std::fs::write(&tls.cert, "junk").unwrap();
         assert!(matches!(
@@ -313,6 +338,7 @@ mod tests {
         let files = TlsConfig {
             cert: dir.join(format!("{name}.crt")),
             key: dir.join(format!("{name}.key")),
+            client_ca: None,
         };
         std::fs::write(&files.cert, cert.pem()).unwrap();
         std::fs::write(&files.key, key.serialize_pem()).unwrap();
@@ -333,9 +359,10 @@ mod tests {
         let live = TlsConfig {
             cert: dir.path().join("relay.crt"),
             key: dir.path().join("relay.key"),
+            client_ca: None,
         };
         copy_pair(&a, &live);
-        let tls = ServerTls::load(&live).unwrap();
+        let tls = ServerTls::load(&live, None).unwrap();
         let first = tls.current.load_full();
 
         copy_pair(&b, &live);

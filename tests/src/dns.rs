@@ -10,18 +10,41 @@ use hickory_proto::rr::rdata::{A, CNAME, MX, TXT};
 use hickory_proto::rr::{Name, RData, Record};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
 
 /// Records by owner name (lower case, no trailing dot).
-#[derive(Default)]
+#[derive(Clone)]
 pub struct Zone {
     records: BTreeMap<String, Vec<RData>>,
+    /// TTL of every answer; 0 = not cached by the resolver (a zone that changes).
+    ttl: u32,
 }
 
 fn fqdn(s: &str) -> Name {
     Name::from_ascii(format!("{}.", s.trim_end_matches('.'))).expect("valid name")
 }
 
+impl Default for Zone {
+    fn default() -> Self {
+        Zone::with_ttl(60)
+    }
+}
+
 impl Zone {
+    /// A zone whose answers carry `ttl` seconds (the default is 60).
+    pub fn with_ttl(ttl: u32) -> Zone {
+        Zone {
+            records: BTreeMap::new(),
+            ttl,
+        }
+    }
+
+    /// Removes every record of `owner`.
+    pub fn remove(mut self, owner: &str) -> Zone {
+        self.records.remove(&owner.to_ascii_lowercase());
+        self
+    }
+
     fn add(mut self, owner: &str, rdata: RData) -> Zone {
         self.records
             .entry(owner.to_ascii_lowercase())
@@ -67,11 +90,34 @@ impl Zone {
             None => resp.metadata.response_code = ResponseCode::NXDomain,
             Some(list) => {
                 for rdata in list.iter().filter(|r| r.record_type() == q.query_type()) {
-                    resp.add_answer(Record::from_rdata(q.name().clone(), 60, rdata.clone()));
+                    resp.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        self.ttl,
+                        rdata.clone(),
+                    ));
                 }
             }
         }
         resp.to_vec().ok()
+    }
+
+    /// Serves the zone on 127.0.0.1, a free port, with a handle to change it
+    /// while it is served (`*handle.lock().unwrap() = new_zone`).
+    pub fn serve_mutable(self) -> (SocketAddr, Arc<Mutex<Zone>>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind DNS");
+        let addr = socket.local_addr().expect("DNS address");
+        let zone = Arc::new(Mutex::new(self));
+        let shared = Arc::clone(&zone);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                let answer = shared.lock().unwrap().answer(&buf[..n]);
+                if let Some(bytes) = answer {
+                    let _ = socket.send_to(&bytes, peer);
+                }
+            }
+        });
+        (addr, zone)
     }
 
     /// Serves the zone on 127.0.0.1, a free port; returns the address.

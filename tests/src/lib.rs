@@ -2,12 +2,18 @@
 //! generated config, talk to it with raw SMTP, Python's smtplib and swaks, and look at
 //! what it wrote. Ports are chosen by the OS (port 0) and read back from the log.
 
+pub mod cyrus;
 pub mod dns;
 pub mod dovecot;
 pub mod faults;
 pub mod imap_proxy;
 pub mod load;
+pub mod mta_sts;
 pub mod oauth;
+pub mod pki;
+pub mod postfix;
+pub mod prometheus;
+pub mod radicale;
 pub mod sink;
 pub mod smtp;
 pub mod tls;

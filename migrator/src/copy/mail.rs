@@ -15,7 +15,7 @@
 use super::dedupe;
 use crate::config::Side;
 use crate::imap::{AppendRefusal, Connections, Message, Session, SideError};
-use crate::metrics::{metrics, ErrorKind};
+use crate::metrics::{metrics, ContentType, ErrorKind};
 use crate::plan::{Filter, FolderPlan};
 use crate::report::{UserReport, Warning};
 use crate::state::{FolderState, StateError};
@@ -560,8 +560,7 @@ impl Appender<'_> {
                     self.state.copied.insert(uid);
                     counters.copied += 1;
                     counters.bytes += size;
-                    metrics.messages_copied.inc();
-                    metrics.bytes_copied.inc_by(size);
+                    metrics.copied(self.content_type(), size);
                     self.sink.progress(1, size);
                 }
                 (Err(refusal), Verdict::Retry) => {
@@ -589,6 +588,15 @@ impl Appender<'_> {
             }
         }
         slow_down.map(|why| (retry, why))
+    }
+
+    /// What this folder's items count as in the metrics.
+    fn content_type(&self) -> ContentType {
+        if self.plan.calendar {
+            ContentType::Calendar
+        } else {
+            ContentType::Mail
+        }
     }
 
     /// Calendar folders copied as mail (no DAV server configured): an item

@@ -9,7 +9,7 @@ use crate::imap::{Connections, Session};
 use crate::metrics::{metrics, ErrorKind};
 use crate::plan::FolderPlan;
 use crate::progress::UserProgress;
-use crate::state::{ContentCounters, FolderState, StateDir, StateError, UserState};
+use crate::state::{FolderState, StateDir, StateError, UserState};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -62,12 +62,8 @@ pub async fn copy_user(
             let copied = copy_folder(ctx, conns, plan, bar).await;
             // Counted also when the folder stopped on an error.
             let kind = if plan.calendar { "calendar" } else { "mail" };
-            let done = ContentCounters::between(&before, &ctx.report.counters, started.elapsed());
             ctx.report
-                .content
-                .entry(kind.into())
-                .or_default()
-                .add(&done);
+                .add_imap_content(kind, &before, started.elapsed());
             copied.map_err(|source| FolderError {
                 folder: plan.source.clone(),
                 source,

@@ -120,7 +120,7 @@ impl Connector for Servers {
 }
 
 /// Finds the password for `login` in `endpoint.password_file`.
-fn password(endpoint: &Endpoint, login: &str) -> Result<String, ImapError> {
+pub(crate) fn password(endpoint: &Endpoint, login: &str) -> Result<String, ImapError> {
     let path = &endpoint.password_file;
     let text = std::fs::read_to_string(path).map_err(|e| {
         ImapError::Secret(format!(

@@ -102,6 +102,9 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key (resolved path).
     pub key: PathBuf,
+    /// Extra PEM trust anchor for client certificates (beside the webpki
+    /// roots), checked for `relay.trusted_tls_names` (resolved path).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// What to do with a bare LF or bare CR in message data.
@@ -165,6 +168,8 @@ pub struct RelayConfig {
     pub accepted_domains: Vec<String>,
     /// Clients that may relay to any domain.
     pub trusted_networks: Vec<IpNet>,
+    /// Verified client-certificate names (lower case) that may relay too.
+    pub trusted_tls_names: Vec<String>,
 }
 
 /// `[[routing.rule]]`
@@ -204,6 +209,21 @@ pub enum OutboundTls {
     Required,
     /// Encrypt, valid certificate for the host name.
     Verify,
+    /// RFC 7672: DNSSEC-validated TLSA records decide; without them, opportunistic.
+    Dane,
+}
+
+impl OutboundTls {
+    /// The name in `relay.toml` and in the `policy` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboundTls::None => "none",
+            OutboundTls::Opportunistic => "opportunistic",
+            OutboundTls::Required => "required",
+            OutboundTls::Verify => "verify",
+            OutboundTls::Dane => "dane",
+        }
+    }
 }
 
 /// One `smarthost` entry, parsed at load: a host name or IP address and a port.
@@ -253,8 +273,14 @@ pub struct RouteConfig {
     pub port: u16,
     /// EHLO name (default `server.hostname`).
     pub helo_name: Option<String>,
-    /// Extra trust anchor for `verify` (resolved path).
+    /// Extra trust anchor for `verify`, DANE's fallback and MTA-STS (resolved path).
     pub ca: Option<PathBuf>,
+    /// Client certificate chain presented on STARTTLS (certificate connectors).
+    pub client_cert: Option<PathBuf>,
+    /// Its private key; set exactly when `client_cert` is.
+    pub client_key: Option<PathBuf>,
+    /// Apply MTA-STS (RFC 8461); MX routes only (always false otherwise).
+    pub mta_sts: bool,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Per-command reply timeout.
@@ -268,6 +294,10 @@ pub struct RouteConfig {
 pub struct DnsConfig {
     /// Name servers; empty = system resolver.
     pub nameservers: Vec<SocketAddr>,
+    /// Validate answers with DNSSEC (needed by `tls = "dane"`).
+    pub dnssec: bool,
+    /// File of DS/DNSKEY records to trust instead of the IANA root (resolved path).
+    pub trust_anchor: Option<PathBuf>,
 }
 
 /// `[queue]`

@@ -396,6 +396,20 @@ impl<'a, 'i> Section<'a, 'i> {
         Some(Spanned::new(text.span(), base.join(text.get_ref())))
     }
 
+    /// A path where `""` means "none" (the keys whose documented default is `""`).
+    pub fn optional_path(
+        &self,
+        d: &mut Diagnostics,
+        key: &str,
+        base: &Path,
+    ) -> Option<Spanned<PathBuf>> {
+        let text = self.string(d, key)?;
+        if text.get_ref().is_empty() {
+            return None;
+        }
+        Some(Spanned::new(text.span(), base.join(text.get_ref())))
+    }
+
     /// The sub-table `key` (`[routing]` inside the root, for example).
     pub fn table(&self, d: &mut Diagnostics, key: &str, known: &[&str]) -> Section<'a, 'i> {
         let full = self.key(key);

@@ -26,6 +26,9 @@ pub(super) const ROUTE_KEYS: &[&str] = &[
     "port",
     "helo_name",
     "ca",
+    "client_cert",
+    "client_key",
+    "mta_sts",
     "connect_timeout",
     "command_timeout",
     "data_timeout",
@@ -35,6 +38,7 @@ const OUTBOUND_TLS: &[(&str, OutboundTls)] = &[
     ("opportunistic", OutboundTls::Opportunistic),
     ("required", OutboundTls::Required),
     ("verify", OutboundTls::Verify),
+    ("dane", OutboundTls::Dane),
 ];
 /// A place in the file that names a route.
 pub(super) struct RouteRef {
@@ -150,7 +154,18 @@ fn read_rules(s: &Section, d: &mut Diagnostics, refs: &mut Vec<RouteRef>) -> Vec
     rules
 }
 
-pub(super) fn read_route(s: &Section, d: &mut Diagnostics, base: &Path) -> RouteConfig {
+/// Where a route asks for something another table must provide.
+#[derive(Default)]
+pub(super) struct RouteNeeds {
+    /// `tls = "dane"`: the value's span (needs `[dns] dnssec = true`).
+    pub dane: Option<Span>,
+}
+
+pub(super) fn read_route(
+    s: &Section,
+    d: &mut Diagnostics,
+    base: &Path,
+) -> (RouteConfig, RouteNeeds) {
     let port = s.number(d, "port", 1..=u16::MAX.into()).unwrap_or(25);
     let hosts = s.strings(d, "smarthost");
     let has_hosts = hosts
@@ -190,17 +205,67 @@ pub(super) fn read_route(s: &Section, d: &mut Diagnostics, base: &Path) -> Route
         Duration::from_secs(5 * 60),
         Duration::from_secs(10 * 60),
     );
-    RouteConfig {
+    let tls = s.choice(d, "tls", OUTBOUND_TLS);
+    let needs = RouteNeeds {
+        dane: tls
+            .as_ref()
+            .filter(|t| *t.get_ref() == OutboundTls::Dane)
+            .map(Spanned::span),
+    };
+    let (client_cert, client_key) = read_client_pair(s, d, base);
+    let mta_sts = match s.bool(d, "mta_sts") {
+        Some(v) if *v.get_ref() && !mx_on && has_hosts => {
+            d.error(
+                Some(&v.span()),
+                &s.key("mta_sts"),
+                "MTA-STS (RFC 8461) applies to delivery by MX lookup only; remove mta_sts from this smarthost route (use tls = \"verify\" to authenticate a smarthost)",
+            );
+            false
+        }
+        Some(v) => *v.get_ref() && mx_on,
+        // DESIGN.md: on by default for MX routes.
+        None => mx_on,
+    };
+    let route = RouteConfig {
         smarthost,
         mx: mx_on,
-        tls: s
-            .choice(d, "tls", OUTBOUND_TLS)
-            .map_or(OutboundTls::Opportunistic, Spanned::into_inner),
+        tls: tls.map_or(OutboundTls::Opportunistic, Spanned::into_inner),
         port,
         helo_name,
-        ca: s.path(d, "ca", base).map(Spanned::into_inner),
+        ca: s.optional_path(d, "ca", base).map(Spanned::into_inner),
+        client_cert,
+        client_key,
+        mta_sts,
         connect_timeout: timeout(d, s, "connect_timeout").unwrap_or(defaults.0),
         command_timeout: timeout(d, s, "command_timeout").unwrap_or(defaults.1),
         data_timeout: timeout(d, s, "data_timeout").unwrap_or(defaults.2),
+    };
+    (route, needs)
+}
+
+/// `client_cert` and `client_key`: both or neither.
+fn read_client_pair(
+    s: &Section,
+    d: &mut Diagnostics,
+    base: &Path,
+) -> (Option<std::path::PathBuf>, Option<std::path::PathBuf>) {
+    let cert = s.path(d, "client_cert", base);
+    let key = s.path(d, "client_key", base);
+    match (&cert, &key) {
+        (Some(c), None) if !s.has("client_key") => d.error(
+            Some(&c.span()),
+            &s.key("client_cert"),
+            "client_cert needs its private key: add client_key = \"FILE.key\" (PEM), or remove client_cert",
+        ),
+        (None, Some(k)) if !s.has("client_cert") => d.error(
+            Some(&k.span()),
+            &s.key("client_key"),
+            "client_key needs its certificate: add client_cert = \"FILE.crt\" (PEM chain), or remove client_key",
+        ),
+        _ => {}
+    }
+    match (cert, key) {
+        (Some(c), Some(k)) => (Some(c.into_inner()), Some(k.into_inner())),
+        _ => (None, None),
     }
 }

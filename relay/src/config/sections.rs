@@ -26,7 +26,7 @@ const TOP_LEVEL: &[&str] = &[
 ];
 const SERVER_KEYS: &[&str] = &["hostname", "spool_dir", "shutdown_grace"];
 const LISTENER_KEYS: &[&str] = &["name", "bind", "tls", "require_tls"];
-const TLS_KEYS: &[&str] = &["cert", "key"];
+const TLS_KEYS: &[&str] = &["cert", "key", "client_ca"];
 const LIMITS_KEYS: &[&str] = &[
     "max_message_size",
     "max_recipients",
@@ -40,8 +40,8 @@ const LIMITS_KEYS: &[&str] = &[
     "max_messages_per_minute_per_ip",
     "max_connections_per_minute_per_ip",
 ];
-const RELAY_KEYS: &[&str] = &["accepted_domains", "trusted_networks"];
-const DNS_KEYS: &[&str] = &["nameservers"];
+const RELAY_KEYS: &[&str] = &["accepted_domains", "trusted_networks", "trusted_tls_names"];
+const DNS_KEYS: &[&str] = &["nameservers", "dnssec", "trust_anchor"];
 const QUEUE_KEYS: &[&str] = &[
     "retry_schedule",
     "max_lifetime",
@@ -77,6 +77,10 @@ pub(super) struct Spans {
     pub route_refs: Vec<RouteRef>,
     /// `metrics.bind`, if written.
     pub metrics_bind: Option<Span>,
+    /// `route.NAME.tls = "dane"` values: (key, span).
+    pub dane_routes: Vec<(String, Span)>,
+    /// `relay.trusted_tls_names`, when it lists names.
+    pub trusted_tls_names: Option<Span>,
 }
 
 /// Positions of one `[[listener]]`.
@@ -108,6 +112,8 @@ pub(super) fn read(
         listeners: Vec::new(),
         route_refs: Vec::new(),
         metrics_bind: None,
+        dane_routes: Vec::new(),
+        trusted_tls_names: None,
     };
     let server = read_server(&root.table(d, "server", SERVER_KEYS), d, base);
     let listeners = root
@@ -121,7 +127,13 @@ pub(super) fn read(
         .collect();
     let tls = read_tls(&root.table(d, "tls", TLS_KEYS), d, base);
     let limits = read_limits(&root.table(d, "limits", LIMITS_KEYS), d);
-    let relay = read_relay(&root.table(d, "relay", RELAY_KEYS), d);
+    let relay_section = root.table(d, "relay", RELAY_KEYS);
+    let relay = read_relay(&relay_section, d);
+    if !relay.trusted_tls_names.is_empty() {
+        spans.trusted_tls_names = relay_section
+            .strings(d, "trusted_tls_names")
+            .map(|v| v.span());
+    }
     let routing = read_routing(
         &root.table(d, "routing", ROUTING_KEYS),
         d,
@@ -135,10 +147,14 @@ pub(super) fn read(
             if let Err(e) = values::name(name.get_ref()) {
                 d.error(Some(&name.span()), s.name(), e);
             }
-            (name.get_ref().clone(), read_route(s, d, base))
+            let (route, needs) = read_route(s, d, base);
+            if let Some(span) = needs.dane {
+                spans.dane_routes.push((s.key("tls"), span));
+            }
+            (name.get_ref().clone(), route)
         })
         .collect::<BTreeMap<_, _>>();
-    let dns = read_dns(&root.table(d, "dns", DNS_KEYS), d);
+    let dns = read_dns(&root.table(d, "dns", DNS_KEYS), d, base);
     let queue = read_queue(&root.table(d, "queue", QUEUE_KEYS), d);
     let metrics_section = root.table(d, "metrics", METRICS_KEYS);
     let metrics = match bind_address(d, &metrics_section, "bind") {
@@ -237,6 +253,9 @@ fn read_tls(s: &Section, d: &mut Diagnostics, base: &Path) -> Option<TlsConfig> 
         key: s
             .path(d, "key", base)
             .map_or_else(|| base.join("../certs/relay.key"), Spanned::into_inner),
+        client_ca: s
+            .optional_path(d, "client_ca", base)
+            .map(Spanned::into_inner),
     })
 }
 
@@ -319,13 +338,23 @@ fn read_relay(s: &Section, d: &mut Diagnostics) -> RelayConfig {
             "::1/128".parse().expect("valid CIDR"),
         ],
     };
+    let mut trusted_tls_names: Vec<String> = Vec::new();
+    for (i, text) in list(d, s, "trusted_tls_names").iter().enumerate() {
+        let key = format!("{}[{i}]", s.key("trusted_tls_names"));
+        match values::tls_name(text.get_ref()) {
+            Ok(name) if !trusted_tls_names.contains(&name) => trusted_tls_names.push(name),
+            Ok(_) => {}
+            Err(e) => d.error(Some(&text.span()), &key, e),
+        }
+    }
     RelayConfig {
         accepted_domains,
         trusted_networks,
+        trusted_tls_names,
     }
 }
 
-fn read_dns(s: &Section, d: &mut Diagnostics) -> DnsConfig {
+fn read_dns(s: &Section, d: &mut Diagnostics, base: &Path) -> DnsConfig {
     let nameservers = list(d, s, "nameservers")
         .iter()
         .enumerate()
@@ -334,7 +363,23 @@ fn read_dns(s: &Section, d: &mut Diagnostics) -> DnsConfig {
             report(d, &key, text, values::name_server(text.get_ref()))
         })
         .collect();
-    DnsConfig { nameservers }
+    let dnssec = s.bool(d, "dnssec");
+    let trust_anchor = s.optional_path(d, "trust_anchor", base);
+    let dnssec_on = dnssec.as_ref().is_some_and(|v| *v.get_ref());
+    if let (Some(anchor), false) = (&trust_anchor, dnssec_on) {
+        if !s.has("dnssec") || dnssec.is_some() {
+            d.error(
+                Some(&anchor.span()),
+                &s.key("trust_anchor"),
+                "a trust anchor is only used to validate DNSSEC; add dnssec = true to [dns], or remove trust_anchor",
+            );
+        }
+    }
+    DnsConfig {
+        nameservers,
+        dnssec: dnssec_on,
+        trust_anchor: trust_anchor.map(Spanned::into_inner),
+    }
 }
 
 fn read_queue(s: &Section, d: &mut Diagnostics) -> QueueConfig {

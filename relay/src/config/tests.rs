@@ -689,3 +689,37 @@ fn never_panics_on_truncated_or_mangled_input() {
         }
     }
 }
+
+#[test]
+fn tls_security_keys_and_their_defaults() {
+    let config = load(MINIMAL).expect("minimal config loads");
+    assert!(
+        config.routes["internet"].mta_sts,
+        "on by default for MX routes"
+    );
+    assert!(
+        !config.routes["onprem"].mta_sts,
+        "never for smarthost routes"
+    );
+    assert!(config.relay.trusted_tls_names.is_empty());
+    assert!(!config.dns.dnssec);
+    assert_eq!(config.dns.trust_anchor, None);
+    let text = minimal_plus(
+        "tls = \"dane\"\nmta_sts = false\nclient_cert = \"c.crt\"\nclient_key = \"c.key\"\n\
+         [dns]\ndnssec = true\ntrust_anchor = \"anchor.key\"\n",
+    );
+    let config = load(&text).expect("dane with dnssec loads");
+    let internet = &config.routes["internet"];
+    assert_eq!(internet.tls, OutboundTls::Dane);
+    assert!(!internet.mta_sts);
+    let base = Path::new("etc/coexist");
+    assert_eq!(
+        internet.client_cert.as_deref(),
+        Some(base.join("c.crt").as_path())
+    );
+    assert_eq!(
+        internet.client_key.as_deref(),
+        Some(base.join("c.key").as_path())
+    );
+    assert_eq!(config.dns.trust_anchor, Some(base.join("anchor.key")));
+}

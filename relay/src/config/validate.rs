@@ -11,6 +11,31 @@ use std::net::SocketAddr;
 pub(super) fn check(d: &mut Diagnostics, config: &Config, spans: &Spans) {
     check_route_refs(d, config, spans);
     check_listeners(d, config, spans);
+    check_tls_needs(d, config, spans);
+}
+
+/// Keys that only work with another table's help: DANE needs validated DNS,
+/// trusting client certificates needs a TLS listener to present them on.
+fn check_tls_needs(d: &mut Diagnostics, config: &Config, spans: &Spans) {
+    if !config.dns.dnssec {
+        for (key, span) in &spans.dane_routes {
+            d.error(
+                Some(span),
+                key,
+                "tls = \"dane\" needs DNSSEC-validated TLSA records (RFC 7672 §2.2): add dnssec = true to [dns], or choose another policy",
+            );
+        }
+    }
+    let has_tls_listener = config.listeners.iter().any(|l| l.tls != ListenerTls::None);
+    if let Some(span) = &spans.trusted_tls_names {
+        if config.tls.is_none() || !has_tls_listener {
+            d.error(
+                Some(span),
+                "relay.trusted_tls_names",
+                "client certificates arrive only over TLS: add a listener with tls = \"starttls\" or \"implicit\" and a [tls] section, or remove trusted_tls_names",
+            );
+        }
+    }
 }
 
 fn check_route_refs(d: &mut Diagnostics, config: &Config, spans: &Spans) {

@@ -71,6 +71,19 @@ pub fn domain(text: &str) -> Result<String, ValueError> {
     Ok(name)
 }
 
+/// A name in `relay.trusted_tls_names`: a host name as a client certificate
+/// carries it (subjectAltName dNSName, or the subject CN). Compared exactly,
+/// case-insensitively: a wildcard would trust whoever holds any name under it.
+pub fn tls_name(text: &str) -> Result<String, ValueError> {
+    if text.starts_with("*.") {
+        return Err(ValueError::NotADomain(
+            text.to_string(),
+            "wildcards are not matched; list each certificate name (e.g. \"mail.protection.outlook.com\")",
+        ));
+    }
+    domain(text)
+}
+
 /// Parses a smarthost entry (`host`, `host:port`, `ipv4:port`, `[ipv6]`,
 /// `[ipv6]:port`): the host lower-cased, with `default_port` filled in.
 pub fn smarthost(text: &str, default_port: u16) -> Result<Smarthost, ValueError> {

@@ -235,26 +235,31 @@ impl Default for DotStuffer {
 }
 
 impl DotStuffer {
-    /// Writes one chunk.
+    /// Writes one chunk. Only a dot that begins a line needs a second dot, so
+    /// the chunk is searched for "\n." (SIMD, memchr) rather than walked byte by
+    /// byte: the byte loop was a fifth of the relay's CPU with 10 MiB messages.
     pub async fn write<W: AsyncWrite + Unpin>(
         &mut self,
         w: &mut W,
         chunk: &[u8],
     ) -> io::Result<()> {
+        let Some(&last) = chunk.last() else {
+            return Ok(());
+        };
+        if self.line_start && chunk[0] == b'.' {
+            w.write_all(b".").await?;
+        }
         let mut start = 0;
-        for (i, &b) in chunk.iter().enumerate() {
-            if self.line_start && b == b'.' {
-                w.write_all(&chunk[start..i]).await?;
-                w.write_all(b".").await?;
-                start = i;
-            }
-            self.line_start = b == b'\n';
+        for newline in memchr::memmem::find_iter(chunk, b"\n.") {
+            let dot = newline + 1;
+            w.write_all(&chunk[start..dot]).await?;
+            w.write_all(b".").await?;
+            start = dot;
         }
         w.write_all(&chunk[start..]).await?;
-        if let Some(&last) = chunk.last() {
-            self.ends_with_lf = last == b'\n';
-            self.empty = false;
-        }
+        self.line_start = last == b'\n';
+        self.ends_with_lf = last == b'\n';
+        self.empty = false;
         Ok(())
     }
 
@@ -308,6 +313,41 @@ mod tests {
                 expected,
                 "cut at {cut}"
             );
+        }
+    }
+
+    /// The searching stuffer against the rule itself, byte by byte, on inputs
+    /// dense in dots and line ends, cut into chunks at pseudo-random places.
+    #[tokio::test]
+    async fn dot_stuffing_matches_the_byte_by_byte_rule() {
+        fn by_rule(body: &[u8]) -> Vec<u8> {
+            let (mut out, mut line_start) = (Vec::new(), true);
+            for &b in body {
+                if line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                line_start = b == b'\n';
+            }
+            if !body.is_empty() && !body.ends_with(b"\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+            out
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..500 {
+            let len = (next() % 64) as usize;
+            let body: Vec<u8> = (0..len).map(|_| b".\r\na"[(next() % 4) as usize]).collect();
+            let cut = (next() as usize) % (len + 1);
+            let got = stuffed(&[&body[..cut], &body[cut..]]).await;
+            assert_eq!(got, by_rule(&body), "body {body:?} cut at {cut}");
         }
     }
 }

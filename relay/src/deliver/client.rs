@@ -30,6 +30,8 @@ pub struct Session {
     capabilities: u32,
     /// TLS version and cipher suite, `None` in clear.
     pub tls: Option<String>,
+    /// The post-handshake certificate audit's verdict (MTA-STS `testing`).
+    pub audit: Option<Result<(), String>>,
     data_timeout: Duration,
 }
 
@@ -50,6 +52,7 @@ impl Session {
             hop: hop.clone(),
             capabilities: opened.capabilities,
             tls: opened.tls,
+            audit: opened.audit,
             data_timeout: params.data_timeout,
         })
     }

@@ -6,7 +6,8 @@ use super::status::{DeliverError, Reply, Stage};
 use crate::config::OutboundTls;
 use crate::metrics::{metrics, Direction};
 use mail_send::SmtpClient;
-use rustls::pki_types::ServerName;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::ClientConfig;
 use smtp_proto::EXT_START_TLS;
 use std::io;
@@ -28,6 +29,9 @@ pub struct SessionParams {
     pub policy: OutboundTls,
     /// Client configuration for the handshake (verifying for `verify`).
     pub tls_config: Arc<ClientConfig>,
+    /// A check of the certificate after the handshake that decides nothing
+    /// (MTA-STS `testing`): its verdict is reported, the session goes on.
+    pub audit: Option<Arc<dyn ServerCertVerifier>>,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Per-command timeout.
@@ -92,6 +96,8 @@ pub struct Opened {
     pub capabilities: u32,
     /// `version cipher` when TLS is in use, for the delivery log.
     pub tls: Option<String>,
+    /// The audit's verdict (`SessionParams::audit`): `Err` says what would fail.
+    pub audit: Option<Result<(), String>>,
 }
 
 /// Connects, reads the greeting, says EHLO, and applies the TLS policy.
@@ -101,7 +107,8 @@ pub async fn open(hop: &NextHop, params: &SessionParams) -> Result<Opened, Deliv
     let offered = capabilities & EXT_START_TLS != 0;
     let start_tls = match params.policy {
         OutboundTls::None => false,
-        OutboundTls::Opportunistic => offered,
+        // DANE without secure TLSA records is opportunistic (RFC 7672 §2.2).
+        OutboundTls::Opportunistic | OutboundTls::Dane => offered,
         OutboundTls::Required | OutboundTls::Verify if offered => true,
         // RFC 3207 §4: without STARTTLS the policy forbids sending; give
         // up before MAIL so nothing leaves in clear.
@@ -111,19 +118,25 @@ pub async fn open(hop: &NextHop, params: &SessionParams) -> Result<Opened, Deliv
         }
     };
     if !start_tls {
+        let audit = params
+            .audit
+            .as_ref()
+            .map(|_| Err("the next hop does not offer STARTTLS".to_string()));
         return Ok(Opened {
             client,
             capabilities,
             tls: None,
+            audit,
         });
     }
-    let (mut client, tls) = start_tls_on(client, hop, params).await?;
+    let (mut client, tls, audit) = start_tls_on(client, hop, params).await?;
     // RFC 3207 §4.2: forget what was learnt in clear, ask again.
     let capabilities = hello(&mut client, &params.helo).await?;
     Ok(Opened {
         client,
         capabilities,
         tls: Some(tls),
+        audit,
     })
 }
 
@@ -162,7 +175,7 @@ async fn start_tls_on(
     mut client: SmtpClient<Stream>,
     hop: &NextHop,
     params: &SessionParams,
-) -> Result<(SmtpClient<Stream>, String), DeliverError> {
+) -> Result<(SmtpClient<Stream>, String, Option<Result<(), String>>), DeliverError> {
     let reply = client
         .cmd(b"STARTTLS\r\n")
         .await
@@ -203,11 +216,33 @@ async fn start_tls_on(
             .map(|c| format!("{:?}", c.suite()))
             .unwrap_or_default()
     );
+    let audit = params.audit.as_ref().map(|v| audit(v.as_ref(), conn, hop));
     let client = SmtpClient {
         stream: Stream::Tls(Box::new(stream)),
         timeout: params.command_timeout,
     };
-    Ok((client, tls))
+    Ok((client, tls, audit))
+}
+
+/// Verifies the certificate the next hop presented for its host name, after
+/// the fact (the handshake's own verifier accepted it).
+fn audit(
+    verifier: &dyn ServerCertVerifier,
+    conn: &rustls::ClientConnection,
+    hop: &NextHop,
+) -> Result<(), String> {
+    let chain = conn
+        .peer_certificates()
+        .ok_or_else(|| "no certificate".to_string())?;
+    let (end_entity, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| "no certificate".to_string())?;
+    let name = ServerName::try_from(hop.host.clone())
+        .map_err(|_| format!("{:?} is not a TLS server name", hop.host))?;
+    verifier
+        .verify_server_cert(end_entity, intermediates, &name, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// EHLO, falling back to HELO when EHLO is refused with 5xx (RFC 5321 §3.2).

@@ -7,7 +7,9 @@
 //! - [`transaction`]: one message and the recipients it carries to one next hop.
 //! - `esmtp`: MAIL and RCPT with the ESMTP parameters the next hop offers.
 //! - [`pool`]: idle sessions for reuse, per-next-hop concurrency.
-//! - [`tls`]: client TLS configurations per policy.
+//! - [`tls`]: client TLS configurations per route (trust anchors, client certificate).
+//! - [`tls_policy`]: which TLS policy governs a transaction (the route's, MTA-STS).
+//! - [`mta_sts`]: RFC 8461 policies: lookup, HTTPS fetch, cache in the spool folder.
 //! - [`status`]: every error and the one table that says temporary or permanent.
 //! - [`dsn`]: RFC 3464 delivery status notifications.
 //!
@@ -19,28 +21,32 @@ pub mod client;
 mod connect;
 pub mod dsn;
 mod esmtp;
+pub mod mta_sts;
 pub mod mx;
 pub mod pool;
 pub mod status;
 pub mod tls;
+pub mod tls_policy;
 pub mod transaction;
 
 #[cfg(test)]
 mod tests;
 
-use crate::config::{Config, OutboundTls, RouteConfig};
+use crate::config::{Config, RouteConfig};
 use crate::envelope::Envelope;
 use crate::envelope::Failure;
 use crate::message::Message;
 use crate::metrics::{metrics, DeliveryResult};
 use client::{Session, SessionParams, Transaction, TxnRecipient};
+use mta_sts::MtaSts;
 use mx::{NextHop, Resolver};
 use pool::{Pool, PoolKey};
-use rustls::ClientConfig;
 use status::DeliverError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tls::RouteTls;
+use tls_policy::Applied;
 
 pub use status::DeliverError as Error;
 
@@ -66,26 +72,24 @@ pub struct Deliverer {
     hostname: String,
     routes: BTreeMap<String, RouteConfig>,
     resolver: Resolver,
-    any_certificate: Arc<ClientConfig>,
-    verifying: BTreeMap<String, Arc<ClientConfig>>,
+    tls: BTreeMap<String, RouteTls>,
+    mta_sts: MtaSts,
     pool: Arc<Pool>,
 }
 
 impl Deliverer {
     /// Builds the resolver and the TLS configurations of every route.
     pub fn new(config: &Config) -> Result<Deliverer, DeliverError> {
-        let mut verifying = BTreeMap::new();
+        let mut tls = BTreeMap::new();
         for (name, route) in &config.routes {
-            if route.tls == OutboundTls::Verify {
-                verifying.insert(name.clone(), tls::verifying(route.ca.as_deref())?);
-            }
+            tls.insert(name.clone(), RouteTls::new(route)?);
         }
         Ok(Deliverer {
             hostname: config.server.hostname.clone(),
             routes: config.routes.clone(),
             resolver: Resolver::new(&config.dns)?,
-            any_certificate: tls::any_certificate(),
-            verifying,
+            tls,
+            mta_sts: MtaSts::new(&config.server.spool_dir),
             pool: Pool::new(config.queue.per_host_concurrency, IDLE_TIMEOUT),
         })
     }
@@ -147,7 +151,7 @@ impl Deliverer {
         let started = Instant::now();
         let Some(route) = self.routes.get(route_name) else {
             let e = DeliverError::UnknownRoute(route_name.to_string());
-            return self.fail_all(envelope, route_name, group, None, &e);
+            return self.fail_all(envelope, route_name, group, None, "none", &e);
         };
         let hops = if route.mx {
             self.resolver.mx(domain, route.port).await
@@ -160,21 +164,33 @@ impl Deliverer {
         };
         let hops = match hops {
             Ok(h) => h,
-            Err(e) => return self.fail_all(envelope, route_name, group, None, &e),
+            Err(e) => {
+                return self.fail_all(envelope, route_name, group, None, route.tls.as_str(), &e)
+            }
         };
+        let applied = self.tls_policy(route_name, route, domain).await;
+        let label = applied.label();
+        let hops = match applied.select(hops) {
+            Ok(h) => h,
+            Err(e) => {
+                metrics().tls_policy(route_name, applied.metric(), false);
+                return self.fail_all(envelope, route_name, group, None, &label, &e);
+            }
+        };
+        let route_tls = self.tls.get(route_name);
         let params = SessionParams {
             helo: route
                 .helo_name
                 .clone()
                 .unwrap_or_else(|| self.hostname.clone()),
-            policy: route.tls,
-            tls_config: match route.tls {
-                OutboundTls::Verify => self
-                    .verifying
-                    .get(route_name)
-                    .cloned()
-                    .unwrap_or_else(|| self.any_certificate.clone()),
-                _ => self.any_certificate.clone(),
+            policy: applied.wire(),
+            tls_config: match route_tls {
+                Some(t) => t.config(applied.wire()),
+                None => tls::any_certificate(),
+            },
+            audit: match route_tls {
+                Some(t) if applied.testing() => Some(t.audit_verifier()),
+                _ => None,
             },
             connect_timeout: route.connect_timeout,
             command_timeout: route.command_timeout,
@@ -183,18 +199,39 @@ impl Deliverer {
 
         let mut last: Option<(NextHop, DeliverError)> = None;
         for hop in &hops {
-            let key = PoolKey::new(hop.addr, &hop.host, route.tls, &params.helo);
+            let key = PoolKey::new(route_name, hop.addr, &hop.host, params.policy, &params.helo);
             let _permit = self.pool.permit(hop.addr).await;
             let session = match self.session(&key, hop, &params).await {
                 Ok(s) => s,
                 Err(e) => {
+                    let e = applied.explain(e);
                     tracing::debug!(queue_id = %envelope.id, next_hop = %hop, error = %e, "next hop skipped");
                     last = Some((hop.clone(), e));
                     continue;
                 }
             };
+            // Under `testing` the policy is met only when enforce would have
+            // delivered here too: a listed MX with a valid certificate.
+            let met = match &session.audit {
+                Some(Err(why)) => {
+                    tracing::warn!(queue_id = %envelope.id, next_hop = %hop, "{label} policy would refuse this next hop: {why}");
+                    false
+                }
+                _ => applied.allows(&hop.host),
+            };
+            metrics().tls_policy(route_name, applied.metric(), met);
             let outcomes = self
-                .transaction(envelope, route_name, group, message, session, key)
+                .transaction(
+                    envelope,
+                    Via {
+                        route: route_name,
+                        label: &label,
+                    },
+                    group,
+                    message,
+                    session,
+                    key,
+                )
                 .await;
             metrics()
                 .delivery_duration_seconds
@@ -203,7 +240,29 @@ impl Deliverer {
             return outcomes;
         }
         let (hop, e) = last.expect("at least one next hop was tried");
-        self.fail_all(envelope, route_name, group, Some(&hop), &e)
+        if e.is_tls() {
+            metrics().tls_policy(route_name, applied.metric(), false);
+        }
+        self.fail_all(envelope, route_name, group, Some(&hop), &label, &e)
+    }
+
+    /// The TLS policy for `domain` on `route`: MTA-STS where the route applies
+    /// it and the domain has a policy in force, else the route's own.
+    async fn tls_policy(&self, route_name: &str, route: &RouteConfig, domain: &str) -> Applied {
+        if !route.mta_sts || domain.is_empty() {
+            return Applied::Route(route.tls);
+        }
+        let roots = match self.tls.get(route_name) {
+            Some(t) => t.roots(),
+            None => Arc::new(rustls::RootCertStore::empty()),
+        };
+        match self.mta_sts.lookup(&self.resolver, domain, roots).await {
+            mta_sts::Lookup::Policy(policy) => Applied::MtaSts {
+                policy,
+                route: route.tls,
+            },
+            mta_sts::Lookup::NoPolicy => Applied::Route(route.tls),
+        }
     }
 
     /// A fresh-enough pooled session (after a successful RSET), or a new one.
@@ -228,12 +287,13 @@ impl Deliverer {
     async fn transaction(
         &self,
         envelope: &Envelope,
-        route: &str,
+        via: Via<'_>,
         group: &[usize],
         message: &Message,
         mut session: Session,
         key: PoolKey,
     ) -> Vec<(usize, Outcome)> {
+        let Via { route, label } = via;
         let recipients = group
             .iter()
             .map(|&i| {
@@ -257,7 +317,10 @@ impl Deliverer {
         };
         let result = session.send(&txn).await;
         let hop = session.hop.clone();
-        let tls = session.tls.clone();
+        let tls = match &session.tls {
+            Some(t) => format!("{label} {t}"),
+            None => format!("{label} cleartext"),
+        };
         let outcomes = group
             .iter()
             .zip(result.recipients)
@@ -268,7 +331,7 @@ impl Deliverer {
                     },
                     Err(e) => classify(&e, Some(&hop)),
                 };
-                self.log(envelope, i, route, Some(&hop), tls.as_deref(), &outcome);
+                self.log(envelope, i, route, Some(&hop), &tls, &outcome);
                 (i, outcome)
             })
             .collect();
@@ -286,14 +349,15 @@ impl Deliverer {
         route: &str,
         group: &[usize],
         hop: Option<&NextHop>,
+        tls: &str,
         e: &DeliverError,
     ) -> Vec<(usize, Outcome)> {
         group
             .iter()
             .map(|&i| {
                 let outcome = classify(e, hop);
-                // Failed before a session: no TLS to tell of.
-                self.log(envelope, i, route, hop, None, &outcome);
+                // Failed before a session: only the policy to tell of.
+                self.log(envelope, i, route, hop, tls, &outcome);
                 (i, outcome)
             })
             .collect()
@@ -306,7 +370,7 @@ impl Deliverer {
         i: usize,
         route: &str,
         hop: Option<&NextHop>,
-        tls: Option<&str>,
+        tls: &str,
         outcome: &Outcome,
     ) {
         let r = &envelope.recipients[i];
@@ -326,11 +390,18 @@ impl Deliverer {
             route,
             relay,
             delay,
-            tls.unwrap_or("none"),
+            tls,
             status,
             text
         );
     }
+}
+
+/// The route of a transaction and the TLS policy label its log lines carry.
+#[derive(Clone, Copy)]
+struct Via<'a> {
+    route: &'a str,
+    label: &'a str,
 }
 
 /// Error → outcome, through the one classification table.

@@ -121,7 +121,7 @@ impl Resolver {
     }
 
     /// A and AAAA of `host` (an IP literal is returned as is).
-    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DeliverError> {
+    pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DeliverError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }

@@ -17,6 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// What a pooled session must match to be reused.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
+    /// The route: routes differ in client certificate and trust anchors.
+    pub route: String,
     /// Next hop address.
     pub addr: SocketAddr,
     /// Host name it was reached under (the name a `verify` certificate matched).
@@ -28,9 +30,16 @@ pub struct PoolKey {
 }
 
 impl PoolKey {
-    /// The key for a session to `addr` under `host` with `policy` and `helo`.
-    pub fn new(addr: SocketAddr, host: &str, policy: OutboundTls, helo: &str) -> PoolKey {
+    /// The key for a session of `route` to `addr` under `host` with `policy` and `helo`.
+    pub fn new(
+        route: &str,
+        addr: SocketAddr,
+        host: &str,
+        policy: OutboundTls,
+        helo: &str,
+    ) -> PoolKey {
         PoolKey {
+            route: route.to_string(),
             addr,
             host: host.to_string(),
             // `OutboundTls` is not `Hash` (config types are shared); a stable
@@ -40,6 +49,7 @@ impl PoolKey {
                 OutboundTls::Opportunistic => 1,
                 OutboundTls::Required => 2,
                 OutboundTls::Verify => 3,
+                OutboundTls::Dane => 4,
             },
             helo: helo.to_string(),
         }

@@ -48,6 +48,11 @@ pub enum DeliverError {
     /// The next hop's name cannot be used for certificate verification.
     #[error("{0:?} is not a valid TLS server name")]
     TlsName(String),
+    /// A domain's MTA-STS policy (enforce) or the next hop's TLSA records
+    /// (DANE) refused every next hop: RFC 8461 §5.1 and RFC 7672 §2.2 both
+    /// say defer, not fall back to weaker TLS.
+    #[error("{0}")]
+    TlsPolicy(String),
     /// A DNS lookup failed in a way that may resolve itself (SERVFAIL, timeout).
     #[error("DNS lookup of {name} failed: {detail}")]
     DnsTemporary {
@@ -68,7 +73,8 @@ pub enum DeliverError {
     /// The route named by the envelope is not configured.
     #[error("route {0:?} is not configured")]
     UnknownRoute(String),
-    /// `ca` could not be read or holds no certificate.
+    /// A TLS file of the route (`ca`, `client_cert`, `client_key`) could not
+    /// be read, holds nothing usable, or the key does not match the certificate.
     #[error("{path}: {detail}")]
     Ca {
         /// The file.
@@ -109,6 +115,7 @@ impl DeliverError {
             | DeliverError::Tls(_)
             | DeliverError::TlsUnavailable
             | DeliverError::TlsName(_)
+            | DeliverError::TlsPolicy(_)
             | DeliverError::DnsTemporary { .. }
             | DeliverError::NoAddress(_) => false,
             // Configuration mistakes: the operator can fix them before the
@@ -141,7 +148,9 @@ impl DeliverError {
             DeliverError::Timeout(_) => (4, 4, 2),
             DeliverError::ConnectionLost { .. } => (4, 4, 2),
             DeliverError::Protocol(_) => (4, 5, 0),
-            DeliverError::Tls(_) | DeliverError::TlsName(_) => (4, 7, 5),
+            DeliverError::Tls(_) | DeliverError::TlsName(_) | DeliverError::TlsPolicy(_) => {
+                (4, 7, 5)
+            }
             DeliverError::TlsUnavailable => (4, 7, 4),
             DeliverError::DnsTemporary { .. } => (4, 4, 3),
             DeliverError::NoAddress(_) => (4, 4, 4),
@@ -168,6 +177,18 @@ impl DeliverError {
             remote,
             cause,
         }
+    }
+
+    /// Whether the error is the TLS policy refusing the next hop (as opposed
+    /// to the network or the next hop's SMTP replies).
+    pub fn is_tls(&self) -> bool {
+        matches!(
+            self,
+            DeliverError::Tls(_)
+                | DeliverError::TlsUnavailable
+                | DeliverError::TlsName(_)
+                | DeliverError::TlsPolicy(_)
+        )
     }
 
     /// Maps mail-send's client error at `stage`.
@@ -225,6 +246,7 @@ impl Clone for DeliverError {
             DeliverError::Tls(s) => DeliverError::Tls(s.clone()),
             DeliverError::TlsUnavailable => DeliverError::TlsUnavailable,
             DeliverError::TlsName(s) => DeliverError::TlsName(s.clone()),
+            DeliverError::TlsPolicy(s) => DeliverError::TlsPolicy(s.clone()),
             DeliverError::DnsTemporary { name, detail } => DeliverError::DnsTemporary {
                 name: name.clone(),
                 detail: detail.clone(),

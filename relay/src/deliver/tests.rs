@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::config::{
-    BareNewline, DnsConfig, Limits, MetricsConfig, QueueConfig, RelayConfig, RoutingConfig,
-    ServerConfig,
+    BareNewline, DnsConfig, Limits, MetricsConfig, OutboundTls, QueueConfig, RelayConfig,
+    RoutingConfig, ServerConfig,
 };
 use crate::envelope::{BodyType, Notify, Recipient, RecipientStatus, RouteReason};
 use crate::message::Message;
@@ -38,6 +38,10 @@ fn route(smarthost: Vec<String>, mx: bool, tls: OutboundTls, port: u16) -> Route
         port,
         helo_name: None,
         ca: None,
+        client_cert: None,
+        client_key: None,
+        // These tests are about the route's own policy; MTA-STS has its own.
+        mta_sts: false,
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(10),
         data_timeout: Duration::from_secs(10),
@@ -70,6 +74,7 @@ fn config(routes: Vec<(&str, RouteConfig)>, dns: Vec<SocketAddr>) -> Config {
         relay: RelayConfig {
             accepted_domains: vec!["corp.example".into()],
             trusted_networks: Vec::new(),
+            trusted_tls_names: Vec::new(),
         },
         routing: RoutingConfig {
             contacts: PathBuf::from("contacts"),
@@ -83,7 +88,10 @@ fn config(routes: Vec<(&str, RouteConfig)>, dns: Vec<SocketAddr>) -> Config {
             .into_iter()
             .map(|(n, r)| (n.to_string(), r))
             .collect(),
-        dns: DnsConfig { nameservers: dns },
+        dns: DnsConfig {
+            nameservers: dns,
+            ..DnsConfig::default()
+        },
         queue: QueueConfig {
             retry_schedule: vec![Duration::from_secs(60)],
             max_lifetime: Duration::from_secs(3600),

@@ -183,21 +183,20 @@ async fn probe_group(config: &Config, group: Group, deadline: Instant) -> Vec<Ch
     let Some(route) = config.routes.get(&group.route) else {
         return Vec::new();
     };
-    let tls_config = match route.tls {
-        OutboundTls::Verify => match tls::verifying(route.ca.as_deref()) {
-            Ok(c) => c,
-            Err(e) => {
-                return vec![Check::fail(
-                    group.label,
-                    e.to_string(),
-                    format!(
-                        "point route.{}.ca at a readable PEM CA certificate",
-                        group.route
-                    ),
-                )]
-            }
-        },
-        _ => tls::any_certificate(),
+    // The route's own TLS material, so a certificate connector is probed
+    // presenting its client certificate as delivery will.
+    let tls_config = match tls::RouteTls::new(route) {
+        Ok(t) => t.config(route.tls),
+        Err(e) => {
+            return vec![Check::fail(
+                group.label,
+                e.to_string(),
+                format!(
+                    "point route.{0}.ca, client_cert and client_key at readable PEM files (the key matching the certificate)",
+                    group.route
+                ),
+            )]
+        }
     };
     let params = SessionParams {
         helo: route
@@ -206,6 +205,7 @@ async fn probe_group(config: &Config, group: Group, deadline: Instant) -> Vec<Ch
             .unwrap_or_else(|| config.server.hostname.clone()),
         policy: route.tls,
         tls_config,
+        audit: None,
         connect_timeout: route.connect_timeout,
         command_timeout: route.command_timeout.min(PROBE_COMMAND_TIMEOUT),
         data_timeout: route.data_timeout,
@@ -373,10 +373,5 @@ fn explain(e: &DeliverError, hop: &NextHop, route: &str, config: &RouteConfig) -
 }
 
 fn policy_name(policy: OutboundTls) -> &'static str {
-    match policy {
-        OutboundTls::None => "none",
-        OutboundTls::Opportunistic => "opportunistic",
-        OutboundTls::Required => "required",
-        OutboundTls::Verify => "verify",
-    }
+    policy.as_str()
 }

@@ -6,6 +6,8 @@
 //!   the route's policy needs. No mail is sent (QUIT after EHLO).
 //! - `dns`: each accepted domain: MX, SPF, autodiscover.
 //! - `spool`: free space, damaged files, queue size and age.
+//! - `tls`: each route's outbound TLS policy (MTA-STS, DANE, cached policies)
+//!   and its client certificate.
 //!
 //! Nothing here changes state: the spool is read without its lock (the relay
 //! may be running), the contacts table is parsed, not loaded into a live relay.
@@ -14,6 +16,7 @@ mod dns;
 mod hops;
 mod local;
 mod spool;
+mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -179,6 +182,7 @@ pub async fn run(config: &Config, options: &Options) -> Report {
     let contacts = local::contacts(config, &mut checks);
     checks.extend(local::certificate(config));
     checks.extend(hops::check(config, contacts.as_ref(), options.probe_budget).await);
+    checks.extend(tls::check(config));
     checks.extend(dns::check(config, options.dns_budget).await);
     checks.extend(spool::check(config));
     Report { checks }

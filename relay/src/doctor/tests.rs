@@ -513,6 +513,7 @@ async fn development_certificate_warns() {
     let tls = crate::config::TlsConfig {
         cert: s.dir.path().join("relay.crt"),
         key: s.dir.path().join("relay.key"),
+        client_ca: None,
     };
     std::fs::remove_file(&tls.cert).unwrap();
     std::fs::remove_file(&tls.key).unwrap();

@@ -89,6 +89,7 @@ mod tests {
         let relay = RelayConfig {
             accepted_domains: vec!["corp.example".into()],
             trusted_networks: vec!["192.0.2.0/24".parse().unwrap()],
+            trusted_tls_names: Vec::new(),
         };
         let routing = RoutingConfig {
             contacts: table.clone(),

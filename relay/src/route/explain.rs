@@ -22,6 +22,10 @@ pub struct Explanation {
     pub rewritten: Option<String>,
     /// Why, in words (or why not).
     pub reason: String,
+    /// The outbound TLS policy the recipient would get (`route` fills it in
+    /// after DNS: MTA-STS mode, TLSA records), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
 }
 
 impl Explanation {
@@ -48,6 +52,7 @@ impl Explanation {
                 reason: reason_text(&d.reason),
                 route: Some(d.route),
                 rewritten: Some(d.rewritten),
+                tls: None,
             },
             Err(e) => Explanation {
                 address: address.to_string(),
@@ -55,6 +60,7 @@ impl Explanation {
                 next_hop: None,
                 rewritten: None,
                 reason: format!("{e} (for client {client})"),
+                tls: None,
             },
         }
     }
@@ -64,15 +70,21 @@ impl fmt::Display for Explanation {
     /// `address -> rewritten via route [next hop]: reason`, or `address -> refused: reason`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.route, &self.rewritten) {
-            (Some(route), Some(rewritten)) => write!(
-                f,
-                "{} -> {} via {} [{}]: {}",
-                self.address,
-                rewritten,
-                route,
-                self.next_hop.as_deref().unwrap_or(""),
-                self.reason
-            ),
+            (Some(route), Some(rewritten)) => {
+                write!(
+                    f,
+                    "{} -> {} via {} [{}]: {}",
+                    self.address,
+                    rewritten,
+                    route,
+                    self.next_hop.as_deref().unwrap_or(""),
+                    self.reason
+                )?;
+                match &self.tls {
+                    Some(tls) => write!(f, "; tls {tls}"),
+                    None => Ok(()),
+                }
+            }
             _ => write!(f, "{} -> refused: {}", self.address, self.reason),
         }
     }

@@ -242,6 +242,7 @@ far@elsewhere.example      far@tenant.example
         let relay = RelayConfig {
             accepted_domains: vec!["corp.example".into(), "eu.corp.example".into()],
             trusted_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            trusted_tls_names: Vec::new(),
         };
         let routing = RoutingConfig {
             contacts: PathBuf::from("contacts"),

@@ -194,11 +194,21 @@ impl Session {
                 .map_err(|_| Refusal::BadRecipient)?
                 .into_owned()
         };
-        let decision = self
-            .ctx
-            .router
-            .decide(&txn.table, &address, self.conn.peer.ip())
-            .map_err(|e| Policy::relay(&e))?;
+        // A verified client certificate named in relay.trusted_tls_names
+        // relays like an address in trusted_networks.
+        let by_certificate = self
+            .conn
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.trusted_name.is_some());
+        let decision = if by_certificate {
+            self.ctx.router.decide_local(&txn.table, &address)
+        } else {
+            self.ctx
+                .router
+                .decide(&txn.table, &address, self.conn.peer.ip())
+        }
+        .map_err(|e| Policy::relay(&e))?;
         let recipient = Recipient {
             address,
             rewritten: decision.rewritten,

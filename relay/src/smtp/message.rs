@@ -147,6 +147,7 @@ impl Session {
 
     /// Checks a complete message, spools it, and answers `250` only once it is durable.
     async fn accept(&mut self, addressed: Addressed, mut body: Body) -> Action {
+        let ended = std::time::Instant::now();
         let Addressed {
             greeting,
             txn,
@@ -180,7 +181,7 @@ impl Session {
         };
         self.phase = Phase::Greeted(greeting);
         match self.ctx.spool.store(envelope, body.into_incoming()).await {
-            Ok(envelope) => self.queued(envelope),
+            Ok(envelope) => self.queued(envelope, ended),
             Err(e) => {
                 tracing::error!(id = %id, error = %e, "spool write failed");
                 self.refuse(if e.is_disk_full() {
@@ -194,9 +195,14 @@ impl Session {
     }
 
     /// The message is durable: count it, announce it for delivery, say `250`.
-    fn queued(&mut self, envelope: Envelope) {
+    /// `ended` is when its data was complete (the accept latency starts there).
+    fn queued(&mut self, envelope: Envelope, ended: std::time::Instant) {
         let size = envelope.size;
         let listener = [self.conn.listener.name.as_str()];
+        metrics()
+            .accept_duration_seconds
+            .with_label_values(&listener)
+            .observe(ended.elapsed().as_secs_f64());
         metrics()
             .messages_received_total
             .with_label_values(&listener)

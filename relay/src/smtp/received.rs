@@ -78,6 +78,7 @@ mod tests {
         let tls = TlsInfo {
             version: "TLSv1_3".into(),
             cipher: "TLS13_AES_256_GCM_SHA384".into(),
+            trusted_name: None,
         };
         let h = received_header(&Trace {
             helo: "client.example\r\nX-Injected: 1",

@@ -20,6 +20,9 @@ pub struct TlsInfo {
     pub version: String,
     /// e.g. `TLS13_AES_256_GCM_SHA384`.
     pub cipher: String,
+    /// The `relay.trusted_tls_names` entry the client's verified certificate
+    /// proves: the client may relay like one in `trusted_networks`.
+    pub trusted_name: Option<String>,
 }
 
 /// Facts about the connection that do not change within a session.

@@ -72,10 +72,20 @@ pub(crate) fn route(
     let client = client
         .or_else(|| config.relay.trusted_networks.first().map(|n| n.addr()))
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let rows: Vec<Explanation> = addresses
+    let mut rows: Vec<Explanation> = addresses
         .iter()
         .map(|a| Explanation::new(&config, &router, &table, a, client))
         .collect();
+    // The TLS policy each would get needs DNS (MTA-STS, TLSA): one runtime for all.
+    if let Ok(rt) = tokio::runtime::Runtime::new() {
+        for row in &mut rows {
+            if let (Some(route), Some(rewritten)) = (&row.route, &row.rewritten) {
+                let domain = rewritten.rsplit_once('@').map_or("", |(_, d)| d);
+                row.tls =
+                    Some(rt.block_on(relay::deliver::tls_policy::describe(&config, route, domain)));
+            }
+        }
+    }
     if json {
         println!("{}", serde_json::to_string(&rows).unwrap_or_default());
     } else {

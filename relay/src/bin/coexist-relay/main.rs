@@ -9,6 +9,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// See relay/Cargo.toml's `jemalloc` feature for why (measured in bench/RESULTS.md).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code for usage and configuration errors (DESIGN.md: 0 ok, 1 runtime, 2 config).
 const EXIT_CONFIG: u8 = 2;
 
