@@ -3,9 +3,10 @@
 # build it with cargo-deb, lintian it (no errors), `dpkg -i` it, check what it
 # installed (binaries, conffiles, the coexist user, folders and modes, the unit
 # enabled and not started), `coexist-relay check` on the installed config as root and
-# as the unit's user, `systemd-analyze verify` of the installed unit, then
-# `apt-get remove` (configuration and spool kept) and `apt-get purge`, after which no
-# file of the package or made by it is left: the file lists of /etc, /usr, /opt,
+# as the unit's user, `systemd-analyze verify` of the installed unit, the installed
+# relay run as coexist (STARTTLS, one message queued), `dpkg -i` again (edits and mail
+# kept), then `apt-get remove` (configuration and spool kept) and `apt-get purge`,
+# after which no file of the package or made by it is left: the file lists of /etc, /usr, /opt,
 # /srv and /var/lib before and after are compared. The coexist user is kept on purge
 # on purpose (see packaging/debian/postrm) and the script says so.
 #
@@ -23,7 +24,7 @@ fail() {
 [ "$(id -u)" -eq 0 ] || fail "run as root: the package is installed on this machine"
 
 # Tools this script drives (dpkg-dev: dpkg-shlibdeps for the $auto dependencies).
-tools=(lintian systemd openssl adduser dpkg-dev)
+tools=(lintian systemd openssl adduser dpkg-dev python3)
 missing=()
 for p in "${tools[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -73,8 +74,9 @@ else
     say "building the package (release build of both binaries)"
     start=$(date +%s)
     # cargo-deb builds coexist-relay and coexist-migrator (the assets) in one
-    # `cargo build --release --workspace` and prints the .deb's path last.
-    deb=$(cargo deb -p relay | tail -n 1)
+    # `cargo build --release --workspace` and prints the .deb's path last. --fast:
+    # lighter xz (minutes less for the symbols package); the contents are the same.
+    deb=$(cargo deb -p relay --fast | grep "\.deb$" | tail -n 1)
     say "built $deb in $(($(date +%s) - start)) s"
 fi
 [ -f "$deb" ] || fail "no package at $deb"
@@ -94,7 +96,17 @@ snapshot() {
 before=$(mktemp)
 after=$(mktemp)
 control=$(mktemp -d)
-trap 'rm -rf "$before" "$after" "$control"; dpkg-query -W coexist >/dev/null 2>&1 && apt_q purge coexist >/dev/null 2>&1 || true' EXIT
+relay_pid=
+cleanup() {
+    # The relay this script started, then the package, then its own files.
+    if [ -n "$relay_pid" ] && kill -0 "$relay_pid" 2>/dev/null; then
+        kill -TERM "$relay_pid" 2>/dev/null || true
+        wait "$relay_pid" 2>/dev/null || true
+    fi
+    dpkg-query -W coexist >/dev/null 2>&1 && apt_q purge coexist >/dev/null 2>&1
+    rm -rf "$before" "$after" "$control"
+}
+trap cleanup EXIT
 snapshot >"$before"
 
 say "dpkg -i $deb"
@@ -136,8 +148,9 @@ dpkg-deb -e "$deb" "$control"
 if grep -nE 'deb-systemd-invoke (\$_dh_action|start|restart)|systemctl (start|restart)' "$control"/post* "$control"/pre* 2>/dev/null; then
     fail "a maintainer script starts the relay"
 fi
-if pgrep -x coexist-relay >/dev/null; then
-    fail "a coexist-relay runs after the install"
+# (Only the installed binary counts: test suites run their own builds meanwhile.)
+if pgrep -f '^/usr/bin/coexist-relay' >/dev/null; then
+    fail "the installed coexist-relay runs after the install"
 fi
 
 say "coexist-relay check, as root and as the unit's user"
@@ -149,21 +162,63 @@ say "systemd-analyze verify $unit"
 verify=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $verify"
 [ -z "$verify" ] || fail "systemd-analyze verify warns: $verify"
 
-# --- remove keeps configuration and mail, purge keeps nothing ---------------------
-# Data as a running system has it: the relay's queue folders (made by a queue
-# command on the spool, as the relay's user), the migrator's lock beside the contacts
-# table, a checkpoint, an edited conffile.
-runuser -u coexist -- /usr/bin/coexist-relay --config /etc/coexist/relay.toml queue list >/dev/null
+# --- the installed relay runs as its user, on the installed spool and certificate --
+# The packaged config with the listener and /metrics moved to free loopback ports
+# (port 25 needs the unit's capability) and the on-premises next hop to a closed
+# loopback port, so that the message stays queued (deferred); the rest as installed.
+say "coexist-relay run as coexist on /var/lib/coexist/spool, one message over STARTTLS"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+chmod 0755 "$control" # the relay runs as coexist and reads its config here
+install -d -m 0755 "$control/run"
+sed -e "s|^bind = \"0.0.0.0:25\"|bind = \"127.0.0.1:$port\"|" \
+    -e 's|^bind = "127.0.0.1:9125"|bind = "127.0.0.1:0"|' \
+    -e 's|^contacts = "contacts"|contacts = "/etc/coexist/contacts"|' \
+    -e 's|^smarthost = \["mail.corp.example:25"\]|smarthost = ["127.0.0.1:9"]|' \
+    /etc/coexist/relay.toml >"$control/run/relay.toml"
+chmod 0644 "$control/run/relay.toml"
+# setpriv execs the relay itself (runuser would stand between it and the SIGTERM).
+setpriv --reuid coexist --regid coexist --init-groups -- \
+    /usr/bin/coexist-relay --config "$control/run/relay.toml" run >"$control/run/relay.log" 2>&1 &
+relay_pid=$!
+for _ in $(seq 1 300); do
+    grep -q "listening" "$control/run/relay.log" && break
+    kill -0 "$relay_pid" 2>/dev/null || fail "the relay exited: $(cat "$control/run/relay.log")"
+    sleep 0.1
+done
+grep -q "listening" "$control/run/relay.log" || fail "the relay never listened: $(cat "$control/run/relay.log")"
+# STARTTLS with the certificate postinst made (its key readable by group coexist).
+python3 - "$port" <<'PY' || fail "SMTP to the installed relay failed: $(cat "$control/run/relay.log")"
+import smtplib, ssl, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
+    s.starttls(context=ssl._create_unverified_context())
+    s.sendmail("alice@sender.example", ["bob@corp.example"],
+               b"Subject: test-install\r\nMessage-ID: <test-install@x>\r\n\r\nhello\r\n")
+PY
+queued=$(runuser -u coexist -- /usr/bin/coexist-relay --config "$control/run/relay.toml" queue list --json)
+grep -q '"bob@corp.example"' <<<"$queued" || fail "the message is not in the queue: $queued $(cat "$control/run/relay.log")"
+kill -TERM "$relay_pid"
+wait "$relay_pid" || fail "the relay did not exit 0 on SIGTERM: $(cat "$control/run/relay.log")"
+relay_pid=
+
+# --- an upgrade (the same package again) keeps the admin's edits and the mail -----
 echo "# edited by test-install.sh" >>/etc/coexist/relay.toml
+say "dpkg -i again (upgrade path)"
+dpkg_locked dpkg -i "$deb"
+grep -q "^# edited by test-install.sh" /etc/coexist/relay.toml || fail "the upgrade replaced the edited relay.toml"
+[ -n "$(ls -A /var/lib/coexist/spool/queue)" ] || fail "the upgrade emptied the spool"
+[ "$(mode_owner /etc/coexist/tls/relay.key)" = "640 root:coexist" ] || fail "the upgrade changed the key"
+
+# --- remove keeps configuration and mail, purge keeps nothing ---------------------
+# More of what a running system has: the migrator's lock beside the contacts table,
+# a checkpoint.
 : >/etc/coexist/contacts.lock
 echo '{}' >/var/lib/coexist/migrator/alice@corp.example.json
-[ -n "$(ls -A /var/lib/coexist/spool)" ] || fail "the queue command left the spool empty; nothing to test purge with"
 
 say "apt-get remove coexist"
 apt_q remove coexist >/dev/null
 [ ! -e /usr/bin/coexist-relay ] || fail "remove left the binary"
 [ -f /etc/coexist/relay.toml ] || fail "remove deleted the configuration"
-[ -n "$(ls -A /var/lib/coexist/spool)" ] || fail "remove deleted the spool"
+[ -n "$(ls -A /var/lib/coexist/spool/queue)" ] || fail "remove deleted the spool (and the message in it)"
 
 say "apt-get purge coexist"
 apt_q purge coexist >/dev/null
@@ -174,7 +229,9 @@ fi
 for gone in /etc/coexist /var/lib/coexist "$wants"; do
     [ ! -e "$gone" ] && [ ! -L "$gone" ] || fail "$gone is still there"
 done
+owned=$(find /etc /usr /opt /srv /var -xdev -user coexist -print -quit 2>/dev/null)
+[ -z "$owned" ] || fail "a file of the coexist user is left: $owned"
 if getent passwd coexist >/dev/null; then
-    say "the coexist system user is kept on purge (as Debian does; it owns no file now)"
+    say "the coexist system user is kept on purge (as Debian does); it owns no file now"
 fi
 say "OK: built, lintian clean of errors, installed, checked, verified, removed, purged"

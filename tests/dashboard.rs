@@ -381,6 +381,13 @@ fn every_dashboard_query_runs_against_a_prometheus_scraping_relay_and_migrator()
         .filter_map(|s| s["metric"]["direction"].as_str())
         .collect();
     assert_eq!(directions, BTreeSet::from(["inbound", "outbound"]));
+    let policies = panel("Outbound TLS policy, per route");
+    assert!(
+        policies.iter().any(|s| s["metric"]["route"] == "onprem"
+            && s["metric"]["policy"] == "none"
+            && value(s) > 0.0),
+        "{policies:?}"
+    );
     assert_eq!(value(&panel("Routing source up")[0]), 1.0);
     assert_eq!(value(&panel("Contacts")[0]), 1.0);
     assert!(value(&panel("Certificate expires in")[0]) > 86400.0);

@@ -411,6 +411,17 @@ fn calendars_and_contacts_copy_by_uid_and_a_second_migrate_copies_nothing() {
     );
     assert_eq!(work["target"], "/alice@tenant.cloud.example/calendar-1/");
 
+    // `status --json` counts what the checkpoint has on the target.
+    let status = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(s.dir.path().join("migrator.toml"))
+        .args(["status", "--json", ALICE])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["content"]["contacts"], 3, "{status:#}");
+    assert_eq!(status[0]["content"]["calendar"], 5, "{status:#}");
+
     let (code, out, again) = s.run(&["migrate", ALICE]);
     assert_eq!(code, 0, "{out}");
     for content in ["calendar", "contacts"] {
@@ -447,19 +458,41 @@ fn sync_reads_only_changes_reports_deletions_and_survives_an_expired_token() {
     );
     s.source
         .must(ALICE, "pw", &["delete", &format!("{work}old.ics")]);
+    // Changed on both sides: the target's copy wins.
+    let org = |summary: &str| {
+        event(
+            "org-1",
+            "20250402T150000Z",
+            summary,
+            "SEQUENCE:1\r\nORGANIZER;CN=Alice:mailto:alice@corp.example\r\nATTENDEE;CN=Pat;PARTSTAT=NEEDS-ACTION;RSVP=TRUE:mailto:pat@partner.example\r\n",
+        )
+    };
+    let org_source = format!("{work}organizer.ics");
+    s.source
+        .put(ALICE, "pw", &org_source, &org("moved on the source"), d);
+    let org_target = "/alice@tenant.cloud.example/calendar-1/organizer.ics";
+    s.target.put(
+        ALICE_CLOUD,
+        "pw",
+        org_target,
+        &org("edited in the cloud"),
+        d,
+    );
 
     let (code, out, report) = s.run(&["sync", ALICE]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(count(&report, "calendar", "copied"), 1, "{report:#}");
     assert_eq!(count(&report, "calendar", "updated"), 1, "{report:#}");
+    assert_eq!(count(&report, "calendar", "conflicts"), 1, "{report:#}");
     assert_eq!(
         count(&report, "calendar", "deleted_on_source"),
         1,
         "{report:#}"
     );
     assert_eq!(count(&report, "contacts", "copied"), 0);
-    let dst = assert_copied(&s, &["single-1"]);
+    let dst = assert_copied(&s, &["single-1", "org-1"]);
     assert!(dst["Work"]["weekly-1"].contains("SUMMARY:daily sync"));
+    assert!(dst["Work"]["org-1"].contains("SUMMARY:edited in the cloud"));
     assert!(
         dst["Work"].contains_key("old-2015"),
         "a deletion is not carried over"

@@ -264,6 +264,31 @@ fn systemd_unit_verifies_without_warnings() {
     assert!(out.status.success() && err.trim().is_empty(), "{err}");
 }
 
+/// The configs the Debian package installs in /etc/coexist load with the binaries
+/// of this tree, so a new or renamed key shows here and not only in the package
+/// test (packaging/test-install.sh, which installs them for real).
+#[test]
+fn packaged_configs_load() {
+    let etc = coexist_e2e::repo_root().join("packaging/etc");
+    for (binary, config, command) in [
+        ("coexist-relay", "relay.toml", "check"),
+        ("coexist-migrator", "migrator.toml", "status"),
+    ] {
+        let out = Command::new(coexist_e2e::binary(binary))
+            .arg("--config")
+            .arg(etc.join(config))
+            .arg(command)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{binary} {command} on packaging/etc/{config}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn certificate_expiry_is_exported() {
     let relay = RelaySetup::default().start();

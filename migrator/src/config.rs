@@ -17,8 +17,13 @@ use toml::de::DeTable;
 pub struct Config {
     /// The file this was read from.
     pub path: PathBuf,
-    /// `[directory] users`: the directory export (CSV).
+    /// `[directory] users`: the directory export (CSV; file source only).
     pub users: PathBuf,
+    /// `[directory] source` (with `[ldap]` inside when it is the directory).
+    pub directory: DirectorySource,
+    /// `[directory] default_quota`: the destination quota in bytes when the
+    /// destination reports none (and the directory has none for the user).
+    pub default_quota: Option<u64>,
     /// `[routing]`
     pub routing: Routing,
     /// `[source]`
@@ -30,6 +35,16 @@ pub struct Config {
     /// `[metrics] bind`: where `/metrics` is served while `migrate` or `sync`
     /// runs; `None` when the section or key is absent.
     pub metrics: Option<SocketAddr>,
+}
+
+/// `[directory] source`: where the users and their contacts live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectorySource {
+    /// `users.csv` and the relay's contacts table.
+    File,
+    /// LDAP / Active Directory: users read there, contacts written there
+    /// (`[ldap]`, with `contacts_base`).
+    Ldap(Box<relay::config::ldap::LdapConfig>),
 }
 
 /// `[routing]`: where and how forwarding contacts are written.
@@ -218,6 +233,7 @@ pub struct Migration {
 
 const TOP: &[&str] = &[
     "directory",
+    "ldap",
     "routing",
     "source",
     "target",
@@ -261,13 +277,27 @@ impl Config {
         let base = path.parent().unwrap_or_else(|| Path::new(""));
         let root = Section::open(&mut d, document.get_ref(), None, String::new(), "", TOP);
 
-        let directory = root.table(&mut d, "directory", &["users"]);
+        let directory = root.table(&mut d, "directory", &["source", "users", "default_quota"]);
         let users = directory
             .path(&mut d, "users", base)
             .map(|p| p.into_inner())
             .unwrap_or_else(|| base.join("users.csv"));
+        // DESIGN.md: "" = unknown (allowed).
+        let quota_unset = directory
+            .string_quiet("default_quota")
+            .is_some_and(|q| q.get_ref().is_empty());
+        let default_quota = if quota_unset {
+            None
+        } else {
+            directory
+                .size(&mut d, "default_quota")
+                .map(|q| q.into_inner())
+                .filter(|&q| q > 0)
+        };
+        let directory_source = read_directory_source(&mut d, &root, &directory, base);
+        let file_source = directory_source == DirectorySource::File;
 
-        let routing = read_routing(&mut d, &root, base);
+        let routing = read_routing(&mut d, &root, base, file_source);
         let source = read_endpoint(&mut d, &root, base, Side::Source);
         let target = read_endpoint(&mut d, &root, base, Side::Target);
         let migration = read_migration(&mut d, &root, base);
@@ -281,6 +311,8 @@ impl Config {
                 Ok(Config {
                     path: path.to_path_buf(),
                     users,
+                    directory: directory_source,
+                    default_quota,
                     routing,
                     source,
                     target,
@@ -293,11 +325,66 @@ impl Config {
     }
 }
 
-fn read_routing(d: &mut Diagnostics, root: &Section, base: &Path) -> Option<Routing> {
+/// `[directory] source` and, for the directory, `[ldap]` (the relay's keys
+/// plus `contacts_base`, which is required here).
+fn read_directory_source(
+    d: &mut Diagnostics,
+    root: &Section,
+    directory: &Section,
+    base: &Path,
+) -> DirectorySource {
+    let source = directory.choice(d, "source", &[("file", false), ("ldap", true)]);
+    let mut keys = relay::config::ldap::RELAY_KEYS.to_vec();
+    keys.push("contacts_base");
+    let ldap = root.table(d, "ldap", &keys);
+    match (
+        source.as_ref().is_some_and(|s| *s.get_ref()),
+        ldap.span().is_some(),
+    ) {
+        (true, true) => {
+            let config = relay::config::ldap::read(&ldap, d, base);
+            if !ldap.has("contacts_base") {
+                ldap.missing(
+                    d,
+                    "contacts_base",
+                    "\"OU=Cloud Contacts,DC=corp,DC=example\"",
+                );
+            }
+            DirectorySource::Ldap(Box::new(config))
+        }
+        (true, false) => {
+            d.error(
+                source.as_ref().map(|s| s.span()).as_ref(),
+                "directory.source",
+                "is \"ldap\" but there is no [ldap] section; add [ldap] with url, bind_dn, password_file, base and contacts_base (see config/ldap/migrator.toml)",
+            );
+            DirectorySource::File
+        }
+        (false, true) if source.is_none() && directory.has("source") => DirectorySource::File,
+        (false, true) => {
+            d.error(
+                ldap.span(),
+                "ldap",
+                "[ldap] is only read with directory.source = \"ldap\"; set that, or remove [ldap]",
+            );
+            DirectorySource::File
+        }
+        (false, false) => DirectorySource::File,
+    }
+}
+
+fn read_routing(
+    d: &mut Diagnostics,
+    root: &Section,
+    base: &Path,
+    file_source: bool,
+) -> Option<Routing> {
     let t = root.table(d, "routing", &["contacts", "target_template", "route"]);
     let contacts = match t.path(d, "contacts", base) {
         Some(p) => p.into_inner(),
         None if t.has("contacts") => return None,
+        // With the directory, contacts are written there, not to a table.
+        None if !file_source => base.join("contacts"),
         None => {
             t.missing(d, "contacts", "\"../config/contacts\"");
             return None;

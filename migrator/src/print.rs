@@ -122,6 +122,9 @@ pub fn status(rows: &[StatusRow], as_json: bool) {
             t.failed,
             t.throttled
         );
+        for (content, n) in &r.content {
+            println!("{:32} {content}: {n} on the target", "");
+        }
     }
 }
 

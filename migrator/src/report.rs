@@ -231,6 +231,10 @@ pub struct StatusRow {
     pub content: ByContent,
     /// Folders with a checkpoint.
     pub folders: usize,
+    /// Calendar objects / vCards on the target by this migrator's checkpoint,
+    /// by content type (`calendar`, `contacts`); absent without DAV.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub content: BTreeMap<&'static str, u64>,
     /// When the state was written.
     pub updated: String,
 }
@@ -281,6 +285,10 @@ pub fn status(
                 totals: st.totals,
                 content: st.content.clone(),
                 folders: st.folders.len(),
+                content: st.dav.values().fold(BTreeMap::new(), |mut m, c| {
+                    *m.entry(c.kind.label()).or_insert(0) += c.items.len() as u64;
+                    m
+                }),
                 updated: st.updated.clone(),
             }
         })

@@ -80,6 +80,26 @@ fn a_missing_file_is_one_error_at_line_0() {
 }
 
 #[test]
+fn shipped_directory_example_loads_cleanly() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ldap/migrator.toml");
+    let config = Config::load(&path).unwrap_or_else(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        panic!(
+            "config/ldap/migrator.toml has errors:\n{}",
+            lines.join("\n")
+        )
+    });
+    let migrator::config::DirectorySource::Ldap(ldap) = &config.directory else {
+        panic!("config/ldap/migrator.toml must use the directory");
+    };
+    assert_eq!(
+        ldap.contacts_base.as_deref(),
+        Some("ou=Cloud Contacts,dc=corp,dc=example")
+    );
+    assert_eq!(config.default_quota, None);
+}
+
+#[test]
 fn shipped_config_loads_cleanly() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/migrator.toml");
     let config = Config::load(&path).unwrap_or_else(|errors| {

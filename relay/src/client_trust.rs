@@ -188,3 +188,33 @@ impl ClientCertVerifier for AskClientCert {
         self.0.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_dns_alt_names_else_the_common_name() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let with_san = rcgen::CertificateParams::new(vec![
+            "Mail.Tenant.Cloud.Example".to_string(),
+            "192.0.2.1".to_string(),
+        ])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+        assert_eq!(
+            certificate_names(&CertificateDer::from(with_san.der().to_vec())),
+            ["mail.tenant.cloud.example"]
+        );
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "legacy.example.");
+        let cn_only = params.self_signed(&key).unwrap();
+        assert_eq!(
+            certificate_names(&CertificateDer::from(cn_only.der().to_vec())),
+            ["legacy.example"]
+        );
+    }
+}

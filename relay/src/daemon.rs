@@ -7,13 +7,14 @@
 //! binary speaks to it.
 
 use crate::client_trust::ClientTrust;
-use crate::config::{Config, ListenerTls};
+use crate::config::{Config, ListenerTls, RoutingSource};
 use crate::deliver::{status::DeliverError, Deliverer};
 use crate::http::Readiness;
 use crate::metrics::metrics;
 use crate::policy::Policy;
 use crate::queue::attempt::Services;
 use crate::queue::spool::{Spool, SpoolError};
+use crate::route::mirror::Mirror;
 use crate::route::reload::Contacts;
 use crate::route::router::Router;
 use crate::route::table::TableError;
@@ -91,8 +92,7 @@ fn join_lines(errors: &[TableError]) -> String {
 /// flight has finished or run out of grace.
 pub async fn run(config: Config, control: Control) -> Result<(), RunError> {
     let Control { shutdown, reload } = control;
-    let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
-    let contacts = Contacts::load(&config.routing.contacts, routes).map_err(RunError::Routing)?;
+    let (contacts, reloader, watcher) = start_routing(&config, shutdown.clone())?;
     let config = Arc::new(config);
     let tls = server_tls(&config)?;
     let (spool, recovered) =
@@ -114,9 +114,7 @@ pub async fn run(config: Config, control: Control) -> Result<(), RunError> {
         &config.routing,
         Arc::clone(&contacts),
     ));
-    let watcher = contacts.spawn_watcher(shutdown.clone());
-
-    let (ready, http) = start_http(&config, shutdown.clone()).await?;
+    let (ready, http) = start_http(&config, contacts.loaded_flag(), shutdown.clone()).await?;
 
     let listeners = crate::server::bind(&config.listeners).await?;
     // Ready before the "listening" lines: whoever waits for them may ask /readyz next.
@@ -152,7 +150,7 @@ pub async fn run(config: Config, control: Control) -> Result<(), RunError> {
         queued: Some(queued),
         shutdown: shutdown.clone(),
     });
-    let reloads = spawn_reloads(contacts, tls.clone(), reload, shutdown.clone());
+    let reloads = spawn_reloads(reloader, tls.clone(), reload, shutdown.clone());
 
     let served = crate::server::serve(ctx, listeners, tls).await;
     shutdown.cancel();
@@ -166,13 +164,46 @@ pub async fn run(config: Config, control: Control) -> Result<(), RunError> {
     Ok(served?)
 }
 
+/// How SIGHUP reaches the routing source.
+enum Reloader {
+    /// Re-read the contacts table file.
+    File(Arc<Contacts>),
+    /// Ask the directory mirror for a full re-read.
+    Directory(mpsc::UnboundedSender<()>),
+}
+
+/// The live table and what keeps it current: the file and its watcher, or
+/// the directory mirror (which serves its cache, if any, at once).
+fn start_routing(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> Result<(Arc<Contacts>, Reloader, JoinHandle<()>), RunError> {
+    let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
+    match &config.routing.source {
+        RoutingSource::File => {
+            let contacts =
+                Contacts::load(&config.routing.contacts, routes).map_err(RunError::Routing)?;
+            let watcher = contacts.spawn_watcher(shutdown);
+            Ok((Arc::clone(&contacts), Reloader::File(contacts), watcher))
+        }
+        RoutingSource::Ldap(ldap) => {
+            let contacts = Contacts::pending(&config.routing.contacts, routes);
+            let mirror = Mirror::new((**ldap).clone(), Arc::clone(&contacts));
+            mirror.load_cache();
+            let (reread, rereads) = mpsc::unbounded_channel();
+            let task = mirror.spawn(rereads, shutdown);
+            Ok((contacts, Reloader::Directory(reread), task))
+        }
+    }
+}
+
 /// Binds `[metrics] bind` and serves `/metrics`, `/healthz`, `/readyz` on it.
 async fn start_http(
     config: &Config,
+    table_loaded: Arc<std::sync::atomic::AtomicBool>,
     shutdown: CancellationToken,
 ) -> Result<(Arc<Readiness>, JoinHandle<()>), RunError> {
-    let ready = Readiness::new(config.server.spool_dir.clone());
-    ready.table_loaded.store(true, Ordering::Release);
+    let ready = Readiness::new(config.server.spool_dir.clone(), table_loaded);
     let http = crate::http::bind(config.metrics.bind)
         .await
         .map_err(|source| RunError::Metrics {
@@ -189,7 +220,7 @@ async fn start_http(
 /// Answers reload requests (SIGHUP) until shutdown, or until nobody can send
 /// one: the routing source, then the certificate.
 fn spawn_reloads(
-    contacts: Arc<Contacts>,
+    reloader: Reloader,
     tls: Option<Arc<ServerTls>>,
     mut reload: mpsc::UnboundedReceiver<()>,
     shutdown: CancellationToken,
@@ -199,7 +230,13 @@ fn spawn_reloads(
             tokio::select! {
                 asked = reload.recv() => match asked {
                     Some(()) => {
-                        reload_contacts(&contacts).await;
+                        match &reloader {
+                            Reloader::File(contacts) => reload_contacts(contacts).await,
+                            Reloader::Directory(mirror) => {
+                                tracing::info!("SIGHUP: re-reading the directory");
+                                let _ = mirror.send(());
+                            }
+                        }
                         if let Some(tls) = &tls {
                             reload_certificate(tls).await;
                         }

@@ -23,18 +23,18 @@ use tokio_util::sync::CancellationToken;
 pub struct Readiness {
     /// Set once every SMTP listener is bound.
     pub listeners_bound: AtomicBool,
-    /// Set once a contacts table is loaded.
-    pub table_loaded: AtomicBool,
+    /// Set once a routing snapshot is in force (shared with the live table).
+    pub table_loaded: Arc<AtomicBool>,
     /// The spool folder, probed with a small write on each request.
     pub spool_dir: PathBuf,
 }
 
 impl Readiness {
-    /// Nothing ready yet.
-    pub fn new(spool_dir: PathBuf) -> Arc<Self> {
+    /// Nothing ready yet; `table_loaded` is the live table's flag.
+    pub fn new(spool_dir: PathBuf, table_loaded: Arc<AtomicBool>) -> Arc<Self> {
         Arc::new(Readiness {
             listeners_bound: AtomicBool::new(false),
-            table_loaded: AtomicBool::new(false),
+            table_loaded,
             spool_dir,
         })
     }
@@ -46,7 +46,7 @@ impl Readiness {
             problems.push("listeners not bound".to_string());
         }
         if !self.table_loaded.load(Ordering::Acquire) {
-            problems.push("contacts table not loaded".to_string());
+            problems.push("no routing snapshot yet".to_string());
         }
         let probe = self.spool_dir.join(".readyz-probe");
         if let Err(e) = std::fs::write(&probe, b"ok").and_then(|_| std::fs::remove_file(&probe)) {

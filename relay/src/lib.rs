@@ -16,7 +16,10 @@
 //!   and rates, TLS before MAIL, SIZE, the recipient cap, relay access; one
 //!   [`Refusal`](policy::Refusal) gives the reply and the metric reason.
 //! - [`route`]: the contacts table (format, atomic writer, hot reload), the
-//!   per-recipient decision, and its explanation for `coexist-relay route`.
+//!   directory mirror, the per-recipient decision, and its explanation for
+//!   `coexist-relay route`.
+//! - [`directory`]: LDAP / Active Directory: the client (failover, TLS, bind,
+//!   paged search) and Exchange's object model, shared with the migrator.
 //! - [`queue`]: the durable spool (layout, segment files, group commit,
 //!   recovery) and the scheduler that attempts deliveries and bounces.
 //! - [`deliver`]: outbound: next hops (smarthost, MX), one session (connect,
@@ -42,6 +45,7 @@ pub mod client_trust;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
+pub mod directory;
 pub mod doctor;
 pub mod enhanced_code;
 pub mod envelope;

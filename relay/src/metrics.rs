@@ -34,11 +34,13 @@ pub enum RejectReason {
     Connections,
     /// `spool`
     Spool,
+    /// `routing`: no routing snapshot loaded yet (directory source).
+    Routing,
 }
 
 impl RejectReason {
     /// Every reason, for the zero-valued series at start.
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::RelayDenied,
         RejectReason::Size,
         RejectReason::Recipients,
@@ -49,6 +51,7 @@ impl RejectReason {
         RejectReason::Rate,
         RejectReason::Connections,
         RejectReason::Spool,
+        RejectReason::Routing,
     ];
 
     /// The label value.
@@ -64,6 +67,7 @@ impl RejectReason {
             RejectReason::Rate => "rate",
             RejectReason::Connections => "connections",
             RejectReason::Spool => "spool",
+            RejectReason::Routing => "routing",
         }
     }
 }

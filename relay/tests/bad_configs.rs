@@ -67,6 +67,22 @@ fn every_bad_config_is_refused_with_its_error() {
 }
 
 #[test]
+fn shipped_directory_example_loads_cleanly() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ldap/relay.toml");
+    let config = Config::load(&path).unwrap_or_else(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        panic!("config/ldap/relay.toml has errors:\n{}", lines.join("\n"))
+    });
+    let relay::config::RoutingSource::Ldap(ldap) = &config.routing.source else {
+        panic!("config/ldap/relay.toml must use the directory");
+    };
+    assert_eq!(ldap.urls[0].connect_url(), "ldap://127.0.0.1:3389");
+    assert!(ldap.starttls && !ldap.insecure);
+    assert_eq!(ldap.base, "dc=corp,dc=example");
+    assert_eq!(ldap.refresh, std::time::Duration::from_secs(300));
+}
+
+#[test]
 fn shipped_config_loads_cleanly() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/relay.toml");
     let config = Config::load(&path).unwrap_or_else(|errors| {

@@ -44,12 +44,20 @@ pub fn root() -> PathBuf {
     if !root.join("usr/lib/cyrus/bin/master").exists() {
         let dl = base.join("debs");
         std::fs::create_dir_all(&dl).unwrap();
-        let out = Command::new("apt-get")
-            .arg("download")
-            .args(PACKAGES)
-            .current_dir(&dl)
-            .output()
-            .expect("apt-get");
+        let download = || {
+            Command::new("apt-get")
+                .arg("download")
+                .args(PACKAGES)
+                .current_dir(&dl)
+                .output()
+                .expect("apt-get")
+        };
+        let mut out = download();
+        if !out.status.success() {
+            // A fresh machine may have no package lists yet.
+            let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+            out = download();
+        }
         assert!(
             out.status.success(),
             "apt-get download {PACKAGES:?} failed (run apt-get update?): {}",

@@ -7,6 +7,8 @@ pub mod dns;
 pub mod dovecot;
 pub mod faults;
 pub mod imap_proxy;
+pub mod knot;
+pub mod ldap_proxy;
 pub mod load;
 pub mod mta_sts;
 pub mod oauth;
@@ -15,6 +17,7 @@ pub mod postfix;
 pub mod prometheus;
 pub mod radicale;
 pub mod sink;
+pub mod slapd;
 pub mod smtp;
 pub mod tls;
 
@@ -30,6 +33,10 @@ use std::time::{Duration, Instant};
 /// executable's folder (`target/<profile>/deps/..`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
+    // A bench binary lives beside the others (target/<profile>/).
+    if let Some(beside) = exe.parent().map(|d| d.join(name)).filter(|p| p.is_file()) {
+        return beside;
+    }
     let dir = exe
         .parent()
         .and_then(Path::parent)
@@ -64,7 +71,7 @@ pub fn free_port() -> u16 {
 pub struct RelaySetup {
     sections: BTreeMap<String, String>,
     listeners: Vec<String>,
-    contacts: String,
+    contacts: Option<String>,
     nofile: Option<u64>,
 }
 
@@ -101,7 +108,7 @@ impl Default for RelaySetup {
                 "name = \"smtp\"\nbind = \"127.0.0.1:0\"\ntls = \"starttls\"\n".into(),
                 "name = \"smtps\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n".into(),
             ],
-            contacts: "user3@corp.example  user3@tenant.cloud.example\n".into(),
+            contacts: Some("user3@corp.example  user3@tenant.cloud.example\n".into()),
             nofile: None,
         }
     }
@@ -122,7 +129,13 @@ impl RelaySetup {
 
     /// Sets the contacts table text.
     pub fn contacts(mut self, text: &str) -> Self {
-        self.contacts = text.into();
+        self.contacts = Some(text.into());
+        self
+    }
+
+    /// Writes no contacts file (with the directory as the source: no cache yet).
+    pub fn no_contacts(mut self) -> Self {
+        self.contacts = None;
         self
     }
 
@@ -155,7 +168,9 @@ impl RelaySetup {
     pub fn start(self) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("relay.toml"), self.render()).expect("write config");
-        std::fs::write(dir.path().join("contacts"), &self.contacts).expect("write contacts");
+        if let Some(contacts) = &self.contacts {
+            std::fs::write(dir.path().join("contacts"), contacts).expect("write contacts");
+        }
         let mut relay = Relay::new_in(dir);
         relay.nofile = self.nofile;
         relay.restart();

@@ -28,6 +28,9 @@ use std::time::Duration;
 /// Resources per multiget and per checkpoint.
 pub const BATCH: usize = 100;
 
+/// PUTs in flight at once per collection.
+const PARALLEL_PUTS: usize = 4;
+
 /// How often a PUT that got no answer is tried again (after 2 s, 4 s, 8 s).
 const RETRIES: u32 = 3;
 
@@ -217,32 +220,54 @@ impl Job<'_> {
                         break;
                     }
                 };
-            for (href, content) in fetched {
-                let outcome = match content {
-                    Ok((data, etag)) => self.copy_one(ctx, &mut st, &href, &data, &etag).await,
-                    Err(status) => Ok(Some(format!("the source answered {status} for it"))),
-                };
-                match outcome {
-                    Ok(None) => {}
-                    Ok(Some(why)) => {
-                        refused = true;
-                        let c = ctx.report.content_mut(kind);
-                        c.counters.refused += 1;
-                        c.warnings.push(DavWarning {
-                            collection: self.source.href.clone(),
-                            resource: href,
-                            uid: String::new(),
-                            reason: why,
-                        });
-                        metrics().item(kind.label(), "refused", 0);
-                        metrics().error(crate::metrics::ErrorKind::Refused);
+            let planned: Vec<_> = fetched
+                .into_iter()
+                .map(|(href, content)| {
+                    let plan = content.map(|(data, etag)| (etag, self.plan(&st, &href, &data)));
+                    (href, plan)
+                })
+                .collect();
+            let mut queue = planned.into_iter().peekable();
+            while queue.peek().is_some() && result.is_ok() {
+                let group: Vec<_> = queue.by_ref().take(PARALLEL_PUTS).collect();
+                let firsts = self.first_puts(&group).await;
+                for ((href, plan), first) in group.into_iter().zip(firsts) {
+                    let outcome = match (plan, first) {
+                        (Err(status), _) => {
+                            Ok(Some(format!("the source answered {status} for it")))
+                        }
+                        (Ok((_, Planned::Refuse(why))), _) => Ok(Some(why)),
+                        (Ok((etag, Planned::Put { prep, target, .. })), Some(Ok(put))) => {
+                            self.copy_one(ctx, &mut st, &href, &etag, prep, target, put)
+                                .await
+                        }
+                        (Ok(_), Some(Err(e))) => Err(e),
+                        (Ok(_), None) => Err(DavError::Transport(format!(
+                            "target PUT for {href}: the task did not finish"
+                        ))),
+                    };
+                    match outcome {
+                        Ok(None) => {}
+                        Ok(Some(why)) => {
+                            refused = true;
+                            let c = ctx.report.content_mut(kind);
+                            c.counters.refused += 1;
+                            c.warnings.push(DavWarning {
+                                collection: self.source.href.clone(),
+                                resource: href,
+                                uid: String::new(),
+                                reason: why,
+                            });
+                            metrics().item(kind.label(), "refused", 0);
+                            metrics().error(crate::metrics::ErrorKind::Refused);
+                        }
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
                     }
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
+                    bar.inc(1, 0);
                 }
-                bar.inc(1, 0);
             }
             if result.is_err() {
                 break;
@@ -263,42 +288,110 @@ impl Job<'_> {
         result
     }
 
-    /// Copies one resource; `Ok(Some(reason))` when it was refused.
-    async fn copy_one(
-        &self,
-        ctx: &mut UserContext<'_>,
-        st: &mut CollectionState,
-        href: &str,
-        data: &str,
-        etag: &str,
-    ) -> Result<Option<String>, DavError> {
-        let kind = self.source.kind;
-        let item = Item::read(kind, data);
+    /// What the first PUT of a fetched resource is: a create at the source's
+    /// last segment, or an update of this migrator's copy with `If-Match`.
+    fn plan(&self, st: &CollectionState, href: &str, data: &str) -> Planned {
+        let item = Item::read(self.source.kind, data);
         let marked = if self.marking && item.scheduling {
             schedule::mark_client_scheduling(data)
         } else {
             None
         };
-        let body = marked.as_deref().unwrap_or(data);
+        let prep = Prepared {
+            marked: marked.is_some(),
+            body: marked.unwrap_or_else(|| data.to_string()),
+            item,
+        };
+        match st.items.get(href) {
+            Some(prev) => match &prev.target_etag {
+                Some(etag) => Planned::Put {
+                    target: prev.target.clone(),
+                    if_match: Some(etag.clone()),
+                    prep,
+                },
+                None => Planned::Refuse(
+                    "changed on the source, but the target gave no ETag to update it safely".into(),
+                ),
+            },
+            None => Planned::Put {
+                target: format!("{}{}", self.target.href, segment(href)),
+                if_match: None,
+                prep,
+            },
+        }
+    }
+
+    /// The first PUTs of `group`, [`PARALLEL_PUTS`] at once (servers answer
+    /// one PUT at a time slowly: Radicale writes and fsyncs, Cyrus schedules).
+    /// One result per entry, `None` where there was nothing to PUT.
+    async fn first_puts(
+        &self,
+        group: &[(String, PlannedFetch)],
+    ) -> Vec<Option<Result<Put, DavError>>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (_, plan)) in group.iter().enumerate() {
+            if let Ok((
+                _,
+                Planned::Put {
+                    prep,
+                    target,
+                    if_match,
+                },
+            )) = plan
+            {
+                let dst = self.dst.clone();
+                let (kind, target, body, if_match) = (
+                    self.source.kind,
+                    target.clone(),
+                    prep.body.clone(),
+                    if_match.clone(),
+                );
+                tasks.spawn(async move {
+                    (
+                        i,
+                        put_retrying(&dst, kind, &target, &body, if_match.as_deref()).await,
+                    )
+                });
+            }
+        }
+        let mut out: Vec<Option<Result<Put, DavError>>> = (0..group.len()).map(|_| None).collect();
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((i, r)) = done {
+                out[i] = Some(r);
+            }
+        }
+        out
+    }
+
+    /// Acts on the first PUT's answer for one resource (compares what is
+    /// there on a 412, goes beside another object); `Ok(Some(reason))` when
+    /// it was refused.
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_one(
+        &self,
+        ctx: &mut UserContext<'_>,
+        st: &mut CollectionState,
+        href: &str,
+        etag: &str,
+        prep: Prepared,
+        target_href: String,
+        first: Put,
+    ) -> Result<Option<String>, DavError> {
+        let kind = self.source.kind;
+        let Prepared { item, body, marked } = prep;
+        let body = body.as_str();
         let label = kind.label();
         if let Some(prev) = st.items.get(href).cloned() {
-            // Ours, and changed on the source since: update unless the
+            // Ours, and changed on the source since: updated unless the
             // target's copy changed too (the target wins).
-            let Some(target_etag) = prev.target_etag.clone() else {
-                return Ok(Some(
-                    "changed on the source, but the target gave no ETag to update it safely".into(),
-                ));
-            };
-            return match self
-                .put(kind, &prev.target, body, Some(&target_etag))
-                .await?
-            {
+            return match first {
                 Put::Stored(new) => {
                     let c = ctx.report.content_mut(kind);
                     c.counters.updated += 1;
                     c.counters.bytes += body.len() as u64;
-                    if marked.is_some() {
+                    if marked {
                         c.counters.schedule_agent_marked += 1;
+                        metrics().schedule_agent_marked.inc();
                     }
                     metrics().item(label, "updated", body.len() as u64);
                     st.items.insert(
@@ -334,8 +427,7 @@ impl Job<'_> {
                 Put::UidTaken(why) | Put::Refused(why) => Ok(Some(why)),
             };
         }
-        let target_href = format!("{}{}", self.target.href, segment(href));
-        let mut put = self.put(kind, &target_href, body, None).await?;
+        let mut put = first;
         let mut at = target_href;
         if put == Put::Precondition {
             match self.compare(&at, &item).await? {
@@ -359,7 +451,7 @@ impl Job<'_> {
                 Found::OtherObject => {
                     // Another object holds the name: this one goes beside it.
                     at = format!("{}{}", self.target.href, hashed_name(&item, href, kind));
-                    put = self.put(kind, &at, body, None).await?;
+                    put = put_retrying(self.dst, kind, &at, body, None).await?;
                 }
             }
         }
@@ -368,7 +460,7 @@ impl Job<'_> {
                 let c = ctx.report.content_mut(kind);
                 c.counters.copied += 1;
                 c.counters.bytes += body.len() as u64;
-                if marked.is_some() {
+                if marked {
                     c.counters.schedule_agent_marked += 1;
                     metrics().schedule_agent_marked.inc();
                 }
@@ -405,29 +497,6 @@ impl Job<'_> {
         metrics().item(kind.label(), "skipped", 0);
     }
 
-    /// A PUT, tried again after 2, 4, 8 s when it gets no answer.
-    async fn put(
-        &self,
-        kind: Kind,
-        href: &str,
-        body: &str,
-        if_match: Option<&str>,
-    ) -> Result<Put, DavError> {
-        let mut attempt = 0;
-        loop {
-            match resources::put(self.dst, kind, href, body, if_match).await {
-                Err(e) if e.is_temporary() && attempt < RETRIES => {
-                    attempt += 1;
-                    let delay = Duration::from_secs(2u64.pow(attempt));
-                    tracing::warn!("{e}; trying again in {delay:?}");
-                    metrics().backoff_seconds.inc_by(delay.as_secs_f64());
-                    tokio::time::sleep(delay).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// What is at `href` on the target, against the source's `item`.
     async fn compare(&self, href: &str, item: &Item) -> Result<Found, DavError> {
         let fetched = resources::fetch(
@@ -450,6 +519,52 @@ impl Job<'_> {
             Found::OtherObject
         })
     }
+}
+
+/// A PUT, tried again after 2, 4, 8 s when it gets no answer.
+async fn put_retrying(
+    dst: &Dav,
+    kind: Kind,
+    href: &str,
+    body: &str,
+    if_match: Option<&str>,
+) -> Result<Put, DavError> {
+    let mut attempt = 0;
+    loop {
+        match resources::put(dst, kind, href, body, if_match).await {
+            Err(e) if e.is_temporary() && attempt < RETRIES => {
+                attempt += 1;
+                let delay = Duration::from_secs(2u64.pow(attempt));
+                tracing::warn!("{e}; trying again in {delay:?}");
+                metrics().backoff_seconds.inc_by(delay.as_secs_f64());
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A fetched resource ready to go: what calcard read, and the bytes to send.
+struct Prepared {
+    item: Item,
+    body: String,
+    /// `SCHEDULE-AGENT=CLIENT` was added.
+    marked: bool,
+}
+
+/// A fetched resource's (source ETag, plan), or the status the source gave.
+type PlannedFetch = Result<(String, Planned), http::StatusCode>;
+
+/// The first PUT for a resource, or why there is none.
+enum Planned {
+    /// PUT `prep` at `target` (`If-Match` when updating, else `If-None-Match: *`).
+    Put {
+        prep: Prepared,
+        target: String,
+        if_match: Option<String>,
+    },
+    /// Refused before sending.
+    Refuse(String),
 }
 
 /// What a PUT that found something at its path found there.

@@ -2,18 +2,19 @@
 //! forwarding contact is written (the flip) and removed (the rollback).
 //!
 //! [`Directory`] is what the rest of the migrator talks to, whatever the source.
-//! Today the source is a file pair (DESIGN.md `directory.source = "file"`):
-//! `users.csv` ([`csv`]) and the relay's contacts table ([`contacts`]). An LDAP
-//! source (users and contacts in the directory itself) is another `Source`
-//! variant in its own file beside them; [`user`] is what every source returns.
+//! The source is a file pair (DESIGN.md `directory.source = "file"`):
+//! `users.csv` ([`csv`]) and the relay's contacts table ([`contacts`]); or
+//! LDAP / Active Directory (`"ldap"`, [`ldap`]): users and their forwarding
+//! contacts in the directory itself. [`user`] is what every source returns.
 
 pub mod contacts;
 pub mod csv;
+pub mod ldap;
 pub mod user;
 
 pub use user::User;
 
-use crate::config::{expand, Config, Routing};
+use crate::config::{expand, Config, DirectorySource, Routing};
 use contacts::ContactsError;
 use csv::CsvError;
 use std::collections::BTreeSet;
@@ -37,6 +38,21 @@ pub enum DirectoryError {
         /// The directory that was searched.
         users: PathBuf,
     },
+    /// The LDAP directory could not be reached, or refused a read or a write
+    /// (in the server's words).
+    #[error(transparent)]
+    Ldap(#[from] relay::directory::client::DirectoryError),
+    /// A user named on the command line has no entry with that `mail`.
+    #[error("{name}: no user with that mail under {base}")]
+    NotInLdap {
+        /// The name as given.
+        name: String,
+        /// `[ldap] base`.
+        base: String,
+    },
+    /// `[routing] route` with the directory needs an attribute to write it to.
+    #[error("routing.route {0:?} needs [ldap] route_attribute (the contact attribute the relay reads the route from)")]
+    RouteWithoutAttribute(String),
 }
 
 /// Where the users and their contacts live.
@@ -47,6 +63,8 @@ enum Source {
         /// The directory export.
         users: PathBuf,
     },
+    /// LDAP / Active Directory.
+    Ldap(ldap::LdapDirectory),
 }
 
 /// The users and their forwarding contacts.
@@ -60,10 +78,18 @@ pub struct Directory {
 impl Directory {
     /// The directory `config` names.
     pub fn new(config: &Config) -> Directory {
-        Directory {
-            source: Source::File {
+        let source = match &config.directory {
+            DirectorySource::File => Source::File {
                 users: config.users.clone(),
             },
+            DirectorySource::Ldap(ldap) => Source::Ldap(ldap::LdapDirectory::new(
+                ldap,
+                config.default_quota,
+                config.routing.route.clone(),
+            )),
+        };
+        Directory {
+            source,
             routing: config.routing.clone(),
         }
     }
@@ -72,6 +98,7 @@ impl Directory {
     pub fn users(&self) -> Result<Vec<User>, DirectoryError> {
         match &self.source {
             Source::File { users } => Ok(csv::load(users)?),
+            Source::Ldap(d) => Ok(d.users()?.into_iter().map(|u| u.user).collect()),
         }
     }
 
@@ -91,6 +118,14 @@ impl Directory {
     /// The ready users: enabled, with no contact yet (a rolled-back user is
     /// ready again).
     pub fn ready(&self) -> Result<Vec<User>, DirectoryError> {
+        if let Source::Ldap(d) = &self.source {
+            return Ok(d
+                .users()?
+                .into_iter()
+                .filter(ldap::DirUser::ready)
+                .map(|u| u.user)
+                .collect());
+        }
         let users = self.users()?;
         let flipped = self.flipped()?;
         Ok(users
@@ -103,6 +138,12 @@ impl Directory {
     pub fn flipped(&self) -> Result<BTreeSet<String>, DirectoryError> {
         match &self.source {
             Source::File { .. } => Ok(contacts::current(&self.routing)?),
+            Source::Ldap(d) => Ok(d
+                .users()?
+                .into_iter()
+                .filter(ldap::DirUser::flipped)
+                .map(|u| u.user.address.to_ascii_lowercase())
+                .collect()),
         }
     }
 
@@ -118,6 +159,17 @@ impl Directory {
     pub fn check_route(&self) -> Result<(), DirectoryError> {
         match &self.source {
             Source::File { .. } => Ok(contacts::check_route(&self.routing)?),
+            Source::Ldap(_) => match (&self.routing.route, self.route_attribute()) {
+                (Some(route), false) => Err(DirectoryError::RouteWithoutAttribute(route.clone())),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    fn route_attribute(&self) -> bool {
+        match &self.source {
+            Source::Ldap(d) => d.has_route_attribute(),
+            Source::File { .. } => false,
         }
     }
 
@@ -126,6 +178,7 @@ impl Directory {
     pub fn write_contact(&self, user: &User, target: &str) -> Result<(), DirectoryError> {
         match &self.source {
             Source::File { .. } => Ok(contacts::add(&self.routing, &user.address, target)?),
+            Source::Ldap(d) => Ok(d.flip(user, target)?),
         }
     }
 
@@ -133,6 +186,7 @@ impl Directory {
     pub fn remove_contact(&self, address: &str) -> Result<bool, DirectoryError> {
         match &self.source {
             Source::File { .. } => Ok(contacts::remove(&self.routing, address)?),
+            Source::Ldap(d) => Ok(d.unflip(address)?),
         }
     }
 
@@ -141,6 +195,10 @@ impl Directory {
             Source::File { users } => DirectoryError::UnknownUser {
                 name: name.to_string(),
                 users: users.clone(),
+            },
+            Source::Ldap(d) => DirectoryError::NotInLdap {
+                name: name.to_string(),
+                base: d.base().to_string(),
             },
         }
     }

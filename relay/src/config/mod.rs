@@ -22,6 +22,7 @@ use std::time::Duration;
 use toml::de::DeTable;
 
 mod fields;
+pub mod ldap;
 pub mod reader;
 mod routing;
 mod sections;
@@ -181,10 +182,21 @@ pub struct RoutingRule {
     pub route: String,
 }
 
+/// `[routing] source`: where the contacts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingSource {
+    /// The contacts table file (`routing.contacts`), hot-reloaded.
+    File,
+    /// The directory, mirrored; `routing.contacts` is its last good snapshot.
+    Ldap(Box<ldap::LdapConfig>),
+}
+
 /// `[routing]`
 #[derive(Debug, Clone)]
 pub struct RoutingConfig {
-    /// The contacts table (resolved path).
+    /// Where the contacts come from (`[ldap]` is inside when it is the directory).
+    pub source: RoutingSource,
+    /// The contacts table (resolved path); with the directory, its cache.
     pub contacts: PathBuf,
     /// Route for contacts without a route column.
     pub contact_route: String,

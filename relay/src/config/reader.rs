@@ -212,6 +212,16 @@ impl<'a, 'i> Section<'a, 'i> {
         }
     }
 
+    /// The value of `key` when it is a string; `None` (and no error) otherwise,
+    /// for keys that take either one string or a list.
+    pub fn string_quiet(&self, key: &str) -> Option<Spanned<String>> {
+        let value = self.value(key)?;
+        match value.get_ref() {
+            DeValue::String(s) => Some(Spanned::new(value.span(), s.to_string())),
+            _ => None,
+        }
+    }
+
     /// A string that must be present; `example` (TOML syntax) goes in the message.
     pub fn required_string(
         &self,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 pub(super) const ROUTING_KEYS: &[&str] = &[
+    "source",
     "contacts",
     "contact_route",
     "accepted_route",
@@ -86,6 +87,8 @@ pub(super) fn read_routing(
     let accepted_route = route_name(d, "accepted_route", "onprem");
     let default_route = route_name(d, "default_route", "internet");
     RoutingConfig {
+        // `source` and `[ldap]` are read by `sections::read_source`.
+        source: super::RoutingSource::File,
         contacts: s
             .path(d, "contacts", base)
             .map_or_else(|| base.join("contacts"), Spanned::into_inner),

@@ -11,7 +11,7 @@ use super::routing::{read_route, read_routing, RouteRef, ROUTE_KEYS, ROUTING_KEY
 use super::values;
 use super::{
     BareNewline, Config, DnsConfig, DoctorConfig, Limits, ListenerConfig, ListenerTls,
-    MetricsConfig, QueueConfig, RelayConfig, ServerConfig, TlsConfig,
+    MetricsConfig, QueueConfig, RelayConfig, RoutingConfig, RoutingSource, ServerConfig, TlsConfig,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -22,7 +22,7 @@ use toml::Spanned;
 
 const TOP_LEVEL: &[&str] = &[
     "server", "listener", "tls", "limits", "relay", "routing", "route", "dns", "queue", "metrics",
-    "doctor",
+    "doctor", "ldap",
 ];
 const SERVER_KEYS: &[&str] = &["hostname", "spool_dir", "shutdown_grace"];
 const LISTENER_KEYS: &[&str] = &["name", "bind", "tls", "require_tls"];
@@ -125,7 +125,8 @@ pub(super) fn read(
             listener
         })
         .collect();
-    let tls = read_tls(&root.table(d, "tls", TLS_KEYS), d, base);
+    let tls_section = root.table(d, "tls", TLS_KEYS);
+    let tls = read_tls(&tls_section, d, base);
     let limits = read_limits(&root.table(d, "limits", LIMITS_KEYS), d);
     let relay_section = root.table(d, "relay", RELAY_KEYS);
     let relay = read_relay(&relay_section, d);
@@ -134,12 +135,16 @@ pub(super) fn read(
             .strings(d, "trusted_tls_names")
             .map(|v| v.span());
     }
-    let routing = read_routing(
-        &root.table(d, "routing", ROUTING_KEYS),
-        d,
-        base,
-        &mut spans.route_refs,
-    );
+    let client_ca_set = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    if client_ca_set
+        && relay.trusted_tls_names.is_empty()
+        && !relay_section.has("trusted_tls_names")
+    {
+        check_unused_client_ca(d, &tls_section);
+    }
+    let routing_section = root.table(d, "routing", ROUTING_KEYS);
+    let mut routing = read_routing(&routing_section, d, base, &mut spans.route_refs);
+    read_source(&root, &routing_section, d, base, &mut routing);
     let routes = root
         .named_tables(d, "route", ROUTE_KEYS)
         .iter()
@@ -182,6 +187,38 @@ pub(super) fn read(
         doctor,
     };
     (config, spans)
+}
+
+/// `[routing] source` and, for the directory, `[ldap]`.
+fn read_source(
+    root: &Section,
+    routing_section: &Section,
+    d: &mut Diagnostics,
+    base: &Path,
+    routing: &mut RoutingConfig,
+) {
+    let source = routing_section.choice(d, "source", &[("file", false), ("ldap", true)]);
+    let ldap_section = root.table(d, "ldap", super::ldap::RELAY_KEYS);
+    let wants_ldap = source.as_ref().is_some_and(|s| *s.get_ref());
+    match (wants_ldap, ldap_section.span().is_some()) {
+        (true, true) => {
+            let config = super::ldap::read(&ldap_section, d, base);
+            routing.source = RoutingSource::Ldap(Box::new(config));
+        }
+        (true, false) => d.error(
+            source.as_ref().map(Spanned::span).as_ref(),
+            "routing.source",
+            "is \"ldap\" but there is no [ldap] section; add [ldap] with url, bind_dn, password_file and base (see config/ldap/relay.toml)",
+        ),
+        // An unreadable `source` is reported already; don't pile on.
+        (false, true) if source.is_none() && routing_section.has("source") => {}
+        (false, true) => d.error(
+            ldap_section.span(),
+            "ldap",
+            "[ldap] is only read with routing.source = \"ldap\"; set that, or remove [ldap]",
+        ),
+        (false, false) => {}
+    }
 }
 
 fn read_server(s: &Section, d: &mut Diagnostics, base: &Path) -> ServerConfig {
@@ -257,6 +294,21 @@ fn read_tls(s: &Section, d: &mut Diagnostics, base: &Path) -> Option<TlsConfig> 
             .optional_path(d, "client_ca", base)
             .map(Spanned::into_inner),
     })
+}
+
+/// `[tls] client_ca` anchors client certificates for `relay.trusted_tls_names`
+/// only: without names it would be silently ignored.
+fn check_unused_client_ca(d: &mut Diagnostics, tls: &Section) {
+    if let Some(ca) = tls
+        .string(d, "client_ca")
+        .filter(|c| !c.get_ref().is_empty())
+    {
+        d.error(
+            Some(&ca.span()),
+            &tls.key("client_ca"),
+            "client_ca only verifies client certificates for relay.trusted_tls_names, which lists none: add the names, or remove client_ca",
+        );
+    }
 }
 
 fn read_limits(s: &Section, d: &mut Diagnostics) -> Limits {

@@ -107,12 +107,13 @@ pub async fn open(hop: &NextHop, params: &SessionParams) -> Result<Opened, Deliv
     let offered = capabilities & EXT_START_TLS != 0;
     let start_tls = match params.policy {
         OutboundTls::None => false,
-        // DANE without secure TLSA records is opportunistic (RFC 7672 §2.2).
-        OutboundTls::Opportunistic | OutboundTls::Dane => offered,
-        OutboundTls::Required | OutboundTls::Verify if offered => true,
+        OutboundTls::Opportunistic => offered,
+        // `Dane` here means the next hop has secure TLSA records (without
+        // them the session is opened as opportunistic): TLS is mandatory.
+        OutboundTls::Required | OutboundTls::Verify | OutboundTls::Dane if offered => true,
         // RFC 3207 §4: without STARTTLS the policy forbids sending; give
         // up before MAIL so nothing leaves in clear.
-        OutboundTls::Required | OutboundTls::Verify => {
+        OutboundTls::Required | OutboundTls::Verify | OutboundTls::Dane => {
             let _ = client.cmd(b"QUIT\r\n").await;
             return Err(DeliverError::TlsUnavailable);
         }
@@ -273,7 +274,9 @@ fn server_name(hop: &NextHop, policy: OutboundTls) -> Result<ServerName<'static>
     match ServerName::try_from(hop.host.clone()) {
         Ok(name) => Ok(name),
         // Without verification any name will do; the address is always valid.
-        Err(_) if policy != OutboundTls::Verify => Ok(ServerName::IpAddress(hop.addr.ip().into())),
+        Err(_) if !matches!(policy, OutboundTls::Verify | OutboundTls::Dane) => {
+            Ok(ServerName::IpAddress(hop.addr.ip().into()))
+        }
         Err(_) => Err(DeliverError::TlsName(hop.host.clone())),
     }
 }

@@ -9,6 +9,7 @@
 //! - [`pool`]: idle sessions for reuse, per-next-hop concurrency.
 //! - [`tls`]: client TLS configurations per route (trust anchors, client certificate).
 //! - [`tls_policy`]: which TLS policy governs a transaction (the route's, MTA-STS).
+//! - [`dane`]: RFC 7672: TLSA records over a validating resolver, the certificate check.
 //! - [`mta_sts`]: RFC 8461 policies: lookup, HTTPS fetch, cache in the spool folder.
 //! - [`status`]: every error and the one table that says temporary or permanent.
 //! - [`dsn`]: RFC 3464 delivery status notifications.
@@ -19,6 +20,7 @@
 mod body;
 pub mod client;
 mod connect;
+pub mod dane;
 pub mod dsn;
 mod esmtp;
 pub mod mta_sts;
@@ -32,12 +34,14 @@ pub mod transaction;
 #[cfg(test)]
 mod tests;
 
+use crate::config::OutboundTls;
 use crate::config::{Config, RouteConfig};
 use crate::envelope::Envelope;
 use crate::envelope::Failure;
 use crate::message::Message;
-use crate::metrics::{metrics, DeliveryResult};
+use crate::metrics::{metrics, DeliveryResult, TlsPolicyLabel};
 use client::{Session, SessionParams, Transaction, TxnRecipient};
+use dane::Dane;
 use mta_sts::MtaSts;
 use mx::{NextHop, Resolver};
 use pool::{Pool, PoolKey};
@@ -74,6 +78,7 @@ pub struct Deliverer {
     resolver: Resolver,
     tls: BTreeMap<String, RouteTls>,
     mta_sts: MtaSts,
+    dane: Option<Dane>,
     pool: Arc<Pool>,
 }
 
@@ -90,6 +95,12 @@ impl Deliverer {
             resolver: Resolver::new(&config.dns)?,
             tls,
             mta_sts: MtaSts::new(&config.server.spool_dir),
+            dane: if config.dns.dnssec && config.routes.values().any(|r| r.tls == OutboundTls::Dane)
+            {
+                Some(Dane::new(&config.dns)?)
+            } else {
+                None
+            },
             pool: Pool::new(config.queue.per_host_concurrency, IDLE_TIMEOUT),
         })
     }
@@ -149,9 +160,80 @@ impl Deliverer {
         message: &Message,
     ) -> Vec<(usize, Outcome)> {
         let started = Instant::now();
+        let plan = match self.plan(route_name, domain).await {
+            Ok(plan) => plan,
+            Err((label, e)) => return self.fail_all(envelope, route_name, group, None, &label, &e),
+        };
+        let mut last: Option<(NextHop, DeliverError, HopTls)> = None;
+        for hop in &plan.hops {
+            let hop_tls = match plan.dane {
+                Some(d) => {
+                    self.dane_params(d, plan.route_tls, &plan.params, &plan.applied, hop)
+                        .await
+                }
+                None => HopTls {
+                    params: plan.params.clone(),
+                    label: plan.applied.label(),
+                    metric: plan.applied.metric(),
+                },
+            };
+            let params = &hop_tls.params;
+            let key = PoolKey::new(route_name, hop.addr, &hop.host, params.policy, &params.helo);
+            let _permit = self.pool.permit(hop.addr).await;
+            let session = match self.session(&key, hop, params).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let e = if params.policy == OutboundTls::Dane {
+                        dane_error(hop, e)
+                    } else {
+                        plan.applied.explain(e)
+                    };
+                    tracing::debug!(queue_id = %envelope.id, next_hop = %hop, error = %e, "next hop skipped");
+                    last = Some((hop.clone(), e, hop_tls));
+                    continue;
+                }
+            };
+            // Under `testing` the policy is met only when enforce would have
+            // delivered here too: a listed MX with a valid certificate.
+            let met = match &session.audit {
+                Some(Err(why)) => {
+                    tracing::warn!(queue_id = %envelope.id, next_hop = %hop, "{} policy would refuse this next hop: {why}", hop_tls.label);
+                    false
+                }
+                _ => plan.applied.allows(&hop.host),
+            };
+            metrics().tls_policy(route_name, hop_tls.metric, met);
+            let via = Via {
+                route: route_name,
+                label: &hop_tls.label,
+            };
+            let outcomes = self
+                .transaction(envelope, via, group, message, session, key)
+                .await;
+            metrics()
+                .delivery_duration_seconds
+                .with_label_values(&[route_name])
+                .observe(started.elapsed().as_secs_f64());
+            return outcomes;
+        }
+        let (hop, e, hop_tls) = last.expect("at least one next hop was tried");
+        if e.is_tls() {
+            metrics().tls_policy(route_name, hop_tls.metric, false);
+        }
+        self.fail_all(envelope, route_name, group, Some(&hop), &hop_tls.label, &e)
+    }
+
+    /// Next hops and TLS for a group: resolved, filtered by the TLS policy
+    /// (MTA-STS `enforce`), with the session parameters. On failure, the
+    /// policy label for the log and the error.
+    async fn plan(
+        &self,
+        route_name: &str,
+        domain: &str,
+    ) -> Result<Plan<'_>, (String, DeliverError)> {
         let Some(route) = self.routes.get(route_name) else {
             let e = DeliverError::UnknownRoute(route_name.to_string());
-            return self.fail_all(envelope, route_name, group, None, "none", &e);
+            return Err(("none".into(), e));
         };
         let hops = if route.mx {
             self.resolver.mx(domain, route.port).await
@@ -161,22 +243,13 @@ impl Deliverer {
         let hops = match hops {
             Ok(h) if h.is_empty() => Err(DeliverError::NoAddress(route_name.to_string())),
             other => other,
-        };
-        let hops = match hops {
-            Ok(h) => h,
-            Err(e) => {
-                return self.fail_all(envelope, route_name, group, None, route.tls.as_str(), &e)
-            }
-        };
+        }
+        .map_err(|e| (route.tls.as_str().to_string(), e))?;
         let applied = self.tls_policy(route_name, route, domain).await;
-        let label = applied.label();
-        let hops = match applied.select(hops) {
-            Ok(h) => h,
-            Err(e) => {
-                metrics().tls_policy(route_name, applied.metric(), false);
-                return self.fail_all(envelope, route_name, group, None, &label, &e);
-            }
-        };
+        let hops = applied.select(hops).map_err(|e| {
+            metrics().tls_policy(route_name, applied.metric(), false);
+            (applied.label(), e)
+        })?;
         let route_tls = self.tls.get(route_name);
         let params = SessionParams {
             helo: route
@@ -196,54 +269,60 @@ impl Deliverer {
             command_timeout: route.command_timeout,
             data_timeout: route.data_timeout,
         };
+        // RFC 7672 §2.2.1: TLSA records count only under a secure MX RRset.
+        let dane = match (&self.dane, route.tls) {
+            (Some(d), OutboundTls::Dane) if !route.mx || d.mx_secure(domain).await => Some(d),
+            _ => None,
+        };
+        Ok(Plan {
+            hops,
+            applied,
+            params,
+            dane,
+            route_tls,
+        })
+    }
 
-        let mut last: Option<(NextHop, DeliverError)> = None;
-        for hop in &hops {
-            let key = PoolKey::new(route_name, hop.addr, &hop.host, params.policy, &params.helo);
-            let _permit = self.pool.permit(hop.addr).await;
-            let session = match self.session(&key, hop, &params).await {
-                Ok(s) => s,
-                Err(e) => {
-                    let e = applied.explain(e);
-                    tracing::debug!(queue_id = %envelope.id, next_hop = %hop, error = %e, "next hop skipped");
-                    last = Some((hop.clone(), e));
-                    continue;
+    /// The session parameters for `hop` under DANE: its secure TLSA records
+    /// decide the certificate; without them, what `applied` says.
+    async fn dane_params(
+        &self,
+        dane: &Dane,
+        route_tls: Option<&RouteTls>,
+        params: &SessionParams,
+        applied: &Applied,
+        hop: &NextHop,
+    ) -> HopTls {
+        let mut p = params.clone();
+        match dane.tlsa(&hop.host, hop.addr.port()).await {
+            dane::HopDane::NoRecords => {
+                return HopTls {
+                    params: p,
+                    label: applied.label(),
+                    metric: applied.metric(),
                 }
-            };
-            // Under `testing` the policy is met only when enforce would have
-            // delivered here too: a listed MX with a valid certificate.
-            let met = match &session.audit {
-                Some(Err(why)) => {
-                    tracing::warn!(queue_id = %envelope.id, next_hop = %hop, "{label} policy would refuse this next hop: {why}");
-                    false
-                }
-                _ => applied.allows(&hop.host),
-            };
-            metrics().tls_policy(route_name, applied.metric(), met);
-            let outcomes = self
-                .transaction(
-                    envelope,
-                    Via {
-                        route: route_name,
-                        label: &label,
-                    },
-                    group,
-                    message,
-                    session,
-                    key,
-                )
-                .await;
-            metrics()
-                .delivery_duration_seconds
-                .with_label_values(&[route_name])
-                .observe(started.elapsed().as_secs_f64());
-            return outcomes;
+            }
+            dane::HopDane::Unusable => {
+                p.policy = OutboundTls::Required;
+                p.tls_config = route_tls
+                    .map_or_else(tls::any_certificate, |t| t.config(OutboundTls::Required));
+            }
+            dane::HopDane::Records(records) => {
+                let verifier = Arc::new(dane::DaneVerifier::new(records));
+                p.policy = OutboundTls::Dane;
+                p.tls_config = match route_tls {
+                    Some(t) => t.with_verifier(verifier),
+                    None => tls::RouteTls::bare_with_verifier(verifier),
+                };
+            }
         }
-        let (hop, e) = last.expect("at least one next hop was tried");
-        if e.is_tls() {
-            metrics().tls_policy(route_name, applied.metric(), false);
+        // DANE takes precedence over MTA-STS (RFC 8461 §2).
+        p.audit = None;
+        HopTls {
+            params: p,
+            label: "dane".to_string(),
+            metric: TlsPolicyLabel::Dane,
         }
-        self.fail_all(envelope, route_name, group, Some(&hop), &label, &e)
     }
 
     /// The TLS policy for `domain` on `route`: MTA-STS where the route applies
@@ -397,11 +476,41 @@ impl Deliverer {
     }
 }
 
+/// What [`Deliverer::plan`] decided for a group.
+struct Plan<'a> {
+    hops: Vec<NextHop>,
+    applied: Applied,
+    params: SessionParams,
+    /// Set when the route is `dane` and the MX RRset is secure.
+    dane: Option<&'a Dane>,
+    route_tls: Option<&'a RouteTls>,
+}
+
+/// The TLS of one next hop: how to open the session, and how to report it.
+struct HopTls {
+    params: SessionParams,
+    /// For the log: `opportunistic`, `mta-sts:enforce`, `dane`, …
+    label: String,
+    metric: TlsPolicyLabel,
+}
+
 /// The route of a transaction and the TLS policy label its log lines carry.
 #[derive(Clone, Copy)]
 struct Via<'a> {
     route: &'a str,
     label: &'a str,
+}
+
+/// A TLS failure under DANE, as the queue records it (4.7.5, RFC 7672 §2.2).
+fn dane_error(hop: &NextHop, e: DeliverError) -> DeliverError {
+    if e.is_tls() {
+        DeliverError::TlsPolicy(format!(
+            "DANE: TLSA records of {} require TLS with a matching certificate: {e}",
+            hop.host
+        ))
+    } else {
+        e
+    }
 }
 
 /// Error → outcome, through the one classification table.

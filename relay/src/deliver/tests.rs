@@ -77,6 +77,7 @@ fn config(routes: Vec<(&str, RouteConfig)>, dns: Vec<SocketAddr>) -> Config {
             trusted_tls_names: Vec::new(),
         },
         routing: RoutingConfig {
+            source: crate::config::RoutingSource::File,
             contacts: PathBuf::from("contacts"),
             contact_route: "cloud".into(),
             accepted_route: "onprem".into(),

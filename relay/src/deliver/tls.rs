@@ -161,6 +161,16 @@ impl RouteTls {
             .expect("the webpki roots are never empty")
     }
 
+    /// A configuration with `verifier` deciding and no client certificate.
+    pub fn bare_with_verifier(verifier: Arc<dyn ServerCertVerifier>) -> Arc<ClientConfig> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        finish(builder, None)
+    }
+
     /// Whether the route presents a client certificate.
     pub fn has_client_certificate(&self) -> bool {
         self.identity.is_some()

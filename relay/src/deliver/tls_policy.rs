@@ -31,7 +31,7 @@ impl Applied {
     /// For the delivery log: `opportunistic`, `verify`, `mta-sts:enforce`, …
     pub fn label(&self) -> String {
         match self {
-            Applied::Route(t) => t.as_str().to_string(),
+            Applied::Route(t) => baseline(*t).as_str().to_string(),
             Applied::MtaSts { policy, .. } => format!("mta-sts:{}", policy.mode.as_str()),
         }
     }
@@ -39,7 +39,7 @@ impl Applied {
     /// The `policy` label of `tls_policy_total`.
     pub fn metric(&self) -> TlsPolicyLabel {
         match self {
-            Applied::Route(t) => route_label(*t),
+            Applied::Route(t) => route_label(baseline(*t)),
             Applied::MtaSts { .. } => TlsPolicyLabel::MtaSts,
         }
     }
@@ -47,9 +47,9 @@ impl Applied {
     /// The policy the session is opened under.
     pub fn wire(&self) -> OutboundTls {
         match self {
-            Applied::Route(t) => *t,
+            Applied::Route(t) => baseline(*t),
             Applied::MtaSts { policy, .. } if policy.mode == Mode::Enforce => OutboundTls::Verify,
-            Applied::MtaSts { route, .. } => *route,
+            Applied::MtaSts { route, .. } => baseline(*route),
         }
     }
 
@@ -123,6 +123,11 @@ pub async fn describe(config: &crate::config::Config, route_name: &str, domain: 
     let Some(route) = config.routes.get(route_name) else {
         return "unknown route".into();
     };
+    if route.tls == OutboundTls::Dane && config.dns.dnssec && route.mx && !domain.is_empty() {
+        if let Some(text) = describe_dane(config, route, domain).await {
+            return text;
+        }
+    }
     if !route.mta_sts || domain.is_empty() {
         return route.tls.as_str().into();
     }
@@ -151,6 +156,48 @@ pub async fn describe(config: &crate::config::Config, route_name: &str, domain: 
             format!("{} (no MTA-STS policy for {domain})", route.tls.as_str())
         }
     }
+}
+
+/// The policy before any DANE record is looked at: `dane` is `opportunistic`
+/// until a next hop has secure TLSA records (RFC 7672 §2.2).
+fn baseline(t: OutboundTls) -> OutboundTls {
+    match t {
+        OutboundTls::Dane => OutboundTls::Opportunistic,
+        other => other,
+    }
+}
+
+/// DANE's view of `domain`: which MX hosts have secure TLSA records; `None`
+/// when none has (then MTA-STS or the fallback is what applies).
+async fn describe_dane(
+    config: &crate::config::Config,
+    route: &crate::config::RouteConfig,
+    domain: &str,
+) -> Option<String> {
+    let dane = super::dane::Dane::new(&config.dns).ok()?;
+    let resolver = super::mx::Resolver::new(&config.dns).ok()?;
+    if !dane.mx_secure(domain).await {
+        return Some(format!(
+            "dane: the MX of {domain} is not DNSSEC-secure; opportunistic"
+        ));
+    }
+    let hops = resolver.mx(domain, route.port).await.ok()?;
+    let mut hosts: Vec<String> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for hop in &hops {
+        // One line per host, not per address.
+        if seen.contains(&hop.host.as_str()) {
+            continue;
+        }
+        seen.push(&hop.host);
+        let what = match dane.tlsa(&hop.host, hop.addr.port()).await {
+            super::dane::HopDane::NoRecords => "no TLSA, opportunistic".to_string(),
+            super::dane::HopDane::Unusable => "TLSA present, none usable: TLS required".into(),
+            super::dane::HopDane::Records(r) => format!("{} usable TLSA record(s)", r.len()),
+        };
+        hosts.push(format!("{} ({what})", hop.host));
+    }
+    Some(format!("dane: {}", hosts.join(", ")))
 }
 
 fn route_label(t: OutboundTls) -> TlsPolicyLabel {

@@ -37,6 +37,15 @@ pub(super) fn contacts(config: &Config, checks: &mut Vec<Check>) -> Option<Conta
     let path = &config.routing.contacts;
     let what = format!("contacts table {}", path.display());
     let routes = |r: &str| config.routes.contains_key(r);
+    let directory = matches!(config.routing.source, crate::config::RoutingSource::Ldap(_));
+    if directory && !path.exists() {
+        checks.push(Check::warn(
+            format!("routing cache {}", path.display()),
+            "none yet: a relay started while no directory server answers would refuse mail for the accepted domains (451 4.3.0)",
+            "start the relay once while the directory answers; it writes the cache at its first load",
+        ));
+        return None;
+    }
     match store::load(path, &routes) {
         Ok(table) => {
             checks.push(Check::ok(what, format!("{} contact(s)", table.len())));

@@ -6,12 +6,15 @@
 //!   the route's policy needs. No mail is sent (QUIT after EHLO).
 //! - `dns`: each accepted domain: MX, SPF, autodiscover.
 //! - `spool`: free space, damaged files, queue size and age.
+//! - `directory`: with `routing.source = "ldap"`, bind, search, counts and
+//!   the change-tracking mode.
 //! - `tls`: each route's outbound TLS policy (MTA-STS, DANE, cached policies)
 //!   and its client certificate.
 //!
 //! Nothing here changes state: the spool is read without its lock (the relay
 //! may be running), the contacts table is parsed, not loaded into a live relay.
 
+mod directory;
 mod dns;
 mod hops;
 mod local;
@@ -185,5 +188,6 @@ pub async fn run(config: &Config, options: &Options) -> Report {
     checks.extend(tls::check(config));
     checks.extend(dns::check(config, options.dns_budget).await);
     checks.extend(spool::check(config));
+    checks.extend(directory::check(config, options.dns_budget).await);
     Report { checks }
 }

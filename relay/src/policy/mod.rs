@@ -107,6 +107,7 @@ impl Policy {
         match error {
             RouteError::RelayDenied => Refusal::RelayDenied,
             RouteError::BadAddress(_) => Refusal::BadRecipient,
+            RouteError::NoSnapshot => Refusal::NoRoutingSnapshot,
         }
     }
 }

@@ -44,6 +44,9 @@ pub enum Refusal {
     MailLoop,
     /// The spool could not store the message.
     SpoolFailed,
+    /// An accepted-domain recipient while no routing snapshot is loaded yet
+    /// (directory source, no cache): it may be a migrated user.
+    NoRoutingSnapshot,
     /// The spool's disk (or quota) is full.
     SpoolFull,
 }
@@ -67,6 +70,7 @@ impl Refusal {
             Refusal::BareNewline => Reply::bare_newline(),
             Refusal::MailLoop => Reply::mail_loop(),
             Refusal::SpoolFailed => Reply::spool_failed(),
+            Refusal::NoRoutingSnapshot => Reply::no_routing_snapshot(),
             Refusal::SpoolFull => Reply::spool_full(),
         }
     }
@@ -83,6 +87,7 @@ impl Refusal {
             Refusal::RelayDenied => RejectReason::RelayDenied,
             Refusal::MailLoop => RejectReason::Loop,
             Refusal::SpoolFailed | Refusal::SpoolFull => RejectReason::Spool,
+            Refusal::NoRoutingSnapshot => RejectReason::Routing,
             Refusal::TooManyErrors
             | Refusal::NeedsSmtputf8
             | Refusal::BadSender
@@ -143,6 +148,10 @@ mod tests {
         );
         assert_eq!(
             wire(Refusal::SpoolFailed),
+            (451, Some(EnhancedCode::new(4, 3, 0)))
+        );
+        assert_eq!(
+            wire(Refusal::NoRoutingSnapshot),
             (451, Some(EnhancedCode::new(4, 3, 0)))
         );
         assert_eq!(

@@ -92,6 +92,7 @@ mod tests {
             trusted_tls_names: Vec::new(),
         };
         let routing = RoutingConfig {
+            source: crate::config::RoutingSource::File,
             contacts: table.clone(),
             contact_route: "cloud".into(),
             accepted_route: "onprem".into(),

@@ -324,9 +324,15 @@ impl Spool {
 
     /// Offline listing for `coexist-relay queue list` (no running daemon
     /// needed, nothing is changed): every readable message, oldest first,
-    /// with its current envelope. Damaged records are skipped.
+    /// with its current envelope. Damaged records are skipped. A spool folder
+    /// the relay never started on (as a package installs it) holds nothing; a
+    /// missing spool folder is still an error (a wrong `spool_dir`).
     pub fn scan(dir: &Path) -> Result<Vec<Envelope>, SpoolError> {
-        Ok(recovery::recover(&dir.join(QUEUE_DIR), None)?.envelopes)
+        let queue = dir.join(QUEUE_DIR);
+        if dir.is_dir() && !queue.exists() {
+            return Ok(Vec::new());
+        }
+        Ok(recovery::recover(&queue, None)?.envelopes)
     }
 
     /// Offline look at one message for `coexist-relay queue show`: its current
@@ -472,6 +478,13 @@ mod tests {
             .collect();
         assert_eq!(segments.len(), 1, "{segments:?}");
         queue.join(&segments[0])
+    }
+
+    #[test]
+    fn a_spool_never_started_on_lists_empty_and_a_missing_one_is_an_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        assert_eq!(Spool::scan(tmp.path()).expect("scan"), vec![]);
+        assert!(Spool::scan(&tmp.path().join("nowhere")).is_err());
     }
 
     #[tokio::test]

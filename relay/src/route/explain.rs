@@ -3,7 +3,7 @@
 
 use super::router::Router;
 use super::table::ContactsTable;
-use crate::config::Config;
+use crate::config::{Config, RoutingSource};
 use crate::envelope::RouteReason;
 use serde::Serialize;
 use std::fmt;
@@ -49,7 +49,12 @@ impl Explanation {
                     }
                 }),
                 address: address.to_string(),
-                reason: reason_text(&d.reason),
+                reason: match (&d.reason, &config.routing.source) {
+                    (RouteReason::Contact, RoutingSource::Ldap(_)) => {
+                        directory_reason(config, router, table, address)
+                    }
+                    (reason, _) => reason_text(reason),
+                },
                 route: Some(d.route),
                 rewritten: Some(d.rewritten),
                 tls: None,
@@ -87,6 +92,27 @@ impl fmt::Display for Explanation {
             }
             _ => write!(f, "{} -> refused: {}", self.address, self.reason),
         }
+    }
+}
+
+/// With the directory as the source, names the entry the contact came from:
+/// the cache's line for the address carries its DN as a comment.
+fn directory_reason(
+    config: &Config,
+    router: &Router,
+    table: &ContactsTable,
+    address: &str,
+) -> String {
+    let dn = table
+        .lookup_contact(address, router.separator())
+        .and_then(|c| {
+            let text = std::fs::read_to_string(&config.routing.contacts).ok()?;
+            let line = text.lines().nth(c.line.checked_sub(1)?)?;
+            crate::directory::model::dn_of_line(line).map(str::to_string)
+        });
+    match dn {
+        Some(dn) => format!("contact in the directory ({dn})"),
+        None => "contact in the directory".into(),
     }
 }
 

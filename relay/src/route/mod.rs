@@ -4,10 +4,13 @@
 //! - [`store`]: the file on disk: atomic writer (used by the migrator) and loading.
 //! - [`reload`]: the live table: reload when the file changes (polled) or on SIGHUP,
 //!   swapped atomically only when the whole new table is valid.
+//! - [`mirror`]: the directory as the source: initial load, RFC 4533 changes or
+//!   periodic re-reads, the cache, the outage rules.
 //! - [`router`]: the per-recipient decision (contact, rule, accepted, default).
 //! - [`explain`]: that decision and its next hop, as `coexist-relay route` shows it.
 
 pub mod explain;
+pub mod mirror;
 pub mod reload;
 pub mod router;
 pub mod store;

@@ -20,6 +20,7 @@ use arc_swap::ArcSwap;
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -60,20 +61,58 @@ pub struct Contacts {
     /// Stamp of the file as the last load attempt found it, good or bad. The
     /// mutex also serialises reloads (watcher and SIGHUP).
     seen: Mutex<Option<FileStamp>>,
+    /// Whether a real table is in force (not the placeholder); `/readyz` reads it.
+    loaded: Arc<AtomicBool>,
 }
 
 impl Contacts {
     /// Loads the table at `path`; `routes` are the configured route names. A
     /// missing or invalid table is an error (the relay exits 2 on it at start).
     pub fn load(path: &Path, routes: BTreeSet<String>) -> Result<Arc<Contacts>, Vec<TableError>> {
-        let contacts = Contacts {
+        let contacts = Contacts::pending(path, routes);
+        contacts.reload()?;
+        Ok(contacts)
+    }
+
+    /// A live table with nothing loaded yet (the placeholder: accepted-domain
+    /// recipients get `451 4.3.0`) until [`install`](Self::install) or a
+    /// successful [`reload`](Self::reload).
+    pub fn pending(path: &Path, routes: BTreeSet<String>) -> Arc<Contacts> {
+        Arc::new(Contacts {
             path: path.to_path_buf(),
             routes,
-            current: ArcSwap::from_pointee(ContactsTable::default()),
+            current: ArcSwap::from_pointee(ContactsTable::placeholder()),
             seen: Mutex::new(None),
-        };
-        contacts.reload()?;
-        Ok(Arc::new(contacts))
+            loaded: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The configured route names (what a table's route column may say).
+    pub fn routes(&self) -> &BTreeSet<String> {
+        &self.routes
+    }
+
+    /// Whether a table is in force (false while only the placeholder is).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// The flag behind [`is_loaded`](Self::is_loaded), for `/readyz`.
+    pub fn loaded_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.loaded)
+    }
+
+    /// Swaps in a snapshot built elsewhere (the directory mirror, its cache);
+    /// `completed` is when that snapshot was complete (Unix seconds), for
+    /// `routing_source_last_sync_timestamp_seconds`. Counts as a good reload.
+    pub fn install(&self, table: ContactsTable, completed: i64) {
+        let n = table.len();
+        self.current.store(Arc::new(table));
+        self.loaded.store(true, Ordering::Release);
+        let m = metrics();
+        m.routing_contacts.set(i64::try_from(n).unwrap_or(i64::MAX));
+        m.routing_reload(true);
+        m.routing_source_last_sync.set(completed);
     }
 
     /// A live table that starts from an already parsed `table` (tests, one-shot
@@ -88,6 +127,7 @@ impl Contacts {
             path: path.to_path_buf(),
             routes,
             current: ArcSwap::from_pointee(table),
+            loaded: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -113,6 +153,7 @@ impl Contacts {
             Ok(table) => {
                 let n = table.len();
                 self.current.store(Arc::new(table));
+                self.loaded.store(true, Ordering::Release);
                 m.routing_contacts.set(i64::try_from(n).unwrap_or(i64::MAX));
                 m.routing_reload(true);
                 // A file is always "up"; its snapshot is as new as its last good load.

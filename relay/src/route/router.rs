@@ -53,6 +53,10 @@ pub enum RouteError {
     /// Not a routable address (RFC 5321 §4.1.2 Mailbox): `501 5.1.3`.
     #[error("bad recipient address: {0}")]
     BadAddress(&'static str),
+    /// An accepted domain while no routing snapshot is loaded (the directory
+    /// has not answered yet and there is no cache): `451 4.3.0`.
+    #[error("no routing snapshot yet (the directory has not answered)")]
+    NoSnapshot,
 }
 
 /// The routing policy of the relay, built once from the configuration.
@@ -102,6 +106,11 @@ impl Router {
     /// The contacts table to route one whole transaction with.
     pub fn table(&self) -> Arc<ContactsTable> {
         self.contacts.current()
+    }
+
+    /// The sub-address separator characters (`""` = off).
+    pub fn separator(&self) -> &str {
+        &self.separator
     }
 
     /// The live contacts table (for reload and the watcher).
@@ -192,6 +201,11 @@ impl Router {
         let domain = domain.to_lowercase();
         let accepted = !domain.starts_with('[') && self.accepted_domains.contains(&domain);
         if accepted {
+            // DESIGN.md: never on-premises for want of a table; the user may
+            // have moved.
+            if table.is_placeholder() {
+                return Err(RouteError::NoSnapshot);
+            }
             if tricky && !trusted {
                 return Err(RouteError::RelayDenied);
             }
@@ -245,6 +259,7 @@ far@elsewhere.example      far@tenant.example
             trusted_tls_names: Vec::new(),
         };
         let routing = RoutingConfig {
+            source: crate::config::RoutingSource::File,
             contacts: PathBuf::from("contacts"),
             contact_route: "cloud".into(),
             accepted_route: "onprem".into(),

@@ -92,6 +92,8 @@ pub struct ContactsTable {
     index: HashTable<u32>,
     hasher: RandomState,
     routes: Vec<Box<str>>,
+    /// Stands in for a table not loaded yet (see [`ContactsTable::placeholder`]).
+    placeholder: bool,
 }
 
 impl Default for ContactsTable {
@@ -102,6 +104,7 @@ impl Default for ContactsTable {
             index: HashTable::new(),
             hasher: RandomState::new(),
             routes: Vec::new(),
+            placeholder: false,
         }
     }
 }
@@ -159,6 +162,21 @@ impl ContactsTable {
         builder.finish()
     }
 
+    /// An empty table that stands for "no snapshot yet": the directory has
+    /// not answered and there is no cache. The router refuses accepted-domain
+    /// recipients with it (`451 4.3.0`) rather than route them on-premises.
+    pub fn placeholder() -> ContactsTable {
+        ContactsTable {
+            placeholder: true,
+            ..ContactsTable::default()
+        }
+    }
+
+    /// Whether this is the [`placeholder`](Self::placeholder).
+    pub fn is_placeholder(&self) -> bool {
+        self.placeholder
+    }
+
     /// Number of contacts.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -189,6 +207,7 @@ impl ContactsTable {
     /// wrote it) is carried to the target: `bob+news@tenant.cloud.example`. The
     /// target is otherwise returned as written in the table.
     pub fn lookup(&self, address: &str, separator: &str) -> Option<ContactMatch> {
+        self.lookup_contact(address, separator)?;
         if let Some(e) = self.find(address) {
             let c = self.contact(e);
             return Some(ContactMatch {
@@ -212,6 +231,24 @@ impl ContactsTable {
             rewritten: format!("{t_local}{tag}@{t_domain}"),
             route: c.route.map(str::to_owned),
         })
+    }
+
+    /// The contact [`lookup`](Self::lookup) would use for `address` (the
+    /// exact address, else the one without its sub-address tag), as listed.
+    pub fn lookup_contact(&self, address: &str, separator: &str) -> Option<Contact<'_>> {
+        if let Some(e) = self.find(address) {
+            return Some(self.contact(e));
+        }
+        if separator.is_empty() {
+            return None;
+        }
+        let (local, domain) = address.rsplit_once('@')?;
+        let cut = local.find(|c: char| separator.contains(c))?;
+        if cut == 0 {
+            return None;
+        }
+        self.find(&format!("{}@{domain}", &local[..cut]))
+            .map(|e| self.contact(e))
     }
 
     fn contact(&self, e: &Entry) -> Contact<'_> {

@@ -241,6 +241,16 @@ impl Reply {
             "Message rate limit exceeded, try again later",
         )
     }
+    /// `451 4.3.0` no routing snapshot yet (the directory has not answered
+    /// and there is no cache): better later than to the wrong mailbox.
+    pub fn no_routing_snapshot() -> Self {
+        Reply::new(
+            451,
+            EnhancedCode::new(4, 3, 0),
+            "Routing table not loaded yet, try again later",
+        )
+    }
+
     /// `451 4.3.0` spool write failed.
     pub fn spool_failed() -> Self {
         Reply::new(

@@ -1,7 +1,8 @@
 //! The one-shot commands: `check`, `route`, `doctor`.
 
 use crate::EXIT_CONFIG;
-use relay::config::Config;
+use relay::config::ldap::LdapConfig;
+use relay::config::{Config, RoutingSource};
 use relay::route::explain::Explanation;
 use relay::route::reload::Contacts;
 use relay::route::router::Router;
@@ -25,9 +26,16 @@ pub(crate) fn load_config(path: &Path) -> Option<Config> {
 }
 
 /// Loads the config and the contacts table, printing every error; `None` = exit 2.
+/// With the directory as the source the table is its cache, which may not
+/// exist yet (then the placeholder: nothing is routed as a contact).
 pub(crate) fn load_all(path: &Path) -> Option<(Config, Arc<Contacts>)> {
     let config = load_config(path)?;
     let routes: BTreeSet<String> = config.routes.keys().cloned().collect();
+    if matches!(config.routing.source, RoutingSource::Ldap(_)) && !config.routing.contacts.exists()
+    {
+        let contacts = Contacts::pending(&config.routing.contacts, routes);
+        return Some((config, contacts));
+    }
     match Contacts::load(&config.routing.contacts, routes) {
         Ok(contacts) => Some((config, contacts)),
         Err(errors) => {
@@ -39,20 +47,65 @@ pub(crate) fn load_all(path: &Path) -> Option<(Config, Arc<Contacts>)> {
     }
 }
 
-/// `check`: the config and the contacts table load.
-pub(crate) fn check(path: &Path) -> ExitCode {
+/// `check`: the config and the contacts table load; with `online` and the
+/// directory as the source, also binds and counts what it would route.
+pub(crate) fn check(path: &Path, online: bool) -> ExitCode {
     let Some((config, contacts)) = load_all(path) else {
         return ExitCode::from(EXIT_CONFIG);
     };
+    let table = match (&config.routing.source, contacts.is_loaded()) {
+        (RoutingSource::Ldap(_), false) => format!(
+            "no directory snapshot cached yet at {}",
+            config.routing.contacts.display()
+        ),
+        (RoutingSource::Ldap(_), true) => format!(
+            "{} contact(s) in the cached directory snapshot {}",
+            contacts.current().len(),
+            config.routing.contacts.display()
+        ),
+        (RoutingSource::File, _) => format!(
+            "{} contact(s) in {}",
+            contacts.current().len(),
+            config.routing.contacts.display()
+        ),
+    };
     println!(
-        "{}: OK ({} listener(s), {} route(s), {} contact(s) in {})",
+        "{}: OK ({} listener(s), {} route(s), {table})",
         path.display(),
         config.listeners.len(),
         config.routes.len(),
-        contacts.current().len(),
-        config.routing.contacts.display()
     );
-    ExitCode::SUCCESS
+    match (&config.routing.source, online) {
+        (RoutingSource::Ldap(ldap), true) => check_directory(ldap, contacts.routes()),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// `check --online`: bind, read everything the mirror would, and count.
+fn check_directory(ldap: &LdapConfig, routes: &BTreeSet<String>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coexist-relay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(relay::directory::survey(ldap, routes)) {
+        Ok(survey) => {
+            println!("directory: OK ({survey})");
+            for p in &survey.problems {
+                println!("directory: left out: {p}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("directory: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `route`: the decision for each address.

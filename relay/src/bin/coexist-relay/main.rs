@@ -35,8 +35,12 @@ struct Cli {
 enum Command {
     /// Run the relay daemon (logs to stderr; SIGHUP reloads the contacts table and the certificate).
     Run,
-    /// Validate the configuration and the contacts table.
-    Check,
+    /// Validate the configuration and the contacts table (or the directory's cached snapshot).
+    Check {
+        /// Also connect to the directory: bind, search, count the entries.
+        #[arg(long)]
+        online: bool,
+    },
     /// Show where each address would be routed, and why.
     Route {
         /// Print JSON (one array of objects).
@@ -68,7 +72,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check => commands::check(&cli.config),
+        Command::Check { online } => commands::check(&cli.config, online),
         Command::Route {
             json,
             client,

@@ -275,3 +275,52 @@ async fn txt_record(resolver: &Resolver, domain: &str) -> Record {
         _ => Record::Absent,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(mode: &str, fetched_at: i64, max_age: u64) -> Entry {
+        let body =
+            format!("version: STSv1\nmode: {mode}\nmx: mx.example.test\nmax_age: {max_age}\n");
+        Entry::from_stored(&Stored {
+            domain: "example.test".into(),
+            id: "7".into(),
+            fetched_at,
+            body,
+        })
+        .expect("a valid policy")
+    }
+
+    #[test]
+    fn a_policy_is_trusted_until_its_max_age_runs_out() {
+        let e = entry("enforce", 1_000, 86_400);
+        assert!(e.fresh(1_000 + 86_399));
+        assert!(
+            !e.fresh(1_000 + 86_400),
+            "refetched once max_age has passed"
+        );
+        let Lookup::Policy(p) = e.active("example.test") else {
+            panic!("enforce is a policy");
+        };
+        assert_eq!(p.mode, Mode::Enforce);
+        assert_eq!(p.expires_at, 1_000 + 86_400);
+        assert!(p.allows("MX.example.test."));
+        assert!(!p.allows("mx.other.test"));
+    }
+
+    #[test]
+    fn mode_none_is_no_policy_and_garbage_is_not_cached() {
+        assert_eq!(
+            entry("none", 0, 86_400).active("example.test"),
+            Lookup::NoPolicy
+        );
+        let bad = Stored {
+            domain: "example.test".into(),
+            id: "1".into(),
+            fetched_at: 0,
+            body: "<html>not a policy</html>".into(),
+        };
+        assert!(Entry::from_stored(&bad).is_none());
+    }
+}

@@ -1,0 +1,294 @@
+//! `directory-load`: the directory targets of issue #12, measured against a
+//! real OpenLDAP slapd (syncprov) and the built relay with
+//! `routing.source = "ldap"`:
+//!
+//! 1. initial load: USERS users (MIGRATED of them with a forwarding contact)
+//!    loaded with slapadd; time from the relay's start to its first snapshot,
+//!    and its RSS (VmRSS, VmHWM) after it;
+//! 2. change latency: CHANGES users flipped one at a time with ldapmodify
+//!    (contact added, altRecipient set); time from ldapmodify's return to the
+//!    relay's `coexist_routing_contacts` showing it (p50, p99, max);
+//! 3. a burst: BURST contacts re-pointed in one ldapmodify while a client sends
+//!    messages through the relay; SMTP accept latency (MAIL to the 250 after
+//!    DATA) p99 during the burst against before it, and the time until the
+//!    whole burst is in the snapshot (read from the relay's cache).
+//!
+//! Build the release binaries first (`cargo build --release --workspace
+//! --bins`), then run `./target/release/directory-load` (defaults: 100000
+//! users, 50000 migrated, 100 changes, 10000 in the burst). Small, to see it
+//! work: `directory-load --users 2000 --migrated 1000 --changes 10 --burst 200`.
+//! It times things: run it on a quiet machine.
+
+use coexist_e2e::dovecot::TestCa;
+use coexist_e2e::load::memory_kib;
+use coexist_e2e::sink::{Script, ScriptSink};
+use coexist_e2e::slapd::{self, Slapd, SlapdSetup};
+use coexist_e2e::smtp::Client;
+use coexist_e2e::{Relay, RelaySetup};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Args {
+    users: usize,
+    migrated: usize,
+    changes: usize,
+    burst: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        users: 100_000,
+        migrated: 50_000,
+        changes: 100,
+        burst: 10_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{flag} needs a number"));
+        match flag.as_str() {
+            "--users" => a.users = value,
+            "--migrated" => a.migrated = value,
+            "--changes" => a.changes = value,
+            "--burst" => a.burst = value,
+            other => {
+                panic!("unknown flag {other}; use --users N --migrated N --changes N --burst N")
+            }
+        }
+    }
+    assert!(
+        a.migrated + a.changes <= a.users,
+        "--migrated + --changes must not exceed --users"
+    );
+    assert!(
+        a.burst <= a.migrated,
+        "--burst must not exceed --migrated (it re-points existing contacts)"
+    );
+    a
+}
+
+fn address(i: usize) -> String {
+    format!("user{i}@corp.example")
+}
+
+/// The directory: base entries, then each user (with an alias); the first
+/// `migrated` with their contact.
+fn bulk_ldif(path: &std::path::Path, a: &Args) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    f.write_all(slapd::base_ldif().as_bytes()).unwrap();
+    for i in 0..a.users {
+        let mail = address(i);
+        if i < a.migrated {
+            f.write_all(
+                slapd::contact_ldif(&mail, &format!("user{i}@tenant.cloud.example")).as_bytes(),
+            )
+            .unwrap();
+            let alt = slapd::contact_dn(&mail);
+            let extra = [
+                ("proxyAddresses", format!("smtp:alias{i}@corp.example")),
+                ("altRecipient", alt),
+            ];
+            let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            f.write_all(slapd::user_ldif(&format!("user{i}"), &mail, &extra).as_bytes())
+                .unwrap();
+        } else {
+            let alias = format!("smtp:alias{i}@corp.example");
+            f.write_all(
+                slapd::user_ldif(&format!("user{i}"), &mail, &[("proxyAddresses", &alias)])
+                    .as_bytes(),
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
+
+/// One transaction: MAIL, RCPT, DATA, 250; its accept latency.
+fn transaction(c: &mut Client, n: usize) -> Duration {
+    let started = Instant::now();
+    assert!(c.cmd("MAIL FROM:<load@example.net>").has(250, "2.1.0"));
+    let reply = c.cmd(&format!("RCPT TO:<alias{n}@corp.example>"));
+    assert_eq!(reply.code, 250, "{}", reply.text);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(format!("Subject: load {n}\r\n\r\nx\r\n.\r\n").as_bytes());
+    assert_eq!(c.read_reply().code, 250);
+    started.elapsed()
+}
+
+fn main() {
+    let a = args();
+    let ca = TestCa::new();
+    let work = tempfile::tempdir().unwrap();
+    let ldif = work.path().join("bulk.ldif");
+    let t = Instant::now();
+    bulk_ldif(&ldif, &a);
+    let dir = Slapd::start(
+        SlapdSetup {
+            name: "bench".into(),
+            bulk: Some(ldif),
+            ..Default::default()
+        },
+        &ca,
+    );
+    eprintln!(
+        "directory: {} users, {} migrated, slapadd + start {:.1}s",
+        a.users,
+        a.migrated,
+        t.elapsed().as_secs_f64()
+    );
+
+    let sink = ScriptSink::start(Script::default());
+    let password = work.path().join("ldap.password");
+    std::fs::write(&password, format!("{}\n", slapd::SERVICE.1)).unwrap();
+    let section = slapd::relay_ldap_section(&[dir.url()], &dir.ca_file, &password)
+        .replace("timeout = \"5s\"", "timeout = \"60s\"");
+    let started = Instant::now();
+    let relay: Relay = RelaySetup::default()
+        .section(
+            "route.onprem",
+            &format!("smarthost = [\"{}\"]\ntls = \"none\"", sink.hostport()),
+        )
+        .section(
+            "route.cloud",
+            &format!("smarthost = [\"{}\"]\ntls = \"none\"", sink.hostport()),
+        )
+        .section("routing", "source = \"ldap\"\ncontacts = \"contacts\"")
+        .section("ldap", &section)
+        .no_contacts()
+        .start();
+    relay
+        .log
+        .wait_for("directory snapshot loaded", 0, Duration::from_secs(600))
+        .expect("first snapshot");
+    let load = started.elapsed();
+    let (rss, hwm) = memory_kib(relay.pid());
+    let keys = relay.metric("coexist_routing_contacts");
+    println!(
+        "initial load: users={} migrated={} routing_keys={keys} time={:.2}s rss={:.1}MB peak_rss={:.1}MB",
+        a.users,
+        a.migrated,
+        load.as_secs_f64(),
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+
+    // 2. One change at a time.
+    let mut latencies = Vec::with_capacity(a.changes);
+    for k in 0..a.changes {
+        let i = a.migrated + k;
+        let mail = address(i);
+        let before = relay.metric("coexist_routing_contacts");
+        let change = format!(
+            "{}dn: {}\nchangetype: modify\nreplace: altRecipient\naltRecipient: {}\n",
+            slapd::contact_ldif(&mail, &format!("user{i}@tenant.cloud.example")).replace(
+                "objectClass: contact",
+                "changetype: add\nobjectClass: contact"
+            ),
+            slapd::user_dn(&format!("user{i}")),
+            slapd::contact_dn(&mail)
+        );
+        dir.modify(&change);
+        let written = Instant::now();
+        while relay.metric("coexist_routing_contacts") < before + 2.0 {
+            assert!(
+                written.elapsed() < Duration::from_secs(30),
+                "change {k} never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        latencies.push(written.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "change latency: changes={} p50={} p99={} max={} (ldapmodify returned -> routing_contacts; includes the 2 ms poll)",
+        a.changes,
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies.last().copied().unwrap_or_default())
+    );
+
+    // 3. A burst while mail flows.
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples: Arc<Mutex<Vec<(Instant, Duration)>>> = Arc::default();
+    let sender = {
+        let (stop, samples, addr) = (Arc::clone(&stop), Arc::clone(&samples), relay.addr("smtp"));
+        std::thread::spawn(move || {
+            let (mut c, _) = Client::connect(addr);
+            c.ehlo();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let took = transaction(&mut c, n % 1000);
+                samples.lock().unwrap().push((Instant::now(), took));
+                n += 1;
+            }
+            c.cmd("QUIT");
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let burst_start = Instant::now();
+    let mut change = String::with_capacity(a.burst * 160);
+    for i in 0..a.burst {
+        change.push_str(&format!(
+            "dn: {}\nchangetype: modify\nreplace: targetAddress\ntargetAddress: SMTP:user{i}@burst.cloud.example\n\n",
+            slapd::contact_dn(&address(i))
+        ));
+    }
+    dir.modify(&change);
+    let written = Instant::now();
+    let cache = relay.dir.path().join("contacts");
+    let last = format!("user{}@burst.cloud.example", a.burst - 1);
+    while !std::fs::read_to_string(&cache)
+        .unwrap_or_default()
+        .contains(&last)
+    {
+        assert!(
+            written.elapsed() < Duration::from_secs(120),
+            "the burst never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let applied = burst_start.elapsed();
+    let burst_end = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let samples = samples.lock().unwrap();
+    let mut before: Vec<Duration> = samples
+        .iter()
+        .filter(|(t, _)| *t < burst_start)
+        .map(|(_, d)| *d)
+        .collect();
+    let mut during: Vec<Duration> = samples
+        .iter()
+        .filter(|(t, _)| *t >= burst_start && *t <= burst_end)
+        .map(|(_, d)| *d)
+        .collect();
+    before.sort();
+    during.sort();
+    println!(
+        "burst: changes={} applied_in={:.2}s (ldapmodify {:.2}s) accept p99 before={} ({} msgs) during={} ({} msgs) ratio={:.2}",
+        a.burst,
+        applied.as_secs_f64(),
+        (written - burst_start).as_secs_f64(),
+        ms(percentile(&before, 0.99)),
+        before.len(),
+        ms(percentile(&during, 0.99)),
+        during.len(),
+        percentile(&during, 0.99).as_secs_f64() / percentile(&before, 0.99).as_secs_f64().max(1e-9)
+    );
+}
