@@ -177,8 +177,14 @@ fn a_batch_is_one_append_command_and_arrives_byte_for_byte() {
         .output()
         .unwrap();
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status[0]["content"]["mail"]["copied"], 300, "{status}");
-    assert_eq!(status[0]["content"]["calendar"]["copied"], 2, "{status}");
+    assert_eq!(
+        status[0]["content_totals"]["mail"]["copied"], 300,
+        "{status}"
+    );
+    assert_eq!(
+        status[0]["content_totals"]["calendar"]["copied"], 2,
+        "{status}"
+    );
     assert_eq!(
         non_empty(&s.source.dump(ALICE)),
         non_empty(&s.target.dump(ALICE_CLOUD))

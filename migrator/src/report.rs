@@ -227,8 +227,9 @@ pub struct StatusRow {
     pub progress: (u64, u64),
     /// Totals over all runs.
     pub totals: Counters,
-    /// The totals by content type.
-    pub content: ByContent,
+    /// The totals by content type (`mail`, `calendar`, `contacts`): copied,
+    /// skipped, refused, throttled, bytes, duration.
+    pub content_totals: ByContent,
     /// Folders with a checkpoint.
     pub folders: usize,
     /// Calendar objects / vCards on the target by this migrator's checkpoint,
@@ -283,7 +284,7 @@ pub fn status(
                 error: st.error.clone(),
                 progress: st.progress,
                 totals: st.totals,
-                content: st.content.clone(),
+                content_totals: st.content.clone(),
                 folders: st.folders.len(),
                 content: st.dav.values().fold(BTreeMap::new(), |mut m, c| {
                     *m.entry(c.kind.label()).or_insert(0) += c.items.len() as u64;
