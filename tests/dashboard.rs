@@ -311,6 +311,13 @@ fn every_dashboard_query_runs_against_a_prometheus_scraping_relay_and_migrator()
         |s| s.len() == 1,
     );
 
+    // rate() and increase() need two samples in their window: three scrapes of each.
+    prometheus.wait_for(
+        "count_over_time(up[1m]) >= 3",
+        Duration::from_secs(60),
+        |s| s.len() == 2,
+    );
+
     // Every metric the dashboard names is exported by one of the two.
     let pages = [
         coexist_e2e::http_get(relay_metrics, "/metrics").1,
@@ -402,6 +409,13 @@ fn every_dashboard_query_runs_against_a_prometheus_scraping_relay_and_migrator()
     assert_eq!(copied["contacts"], 0.0, "{copied:?}");
     let bytes = by_label(panel("Bytes copied so far, per content type"), "content");
     assert!(bytes["mail"] > 0.0 && bytes["calendar"] > 0.0, "{bytes:?}");
+    // Over IMAP here, so the DAV families stand at zero, one series per content
+    // and result.
+    let dav = panel("DAV items so far, by content and result");
+    assert!(
+        dav.len() >= 8 && dav.iter().all(|s| value(s) == 0.0),
+        "{dav:?}"
+    );
     let errors = by_label(panel("Migration errors, by kind"), "kind");
     assert_eq!(errors.len(), 4, "{errors:?}");
 
