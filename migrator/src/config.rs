@@ -102,6 +102,9 @@ pub enum Auth {
     Master,
     /// SASL PLAIN with authzid = user, authcid = master (RFC 4616).
     Authzid,
+    /// An app-only OAuth2 token (client-credentials grant) over SASL XOAUTH2 or
+    /// OAUTHBEARER; the settings are in [`Endpoint::oauth2`].
+    OAuth2,
 }
 
 /// `[source]` or `[target]`.
@@ -121,8 +124,10 @@ pub struct Endpoint {
     pub auth: Auth,
     /// The master (admin) login for `master` and `authzid`.
     pub master_user: Option<String>,
-    /// Where the password(s) are.
+    /// Where the password(s) are (empty with `auth = "oauth2"`).
     pub password_file: PathBuf,
+    /// The token endpoint and client, with `auth = "oauth2"`.
+    pub oauth2: Option<crate::oauth::OAuth2>,
     /// Template for the mailbox login on this side: `{address}`, `{local}`,
     /// `{domain}`, `{target}`.
     pub login: String,
@@ -245,6 +250,12 @@ const ENDPOINT_KEYS: &[&str] = &[
     "dav_url",
     "dav_home",
     "dav_addressbook_home",
+    "sasl",
+    "token_url",
+    "client_id",
+    "client_secret_file",
+    "scope",
+    "client_auth",
 ];
 
 impl Config {
@@ -430,6 +441,7 @@ fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -
                 ("password", Auth::Password),
                 ("master", Auth::Master),
                 ("authzid", Auth::Authzid),
+                ("oauth2", Auth::OAuth2),
             ],
         )
         .map(|a| a.into_inner());
@@ -441,6 +453,32 @@ fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -
             return None;
         }
     };
+    if auth == Auth::OAuth2 {
+        let oauth2 = crate::oauth::settings::read(d, &t, base)?;
+        return Some(Endpoint {
+            side,
+            url: url.into_inner(),
+            host,
+            port,
+            security,
+            auth,
+            master_user: None,
+            password_file: PathBuf::new(),
+            oauth2: Some(oauth2),
+            login: login(d, &t, side),
+            ca: ca(d, &t, base),
+            dav: crate::dav::config::read(d, &t, auth)?,
+        });
+    }
+    crate::oauth::settings::refuse_without_oauth2(
+        d,
+        &t,
+        match auth {
+            Auth::Password => "password",
+            Auth::Master => "master",
+            _ => "authzid",
+        },
+    );
     let master_user = t.string(d, "master_user").map(|s| s.into_inner());
     if auth != Auth::Password && master_user.as_deref().unwrap_or("").is_empty() {
         t.missing(d, "master_user", "\"admin\"");
@@ -454,19 +492,6 @@ fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -
             return None;
         }
     };
-    let default_login = match side {
-        Side::Source => "{address}",
-        Side::Target => "{target}",
-    };
-    let login = t
-        .string(d, "login")
-        .map(|s| s.into_inner())
-        .unwrap_or_else(|| default_login.to_string());
-    let ca = match t.string(d, "ca") {
-        Some(s) if s.get_ref().is_empty() => None,
-        Some(s) => Some(base.join(s.get_ref())),
-        None => None,
-    };
     let dav = crate::dav::config::read(d, &t, auth)?;
     Some(Endpoint {
         side,
@@ -477,10 +502,31 @@ fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -
         auth,
         master_user,
         password_file,
-        login,
-        ca,
+        oauth2: None,
+        login: login(d, &t, side),
+        ca: ca(d, &t, base),
         dav,
     })
+}
+
+/// `login`, defaulting to the address at the source and the contact at the target.
+fn login(d: &mut Diagnostics, t: &Section, side: Side) -> String {
+    let default_login = match side {
+        Side::Source => "{address}",
+        Side::Target => "{target}",
+    };
+    t.string(d, "login")
+        .map(|s| s.into_inner())
+        .unwrap_or_else(|| default_login.to_string())
+}
+
+/// `ca`: "" or absent = none.
+fn ca(d: &mut Diagnostics, t: &Section, base: &Path) -> Option<PathBuf> {
+    match t.string(d, "ca") {
+        Some(s) if s.get_ref().is_empty() => None,
+        Some(s) => Some(base.join(s.get_ref())),
+        None => None,
+    }
 }
 
 /// `calendar`/`contacts` with a `dav_url` on one side only cannot be copied:
@@ -781,6 +827,27 @@ parallel = 2
             e[2].contains(":19: migration.content: unknown content \"tasks\""),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn oauth2_side_reads_its_keys_with_defaults() {
+        let text = GOOD.replace(
+            "auth = \"authzid\"\nmaster_user = \"admin\"\npassword_file = \"secrets/target.password\"",
+            "auth = \"oauth2\"\ntoken_url = \"https://login.example/t/token\"\nclient_id = \"app\"\n\
+             client_secret_file = \"secrets/target.client-secret\"\nscope = \"https://imap.example/.default\"",
+        );
+        let c = Config::from_str(&text, Path::new("/etc/m/migrator.toml")).unwrap();
+        assert_eq!(c.target.auth, Auth::OAuth2);
+        let o = c.target.oauth2.as_ref().unwrap();
+        assert_eq!(o.sasl, crate::oauth::Sasl::XOAuth2);
+        assert_eq!(o.client_auth, crate::oauth::ClientAuth::Basic);
+        assert_eq!(
+            o.client_secret_file,
+            Path::new("/etc/m/secrets/target.client-secret")
+        );
+        assert_eq!(c.target.master_user, None);
+        assert_eq!(c.target.ca.as_deref(), Some(Path::new("/etc/m/ca.pem")));
+        assert!(c.source.oauth2.is_none());
     }
 
     #[test]

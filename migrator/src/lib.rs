@@ -15,16 +15,21 @@
 //!   one mail folder with its checkpoint windows and throttling
 //!   ([`copy::mail`]), and matching on the target ([`copy::dedupe`]).
 //! - [`imap`]: the IMAP client (TLS, logins, commands; over TCP or any stream).
+//! - [`oauth`]: OAuth2 app-only tokens (client-credentials grant), shared by
+//!   every login of a side, and the SASL XOAUTH2 / OAUTHBEARER messages.
 //! - [`state`]: per-user checkpoints in `state_dir` (crash-safe JSON files).
 //! - [`context`]: what the steps work on — the run's shared parts and one
 //!   user's migration in flight.
 //! - [`run`]: `migrate` / `sync`: the steps in order, users in parallel.
 //! - [`report`]: the per-user report and `status`; [`progress`]: bars and
 //!   lines while it runs; [`print`](mod@print): what the commands print.
+//! - [`check`]: `check`, the pre-flight (directory, each side's TLS, logins,
+//!   capabilities, token endpoint, size against free quota).
 //! - [`metrics`]: the `coexist_migrator_*` metric set and its `/metrics` endpoint.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod config;
 pub mod context;
 pub mod copy;
@@ -33,6 +38,7 @@ pub mod directory;
 pub mod flip;
 pub mod imap;
 pub mod metrics;
+pub mod oauth;
 pub mod plan;
 pub mod print;
 pub mod progress;

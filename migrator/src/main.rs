@@ -95,6 +95,18 @@ enum Command {
         /// One user only.
         user: Option<String>,
     },
+    /// Pre-flight: directory, each side's TLS and login, capabilities, token
+    /// endpoint, size against free quota. Writes nothing.
+    Check {
+        /// JSON output (`{"checks": [...]}`).
+        #[arg(long)]
+        json: bool,
+        /// Allow plaintext IMAP and unverified certificates.
+        #[arg(long)]
+        allow_insecure: bool,
+        /// Users whose mailboxes to open (default: a sample of the enabled ones).
+        users: Vec<String>,
+    },
     /// Remove the contacts so mail flows on-premises again (copied content stays).
     Rollback {
         /// Users to roll back.
@@ -168,6 +180,19 @@ async fn dispatch(config: &Config, command: Command) -> anyhow::Result<bool> {
             print::status(&report::status(&directory, &states, user.as_deref())?, json);
             Ok(true)
         }
+        Command::Check {
+            json,
+            allow_insecure,
+            users,
+        } => {
+            let opts = migrator::check::CheckOptions {
+                users,
+                allow_insecure,
+            };
+            let report = migrator::check::run(config, &opts).await;
+            print::check(&report, json);
+            Ok(report.exit_code() == 0)
+        }
         Command::Rollback { users } => {
             let directory = Directory::new(config);
             let states = StateDir::new(&config.migration.state_dir);
@@ -179,12 +204,18 @@ async fn dispatch(config: &Config, command: Command) -> anyhow::Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        // imap-next traces every byte it reads and writes, LOGIN passwords
+        // and AUTHENTICATE tokens included: never at any RUST_LOG.
+        .with(tracing_subscriber::filter::filter_fn(|meta| {
+            !meta.target().starts_with("imap_next") || *meta.level() <= tracing::Level::DEBUG
+        }))
         .init();
     let config = match Config::load(&cli.config) {
         Ok(c) => c,

@@ -99,7 +99,8 @@ impl ErrorKind {
             | ImapError::Insecure(_)
             | ImapError::Login { .. }
             | ImapError::Protocol(_)
-            | ImapError::Secret(_) => ErrorKind::UserFailed,
+            | ImapError::Secret(_)
+            | ImapError::OAuth(_) => ErrorKind::UserFailed,
         }
     }
 }

@@ -190,7 +190,11 @@ async fn measure_folder(
     filter: &Filter,
 ) -> Result<(u64, u64), ImapError> {
     let selected = src.open(&plan.source, false).await?;
-    if selected.exists == 0 {
+    let dated = filter.since.is_some() || filter.before.is_some();
+    let unchanged = state.is_some_and(|s| {
+        s.unchanged(selected.uid_validity, selected.uid_next, dated) && s.target == plan.target
+    });
+    if selected.exists == 0 || unchanged {
         return Ok((0, 0));
     }
     let uids = src.search(filter.since, filter.before).await?;
@@ -232,9 +236,21 @@ pub struct ReadyRow {
     pub error: Option<String>,
 }
 
+/// Why `ready` could not answer at all (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadyError {
+    /// The directory or the contacts table could not be read.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// An OAuth2 side's token endpoint refuses the client.
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
+}
+
 /// `ready`: the enabled users without a contact, each measured (a user that
 /// cannot be measured gets its error in the row; the others go on).
-pub async fn ready(config: &Config, allow_insecure: bool) -> Result<Vec<ReadyRow>, DirectoryError> {
+pub async fn ready(config: &Config, allow_insecure: bool) -> Result<Vec<ReadyRow>, ReadyError> {
     let directory = Directory::new(config);
     let filter = Filter {
         content: config.migration.content,
@@ -242,7 +258,12 @@ pub async fn ready(config: &Config, allow_insecure: bool) -> Result<Vec<ReadyRow
         dav: config.source.dav.is_some() && config.target.dav.is_some(),
         ..Filter::default()
     };
-    let servers = Servers::new(config, allow_insecure || config.migration.allow_insecure);
+    let servers = Servers::new(config, allow_insecure || config.migration.allow_insecure)?;
+    if let Err(e) = servers.prefetch_tokens().await {
+        if e.is_config() {
+            return Err(e.into());
+        }
+    }
     let mut rows = Vec::new();
     for user in directory.ready()? {
         let target = directory.target_for(&user);

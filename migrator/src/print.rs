@@ -182,3 +182,15 @@ pub fn final_report(reports: &[UserReport]) {
         }
     }
 }
+
+/// `check`: one line per check (and its `fix:`), or `{"checks": [...]}`.
+pub fn check(report: &crate::check::Report, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_else(|_| "{}".into())
+        );
+    } else {
+        print!("{report}");
+    }
+}

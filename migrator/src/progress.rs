@@ -1,5 +1,6 @@
-//! What the operator sees while a run goes on: a progress bar per user on a
-//! terminal (indicatif), plain periodic lines otherwise (logs, CI).
+//! What the operator sees while a run goes on (DESIGN.md, "Progress"): on a
+//! terminal a bar per user (indicatif) with messages, bytes and the ETA;
+//! otherwise (logs, CI) a line per user and minute.
 
 use crate::report::human_bytes;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -8,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often a line is printed when stderr is not a terminal.
-const LINE_EVERY: Duration = Duration::from_secs(10);
+/// How often a line is printed per user when stderr is not a terminal.
+const LINE_EVERY: Duration = Duration::from_secs(60);
 
 /// Progress output shared by all users of a run.
 #[derive(Clone)]
@@ -26,18 +27,19 @@ impl Progress {
         Progress { bars }
     }
 
-    /// Starts tracking one user with `total` messages to go.
-    pub fn user(&self, address: &str, total: u64) -> UserProgress {
+    /// Starts tracking one user with `total` messages and `total_bytes` to go.
+    pub fn user(&self, address: &str, total: u64, total_bytes: u64) -> UserProgress {
         let bar = self.bars.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new(total));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:30} [{bar:30}] {pos}/{len} msgs {msg} {elapsed}",
+                    "{prefix:30} [{bar:30}] {pos}/{len} msgs, {msg}, ETA {eta} ({elapsed})",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
             bar.set_prefix(address.to_string());
+            bar.set_message(format!("0 B of {}", human_bytes(total_bytes)));
             bar
         });
         UserProgress {
@@ -46,6 +48,8 @@ impl Progress {
             done: Arc::new(AtomicU64::new(0)),
             bytes: Arc::new(AtomicU64::new(0)),
             total,
+            total_bytes,
+            started: Instant::now(),
             last_line: Mutex::new(Instant::now()),
         }
     }
@@ -74,6 +78,8 @@ pub struct UserProgress {
     done: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     total: u64,
+    total_bytes: u64,
+    started: Instant,
     last_line: Mutex<Instant>,
 }
 
@@ -85,7 +91,11 @@ impl UserProgress {
         match &self.bar {
             Some(bar) => {
                 bar.set_position(done);
-                bar.set_message(human_bytes(bytes));
+                bar.set_message(format!(
+                    "{} of {}",
+                    human_bytes(bytes),
+                    human_bytes(self.total_bytes)
+                ));
             }
             None => {
                 let Ok(mut last) = self.last_line.lock() else {
@@ -93,15 +103,37 @@ impl UserProgress {
                 };
                 if last.elapsed() >= LINE_EVERY {
                     *last = Instant::now();
-                    eprintln!(
-                        "{}: {done} of {} messages, {}",
-                        self.address,
-                        self.total,
-                        human_bytes(bytes)
-                    );
+                    eprintln!("{}", self.line(done, bytes));
                 }
             }
         }
+    }
+
+    /// The periodic line: `alice@…: 1200 of 5000 messages, 40.0 MiB of
+    /// 160.0 MiB, ETA 3m10s`. The ETA is from the rate so far, by bytes when
+    /// they are known (a few big messages take longer than many small ones).
+    fn line(&self, done: u64, bytes: u64) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let fraction = if self.total_bytes > 0 {
+            bytes as f64 / self.total_bytes as f64
+        } else if self.total > 0 {
+            done as f64 / self.total as f64
+        } else {
+            1.0
+        };
+        let eta = if fraction > 0.0 {
+            let left = (elapsed / fraction - elapsed).max(0.0) as u64;
+            format!("{}m{:02}s", left / 60, left % 60)
+        } else {
+            "unknown".into()
+        };
+        format!(
+            "{}: {done} of {} messages, {} of {}, ETA {eta}",
+            self.address,
+            self.total,
+            human_bytes(bytes),
+            human_bytes(self.total_bytes)
+        )
     }
 
     /// Messages handled so far.
@@ -114,5 +146,22 @@ impl UserProgress {
         if let Some(bar) = &self.bar {
             bar.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_periodic_line_has_messages_bytes_and_eta() {
+        let p = Progress { bars: None };
+        let u = p.user("alice@corp.example", 10, 10 << 20);
+        let line = u.line(5, 5 << 20);
+        assert!(
+            line.starts_with("alice@corp.example: 5 of 10 messages, 5.0 MiB of 10.0 MiB, ETA 0m"),
+            "{line}"
+        );
+        assert!(u.line(0, 0).ends_with("ETA unknown"));
     }
 }

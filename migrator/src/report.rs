@@ -3,7 +3,7 @@
 //! where each user is, from the checkpoints and the directory.
 
 use crate::directory::{user, Directory, DirectoryError};
-use crate::state::{Counters, Phase, StateDir, StateError};
+use crate::state::{ByContent, Counters, Phase, StateDir, StateError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -77,8 +77,9 @@ pub struct UserReport {
     pub counters: Counters,
     /// Messages with problems.
     pub warnings: Vec<Warning>,
-    /// Calendars and contacts over CalDAV/CardDAV, by content type
-    /// (`calendar`, `contacts`); absent when none was copied.
+    /// By content type: `mail` (and `calendar` for the IMAP folders of
+    /// `calendar_folders`) from the IMAP copy; `calendar`, `contacts` over
+    /// CalDAV/CardDAV; absent when nothing was copied.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub content: BTreeMap<&'static str, ContentReport>,
 }
@@ -115,6 +116,10 @@ pub struct DavCounters {
     pub schedule_agent_marked: u64,
     /// Bytes written.
     pub bytes: u64,
+    /// Times the target asked to slow down (IMAP: see [`Counters`]).
+    pub throttled: u64,
+    /// Time spent on this content, milliseconds.
+    pub duration_ms: u64,
 }
 
 /// A calendar object or vCard with a problem.
@@ -146,6 +151,24 @@ impl UserReport {
             warnings: Vec::new(),
             content: BTreeMap::new(),
         }
+    }
+
+    /// The IMAP copy's share of one folder (`mail` or `calendar`): what the
+    /// run's [`Counters`] moved by between `before` and now, in `duration`.
+    pub fn add_imap_content(
+        &mut self,
+        kind: &'static str,
+        before: &Counters,
+        duration: std::time::Duration,
+    ) {
+        let now = self.counters;
+        let c = &mut self.content.entry(kind).or_default().counters;
+        c.copied += now.copied - before.copied;
+        c.skipped += now.skipped - before.skipped;
+        c.refused += now.failed - before.failed;
+        c.throttled += now.throttled - before.throttled;
+        c.bytes += now.bytes - before.bytes;
+        c.duration_ms += duration.as_millis() as u64;
     }
 
     /// The report of one DAV content type, made on first use.
@@ -204,6 +227,9 @@ pub struct StatusRow {
     pub progress: (u64, u64),
     /// Totals over all runs.
     pub totals: Counters,
+    /// The totals by content type (`mail`, `calendar`, `contacts`): copied,
+    /// skipped, refused, throttled, bytes, duration.
+    pub content_totals: ByContent,
     /// Folders with a checkpoint.
     pub folders: usize,
     /// Calendar objects / vCards on the target by this migrator's checkpoint,
@@ -258,6 +284,7 @@ pub fn status(
                 error: st.error.clone(),
                 progress: st.progress,
                 totals: st.totals,
+                content_totals: st.content.clone(),
                 folders: st.folders.len(),
                 content: st.dav.values().fold(BTreeMap::new(), |mut m, c| {
                     *m.entry(c.kind.label()).or_insert(0) += c.items.len() as u64;

@@ -55,6 +55,11 @@ pub enum RunError {
         /// The system's error.
         source: std::io::Error,
     },
+    /// An OAuth2 side's token endpoint refuses the client (`invalid_client`,
+    /// `unauthorized_client`, `invalid_scope`), the secret file is unusable,
+    /// or the endpoint is `http://` without `allow_insecure`.
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     /// A user's task panicked.
     #[error("a user task crashed: {0}")]
     TaskCrashed(#[from] tokio::task::JoinError),
@@ -177,12 +182,24 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
     };
     metrics().users_queued(users.len());
 
+    let servers = Servers::new(config, insecure)?;
+    // One token per OAuth2 side for the whole run, fetched before any user
+    // starts: a refused client stops the run here (exit 2), and an endpoint
+    // that is down fails only the users that need it.
+    if !users.is_empty() {
+        if let Err(e) = servers.prefetch_tokens().await {
+            if e.is_config() {
+                return Err(e.into());
+            }
+            eprintln!("warning: {e}");
+        }
+    }
     let run = Arc::new(RunContext {
         directory,
         states: StateDir::new(&config.migration.state_dir),
         filter,
         progress: Progress::new(),
-        connector: Box::new(Servers::new(config, insecure)),
+        connector: Box::new(servers),
         dav,
     });
     let reports = migrate_all(run, Arc::new(opts.clone()), users, parallel).await?;
@@ -373,7 +390,10 @@ async fn copy_and_finish(
     ctx.save()?;
     ctx.gauge.set(Gauge::Copying);
 
-    let bar = ctx.run.progress.user(&ctx.user.address, m.messages);
+    let bar = ctx
+        .run
+        .progress
+        .user(&ctx.user.address, m.messages, m.bytes);
     copy::copy_user(ctx, &mut conns, &m.folders, &bar, flipped_at).await?;
     bar.finish();
     conns.logout().await;
@@ -386,6 +406,22 @@ async fn copy_and_finish(
 
     let counters = ctx.report.counters;
     ctx.state.totals.add(&counters);
+    for (kind, c) in &ctx.report.content {
+        let c = &c.counters;
+        let done = crate::state::ContentCounters {
+            copied: c.copied + c.updated,
+            skipped: c.skipped,
+            refused: c.refused,
+            throttled: c.throttled,
+            bytes: c.bytes,
+            duration_ms: c.duration_ms,
+        };
+        ctx.state
+            .content
+            .entry(kind.to_string())
+            .or_default()
+            .add(&done);
+    }
     // A `sync` of a user never flipped stays "copying": migrated means the
     // mail flows to the target too.
     ctx.state.phase = if opts.sync_only && !was_migrated && ctx.state.target.is_none() {

@@ -145,6 +145,32 @@ pub struct FolderState {
     /// them again (the target's limit may have been raised).
     #[serde(skip)]
     pub refused: UidSet,
+    /// The source's UIDNEXT when a pass without a date range last finished
+    /// with every UID below it copied (0: unknown). While UIDVALIDITY and
+    /// UIDNEXT stay the same, no message was added: the next pass skips the
+    /// folder after its EXAMINE.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uid_next: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl FolderState {
+    /// Whether a pass can skip the folder as `selected` shows it: nothing was
+    /// added since the last complete pass (RFC 3501 §2.3.1.1: UIDs are
+    /// assigned in ascending order, so an unchanged UIDNEXT means no new
+    /// message), nothing is pending, and no date range hides messages from
+    /// the last pass. Flag changes and expunges are not carried over anyway.
+    pub fn unchanged(&self, uid_validity: u32, uid_next: u32, dated: bool) -> bool {
+        !dated
+            && self.uid_next != 0
+            && self.uid_next == uid_next
+            && self.uid_validity == uid_validity
+            && self.pending.is_empty()
+            && self.refused.is_empty()
+    }
 }
 
 /// Counters for one run or the user's whole history.
@@ -178,6 +204,39 @@ impl Counters {
     }
 }
 
+/// One content type's counters (`mail`, `calendar`, ...), for one run in the
+/// report or over all runs in `status` (DESIGN.md, "Progress").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentCounters {
+    /// Items copied.
+    pub copied: u64,
+    /// Items already on the target.
+    pub skipped: u64,
+    /// Items the target refused.
+    pub refused: u64,
+    /// Times the target asked to slow down.
+    pub throttled: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Time spent on this content, milliseconds.
+    pub duration_ms: u64,
+}
+
+impl ContentCounters {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &ContentCounters) {
+        self.copied += other.copied;
+        self.skipped += other.skipped;
+        self.refused += other.refused;
+        self.throttled += other.throttled;
+        self.bytes += other.bytes;
+        self.duration_ms += other.duration_ms;
+    }
+}
+
+/// Counters by content type name.
+pub type ByContent = BTreeMap<String, ContentCounters>;
+
 /// A user's checkpoint file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserState {
@@ -197,6 +256,9 @@ pub struct UserState {
     /// Totals over every run.
     #[serde(default)]
     pub totals: Counters,
+    /// The totals by content type.
+    #[serde(default)]
+    pub content: ByContent,
     /// Per source folder.
     #[serde(default)]
     pub folders: BTreeMap<String, FolderState>,
@@ -315,6 +377,43 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_counters_add_up() {
+        let one = ContentCounters {
+            copied: 2,
+            skipped: 4,
+            refused: 1,
+            throttled: 2,
+            bytes: 250,
+            duration_ms: 1500,
+        };
+        let mut total = ContentCounters::default();
+        total.add(&one);
+        total.add(&one);
+        assert_eq!(
+            (total.copied, total.bytes, total.duration_ms),
+            (4, 500, 3000)
+        );
+    }
+
+    #[test]
+    fn a_folder_is_unchanged_only_with_the_same_uidnext_and_nothing_open() {
+        let mut f = FolderState {
+            uid_validity: 7,
+            uid_next: 100,
+            ..FolderState::default()
+        };
+        assert!(f.unchanged(7, 100, false));
+        assert!(!f.unchanged(7, 101, false), "a message was added");
+        assert!(!f.unchanged(8, 100, false), "UIDVALIDITY changed");
+        assert!(!f.unchanged(7, 100, true), "a date range");
+        f.pending.push(5);
+        assert!(!f.unchanged(7, 100, false), "pending");
+        f.pending.clear();
+        f.uid_next = 0;
+        assert!(!f.unchanged(7, 100, false), "never completed");
+    }
 
     #[test]
     fn uid_set_merges_ranges() {

@@ -503,7 +503,7 @@ async fn after_a_bye_the_copy_reconnects_after_2s_and_resumes_the_folder() {
         gauge: &mut gauge,
     };
     let mut conns = ctx.connect().await.unwrap();
-    let bar = run.progress.user(&user.address, 5);
+    let bar = run.progress.user(&user.address, 5, 0);
     migrator::copy::copy_user(&mut ctx, &mut conns, &[inbox()], &bar, None)
         .await
         .unwrap();

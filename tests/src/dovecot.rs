@@ -91,6 +91,12 @@ fn chown_nobody(path: &Path) {
 impl Dovecot {
     /// Writes the config and starts `dovecot -F`; returns when it accepts connections.
     pub fn start(setup: DovecotSetup, ca: &TestCa) -> Dovecot {
+        Dovecot::start_with(setup, ca, "")
+    }
+
+    /// As [`Dovecot::start`], with `extra` appended to the config (later
+    /// settings override earlier ones; passdbs are tried in order).
+    pub fn start_with(setup: DovecotSetup, ca: &TestCa, extra: &str) -> Dovecot {
         let dir = tempfile::Builder::new()
             .prefix(&format!("dovecot-{}-", setup.name))
             .tempdir()
@@ -192,7 +198,7 @@ namespace inbox {{
     special_use = \Junk
   }}
 }}
-{quota}"#,
+{quota}{extra}"#,
             d = d.display(),
             name = setup.name,
         );

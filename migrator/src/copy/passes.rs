@@ -58,12 +58,16 @@ pub async fn copy_user(
             }
         }
         for plan in folders {
-            copy_folder(ctx, conns, plan, bar)
-                .await
-                .map_err(|source| FolderError {
-                    folder: plan.source.clone(),
-                    source,
-                })?;
+            let (before, started) = (ctx.report.counters, Instant::now());
+            let copied = copy_folder(ctx, conns, plan, bar).await;
+            // Counted also when the folder stopped on an error.
+            let kind = if plan.calendar { "calendar" } else { "mail" };
+            ctx.report
+                .add_imap_content(kind, &before, started.elapsed());
+            copied.map_err(|source| FolderError {
+                folder: plan.source.clone(),
+                source,
+            })?;
             if pass == 0 {
                 ctx.report.counters.folders += 1;
             }

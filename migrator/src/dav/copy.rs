@@ -204,6 +204,7 @@ impl Job<'_> {
         let bar = ctx.run.progress.user(
             &format!("{} {}", ctx.user.address, self.source.name()),
             todo.len() as u64,
+            0,
         );
         let mut refused = false;
         let mut result = Ok(());

@@ -134,6 +134,12 @@ impl SideServer {
         let login = match e.auth {
             Auth::Password => crate::config::expand(&e.login, address, target),
             Auth::Master | Auth::Authzid => e.master_user.clone().unwrap_or_default(),
+            // Refused when the config is read (`oauth::settings::read`).
+            Auth::OAuth2 => {
+                return Err(DavError::Secret(
+                    "DAV with auth = \"oauth2\" (a Bearer token) is not supported yet".into(),
+                ))
+            }
         };
         let password = crate::imap::connect::password(e, &login)
             .map_err(|err| DavError::Secret(err.to_string()))?;

@@ -109,6 +109,7 @@ impl Session {
         let mut selected = Selected {
             uid_validity: 0,
             exists: 0,
+            uid_next: 0,
         };
         for data in &response.data {
             if let Data::Exists(n) = data {
@@ -116,8 +117,10 @@ impl Session {
             }
         }
         for status in &response.untagged {
-            if let Some(Code::UidValidity(v)) = &status.code {
-                selected.uid_validity = v.get();
+            match &status.code {
+                Some(Code::UidValidity(v)) => selected.uid_validity = v.get(),
+                Some(Code::UidNext(n)) => selected.uid_next = n.get(),
+                _ => {}
             }
         }
         Ok(selected)
@@ -394,6 +397,110 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Whether [`Session::multiappend`] can be used: the server offers
+    /// MULTIAPPEND (RFC 3502) and LITERAL+ (so no literal waits for a `+`).
+    pub fn can_multiappend(&self) -> bool {
+        self.has("MULTIAPPEND") && self.has("LITERAL+") && self.transport.writes_raw()
+    }
+
+    /// One APPEND with every message of `messages` (RFC 3502): the server
+    /// stores all or none, in one transaction — Dovecot commits (and fsyncs)
+    /// once instead of once per message. `Ok(Err)` is its refusal of the lot
+    /// (nothing stored; the caller sends them one by one to learn which).
+    pub async fn multiappend(
+        &mut self,
+        folder: &str,
+        messages: &[Message],
+    ) -> Result<Result<(), AppendRefusal>, ImapError> {
+        let tag = self.next_tag_string();
+        let wire = match multiappend_bytes(&tag, &mailbox(folder)?, messages) {
+            Ok(w) => w,
+            Err(why) => {
+                return Ok(Err(AppendRefusal {
+                    text: why,
+                    temporary: false,
+                    limit: false,
+                }))
+            }
+        };
+        if !self.transport.write_raw(wire) {
+            return Err(ImapError::Protocol(
+                "MULTIAPPEND needs the session's own transport".into(),
+            ));
+        }
+        loop {
+            match self.next_event().await? {
+                Event::StatusReceived {
+                    status: Status::Tagged(t),
+                } if t.tag.as_ref() == tag => {
+                    return Ok(match t.body.kind {
+                        StatusKind::Ok => Ok(()),
+                        _ => Err(AppendRefusal::from_status(Some(&t.body))),
+                    });
+                }
+                Event::StatusReceived {
+                    status: Status::Bye(bye),
+                } => return Err(ImapError::Bye(bye.text.to_string())),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The wire form of `TAG APPEND mailbox (flags) date {n+}\r\nmsg (flags) date
+/// {n+}\r\nmsg ...\r\n` (RFC 3502 §6.3.11), built from imap-codec's encoding of
+/// single APPENDs, so flags, dates, the mailbox name and the literals are
+/// quoted exactly as for any other command. `Err` when a message cannot be
+/// sent as a literal.
+fn multiappend_bytes(
+    tag: &str,
+    mb: &Mailbox<'static>,
+    messages: &[Message],
+) -> Result<Vec<u8>, String> {
+    use imap_codec::encode::Encoder;
+    let encode = |flags: Vec<imap_next::imap_types::flag::Flag<'static>>,
+                  date: Option<imap_next::imap_types::datetime::DateTime>,
+                  body: Vec<u8>|
+     -> Result<Vec<u8>, String> {
+        let literal = Literal::try_from(body)
+            .map_err(|e| format!("cannot be sent as an IMAP literal: {e}"))?
+            .into_non_sync();
+        let command = imap_next::imap_types::command::Command::new(
+            tag.to_string(),
+            CommandBody::Append {
+                mailbox: mb.clone(),
+                flags,
+                date,
+                message: LiteralOrLiteral8::Literal(literal),
+            },
+        )
+        .map_err(|e| format!("tag: {e:?}"))?;
+        Ok(imap_codec::CommandCodec::default().encode(&command).dump())
+    };
+    // "TAG APPEND mailbox": an empty message without flags or date, minus
+    // its ` {0+}\r\n\r\n`.
+    let empty = encode(Vec::new(), None, Vec::new())?;
+    let prefix = empty
+        .strip_suffix(b" {0+}\r\n\r\n")
+        .ok_or("unexpected APPEND encoding")?
+        .to_vec();
+    let total: usize = messages.iter().map(|m| m.body.len() + 64).sum();
+    let mut out = Vec::with_capacity(prefix.len() + total + 2);
+    out.extend_from_slice(&prefix);
+    for m in messages {
+        let one = encode(m.flags.clone(), m.date.clone(), m.body.clone())?;
+        // ` (flags) date {n+}\r\nmsg`, without the command's final CRLF.
+        let part = one
+            .strip_prefix(prefix.as_slice())
+            .and_then(|p| p.strip_suffix(b"\r\n"))
+            .ok_or("unexpected APPEND encoding")?;
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(out)
+}
+
 /// `1:3,7,9:10` for sorted UIDs.
 pub fn sequence_set(uids: &[u32]) -> String {
     let mut out = String::new();
@@ -421,6 +528,27 @@ pub fn sequence_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiappend_is_one_command_with_every_message() {
+        use imap_next::imap_types::flag::Flag;
+        let m = |uid, flags: Vec<Flag<'static>>, body: &[u8]| Message {
+            uid,
+            flags,
+            date: None,
+            body: body.to_vec(),
+        };
+        let messages = [
+            m(1, vec![Flag::Seen], b"Subject: a\r\n\r\none\r\n"),
+            m(2, vec![], b"Subject: b\r\n\r\ntwo\r\n"),
+        ];
+        let wire = multiappend_bytes("M7", &mailbox("Work/2024").unwrap(), &messages).unwrap();
+        assert_eq!(
+            String::from_utf8(wire).unwrap(),
+            "M7 APPEND Work/2024 (\\Seen) {19+}\r\nSubject: a\r\n\r\none\r\n \
+             {19+}\r\nSubject: b\r\n\r\ntwo\r\n\r\n"
+        );
+    }
 
     #[test]
     fn sequence_sets_compress_runs() {

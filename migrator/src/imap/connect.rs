@@ -4,9 +4,10 @@
 //! sent, unless allowed. [`Connections`] is both sides of one user.
 
 use super::session::{client_options, refusal, Session, RESPONSE_TIMEOUT};
-use super::transport::Transport;
+use super::transport::{Pipe, Transport};
 use super::{tls, ImapError, SideError};
 use crate::config::{expand, Auth, Config, Endpoint, Security, Side};
+use crate::oauth::{sasl, OAuthError, TokenSource};
 use imap_next::client::{Client, Event};
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::CommandBody;
@@ -15,7 +16,9 @@ use imap_next::stream::Stream;
 use relay::address::same_address;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use tokio::net::TcpStream;
+use zeroize::Zeroizing;
 
 /// The two sessions of one user: the mailbox at the source and at the target.
 pub struct Connections {
@@ -45,23 +48,48 @@ pub trait Connector: Send + Sync {
     fn open<'a>(&'a self, address: &'a str, target: &'a str) -> Opening<'a>;
 }
 
-/// The `[source]` and `[target]` servers of the configuration.
+/// The `[source]` and `[target]` servers of the configuration, with each
+/// `auth = "oauth2"` side's token, shared by every user of the run.
 #[derive(Debug, Clone)]
 pub struct Servers {
     source: Endpoint,
     target: Endpoint,
     /// Plaintext and unverified certificates allowed.
     insecure: bool,
+    source_tokens: Option<Arc<TokenSource>>,
+    target_tokens: Option<Arc<TokenSource>>,
 }
 
 impl Servers {
-    /// The servers `config` names.
-    pub fn new(config: &Config, insecure: bool) -> Servers {
-        Servers {
+    /// The servers `config` names. Fails when an OAuth2 side's token endpoint
+    /// cannot be used at all (`http://` without `insecure`).
+    pub fn new(config: &Config, insecure: bool) -> Result<Servers, OAuthError> {
+        Ok(Servers {
             source: config.source.clone(),
             target: config.target.clone(),
             insecure,
+            source_tokens: TokenSource::for_endpoint(&config.source, insecure)?.map(Arc::new),
+            target_tokens: TokenSource::for_endpoint(&config.target, insecure)?.map(Arc::new),
+        })
+    }
+
+    /// The token source of `side`, when it logs in with OAuth2.
+    pub fn tokens(&self, side: Side) -> Option<&TokenSource> {
+        match side {
+            Side::Source => self.source_tokens.as_deref(),
+            Side::Target => self.target_tokens.as_deref(),
         }
+    }
+
+    /// Gets each OAuth2 side's token once, before any user starts: a client
+    /// the endpoint refuses is a configuration error for the whole run.
+    pub async fn prefetch_tokens(&self) -> Result<(), OAuthError> {
+        for side in [Side::Source, Side::Target] {
+            if let Some(tokens) = self.tokens(side) {
+                tokens.get().await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -70,12 +98,22 @@ impl Connector for Servers {
         Box::pin(async move {
             let src_login = expand(&self.source.login, address, target);
             let dst_login = expand(&self.target.login, address, target);
-            let src = Session::connect(&self.source, &src_login, self.insecure)
-                .await
-                .map_err(SideError::on(Side::Source))?;
-            let dst = Session::connect(&self.target, &dst_login, self.insecure)
-                .await
-                .map_err(SideError::on(Side::Target))?;
+            let src = Session::connect(
+                &self.source,
+                &src_login,
+                self.insecure,
+                self.tokens(Side::Source),
+            )
+            .await
+            .map_err(SideError::on(Side::Source))?;
+            let dst = Session::connect(
+                &self.target,
+                &dst_login,
+                self.insecure,
+                self.tokens(Side::Target),
+            )
+            .await
+            .map_err(SideError::on(Side::Target))?;
             Ok(Connections { src, dst })
         })
     }
@@ -102,6 +140,7 @@ pub(crate) fn password(endpoint: &Endpoint, login: &str) -> Result<String, ImapE
             same_address(user, login).then(|| pass.trim().to_string())
         }),
         Auth::Master | Auth::Authzid => lines.next().map(str::to_string),
+        Auth::OAuth2 => None,
     };
     found.ok_or_else(|| {
         ImapError::Secret(match endpoint.auth {
@@ -138,17 +177,17 @@ impl Tls {
         })
     }
 
-    async fn handshake(&self, tcp: TcpStream) -> Result<Stream, ImapError> {
-        let mut tls = self
+    /// The TLS handshake; the session then runs over our own [`Pipe`], which
+    /// reads 64 KiB of plaintext at a time (imap-next's TLS stream decrypts
+    /// into 128-byte pieces, and grows its read buffer 64 bytes at a time: a
+    /// read syscall per 64 bytes of a big FETCH).
+    async fn handshake(&self, tcp: TcpStream) -> Result<Transport, ImapError> {
+        let tls = self
             .connector
             .connect(self.server_name.clone(), tcp)
             .await
             .map_err(|e| ImapError::Tls(format!("{}: {e}", self.addr)))?;
-        // imap-next hands a whole APPEND literal to rustls at once; the
-        // default 64 KiB send buffer limit would refuse a big message.
-        // Memory stays bounded by the copy's batch size.
-        tls.get_mut().1.set_buffer_limit(None);
-        Ok(Stream::tls(tokio_rustls::TlsStream::Client(tls)))
+        Ok(Transport::Pipe(Pipe::new(Box::new(tls))))
     }
 }
 
@@ -157,14 +196,39 @@ impl Session {
     /// `login` (already expanded from the endpoint's template).
     ///
     /// `imap://` without STARTTLS, and any certificate that does not verify, are
-    /// refused before credentials are sent unless `insecure`.
+    /// refused before credentials are sent unless `insecure`. `tokens` is the
+    /// side's token source when it logs in with OAuth2.
     pub async fn connect(
         endpoint: &Endpoint,
         login: &str,
         insecure: bool,
+        tokens: Option<&TokenSource>,
     ) -> Result<Session, ImapError> {
         let label = format!("{} {login}", endpoint.side);
-        let secret = password(endpoint, login)?;
+        let secret = match (endpoint.auth, tokens) {
+            (Auth::OAuth2, Some(tokens)) => Credential::Token(tokens),
+            (Auth::OAuth2, None) => {
+                return Err(ImapError::Protocol(format!(
+                    "{label}: auth = \"oauth2\" without a token source"
+                )))
+            }
+            _ => Credential::Password(Zeroizing::new(password(endpoint, login)?)),
+        };
+        let mut session = Session::secured(endpoint, label, insecure).await?;
+        session.login(endpoint, login, secret).await?;
+        session.refresh_capabilities().await?;
+        tracing::debug!("{}: capabilities {:?}", session.label, session.capabilities);
+        Ok(session)
+    }
+
+    /// Connects to `endpoint` and secures the connection (implicit TLS or
+    /// STARTTLS, the certificate verified unless `insecure`), not logged in:
+    /// the greeting read and the capabilities asked. What `check` probes.
+    pub async fn secured(
+        endpoint: &Endpoint,
+        label: String,
+        insecure: bool,
+    ) -> Result<Session, ImapError> {
         let tls = Tls::new(endpoint, insecure)?;
         let connect = TcpStream::connect((endpoint.host.as_str(), endpoint.port));
         let tcp = tokio::time::timeout(RESPONSE_TIMEOUT, connect)
@@ -180,8 +244,7 @@ impl Session {
         let _ = tcp.set_nodelay(true);
         let mut session = match endpoint.security {
             Security::Implicit => {
-                let stream = tls.handshake(tcp).await?;
-                let mut s = Session::new(Transport::Net(Box::new(stream)), label);
+                let mut s = Session::new(tls.handshake(tcp).await?, label);
                 s.greeting().await?;
                 s
             }
@@ -207,9 +270,6 @@ impl Session {
             }
         };
         session.refresh_capabilities().await?;
-        session.login(endpoint, login, secret).await?;
-        session.refresh_capabilities().await?;
-        tracing::debug!("{}: capabilities {:?}", session.label, session.capabilities);
         Ok(session)
     }
 
@@ -229,9 +289,9 @@ impl Session {
                 "STARTTLS needs a TCP connection".into(),
             ));
         };
-        let stream = tls.handshake(TcpStream::from(*stream)).await?;
+        let transport = tls.handshake(TcpStream::from(*stream)).await?;
         Ok(Session {
-            transport: Transport::Net(Box::new(stream)),
+            transport,
             client: Client::new(client_options(true)),
             next_tag,
             capabilities: Vec::new(),
@@ -243,8 +303,12 @@ impl Session {
         &mut self,
         endpoint: &Endpoint,
         login: &str,
-        secret: String,
+        credential: Credential<'_>,
     ) -> Result<(), ImapError> {
+        let secret = match credential {
+            Credential::Token(tokens) => return self.login_oauth2(endpoint, login, tokens).await,
+            Credential::Password(p) => p,
+        };
         let refused = |e: ImapError| match e {
             ImapError::Refused { text, .. } => ImapError::Login {
                 login: login.to_string(),
@@ -267,56 +331,187 @@ impl Session {
                         self.label
                     )));
                 }
-                let body = CommandBody::login(user.clone(), secret)
+                let body = CommandBody::login(user.clone(), secret.to_string())
                     .map_err(|e| ImapError::Protocol(format!("login: {e:?}")))?;
                 self.run(body).await.map_err(refused)?;
             }
             Auth::Authzid => {
                 // RFC 4616: message = [authzid] NUL authcid NUL passwd.
                 let master = endpoint.master_user.as_deref().unwrap_or("");
-                let mut plain = Vec::new();
+                let mut plain = Zeroizing::new(Vec::new());
                 plain.extend_from_slice(login.as_bytes());
                 plain.push(0);
                 plain.extend_from_slice(master.as_bytes());
                 plain.push(0);
                 plain.extend_from_slice(secret.as_bytes());
-                self.authenticate_plain(plain).await.map_err(refused)?;
+                self.authenticate(AuthMechanism::Plain, plain, None)
+                    .await
+                    .map_err(refused)?;
             }
+            Auth::OAuth2 => unreachable!("handled above"),
         }
         Ok(())
     }
 
-    async fn authenticate_plain(&mut self, plain: Vec<u8>) -> Result<(), ImapError> {
+    /// XOAUTH2 / OAUTHBEARER with the side's shared token. A refusal (not
+    /// throttling) drops the token and tries once more with a new one; the
+    /// second refusal is the user's failure, in the server's words.
+    async fn login_oauth2(
+        &mut self,
+        endpoint: &Endpoint,
+        login: &str,
+        tokens: &TokenSource,
+    ) -> Result<(), ImapError> {
+        let mechanism = tokens.settings().sasl;
+        if !self.has(&format!("AUTH={}", mechanism.name())) {
+            return Err(ImapError::Login {
+                login: login.to_string(),
+                text: format!(
+                    "the server does not offer AUTH={} (it offers: {}); set sasl to a mechanism it offers",
+                    mechanism.name(),
+                    self.auth_mechanisms().join(" ")
+                ),
+            });
+        }
+        let mech = match mechanism {
+            crate::oauth::Sasl::XOAuth2 => AuthMechanism::XOAuth2,
+            crate::oauth::Sasl::OAuthBearer => AuthMechanism::OAuthBearer,
+        };
+        let attempt = |token: &crate::oauth::Token| {
+            sasl::initial_response(
+                mechanism,
+                login,
+                &endpoint.host,
+                endpoint.port,
+                token.expose(),
+            )
+        };
+        let token = tokens.get().await?;
+        let first = self
+            .authenticate(
+                mech.clone(),
+                attempt(&token),
+                Some(sasl::after_error(mechanism)),
+            )
+            .await;
+        match first {
+            Err(ImapError::Refused {
+                text,
+                temporary: false,
+                ..
+            }) => {
+                tracing::info!("{}: token refused ({text}); getting a new one", self.label);
+                let token = tokens.renew(&token).await?;
+                self.authenticate(mech, attempt(&token), Some(sasl::after_error(mechanism)))
+                    .await
+                    .map_err(|e| match e {
+                        ImapError::Refused { text, .. } => ImapError::Login {
+                            login: login.to_string(),
+                            text: format!("{text} (with a newly fetched token too)"),
+                        },
+                        other => other,
+                    })
+            }
+            other => other,
+        }
+    }
+
+    /// The `AUTH=` mechanisms the server advertises.
+    fn auth_mechanisms(&self) -> Vec<&str> {
+        self.capabilities
+            .iter()
+            .filter_map(|c| c.strip_prefix("AUTH="))
+            .collect()
+    }
+
+    /// AUTHENTICATE with a one-message mechanism (PLAIN, XOAUTH2, OAUTHBEARER).
+    /// A challenge after the response is the server's error (RFC 7628
+    /// §3.2.2): with `after_error` it is answered so the server can send its
+    /// NO, and its words join the refusal; without, the exchange is cancelled.
+    async fn authenticate(
+        &mut self,
+        mechanism: AuthMechanism<'static>,
+        response: Zeroizing<Vec<u8>>,
+        after_error: Option<Vec<u8>>,
+    ) -> Result<(), ImapError> {
         // RFC 4959 SASL-IR saves a round trip where offered.
-        let body = if self.has("SASL-IR") {
-            CommandBody::authenticate_with_ir(AuthMechanism::Plain, plain.clone())
+        let with_ir = self.has("SASL-IR");
+        let body = if with_ir {
+            CommandBody::authenticate_with_ir(mechanism, response.to_vec())
         } else {
-            CommandBody::authenticate(AuthMechanism::Plain)
+            CommandBody::authenticate(mechanism)
         };
         let (_, command) = self.command(body)?;
         self.client.enqueue_command(command);
-        let mut pending = Some(plain);
+        let mut pending = (!with_ir).then_some(response);
+        let mut server_words = None;
         loop {
             match self.next_event().await? {
-                Event::AuthenticateContinuationRequestReceived { .. } => {
-                    let data = match pending.take() {
-                        Some(p) => AuthenticateData::r#continue(p),
-                        None => AuthenticateData::Cancel,
+                Event::AuthenticateContinuationRequestReceived {
+                    continuation_request,
+                    ..
+                } => {
+                    let data = match (pending.take(), &after_error) {
+                        (Some(p), _) => AuthenticateData::r#continue(p.to_vec()),
+                        (None, Some(reply)) => {
+                            server_words = Some(challenge_words(&continuation_request));
+                            AuthenticateData::r#continue(reply.clone())
+                        }
+                        (None, None) => AuthenticateData::Cancel,
                     };
                     self.client
                         .set_authenticate_data(data)
-                        .map_err(|e| ImapError::Protocol(format!("AUTHENTICATE: {e:?}")))?;
+                        .map_err(|_| ImapError::Protocol("AUTHENTICATE: out of step".into()))?;
                 }
                 Event::AuthenticateStatusReceived { status, .. } => {
                     return match status {
                         Status::Tagged(t) if t.body.kind == StatusKind::Ok => Ok(()),
-                        other => Err(refusal("AUTHENTICATE", &other)),
+                        other => Err(match (refusal("AUTHENTICATE", &other), server_words) {
+                            (
+                                ImapError::Refused {
+                                    command,
+                                    text,
+                                    temporary,
+                                },
+                                Some(words),
+                            ) => ImapError::Refused {
+                                command,
+                                text: format!("{text} ({words})"),
+                                temporary,
+                            },
+                            (e, _) => e,
+                        }),
                     };
                 }
                 Event::StatusReceived {
                     status: Status::Bye(bye),
                 } => return Err(ImapError::Bye(bye.text.to_string())),
                 _ => {}
+            }
+        }
+    }
+}
+
+/// How a session logs in: a password (zeroed on drop) or a side's token.
+enum Credential<'a> {
+    Password(Zeroizing<String>),
+    Token(&'a TokenSource),
+}
+
+/// The words of a SASL error challenge: base64 JSON for XOAUTH2 and
+/// OAUTHBEARER (decoded by the codec, or here when it came as text).
+fn challenge_words(
+    challenge: &imap_next::imap_types::response::CommandContinuationRequest<'_>,
+) -> String {
+    use base64::Engine;
+    use imap_next::imap_types::response::CommandContinuationRequest as C;
+    match challenge {
+        C::Base64(data) => sasl::server_error(data),
+        C::Basic(basic) => {
+            let text = basic.text().inner();
+            match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+                Ok(data) => sasl::server_error(&data),
+                Err(_) => text.to_string(),
             }
         }
     }

@@ -69,6 +69,9 @@ pub enum ImapError {
     /// The password file is missing, unreadable or has no entry for the login.
     #[error("{0}")]
     Secret(String),
+    /// No OAuth2 token could be had for the login.
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
 }
 
 impl ImapError {
@@ -81,7 +84,8 @@ impl ImapError {
             | ImapError::Insecure(_)
             | ImapError::Login { .. }
             | ImapError::Protocol(_)
-            | ImapError::Secret(_) => false,
+            | ImapError::Secret(_)
+            | ImapError::OAuth(_) => false,
         }
     }
 }
@@ -178,6 +182,8 @@ pub struct Selected {
     pub uid_validity: u32,
     /// Number of messages.
     pub exists: u32,
+    /// UIDNEXT (RFC 3501 §2.3.1.1), 0 when the server did not say.
+    pub uid_next: u32,
 }
 
 /// A message's metadata from UID FETCH.

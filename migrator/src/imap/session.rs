@@ -88,6 +88,11 @@ impl Session {
         }
     }
 
+    /// A fresh tag, for a command written without imap-next's encoder.
+    pub(super) fn next_tag_string(&mut self) -> String {
+        self.tag()
+    }
+
     fn tag(&mut self) -> String {
         let tag = format!("M{}", self.next_tag);
         self.next_tag += 1;

@@ -1,10 +1,12 @@
 //! The bytes under a session: what carries `imap-next`'s client state machine.
 //!
-//! A real connection (TCP, TLS over TCP, STARTTLS) is driven by imap-next's own
-//! `Stream`, exactly as before this module existed. Any other byte stream — an
-//! in-memory `tokio::io::duplex` in the scripted tests — is driven by `Pipe`,
-//! the same loop without TLS, so the commands and the copy above it can be
-//! exercised against a scripted server with no network.
+//! Every TLS connection, and any other byte stream — an in-memory
+//! `tokio::io::duplex` in the scripted tests — is driven by `Pipe`: the state
+//! machine fed 64 KiB reads, its output written from one buffer. So the
+//! commands and the copy above it run the same code against a scripted server
+//! with no network. Only a plaintext TCP connection (before STARTTLS, or
+//! without TLS where allowed) uses imap-next's own `Stream`, from which the
+//! TCP stream can be taken back for the handshake.
 
 use super::ImapError;
 use imap_next::client::{Client, Event};
@@ -19,10 +21,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
 
 /// What a session reads from and writes to.
 pub(super) enum Transport {
-    /// TCP or TLS over TCP (what `Session::connect` builds); boxed, as the
-    /// TLS state is large.
+    /// Plain TCP (before STARTTLS, or plaintext where allowed).
     Net(Box<Stream>),
-    /// Any other byte stream, plaintext.
+    /// TLS, or any other byte stream.
     Pipe(Pipe),
 }
 
@@ -37,6 +38,32 @@ impl Transport {
             Transport::Net(stream) => stream.next(client).await.map_err(stream_error),
             Transport::Pipe(pipe) => pipe.next(client).await,
         }
+    }
+}
+
+impl Transport {
+    /// Queues `bytes` to be written as they are: for the one command
+    /// imap-next has no type for (MULTIAPPEND, encoded by [`super::commands`]
+    /// with imap-codec). Only between commands, when the client has nothing
+    /// queued; `false` over plain TCP, where imap-next's stream owns the
+    /// socket.
+    pub(super) fn write_raw(&mut self, bytes: Vec<u8>) -> bool {
+        match self {
+            Transport::Net(_) => false,
+            Transport::Pipe(pipe) => {
+                if pipe.output.is_empty() {
+                    pipe.output = bytes;
+                } else {
+                    pipe.output.extend(bytes);
+                }
+                true
+            }
+        }
+    }
+
+    /// Whether [`Transport::write_raw`] works here.
+    pub(super) fn writes_raw(&self) -> bool {
+        matches!(self, Transport::Pipe(_))
     }
 }
 
@@ -57,8 +84,9 @@ pub(super) struct Pipe {
     writer: WriteHalf<Box<dyn ByteStream>>,
     /// What was read and not yet handed to the client.
     input: Vec<u8>,
-    /// What the client produced and is not yet written.
+    /// What the client produced; `output[written..]` is not yet written.
     output: Vec<u8>,
+    written: usize,
     chunk: Box<[u8]>,
 }
 
@@ -73,6 +101,7 @@ impl Pipe {
             writer,
             input: Vec::new(),
             output: Vec::new(),
+            written: 0,
             chunk: vec![0u8; READ_CHUNK].into_boxed_slice(),
         }
     }
@@ -86,19 +115,29 @@ impl Pipe {
             match client.next() {
                 Ok(event) => return Ok(event),
                 Err(Interrupt::Error(e)) => return Err(ImapError::Protocol(e.to_string())),
+                // A whole command (an APPEND literal included): taken as it
+                // is when nothing is waiting, not copied.
+                Err(Interrupt::Io(Io::Output(bytes))) if self.output.is_empty() => {
+                    self.output = bytes
+                }
                 Err(Interrupt::Io(Io::Output(bytes))) => self.output.extend(bytes),
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {}
             }
-            if self.output.is_empty() {
+            if self.written == self.output.len() {
                 read(&mut self.reader, &mut self.chunk, &mut self.input).await?;
             } else {
                 tokio::select! {
                     read = read(&mut self.reader, &mut self.chunk, &mut self.input) => read?,
-                    written = self.writer.write(&self.output) => match written {
+                    written = self.writer.write(&self.output[self.written..]) => match written {
                         Ok(0) => return Err(ImapError::Io(CLOSED.into())),
                         Ok(n) => {
-                            self.output.drain(..n);
-                            if self.output.is_empty() {
+                            // An offset, not a drain: a 16 MiB batch goes out
+                            // in many writes, and moving the rest each time
+                            // would copy it over and over.
+                            self.written += n;
+                            if self.written == self.output.len() {
+                                self.output.clear();
+                                self.written = 0;
                                 self.writer.flush().await.map_err(io_error)?;
                             }
                         }
