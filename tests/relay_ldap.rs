@@ -215,14 +215,21 @@ fn two_relays_route_a_user_changed_in_the_directory_to_the_cloud_within_2s() {
         assert_eq!(send(r, "ally@corp.example", &id), 250);
         assert_eq!(delivered(&hops.cloud, &id), ["alice@tenant.cloud.example"]);
     }
-    // The cache on disk is the contacts-table format, commented with the DN.
-    let cache = std::fs::read_to_string(relays[0].dir.path().join("contacts")).unwrap();
-    assert!(
-        cache.lines().any(|l| l.starts_with("ally@corp.example")
-            && l.contains("alice@tenant.cloud.example")
-            && l.ends_with("# cn=alice@corp.example (cloud),ou=Cloud Contacts,dc=corp,dc=example")),
-        "{cache}"
-    );
+    // The cache on disk is the contacts-table format, commented with the DN
+    // (written off the routing path, so it follows the snapshot shortly).
+    let cached = |cache: &str| {
+        cache.lines().any(|l| {
+            l.starts_with("ally@corp.example")
+                && l.contains("alice@tenant.cloud.example")
+                && l.ends_with(
+                    "# cn=alice@corp.example (cloud),ou=Cloud Contacts,dc=corp,dc=example",
+                )
+        })
+    };
+    let file = relays[0].dir.path().join("contacts");
+    wait_until("the change in the cache", Duration::from_secs(5), || {
+        cached(&std::fs::read_to_string(&file).unwrap_or_default())
+    });
     let out = relays[0].cli(&["route", "ally@corp.example"]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("contact in the directory (cn=alice@corp.example (cloud),ou=Cloud Contacts,dc=corp,dc=example)"), "{shown}");

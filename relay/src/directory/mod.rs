@@ -8,6 +8,8 @@
 //! - [`model`]: Exchange's object model read from entries (users, contacts,
 //!   `altRecipient`, `targetAddress`, proxy addresses), the routing decision
 //!   over them, and the snapshot in the contacts-table format.
+//! - [`index`]: the same decision kept up to date one changed entry at a
+//!   time (the relay's mirror).
 //! - [`survey`]: one full look (bind, search, counts, sync mode) for
 //!   `check --online` and `doctor`.
 //!
@@ -15,6 +17,7 @@
 //! rules) is [`crate::route::mirror`].
 
 pub mod client;
+pub mod index;
 pub mod model;
 pub mod survey;
 

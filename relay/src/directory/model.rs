@@ -314,120 +314,162 @@ pub fn routing<'a>(
     }
     let mut routed: BTreeMap<String, Routed> = BTreeMap::new();
     for u in &users {
-        let (target, route, source_dn) = match (&u.alt_recipient, &u.target_address) {
-            (Some(alt), _) => match contacts.get(&dn_key(alt)) {
-                Some(c) => match c.target_address.as_deref().map(target_of) {
-                    Some(Ok(t)) => (t, c.route.clone(), c.dn.clone()),
-                    Some(Err(why)) => {
-                        problems.push(Problem {
-                            dn: c.dn.clone(),
-                            message: format!("{why} (forwarding contact of {})", u.dn),
-                        });
-                        continue;
-                    }
-                    None => {
-                        problems.push(Problem {
-                            dn: c.dn.clone(),
-                            message: format!(
-                                "has no targetAddress (forwarding contact of {})",
-                                u.dn
-                            ),
-                        });
-                        continue;
-                    }
-                },
-                None => {
-                    problems.push(Problem {
-                        dn: u.dn.clone(),
-                        message: format!(
-                            "altRecipient \"{alt}\" is not a contact under the search base"
-                        ),
-                    });
-                    continue;
-                }
-            },
-            (None, Some(own)) => match target_of(own) {
-                Ok(t) => (t, u.route.clone(), u.dn.clone()),
-                Err(why) => {
-                    problems.push(Problem {
-                        dn: u.dn.clone(),
-                        message: why,
-                    });
-                    continue;
-                }
-            },
-            (None, None) => continue,
-        };
-        if let Some(r) = &route {
-            if !known_route(r) {
-                problems.push(Problem {
-                    dn: source_dn.clone(),
-                    message: format!("route \"{r}\" is not a [route.NAME] of relay.toml"),
-                });
-                continue;
-            }
-        }
-        if u.addresses.is_empty() {
-            problems.push(Problem {
-                dn: u.dn.clone(),
-                message: "is forwarded but has no mail and no smtp: proxy address".into(),
-            });
-        }
-        for a in &u.addresses {
-            if let Err(e) = check_address(a) {
-                problems.push(Problem {
-                    dn: u.dn.clone(),
-                    message: format!("address \"{a}\": {e}"),
-                });
-                continue;
-            }
-            let key: String = fold(a).collect();
-            let owners = &claims[&key];
-            if owners.len() > 1 {
-                let others: Vec<&str> = owners.iter().copied().filter(|d| *d != u.dn).collect();
-                problems.push(Problem {
-                    dn: u.dn.clone(),
-                    message: format!(
-                        "address \"{a}\" is also claimed by {}; left out",
-                        others.join(", ")
-                    ),
-                });
-                continue;
-            }
-            routed.insert(
-                key,
-                Routed {
-                    address: a.clone(),
-                    target: target.to_string(),
-                    route: route.clone(),
-                    source_dn: source_dn.clone(),
-                },
-            );
-        }
+        let decided = decide(
+            u,
+            &|alt| contacts.get(&dn_key(alt)).copied(),
+            &|key| claims.get(key).map_or(Vec::new(), Clone::clone),
+            known_route,
+        );
+        routed.extend(decided.routed);
+        problems.extend(decided.problems);
     }
     problems.sort();
     problems.dedup();
     (routed.into_values().collect(), problems)
 }
 
+/// What [`decide`] found for one user.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Routing keys (folded address) and what they route to.
+    pub routed: Vec<(String, Routed)>,
+    /// Why something of this user was left out.
+    pub problems: Vec<Problem>,
+}
+
+/// The routing decision for one user: `contact` finds an `altRecipient`'s
+/// entry, `owners` lists the DNs of every user claiming a folded address. The
+/// relay's mirror calls it for each user a change touches ([`super::index`]);
+/// [`routing`] for every user.
+pub fn decide<'a>(
+    u: &DirEntry,
+    contact: &dyn Fn(&str) -> Option<&'a DirEntry>,
+    owners: &dyn Fn(&str) -> Vec<&'a str>,
+    known_route: &dyn Fn(&str) -> bool,
+) -> Decision {
+    let mut out = Decision::default();
+    if u.kind != Kind::User {
+        return out;
+    }
+    let problem = |dn: &str, message: String| Problem {
+        dn: dn.to_string(),
+        message,
+    };
+    let (target, route, source_dn) = match (&u.alt_recipient, &u.target_address) {
+        (Some(alt), _) => match contact(alt) {
+            Some(c) => match c.target_address.as_deref().map(target_of) {
+                Some(Ok(t)) => (t, c.route.clone(), c.dn.clone()),
+                Some(Err(why)) => {
+                    out.problems.push(problem(
+                        &c.dn,
+                        format!("{why} (forwarding contact of {})", u.dn),
+                    ));
+                    return out;
+                }
+                None => {
+                    out.problems.push(problem(
+                        &c.dn,
+                        format!("has no targetAddress (forwarding contact of {})", u.dn),
+                    ));
+                    return out;
+                }
+            },
+            None => {
+                out.problems.push(problem(
+                    &u.dn,
+                    format!("altRecipient \"{alt}\" is not a contact under the search base"),
+                ));
+                return out;
+            }
+        },
+        (None, Some(own)) => match target_of(own) {
+            Ok(t) => (t, u.route.clone(), u.dn.clone()),
+            Err(why) => {
+                out.problems.push(problem(&u.dn, why));
+                return out;
+            }
+        },
+        (None, None) => return out,
+    };
+    if let Some(r) = &route {
+        if !known_route(r) {
+            out.problems.push(problem(
+                &source_dn,
+                format!("route \"{r}\" is not a [route.NAME] of relay.toml"),
+            ));
+            return out;
+        }
+    }
+    if u.addresses.is_empty() {
+        out.problems.push(problem(
+            &u.dn,
+            "is forwarded but has no mail and no smtp: proxy address".into(),
+        ));
+    }
+    for a in &u.addresses {
+        if let Err(e) = check_address(a) {
+            out.problems
+                .push(problem(&u.dn, format!("address \"{a}\": {e}")));
+            continue;
+        }
+        let key: String = fold(a).collect();
+        let claimed = owners(&key);
+        if claimed.len() > 1 {
+            let others: Vec<&str> = claimed.iter().copied().filter(|d| *d != u.dn).collect();
+            out.problems.push(problem(
+                &u.dn,
+                format!(
+                    "address \"{a}\" is also claimed by {}; left out",
+                    others.join(", ")
+                ),
+            ));
+            continue;
+        }
+        out.routed.push((
+            key,
+            Routed {
+                address: a.clone(),
+                target: target.to_string(),
+                route: route.clone(),
+                source_dn: source_dn.clone(),
+            },
+        ));
+    }
+    out
+}
+
 /// The snapshot in the contacts-table format (DESIGN.md "The contacts table"),
 /// each line commented with the entry it came from, so the cache explains
 /// itself and `route` can name the DN offline.
 pub fn render(routed: &[Routed]) -> String {
-    let mut out = String::with_capacity(routed.len() * 96 + 128);
-    out.push_str("# Written by coexist-relay from the directory (routing.source = \"ldap\"):\n");
-    out.push_str("# the last good snapshot, used when no directory server answers. Do not edit.\n");
+    let mut out = render_start(routed.len());
     for r in routed {
-        let line = match &r.route {
-            None => format!("{:<26} {:<31} # {}\n", r.address, r.target, r.source_dn),
-            Some(route) => format!(
-                "{:<26} {:<31} {} # {}\n",
-                r.address, r.target, route, r.source_dn
-            ),
-        };
-        out.push_str(&line);
+        render_line(
+            &mut out,
+            &r.address,
+            &r.target,
+            r.route.as_deref(),
+            &r.source_dn,
+        );
     }
     out
+}
+
+/// The cache file's head, with room for `lines` lines.
+pub fn render_start(lines: usize) -> String {
+    let mut out = String::with_capacity(lines * 96 + 128);
+    out.push_str("# Written by coexist-relay from the directory (routing.source = \"ldap\"):\n");
+    out.push_str("# the last good snapshot, used when no directory server answers. Do not edit.\n");
+    out
+}
+
+/// One line of the cache file.
+pub fn render_line(out: &mut String, address: &str, target: &str, route: Option<&str>, dn: &str) {
+    use std::fmt::Write;
+    let _ = match route {
+        None => writeln!(out, "{address:<26} {target:<31} # {dn}"),
+        Some(route) => writeln!(out, "{address:<26} {target:<31} {route} # {dn}"),
+    };
 }
 
 /// The DN a cache line names (its `# DN` comment), for `route`.

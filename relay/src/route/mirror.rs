@@ -7,9 +7,11 @@
 //! - Each connection does one full load, then follows changes: RFC 4533
 //!   refreshAndPersist when the root DSE offers the Sync Request control
 //!   (OpenLDAP syncprov), else a paged full re-read every `[ldap] refresh`.
-//!   Every complete result becomes a new [`ContactsTable`], swapped in like a
-//!   reloaded file, and written atomically to the cache in the contacts-table
-//!   format. No cookie is kept: a reconnection reads everything again, so the
+//!   Each change is applied to an [`Index`] that re-decides only the users it
+//!   touches; every complete result (one per transaction batch) becomes a new
+//!   [`ContactsTable`], swapped in like a reloaded file, and handed to the
+//!   [`CacheWriter`], which writes it atomically to the cache in the
+//!   contacts-table format off the routing path. No cookie is kept: a reconnection reads everything again, so the
 //!   catch-up after an outage is a full load (simple, and always correct).
 //! - A failed attempt (connect, bind, search, a probe that times out) logs one
 //!   line with the server's words, sets `routing_source_up` to 0 and retries
@@ -19,20 +21,20 @@
 //!   [`MAX_DELAY`]) and the table is built off the async threads, so SMTP
 //!   sessions never wait for the directory.
 
+use super::cache::CacheWriter;
 use super::reload::Contacts;
 use super::table::ContactsTable;
 use crate::config::ldap::LdapConfig;
 use crate::directory::client::{self, Connection, DirectoryError};
+use crate::directory::index::{self, Index};
 use crate::directory::model::{self, DirEntry, Problem};
 use crate::metrics::metrics;
-use crate::safeio::{self, Mode};
 use ldap3::controls::{
     Control, ControlParser, ControlType, EntryState, MakeCritical, RawControl, RefreshMode,
     SyncInfo, SyncRequest, SyncState,
 };
 use ldap3::{Scope, SearchEntry};
-use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -56,6 +58,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub struct Mirror {
     config: Arc<LdapConfig>,
     contacts: Arc<Contacts>,
+    /// Writes each installed snapshot to `routing.contacts`.
+    cache: Arc<CacheWriter>,
     /// Problems already logged, so a bad entry is reported once, not at every
     /// change.
     reported: Mutex<BTreeSet<Problem>>,
@@ -75,6 +79,7 @@ impl Mirror {
     pub fn new(config: LdapConfig, contacts: Arc<Contacts>) -> Arc<Mirror> {
         Arc::new(Mirror {
             config: Arc::new(config),
+            cache: CacheWriter::new(contacts.path().to_path_buf()),
             contacts,
             reported: Mutex::new(BTreeSet::new()),
         })
@@ -124,6 +129,7 @@ impl Mirror {
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
+        let writer = self.cache.spawn(shutdown.clone());
         tokio::spawn(async move {
             metrics().routing_source_up.set(0);
             let mut backoff = FIRST_BACKOFF;
@@ -148,6 +154,8 @@ impl Mirror {
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+            // The newest snapshot is on disk before the relay exits.
+            let _ = writer.await;
         })
     }
 
@@ -190,11 +198,16 @@ impl Mirror {
         let mut probe = probe_timer();
         loop {
             let found = conn.search_all(&self.config.base, &filter, &attrs).await?;
-            let entries: Vec<Arc<DirEntry>> = found
-                .into_iter()
-                .filter_map(|e| self.parse(&e).map(Arc::new))
-                .collect();
-            self.publish(entries).await;
+            // No entryUUID without RFC 4533: a fresh index per read, keyed by
+            // position.
+            let known = self.known();
+            let mut fresh = Index::new();
+            for (n, e) in found.into_iter().enumerate() {
+                if let Some(entry) = self.parse(&e) {
+                    fresh.apply(index::uuid(&(n as u128).to_be_bytes()), Some(entry), &known);
+                }
+            }
+            self.publish(&Arc::new(Mutex::new(fresh))).await;
             let next = tokio::time::sleep(self.config.refresh);
             tokio::pin!(next);
             loop {
@@ -239,8 +252,10 @@ impl Mirror {
             .streaming_search(&self.config.base, Scope::Subtree, &filter, attrs)
             .await
             .map_err(|e| conn.error(op(), &e))?;
-        // Shared with each snapshot build: a publish copies pointers, not entries.
-        let mut entries: HashMap<Vec<u8>, Arc<DirEntry>> = HashMap::new();
+        // Changed per entry; read by each snapshot build (on a blocking
+        // thread, while this loop waits for it).
+        let index = Arc::new(Mutex::new(Index::new()));
+        let known = self.known();
         let mut refreshed = false;
         let mut pending: Option<(Instant, Instant)> = None; // (first, last) unpublished change
         let mut probe = probe_timer();
@@ -264,8 +279,7 @@ impl Mirror {
                     if item.is_intermediate() {
                         if refresh_done(item) && !refreshed {
                             refreshed = true;
-                            let all: Vec<Arc<DirEntry>> = entries.values().cloned().collect();
-                            self.publish(all).await;
+                            self.publish(&index).await;
                         }
                         continue;
                     }
@@ -275,13 +289,12 @@ impl Mirror {
                     let state = sync_state(&item.1);
                     let entry = SearchEntry::construct(item);
                     let Some((uuid, state)) = state else { continue };
-                    match state {
-                        EntryState::Delete => { entries.remove(&uuid); }
-                        _ => match self.parse(&entry) {
-                            Some(e) => { entries.insert(uuid, Arc::new(e)); }
-                            None => { entries.remove(&uuid); }
-                        },
-                    }
+                    let parsed = match state {
+                        EntryState::Delete => None,
+                        _ => self.parse(&entry),
+                    };
+                    drop(entry);
+                    lock(&index).apply(index::uuid(&uuid), parsed, &known);
                     if refreshed {
                         let now = Instant::now();
                         pending = Some(pending.map_or((now, now), |(first, _)| (first, now)));
@@ -289,8 +302,7 @@ impl Mirror {
                 }
                 _ = sleep_until(due), if due.is_some() => {
                     pending = None;
-                    let all: Vec<Arc<DirEntry>> = entries.values().cloned().collect();
-                    self.publish(all).await;
+                    self.publish(&index).await;
                 }
                 _ = probe.tick() => probed(conn).await?,
                 asked = reread.recv() => match asked {
@@ -302,15 +314,23 @@ impl Mirror {
         }
     }
 
+    /// Whether a route name is a `[route.NAME]`.
+    fn known(&self) -> impl Fn(&str) -> bool {
+        let routes = self.contacts.routes().clone();
+        move |r: &str| routes.contains(r)
+    }
+
     fn parse(&self, e: &SearchEntry) -> Option<DirEntry> {
         DirEntry::parse(&e.dn, &e.attrs, self.config.route_attribute.as_deref())
     }
 
-    /// Builds the snapshot off the async threads, swaps it in, writes the cache.
-    async fn publish(&self, entries: Vec<Arc<DirEntry>>) {
+    /// Builds the snapshot off the async threads, swaps it in, hands it to
+    /// the cache writer.
+    async fn publish(&self, index: &Arc<Mutex<Index>>) {
         let routes = self.contacts.routes().clone();
         let cache = self.contacts.path().to_path_buf();
-        let built = tokio::task::spawn_blocking(move || build(&entries, &routes, &cache)).await;
+        let index = Arc::clone(index);
+        let built = tokio::task::spawn_blocking(move || build(&lock(&index), &routes, &cache)).await;
         let Ok(snapshot) = built else {
             tracing::error!("directory snapshot build failed");
             return;
@@ -325,8 +345,12 @@ impl Mirror {
                     contacts = n,
                     users = snapshot.users,
                     left_out = snapshot.problems.len(),
+                    render_ms = snapshot.render.as_millis() as u64,
+                    table_ms = snapshot.parse.as_millis() as u64,
                     "directory snapshot loaded"
                 );
+                // Only a snapshot being served is worth caching.
+                self.cache.offer(snapshot.text);
             }
             Err(errors) => {
                 metrics().routing_reload(false);
@@ -334,9 +358,6 @@ impl Mirror {
                     tracing::error!("directory snapshot not loaded: {e}");
                 }
             }
-        }
-        if let Err(e) = snapshot.cached {
-            tracing::error!("directory snapshot cache not written (routing goes on): {e}");
         }
     }
 
@@ -357,30 +378,35 @@ struct Snapshot {
     table: Result<ContactsTable, Vec<String>>,
     problems: Vec<Problem>,
     users: usize,
-    cached: Result<(), safeio::WriteError>,
+    /// The table as the cache file's text.
+    text: String,
+    /// Time to render the text, and to build the table from it.
+    render: Duration,
+    parse: Duration,
 }
 
-/// The routing decision over `entries`, as a table and as the cache file.
-fn build(entries: &[Arc<DirEntry>], routes: &BTreeSet<String>, cache: &Path) -> Snapshot {
+/// The index's decision as a table and as the cache file's text. The table is
+/// parsed from the text so that its line numbers are the cache file's (which
+/// `route` reads to name the DN).
+fn build(index: &Index, routes: &BTreeSet<String>, cache: &std::path::Path) -> Snapshot {
     let known = |r: &str| routes.contains(r);
-    let (routed, problems) = model::routing(entries.iter().map(|e| &**e), &known);
-    let text = model::render(&routed);
+    let started = Instant::now();
+    let text = index.render();
+    let rendered = Instant::now();
     let table = ContactsTable::parse(&text, cache, &known)
         .map_err(|errors| errors.iter().map(ToString::to_string).collect());
-    // The cache is only worth writing when it is what is being served.
-    let cached = match &table {
-        Ok(_) => safeio::replace(cache, text.as_bytes(), Mode::KeepExisting),
-        Err(_) => Ok(()),
-    };
     Snapshot {
         table,
-        problems,
-        users: entries
-            .iter()
-            .filter(|e| e.kind == model::Kind::User)
-            .count(),
-        cached,
+        problems: index.problems(),
+        users: index.users(),
+        text,
+        render: rendered - started,
+        parse: rendered.elapsed(),
     }
+}
+
+fn lock(index: &Mutex<Index>) -> std::sync::MutexGuard<'_, Index> {
+    index.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The entry UUID and state of an RFC 4533 Sync State control.

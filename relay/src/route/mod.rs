@@ -6,9 +6,11 @@
 //!   swapped atomically only when the whole new table is valid.
 //! - [`mirror`]: the directory as the source: initial load, RFC 4533 changes or
 //!   periodic re-reads, the cache, the outage rules.
+//! - [`cache`]: the mirror's cache file, written off the routing path.
 //! - [`router`]: the per-recipient decision (contact, rule, accepted, default).
 //! - [`explain`]: that decision and its next hop, as `coexist-relay route` shows it.
 
+pub mod cache;
 pub mod explain;
 pub mod mirror;
 pub mod reload;
