@@ -68,7 +68,8 @@ impl Drop for Runtime {
     }
 }
 
-/// The LDAP backend: configuration, runtime, one connection kept open.
+/// The LDAP backend: configuration, runtime, one connection kept open and
+/// shared by the workers' calls.
 #[derive(Clone)]
 pub struct LdapDirectory {
     config: Arc<LdapConfig>,
@@ -152,10 +153,11 @@ impl LdapDirectory {
         self.block(async move { this.remove_flip(&address).await })
     }
 
-    /// The connection, (re)made when there is none or it has closed.
-    async fn connection(
-        &self,
-    ) -> Result<tokio::sync::MappedMutexGuard<'_, Connection>, DirectoryError> {
+    /// The connection, (re)made when there is none or it has closed. The
+    /// lock is held only to hand out a clone: the workers' flips run on the
+    /// one connection at the same time (ldap3 multiplexes them), each
+    /// user's two writes still in order within its own call.
+    async fn connection(&self) -> Result<Connection, DirectoryError> {
         let mut guard = self.conn.lock().await;
         let closed = match guard.as_mut() {
             Some(c) => c.ldap.is_closed(),
@@ -164,9 +166,7 @@ impl LdapDirectory {
         if closed {
             *guard = Some(client::connect(&self.config).await?);
         }
-        Ok(tokio::sync::MutexGuard::map(guard, |c| {
-            c.as_mut().expect("connected above")
-        }))
+        Ok(guard.clone().expect("connected above"))
     }
 
     async fn read_users(&self) -> Result<Vec<DirUser>, DirectoryError> {

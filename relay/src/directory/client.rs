@@ -112,7 +112,10 @@ pub fn result_words(result: &ldap3::LdapResult) -> String {
     }
 }
 
-/// A bound connection to one server.
+/// A bound connection to one server. A clone shares the connection: ldap3
+/// multiplexes the operations of every clone on it (message IDs), so
+/// concurrent callers pipeline rather than queue.
+#[derive(Clone)]
 pub struct Connection {
     /// The handle (clone it for concurrent operations on the same connection).
     pub ldap: ldap3::Ldap,
