@@ -600,6 +600,9 @@ fn the_shipped_example_directory_loads_and_routes_bob_and_his_alias() {
     let relay = setup(&hops, &section).start();
     wait_for_snapshot(&relay);
     assert_eq!(relay.metric("coexist_routing_contacts"), 2.0);
+    // `route` reads the cache, written just after the snapshot is served.
+    let cache = relay.dir.path().join("contacts");
+    wait_until("the cache", Duration::from_secs(5), || cache.exists());
     let out = relay.cli(&[
         "route",
         "bobby@corp.example",

@@ -249,7 +249,8 @@ impl Index {
     pub fn render(&self) -> String {
         let mut out = model::render_start(self.routed.len());
         for r in self.routed.values() {
-            let (Some(user), Some(source)) = (self.entries.get(&r.user), self.entries.get(&r.source))
+            let (Some(user), Some(source)) =
+                (self.entries.get(&r.user), self.entries.get(&r.source))
             else {
                 continue;
             };
@@ -259,7 +260,13 @@ impl Index {
             let Some(address) = user.addresses.get(usize::from(r.address)) else {
                 continue;
             };
-            model::render_line(&mut out, address, target, source.route.as_deref(), &source.dn);
+            model::render_line(
+                &mut out,
+                address,
+                target,
+                source.route.as_deref(),
+                &source.dn,
+            );
         }
         out
     }
@@ -343,17 +350,62 @@ mod tests {
             same(index, all);
         };
         // A contact before its user, then the user pointing at it.
-        put(&mut index, &mut all, 1, Some(contact("a", "SMTP:a@t.example")));
-        put(&mut index, &mut all, 2, Some(user("a@c.example", &[("altRecipient", "cn=a, ou=c"), ("proxyAddresses", "smtp:x@c.example")])));
+        put(
+            &mut index,
+            &mut all,
+            1,
+            Some(contact("a", "SMTP:a@t.example")),
+        );
+        put(
+            &mut index,
+            &mut all,
+            2,
+            Some(user(
+                "a@c.example",
+                &[
+                    ("altRecipient", "cn=a, ou=c"),
+                    ("proxyAddresses", "smtp:x@c.example"),
+                ],
+            )),
+        );
         // A second user claims the alias: both lose it.
-        put(&mut index, &mut all, 3, Some(user("b@c.example", &[("targetAddress", "SMTP:b@t.example"), ("proxyAddresses", "smtp:X@c.example")])));
+        put(
+            &mut index,
+            &mut all,
+            3,
+            Some(user(
+                "b@c.example",
+                &[
+                    ("targetAddress", "SMTP:b@t.example"),
+                    ("proxyAddresses", "smtp:X@c.example"),
+                ],
+            )),
+        );
         // The contact re-pointed, then deleted, then back.
-        put(&mut index, &mut all, 1, Some(contact("a", "SMTP:a2@t.example")));
+        put(
+            &mut index,
+            &mut all,
+            1,
+            Some(contact("a", "SMTP:a2@t.example")),
+        );
         put(&mut index, &mut all, 1, None);
         put(&mut index, &mut all, 1, Some(contact("a", "bad")));
-        put(&mut index, &mut all, 1, Some(contact("a", "SMTP:a3@t.example")));
+        put(
+            &mut index,
+            &mut all,
+            1,
+            Some(contact("a", "SMTP:a3@t.example")),
+        );
         // The second user drops the alias, then goes away.
-        put(&mut index, &mut all, 3, Some(user("b@c.example", &[("targetAddress", "SMTP:b@t.example")])));
+        put(
+            &mut index,
+            &mut all,
+            3,
+            Some(user(
+                "b@c.example",
+                &[("targetAddress", "SMTP:b@t.example")],
+            )),
+        );
         put(&mut index, &mut all, 3, None);
         // The first user's flip rolled back.
         put(&mut index, &mut all, 2, Some(user("a@c.example", &[])));

@@ -71,9 +71,10 @@ impl CacheWriter {
             return;
         };
         let path = self.path.clone();
-        let written =
-            tokio::task::spawn_blocking(move || safeio::replace(&path, text.as_bytes(), Mode::KeepExisting))
-                .await;
+        let written = tokio::task::spawn_blocking(move || {
+            safeio::replace(&path, text.as_bytes(), Mode::KeepExisting)
+        })
+        .await;
         match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

@@ -330,7 +330,8 @@ impl Mirror {
         let routes = self.contacts.routes().clone();
         let cache = self.contacts.path().to_path_buf();
         let index = Arc::clone(index);
-        let built = tokio::task::spawn_blocking(move || build(&lock(&index), &routes, &cache)).await;
+        let built =
+            tokio::task::spawn_blocking(move || build(&lock(&index), &routes, &cache)).await;
         let Ok(snapshot) = built else {
             tracing::error!("directory snapshot build failed");
             return;
