@@ -90,7 +90,11 @@ fn dav_with_a_bearer_token_copies_and_a_token_revoked_mid_run_is_fetched_again()
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    source.must(ALICE, "pw", &["mkcalendar", "/alice@corp.example/work/", "Work"]);
+    source.must(
+        ALICE,
+        "pw",
+        &["mkcalendar", "/alice@corp.example/work/", "Work"],
+    );
     source.must(
         ALICE,
         "pw",

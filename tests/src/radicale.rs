@@ -128,8 +128,15 @@ impl Radicale {
 
     /// What Radicale stored under `home` (e.g. `"alice@tenant.cloud.example"`),
     /// read from its folder: display name -> item file name -> data.
-    pub fn stored(&self, home: &str) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
-        let root = self.dir.path().join("collections/collection-root").join(home);
+    pub fn stored(
+        &self,
+        home: &str,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+        let root = self
+            .dir
+            .path()
+            .join("collections/collection-root")
+            .join(home);
         let mut out = std::collections::BTreeMap::new();
         let Ok(entries) = std::fs::read_dir(&root) else {
             return out;
@@ -139,9 +146,10 @@ impl Radicale {
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or_default();
-            let name = props["D:displayname"]
-                .as_str()
-                .map_or_else(|| c.file_name().to_string_lossy().into_owned(), str::to_string);
+            let name = props["D:displayname"].as_str().map_or_else(
+                || c.file_name().to_string_lossy().into_owned(),
+                str::to_string,
+            );
             let items = std::fs::read_dir(c.path())
                 .unwrap()
                 .flatten()
