@@ -141,7 +141,9 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
     directory.check_route()?;
     let content = opts.content.unwrap_or(config.migration.content);
     let insecure = opts.allow_insecure || config.migration.allow_insecure;
-    let dav = crate::dav::Servers::new(config, insecure)?;
+    // The IMAP servers first: DAV shares their OAuth2 token cache.
+    let servers = Servers::new(config, insecure)?;
+    let dav = crate::dav::Servers::new(config, insecure, &servers)?;
     if dav.is_none() && (config.source.dav.is_some() || config.target.dav.is_some()) {
         // The configuration refuses this for its own `content`; `--content`
         // can still ask for it.
@@ -182,7 +184,6 @@ pub async fn migrate(config: &Config, opts: MigrateOptions) -> Result<Vec<UserRe
     };
     metrics().users_queued(users.len());
 
-    let servers = Servers::new(config, insecure)?;
     // One token per OAuth2 side for the whole run, fetched before any user
     // starts: a refused client stops the run here (exit 2), and an endpoint
     // that is down fails only the users that need it.

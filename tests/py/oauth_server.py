@@ -6,6 +6,11 @@
   or secret gets 401 invalid_client, another scope 400 invalid_scope.
 - POST /introspect: token introspection (RFC 7662) for Dovecot's
   `passdb oauth2`. Tokens live --lifetime seconds and can be revoked.
+- GET /auth: the same check for nginx's `auth_request` in front of a server
+  that cannot check bearer tokens itself (Radicale): the request's
+  `Authorization: Bearer` token active -> 200 with `X-Remote-User: USERNAME`,
+  else 401. --revoke-after-auths N revokes every token after the Nth
+  successful check (a token revoked mid-run, at a known point).
 - SIGUSR1 revokes every token issued so far.
 
 Over HTTPS with the certificate the test's CA made. After every request the
@@ -32,6 +37,7 @@ p.add_argument("--scope", required=True)
 p.add_argument("--username", required=True, help="the application's identity in the tenant")
 p.add_argument("--lifetime", type=int, default=3600, help="seconds a token is valid")
 p.add_argument("--expires-in", type=int, help="what the answer says (default: --lifetime)")
+p.add_argument("--revoke-after-auths", type=int, help="revoke every token after N successful GET /auth")
 p.add_argument("--cert", required=True)
 p.add_argument("--key", required=True)
 args = p.parse_args()
@@ -39,7 +45,8 @@ args = p.parse_args()
 lock = threading.Lock()
 tokens = {}  # token -> {"exp": epoch seconds, "revoked": bool}
 stats = {"fetches": 0, "granted": 0, "basic": 0, "post": 0, "refused": 0,
-         "introspections": 0, "inactive": 0, "revocations": 0, "tokens": [], "issued_at": []}
+         "introspections": 0, "inactive": 0, "revocations": 0,
+         "auths": 0, "auth_refused": 0, "tokens": [], "issued_at": []}
 
 
 def save_stats():
@@ -86,6 +93,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 self.answer(404, {"error": "not_found"})
             save_stats()
+
+    def do_GET(self):
+        with lock:
+            if self.path == "/auth":
+                self.auth()
+            else:
+                self.answer(404, {"error": "not_found"})
+            save_stats()
+
+    def auth(self):
+        header = self.headers.get("Authorization", "")
+        t = tokens.get(header[7:]) if header.startswith("Bearer ") else None
+        if t is None or t["revoked"] or time.time() >= t["exp"]:
+            stats["auth_refused"] += 1
+            return self.answer(401, {"error": "invalid_token"})
+        stats["auths"] += 1
+        if args.revoke_after_auths is not None and stats["auths"] == args.revoke_after_auths:
+            for other in tokens.values():
+                other["revoked"] = True
+            stats["revocations"] += 1
+        self.send_response(200)
+        self.send_header("X-Remote-User", args.username)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def token(self, form):
         stats["fetches"] += 1

@@ -11,6 +11,7 @@ pub mod knot;
 pub mod ldap_proxy;
 pub mod load;
 pub mod mta_sts;
+pub mod nginx;
 pub mod oauth;
 pub mod pki;
 pub mod postfix;

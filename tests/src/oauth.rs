@@ -28,6 +28,24 @@ pub struct AuthSetup<'a> {
     pub expires_in: Option<u64>,
 }
 
+impl AuthServer {
+    /// [`AuthServer::start`] with every token revoked after the `n`th
+    /// successful `GET /auth` (nginx's `auth_request`).
+    pub fn start_revoking_after(setup: AuthSetup, ca: &TestCa, n: u64) -> AuthServer {
+        AuthServer::start_args(setup, ca, &["--revoke-after-auths".into(), n.to_string()])
+    }
+
+    /// `https://127.0.0.1:PORT/auth`: the `auth_request` endpoint.
+    pub fn auth_url(&self) -> String {
+        format!("https://127.0.0.1:{}/auth", self.port)
+    }
+
+    /// The test CA's certificate, beside the server's files.
+    pub fn ca_file(&self) -> PathBuf {
+        self.ca_path()
+    }
+}
+
 /// The running server.
 pub struct AuthServer {
     dir: tempfile::TempDir,
@@ -39,6 +57,10 @@ pub struct AuthServer {
 impl AuthServer {
     /// Starts it; returns once it listens.
     pub fn start(setup: AuthSetup, ca: &TestCa) -> AuthServer {
+        AuthServer::start_args(setup, ca, &[])
+    }
+
+    fn start_args(setup: AuthSetup, ca: &TestCa, more: &[String]) -> AuthServer {
         let dir = tempfile::Builder::new()
             .prefix("oauth-")
             .tempdir()
@@ -65,6 +87,7 @@ impl AuthServer {
         if let Some(e) = setup.expires_in {
             cmd.args(["--expires-in", &e.to_string()]);
         }
+        cmd.args(more);
         let mut child = cmd.spawn().expect("python3 oauth_server.py");
         let deadline = Instant::now() + Duration::from_secs(20);
         let port = loop {

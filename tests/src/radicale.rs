@@ -78,6 +78,94 @@ impl Radicale {
         r
     }
 
+    /// A Radicale that trusts the `X-Remote-User` header (`[auth] type =
+    /// http_x_remote_user`), for a proxy in front that checks the credentials
+    /// (nginx with `auth_request`): plain HTTP on loopback, `app` may read and
+    /// write every collection. Returns once it accepts connections.
+    pub fn start_remote_user(name: &str, app: &str) -> Radicale {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("radicale-{name}-"))
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        let rights = format!(
+            "[app]\nuser: {}\ncollection: .*\npermissions: RrWw\n",
+            regex_escape(app)
+        );
+        std::fs::write(d.join("rights"), rights).unwrap();
+        let port = free_port();
+        std::fs::write(
+            d.join("config"),
+            format!(
+                "[server]\nhosts = 127.0.0.1:{port}\n\
+                 [auth]\ntype = http_x_remote_user\n\
+                 [rights]\ntype = from_file\nfile = {0}/rights\n\
+                 [storage]\nfilesystem_folder = {0}/collections\n\
+                 [logging]\nlevel = warning\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.join("radicale.log")).unwrap();
+        let mut child = Command::new("/usr/bin/radicale")
+            .arg("--config")
+            .arg(d.join("config"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("/usr/bin/radicale (apt-get install radicale)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("radicale exited ({status})");
+            }
+            assert!(Instant::now() < deadline, "radicale did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Radicale { dir, port, child }
+    }
+
+    /// What Radicale stored under `home` (e.g. `"alice@tenant.cloud.example"`),
+    /// read from its folder: display name -> item file name -> data.
+    pub fn stored(
+        &self,
+        home: &str,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+        let root = self
+            .dir
+            .path()
+            .join("collections/collection-root")
+            .join(home);
+        let mut out = std::collections::BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return out;
+        };
+        for c in entries.flatten().filter(|e| e.path().is_dir()) {
+            let props: serde_json::Value = std::fs::read(c.path().join(".Radicale.props"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let name = props["D:displayname"].as_str().map_or_else(
+                || c.file_name().to_string_lossy().into_owned(),
+                str::to_string,
+            );
+            let items = std::fs::read_dir(c.path())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read_to_string(e.path()).unwrap(),
+                    )
+                })
+                .collect();
+            out.insert(name, items);
+        }
+        out
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -145,6 +233,16 @@ impl Radicale {
         let out = self.must(MASTER.0, MASTER.1, &["dump", home]);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("dump: {e}: {out}"))
     }
+}
+
+/// `text` as a Python regular expression matching only itself.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = !c.is_ascii_alphanumeric() && c != '@' && c != '-' && c != '_';
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
 }
 
 impl Drop for Radicale {

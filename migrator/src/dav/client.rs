@@ -1,17 +1,24 @@
 //! The HTTP client under libdav: hyper 1 over hyper-rustls with the same
 //! rustls configuration (ring, webpki roots plus the side's `ca`, always
 //! verified unless insecure connections are allowed) as the IMAP sessions, and
-//! the side's credentials on every request (HTTP Basic; a bearer token once
-//! OAuth2 lands).
+//! the side's credentials on every request: HTTP Basic, or with
+//! `auth = "oauth2"` the side's OAuth2 token as `Authorization: Bearer` — the
+//! same cached token the IMAP logins present, fetched again once when the
+//! server answers 401 (expired or revoked mid-run).
 
 use super::DavError;
 use crate::config::{Endpoint, Side};
+use crate::imap::connect::Servers as Logins;
+use crate::oauth::OAuthError;
 use http::header::{HeaderValue, AUTHORIZATION};
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use libdav::dav::WebDavClient;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -65,19 +72,44 @@ impl Pool {
         login: &str,
         password: &str,
     ) -> Result<WebDavClient<Authorized>, DavError> {
-        let base = base
-            .parse::<http::Uri>()
-            .map_err(|e| DavError::Config(format!("{side} dav_url {base:?}: {e}")))?;
         let mut header = basic(login, password).map_err(|_| {
             DavError::Config(format!("{side} {login}: not usable in an HTTP header"))
         })?;
         // Kept out of any debug output hyper or libdav might produce.
         header.set_sensitive(true);
+        self.with(side, base, Credentials::Basic(header))
+    }
+
+    /// A WebDAV client on this pool that presents `side`'s OAuth2 token from
+    /// `logins` (the run's token cache, shared with the IMAP logins).
+    pub fn bearer_client(
+        &self,
+        side: Side,
+        base: &str,
+        logins: Arc<Logins>,
+    ) -> Result<WebDavClient<Authorized>, DavError> {
+        if logins.tokens(side).is_none() {
+            return Err(DavError::Config(format!(
+                "{side}: auth = \"oauth2\" but no token source"
+            )));
+        }
+        self.with(side, base, Credentials::Bearer { logins, side })
+    }
+
+    fn with(
+        &self,
+        side: Side,
+        base: &str,
+        credentials: Credentials,
+    ) -> Result<WebDavClient<Authorized>, DavError> {
+        let base = base
+            .parse::<http::Uri>()
+            .map_err(|e| DavError::Config(format!("{side} dav_url {base:?}: {e}")))?;
         Ok(WebDavClient::new(
             base,
             Authorized {
                 inner: self.http.clone(),
-                authorization: header,
+                credentials,
             },
         ))
     }
@@ -90,28 +122,109 @@ fn basic(login: &str, password: &str) -> Result<HeaderValue, http::header::Inval
     HeaderValue::from_str(&format!("Basic {token}"))
 }
 
+/// What goes in `Authorization`.
+#[derive(Clone)]
+enum Credentials {
+    /// HTTP Basic, fixed for the client's life.
+    Basic(HeaderValue),
+    /// The side's current OAuth2 token, asked for on every request (it is
+    /// cached; a renewal by any worker, IMAP or DAV, is seen by all).
+    Bearer { logins: Arc<Logins>, side: Side },
+}
+
 /// The pool's client with this login's `Authorization` on every request.
 #[derive(Clone)]
 pub struct Authorized {
     inner: Client<Https, String>,
-    authorization: HeaderValue,
+    credentials: Credentials,
 }
+
+/// Why a request got no answer: the connection, or no token to present.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// Connecting, TLS, or the exchange itself.
+    #[error(transparent)]
+    Http(#[from] hyper_util::client::legacy::Error),
+    /// No OAuth2 token could be had.
+    #[error(transparent)]
+    Token(#[from] OAuthError),
+    /// The token does not fit in an HTTP header.
+    #[error("the OAuth2 token is not usable in an HTTP header")]
+    Header,
+}
+
+type Answer = Result<Response<hyper::body::Incoming>, HttpError>;
 
 impl tower_service::Service<Request<String>> for Authorized {
     type Response = Response<hyper::body::Incoming>;
-    type Error = hyper_util::client::legacy::Error;
-    type Future = ResponseFuture;
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(HttpError::Http)
     }
 
     fn call(&mut self, mut request: Request<String>) -> Self::Future {
-        request
-            .headers_mut()
-            .insert(AUTHORIZATION, self.authorization.clone());
-        self.inner.call(request)
+        let inner = self.inner.clone();
+        match &self.credentials {
+            Credentials::Basic(header) => {
+                request.headers_mut().insert(AUTHORIZATION, header.clone());
+                let answer = inner.request(request);
+                Box::pin(async move { Ok(answer.await?) })
+            }
+            Credentials::Bearer { logins, side } => {
+                let (logins, side) = (logins.clone(), *side);
+                Box::pin(async move { with_bearer(inner, &logins, side, request).await })
+            }
+        }
     }
+}
+
+/// Sends `request` with the side's token; on 401 the token is handed back
+/// (the token source fetches one new token for every worker) and the request
+/// is sent once more with the new one. A second 401 is the answer.
+async fn with_bearer(
+    inner: Client<Https, String>,
+    logins: &Logins,
+    side: Side,
+    request: Request<String>,
+) -> Answer {
+    let tokens = logins.tokens(side).expect("checked in bearer_client");
+    let token = tokens.get().await?;
+    let again = copy_of(&request);
+    let answer = inner.request(bearer(request, token.expose())?).await?;
+    if answer.status() != StatusCode::UNAUTHORIZED {
+        return Ok(answer);
+    }
+    tracing::info!(
+        "{side} DAV {} {}: 401 with the current token; getting a new one",
+        again.method(),
+        again.uri().path()
+    );
+    drop(answer);
+    let token = tokens.renew(&token).await?;
+    Ok(inner.request(bearer(again, token.expose())?).await?)
+}
+
+/// `request` with `Authorization: Bearer TOKEN` (RFC 6750 §2.1), marked
+/// sensitive.
+fn bearer(mut request: Request<String>, token: &str) -> Result<Request<String>, HttpError> {
+    let mut header =
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| HttpError::Header)?;
+    header.set_sensitive(true);
+    request.headers_mut().insert(AUTHORIZATION, header);
+    Ok(request)
+}
+
+/// The same request again (method, URI, version, headers, body).
+fn copy_of(request: &Request<String>) -> Request<String> {
+    let mut copy = Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }
 
 /// The WebDAV client of one side for one user.

@@ -30,9 +30,10 @@ pub fn read(d: &mut Diagnostics, t: &Section, auth: Auth) -> Option<Option<DavEn
         d.error(
             Some(&span),
             &t.key("dav_home"),
-            "required with an admin login (auth = master or authzid): HTTP has no authzid, so the \
-             admin reaches each user's calendars by path; add dav_home = \"/{address}/\" \
-             (Radicale) or \"/dav/calendars/user/{local}/\" (Cyrus)",
+            "required with an admin login (auth = master, authzid or oauth2): HTTP has no \
+             authzid, so the admin (or the application's token) reaches each user's calendars \
+             by path; add dav_home = \"/{address}/\" (Radicale) or \
+             \"/dav/calendars/user/{local}/\" (Cyrus)",
         );
         return None;
     }

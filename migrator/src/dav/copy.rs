@@ -38,8 +38,8 @@ const RETRIES: u32 = 3;
 pub async fn copy_user(ctx: &mut UserContext<'_>, servers: &Servers) -> Result<(), DavError> {
     let content = ctx.run.filter.content;
     let (address, target) = (ctx.user.address.clone(), ctx.target.clone());
-    let src = servers.source.client(&address, &target)?;
-    let dst = servers.target.client(&address, &target)?;
+    let src = servers.source.client(&servers.logins, &address, &target)?;
+    let dst = servers.target.client(&servers.logins, &address, &target)?;
     let src_dav = servers.source.endpoint.dav.as_ref().expect("DAV side");
     let dst_dav = servers.target.endpoint.dav.as_ref().expect("DAV side");
     let src_homes = discover::homes(&src, Side::Source, src_dav, &address, &target).await?;

@@ -35,8 +35,8 @@ pub async fn measure(
     content: Content,
     state: &BTreeMap<String, CollectionState>,
 ) -> Result<DavMeasure, DavError> {
-    let src = servers.source.client(address, target)?;
-    let dst = servers.target.client(address, target)?;
+    let src = servers.source.client(&servers.logins, address, target)?;
+    let dst = servers.target.client(&servers.logins, address, target)?;
     let src_dav = servers.source.endpoint.dav.as_ref().expect("DAV side");
     let dst_dav = servers.target.endpoint.dav.as_ref().expect("DAV side");
     let src_homes = discover::homes(&src, Side::Source, src_dav, address, target).await?;

@@ -90,6 +90,9 @@ impl DavError {
 
 /// Both sides' DAV servers for a run: the connection pools and the endpoints.
 pub struct Servers {
+    /// The run's IMAP servers, for an `auth = "oauth2"` side's token (one
+    /// cache for IMAP and DAV).
+    pub logins: std::sync::Arc<crate::imap::connect::Servers>,
     /// `[source]`.
     pub source: SideServer,
     /// `[target]`.
@@ -107,7 +110,12 @@ pub struct SideServer {
 impl Servers {
     /// The DAV servers of `config` when both sides have a `dav_url`; `None`
     /// when neither has one. The one-sided case is refused by the configuration.
-    pub fn new(config: &Config, insecure: bool) -> Result<Option<Servers>, DavError> {
+    /// `logins` is the run's IMAP servers (a clone shares their token cache).
+    pub fn new(
+        config: &Config,
+        insecure: bool,
+        logins: &crate::imap::connect::Servers,
+    ) -> Result<Option<Servers>, DavError> {
         if config.source.dav.is_none() || config.target.dav.is_none() {
             return Ok(None);
         }
@@ -118,6 +126,7 @@ impl Servers {
             })
         };
         Ok(Some(Servers {
+            logins: std::sync::Arc::new(logins.clone()),
             source: side(&config.source)?,
             target: side(&config.target)?,
         }))
@@ -127,23 +136,24 @@ impl Servers {
 impl SideServer {
     /// Logs in for the user `address` (contact `target`): the user's own login
     /// with `auth = password`, else the admin (`master_user`), who reaches the
-    /// user through the `dav_home` templates.
-    pub fn client(&self, address: &str, target: &str) -> Result<client::Dav, DavError> {
+    /// user through the `dav_home` templates; with `auth = oauth2` the
+    /// application's token from `logins` (also through `dav_home`).
+    pub fn client(
+        &self,
+        logins: &std::sync::Arc<crate::imap::connect::Servers>,
+        address: &str,
+        target: &str,
+    ) -> Result<client::Dav, DavError> {
         let e = &self.endpoint;
         let dav = e.dav.as_ref().expect("a DAV side has a dav_url");
+        let base = format!("{}/", dav.url);
         let login = match e.auth {
             Auth::Password => crate::config::expand(&e.login, address, target),
             Auth::Master | Auth::Authzid => e.master_user.clone().unwrap_or_default(),
-            // Refused when the config is read (`oauth::settings::read`).
-            Auth::OAuth2 => {
-                return Err(DavError::Secret(
-                    "DAV with auth = \"oauth2\" (a Bearer token) is not supported yet".into(),
-                ))
-            }
+            Auth::OAuth2 => return self.pool.bearer_client(e.side, &base, logins.clone()),
         };
         let password = crate::imap::connect::password(e, &login)
             .map_err(|err| DavError::Secret(err.to_string()))?;
-        self.pool
-            .client(e.side, &format!("{}/", dav.url), &login, &password)
+        self.pool.client(e.side, &base, &login, &password)
     }
 }

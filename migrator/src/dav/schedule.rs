@@ -213,7 +213,11 @@ fn refold(unfolded: &str, end: &str) -> String {
     let mut width = 0;
     for c in unfolded.chars() {
         let n = c.len_utf8();
-        if width + n > 75 {
+        // A lone CR right before an LF fold would read back as a CRLF fold and
+        // be lost on unfolding; the line runs a little past 75 octets instead
+        // (a SHOULD in RFC 5545 §3.1) and folds after the CR's neighbour.
+        let cr_then_lf = fold == "\n" && out.ends_with('\r');
+        if width + n > 75 && !cr_then_lf {
             out.push_str(fold);
             out.push(' ');
             width = 1;
@@ -336,6 +340,33 @@ mod tests {
                 let stripped = unfold(&marked).replace(PARAM, "");
                 assert_eq!(stripped, unfold(&text), "{text:?} -> {marked:?}");
             }
+        }
+    }
+
+    /// A bare CR where the refolding would put an LF fold right after it
+    /// ("\r" + "\n " reads back as a CRLF fold): the CR must stay, on the
+    /// insert path (name split by a fold) and the replace path.
+    #[test]
+    fn a_bare_cr_at_a_fold_point_is_kept() {
+        // "ATTENDEE;SCHEDULE-AGENT=CLIENT;CN=" is 34 octets, then 40 more: the
+        // CR is the 75th octet and the next character must be folded.
+        let name = "a".repeat(40);
+        for ics in [
+            format!("BEGIN:VEVENT\nATTEN\n DEE;CN={name}\rb:mailto:x@y\nEND:VEVENT\n"),
+            format!("BEGIN:VEVENT\nATTENDEE;SCHEDULE-AGENT=SERVER;CN={name}\rb:x\nEND:VEVENT\n"),
+            format!("BEGIN:VEVENT\nATTEN\n DEE;CN={name}\r\r\rb:x\nEND:VEVENT\n"),
+        ] {
+            let marked = mark_client_scheduling(&ics).expect("marked");
+            let want = unfolded_lines(&ics)[1]
+                .replace(";SCHEDULE-AGENT=SERVER", "")
+                .replacen("ATTENDEE", "ATTENDEE;SCHEDULE-AGENT=CLIENT", 1);
+            assert_eq!(unfolded_lines(&marked)[1], want, "{ics:?} -> {marked:?}");
+            assert_eq!(
+                marked.matches('\r').count(),
+                ics.matches('\r').count(),
+                "{marked:?}"
+            );
+            assert_eq!(mark_client_scheduling(&marked), None);
         }
     }
 

@@ -77,15 +77,6 @@ pub fn read(d: &mut Diagnostics, t: &Section, base: &Path) -> Option<OAuth2> {
             );
         }
     }
-    let with_dav = t.string(d, "dav_url").filter(|u| !u.get_ref().is_empty());
-    if let Some(url) = &with_dav {
-        d.error(
-            Some(&url.span()),
-            &t.key("dav_url"),
-            "not supported with auth = \"oauth2\" yet (DAV with a Bearer token is not wired); \
-             remove dav_url, or copy calendars and contacts with auth = \"password\" / \"master\"",
-        );
-    }
     let sasl = t
         .choice(
             d,
@@ -140,9 +131,6 @@ pub fn read(d: &mut Diagnostics, t: &Section, base: &Path) -> Option<OAuth2> {
         None if t.has("client_auth") => None,
         None => Some(ClientAuth::Basic),
     };
-    if with_dav.is_some() {
-        return None;
-    }
     Some(OAuth2 {
         sasl: sasl?,
         token_url: token_url?,
