@@ -131,6 +131,13 @@ impl Incoming {
         }
     }
 
+    /// Whether [`Incoming::finish`] will touch the disk (a message that spilled
+    /// to its file); a message still wholly in memory finishes without blocking,
+    /// so the store need not hop to the blocking pool for it.
+    pub(super) fn finish_blocks(&self) -> bool {
+        self.failure.is_none() && self.file.is_some()
+    }
+
     /// What [`Spool::store`](super::spool::Spool::store) needs: the bytes in
     /// memory (the whole message when nothing was spilled), or the rest written
     /// out and the file fdatasynced, with its length and CRC. Blocking: call it

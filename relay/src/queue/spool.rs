@@ -160,12 +160,19 @@ impl Spool {
             ));
         }
         envelope.size = incoming.len();
-        let (incoming, finished) = tokio::task::spawn_blocking(move || {
+        // A small message is all in memory: finishing it is a move, and a hop
+        // to the blocking pool would cost two thread wakeups per message.
+        let (incoming, finished) = if incoming.finish_blocks() {
+            tokio::task::spawn_blocking(move || {
+                let finished = incoming.finish();
+                (incoming, finished)
+            })
+            .await
+            .map_err(|e| SpoolError::io(&self.queue, io::Error::other(e)))?
+        } else {
             let finished = incoming.finish();
             (incoming, finished)
-        })
-        .await
-        .map_err(|e| SpoolError::io(&self.queue, io::Error::other(e)))?;
+        };
         let message = match finished? {
             Finished::Memory(bytes) => Some(Arc::new(bytes)),
             Finished::File { len, crc } => {
