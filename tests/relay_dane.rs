@@ -1,13 +1,19 @@
 //! End-to-end: DANE (RFC 7672) on an MX route (issue 17). The zones are
 //! served by a real Knot DNS on loopback, `dane.test` signed by knotd with keys
 //! it made at start and given to the relay as `[dns] trust_anchor`;
-//! `unsigned.test` unsigned. The mail exchanger is a private Postfix offering
-//! STARTTLS with a certificate (and its CA in the chain) made by the test.
+//! `unsigned.test` unsigned and outside the anchor (it cannot validate). Under
+//! `dane.test`, `insecure.dane.test` is an unsigned zone delegated without DS
+//! (provably insecure), and `bogus.dane.test` a signed zone whose DS in the
+//! parent matches none of its keys (bogus). The mail exchanger is a private
+//! Postfix offering STARTTLS with a certificate (and its CA in the chain) made
+//! by the test.
 //!
-//! One message to five domains: a DANE-EE SPKI match and a DANE-TA match
+//! One message to eight domains: a DANE-EE SPKI match and a DANE-TA match
 //! (delivered, `tls=dane`), a mismatch (deferred 4.7.5 naming DANE), no TLSA
-//! records and an unsigned zone whose TLSA does not validate (delivered
-//! opportunistically).
+//! records, and an insecure zone whose TLSA records do not count (delivered
+//! opportunistically); a bogus MX RRset, a secure MX whose host's TLSA records
+//! are bogus, and a zone outside the private anchor (each deferred 4.7.5: an
+//! answer that does not validate must not turn DANE off, RFC 7672 §2.1.1).
 
 use coexist_e2e::knot::{Knot, ZoneFile};
 use coexist_e2e::pki::{Ca, Purpose};
@@ -48,7 +54,7 @@ fn delivery(relay: &Relay, rcpt: &str) -> String {
 }
 
 #[test]
-fn dane_match_ta_mismatch_no_tlsa_and_unsigned_zone() {
+fn dane_match_ta_mismatch_no_tlsa_insecure_and_bogus_zones() {
     let sink = PostfixSink::start();
     let certs = tempfile::tempdir().unwrap();
     let ca = Ca::new("coexist DANE test CA");
@@ -58,6 +64,8 @@ fn dane_match_ta_mismatch_no_tlsa_and_unsigned_zone() {
         "mx3.dane.test",
         "mx4.dane.test",
         "mx.unsigned.test",
+        "mx.insecure.dane.test",
+        "mx.bogus.dane.test",
     ];
     let mx = ca.issue(certs.path(), "mx", &names, Purpose::Server);
     // Leaf then CA: DANE-TA(2) needs the anchor in the presented chain (RFC 7672 §3.1.2).
@@ -73,6 +81,9 @@ fn dane_match_ta_mismatch_no_tlsa_and_unsigned_zone() {
         "mismatch.dane.test",
         "none.dane.test",
         "unsigned.test",
+        "insecure.dane.test",
+        "bogus.dane.test",
+        "tlsabogus.dane.test",
     ];
     let postfix = Postfix::start(
         &domains,
@@ -91,9 +102,15 @@ fn dane_match_ta_mismatch_no_tlsa_and_unsigned_zone() {
          mx1 A 127.0.0.1\nmx2 A 127.0.0.1\nmx3 A 127.0.0.1\nmx4 A 127.0.0.1\n\
          _{port}._tcp.mx1 TLSA 3 1 1 {spki_sha256}\n\
          _{port}._tcp.mx3 TLSA 2 0 1 {ca_sha256}\n\
-         _{port}._tcp.mx2 TLSA 3 1 1 {}\n",
+         _{port}._tcp.mx2 TLSA 3 1 1 {}\n\
+         insecure NS ns.insecure\nns.insecure A 127.0.0.1\n\
+         bogus NS ns.bogus\nns.bogus A 127.0.0.1\nbogus DS 12345 13 2 {}\n\
+         tlsabogus MX 10 mx.bogus\n",
+        hex(&[0u8; 32]),
         hex(&[0u8; 32])
     );
+    // The TLSA records would match: only the broken chain may refuse them.
+    let child = format!("@ MX 10 mx\nmx A 127.0.0.1\n_{port}._tcp.mx TLSA 3 1 1 {spki_sha256}\n");
     let unsigned = format!(
         "@ MX 10 mx\nmx A 127.0.0.1\n_{port}._tcp.mx TLSA 3 1 1 {}\n",
         hex(&[0u8; 32])
@@ -108,6 +125,16 @@ fn dane_match_ta_mismatch_no_tlsa_and_unsigned_zone() {
             apex: "unsigned.test",
             records: unsigned,
             signed: false,
+        },
+        ZoneFile {
+            apex: "insecure.dane.test",
+            records: child.clone(),
+            signed: false,
+        },
+        ZoneFile {
+            apex: "bogus.dane.test",
+            records: child,
+            signed: true,
         },
     ]);
     let anchor = knot.write_trust_anchor("dane.test", &certs.path().join("anchor.key"));
@@ -153,7 +180,14 @@ fn dane_match_ta_mismatch_no_tlsa_and_unsigned_zone() {
         l.contains("status=deferred") && l.contains("4.7.5") && l.contains("DANE"),
         "{l}"
     );
-    for d in ["none.dane.test", "unsigned.test"] {
+    for d in ["bogus.dane.test", "tlsabogus.dane.test", "unsigned.test"] {
+        let l = delivery(&relay, &format!("user@{d}"));
+        assert!(
+            l.contains("status=deferred") && l.contains("4.7.5") && l.contains("bogus"),
+            "{d}: {l}"
+        );
+    }
+    for d in ["none.dane.test", "insecure.dane.test"] {
         let l = delivery(&relay, &format!("user@{d}"));
         assert!(
             l.contains("status=sent") && l.contains("tls=opportunistic TLS"),
@@ -167,17 +201,26 @@ fn dane_match_ta_mismatch_no_tlsa_and_unsigned_zone() {
         ))
     };
     assert_eq!(series("dane", "ok"), 2.0);
-    assert_eq!(series("dane", "failed"), 1.0);
+    assert_eq!(series("dane", "failed"), 4.0);
     assert_eq!(series("opportunistic", "ok"), 2.0);
 
-    let out = relay.cli(&["route", "user@match.dane.test", "user@unsigned.test"]);
+    let out = relay.cli(&[
+        "route",
+        "user@match.dane.test",
+        "user@insecure.dane.test",
+        "user@bogus.dane.test",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("tls dane: mx1.dane.test (1 usable TLSA record(s))"),
         "{text}"
     );
     assert!(
-        text.contains("tls dane: the MX of unsigned.test is not DNSSEC-secure"),
+        text.contains("tls dane: the MX of insecure.dane.test is not DNSSEC-secure"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fail DNSSEC validation (bogus); deferred"),
         "{text}"
     );
 }

@@ -12,11 +12,10 @@
 //! must be listed, compared exactly and case-insensitively.
 
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConnection, WebPkiClientVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use x509_parser::extensions::GeneralName;
@@ -50,26 +49,11 @@ impl ClientTrust {
         names: &[String],
         client_ca: Option<&Path>,
     ) -> Result<ClientTrust, ClientTrustError> {
-        let mut roots = RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = client_ca {
-            let ca_error = |detail: String| ClientTrustError::Ca {
-                path: path.to_path_buf(),
+        let roots =
+            crate::tls::trust_anchors(client_ca).map_err(|detail| ClientTrustError::Ca {
+                path: client_ca.map(Path::to_path_buf).unwrap_or_default(),
                 detail,
-            };
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ca_error(e.to_string()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ca_error(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(ca_error("no CERTIFICATE in the file".into()));
-            }
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| ca_error(format!("not a usable trust anchor: {e}")))?;
-            }
-        }
+            })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .allow_unauthenticated()

@@ -11,6 +11,7 @@ use crate::metrics::metrics;
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::RootCertStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
@@ -256,6 +257,30 @@ impl ServerTls {
     pub fn cert_path(&self) -> &Path {
         &self.files.cert
     }
+}
+
+/// The webpki roots plus the PEM certificates in `ca`: the trust both for next
+/// hops (a route's `ca`) and for clients (`[tls] client_ca`). The error is the
+/// detail only, so each caller names the file in its own error type.
+pub fn trust_anchors(ca: Option<&Path>) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let Some(path) = ca else {
+        return Ok(roots);
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no CERTIFICATE in the file".into());
+    }
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("not a usable trust anchor: {e}"))?;
+    }
+    Ok(roots)
 }
 
 #[cfg(test)]

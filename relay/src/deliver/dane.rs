@@ -4,9 +4,14 @@
 //! Lookups go through a second, validating resolver (the `[dns]` name servers,
 //! the IANA root or `trust_anchor`); every other lookup stays as it was. Only a
 //! secure MX RRset makes its hosts' TLSA records count (§2.2.1), and only
-//! secure TLSA records count at all. An answer that does not validate — a
-//! bogus one, or an unsigned zone the anchors cannot prove insecure — counts
-//! as not secure: the route's behaviour is then `opportunistic` (§2.2).
+//! secure TLSA records count at all. An insecure answer (an unsigned zone
+//! under a signed delegation without DS) makes the route `opportunistic`
+//! (§2.2); hickory reports a name no anchor covers as bogus. A *bogus* answer
+//! or a failed lookup is never taken for "no records": an attacker could
+//! otherwise strip DANE by breaking the signatures (§2.1.1). A bogus MX
+//! RRset defers the group; a bogus or failed TLSA lookup makes that next hop
+//! unusable (the next MX is tried, then the group is deferred), as Postfix
+//! does with its `dane` level.
 //!
 //! Usable records: DANE-TA(2) and DANE-EE(3), selectors Cert(0) and SPKI(1),
 //! matching Full(0), SHA2-256(1), SHA2-512(2) (§3.1). DANE-EE pins the server's
@@ -19,6 +24,7 @@ use super::status::DeliverError;
 use crate::config::DnsConfig;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
@@ -43,8 +49,10 @@ pub struct Tlsa {
 }
 
 /// What DANE says about one next hop.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum HopDane {
+    /// The lookup failed or did not validate: this next hop is not used.
+    Failed(DeliverError),
     /// No secure TLSA records: opportunistic.
     NoRecords,
     /// Secure records, none usable: TLS required, any certificate.
@@ -100,8 +108,8 @@ impl Dane {
         Ok(Dane { resolver })
     }
 
-    /// Whether the MX RRset of `domain` validates (RFC 7672 §2.2.1).
-    pub async fn mx_secure(&self, domain: &str) -> bool {
+    /// What DNSSEC says about the MX RRset of `domain` (RFC 7672 §2.2.1).
+    pub async fn mx_proof(&self, domain: &str) -> MxProof {
         let name = format!("{}.", domain.trim_end_matches('.'));
         match self.resolver.lookup(name.as_str(), RecordType::MX).await {
             Ok(l) => {
@@ -110,9 +118,16 @@ impl Dane {
                     .iter()
                     .filter(|r| matches!(r.data, RData::MX(_)))
                     .collect();
-                !mx.is_empty() && mx.iter().all(|r| r.proof == Proof::Secure)
+                if !mx.is_empty() && mx.iter().all(|r| r.proof == Proof::Secure) {
+                    MxProof::Secure
+                } else {
+                    MxProof::NotSecure
+                }
             }
-            Err(_) => false,
+            Err(e) => match lookup_failure(&name, "MX", &e) {
+                Some(failure) => MxProof::Failed(failure),
+                None => MxProof::NotSecure,
+            },
         }
     }
 
@@ -122,8 +137,13 @@ impl Dane {
         let lookup = match self.resolver.lookup(name.as_str(), RecordType::TLSA).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::debug!(name, error = %e, "no secure TLSA records");
-                return HopDane::NoRecords;
+                return match lookup_failure(&name, "TLSA", &e) {
+                    Some(failure) => HopDane::Failed(failure),
+                    None => {
+                        tracing::debug!(name, error = %e, "no secure TLSA records");
+                        HopDane::NoRecords
+                    }
+                }
             }
         };
         let secure: Vec<_> = lookup
@@ -153,6 +173,40 @@ impl Dane {
             HopDane::Records(usable)
         }
     }
+}
+
+/// DNSSEC's verdict on a domain's MX RRset.
+#[derive(Debug)]
+pub enum MxProof {
+    /// Every MX record validated: its hosts' TLSA records count.
+    Secure,
+    /// Insecure, indeterminate or no MX records: DANE does not apply.
+    NotSecure,
+    /// A bogus answer or a failed lookup: the group is deferred.
+    Failed(DeliverError),
+}
+
+/// A failed validating lookup of `rtype` at `name`: `None` when the answer
+/// proves there is nothing secure to use (NXDOMAIN or NODATA, secure or
+/// not), else the error that keeps the message from going out unprotected.
+fn lookup_failure(name: &str, rtype: &str, e: &NetError) -> Option<DeliverError> {
+    if matches!(e, NetError::Dns(DnsError::DnssecBogus)) {
+        return Some(DeliverError::TlsPolicy(format!(
+            "DANE: the {rtype} records of {name} fail DNSSEC validation (bogus)"
+        )));
+    }
+    // hickory turns a bogus denial into DnssecBogus; an Nsec error left is an
+    // insecure or indeterminate denial.
+    if e.is_nx_domain()
+        || e.is_no_records_found()
+        || matches!(e, NetError::Dns(DnsError::Nsec { .. }))
+    {
+        return None;
+    }
+    Some(DeliverError::DnsTemporary {
+        name: format!("{name} {rtype}"),
+        detail: e.to_string(),
+    })
 }
 
 /// Checks the presented chain against TLSA records instead of the webpki roots.

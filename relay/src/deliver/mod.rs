@@ -168,8 +168,17 @@ impl Deliverer {
         for hop in &plan.hops {
             let hop_tls = match plan.dane {
                 Some(d) => {
-                    self.dane_params(d, plan.route_tls, &plan.params, &plan.applied, hop)
+                    match self
+                        .dane_params(d, plan.route_tls, &plan.params, &plan.applied, hop)
                         .await
+                    {
+                        Ok(t) => t,
+                        Err((t, e)) => {
+                            tracing::debug!(queue_id = %envelope.id, next_hop = %hop, error = %e, "next hop skipped");
+                            last = Some((hop.clone(), e, t));
+                            continue;
+                        }
+                    }
                 }
                 None => HopTls {
                     params: plan.params.clone(),
@@ -271,7 +280,15 @@ impl Deliverer {
         };
         // RFC 7672 §2.2.1: TLSA records count only under a secure MX RRset.
         let dane = match (&self.dane, route.tls) {
-            (Some(d), OutboundTls::Dane) if !route.mx || d.mx_secure(domain).await => Some(d),
+            (Some(d), OutboundTls::Dane) if !route.mx => Some(d),
+            (Some(d), OutboundTls::Dane) => match d.mx_proof(domain).await {
+                dane::MxProof::Secure => Some(d),
+                dane::MxProof::NotSecure => None,
+                dane::MxProof::Failed(e) => {
+                    metrics().tls_policy(route_name, TlsPolicyLabel::Dane, false);
+                    return Err(("dane".into(), e));
+                }
+            },
             _ => None,
         };
         Ok(Plan {
@@ -284,7 +301,8 @@ impl Deliverer {
     }
 
     /// The session parameters for `hop` under DANE: its secure TLSA records
-    /// decide the certificate; without them, what `applied` says.
+    /// decide the certificate; without them, what `applied` says. A bogus or
+    /// failed TLSA lookup makes the hop unusable (the error, and the labels).
     async fn dane_params(
         &self,
         dane: &Dane,
@@ -292,15 +310,23 @@ impl Deliverer {
         params: &SessionParams,
         applied: &Applied,
         hop: &NextHop,
-    ) -> HopTls {
+    ) -> Result<HopTls, (HopTls, DeliverError)> {
         let mut p = params.clone();
         match dane.tlsa(&hop.host, hop.addr.port()).await {
+            dane::HopDane::Failed(e) => {
+                let t = HopTls {
+                    params: p,
+                    label: "dane".to_string(),
+                    metric: TlsPolicyLabel::Dane,
+                };
+                return Err((t, e));
+            }
             dane::HopDane::NoRecords => {
-                return HopTls {
+                return Ok(HopTls {
                     params: p,
                     label: applied.label(),
                     metric: applied.metric(),
-                }
+                })
             }
             dane::HopDane::Unusable => {
                 p.policy = OutboundTls::Required;
@@ -318,11 +344,11 @@ impl Deliverer {
         }
         // DANE takes precedence over MTA-STS (RFC 8461 §2).
         p.audit = None;
-        HopTls {
+        Ok(HopTls {
             params: p,
             label: "dane".to_string(),
             metric: TlsPolicyLabel::Dane,
-        }
+        })
     }
 
     /// The TLS policy for `domain` on `route`: MTA-STS where the route applies

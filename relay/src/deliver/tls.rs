@@ -185,27 +185,10 @@ pub fn any_certificate() -> Arc<ClientConfig> {
 
 /// The webpki roots plus the PEM certificates in `ca`.
 pub fn roots(ca: Option<&Path>) -> Result<RootCertStore, DeliverError> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca {
-        let ca_error = |detail: String| DeliverError::Ca {
-            path: path.display().to_string(),
-            detail,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| ca_error(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ca_error(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(ca_error("no CERTIFICATE in the file".into()));
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| ca_error(format!("not a usable trust anchor: {e}")))?;
-        }
-    }
-    Ok(roots)
+    crate::tls::trust_anchors(ca).map_err(|detail| DeliverError::Ca {
+        path: ca.map(|p| p.display().to_string()).unwrap_or_default(),
+        detail,
+    })
 }
 
 /// A verifying configuration: webpki roots plus the PEM certificates in `ca`.

@@ -176,10 +176,14 @@ async fn describe_dane(
 ) -> Option<String> {
     let dane = super::dane::Dane::new(&config.dns).ok()?;
     let resolver = super::mx::Resolver::new(&config.dns).ok()?;
-    if !dane.mx_secure(domain).await {
-        return Some(format!(
-            "dane: the MX of {domain} is not DNSSEC-secure; opportunistic"
-        ));
+    match dane.mx_proof(domain).await {
+        super::dane::MxProof::Secure => {}
+        super::dane::MxProof::NotSecure => {
+            return Some(format!(
+                "dane: the MX of {domain} is not DNSSEC-secure; opportunistic"
+            ))
+        }
+        super::dane::MxProof::Failed(e) => return Some(format!("dane: {e}; deferred")),
     }
     let hops = resolver.mx(domain, route.port).await.ok()?;
     let mut hosts: Vec<String> = Vec::new();
@@ -191,6 +195,7 @@ async fn describe_dane(
         }
         seen.push(&hop.host);
         let what = match dane.tlsa(&hop.host, hop.addr.port()).await {
+            super::dane::HopDane::Failed(e) => format!("{e}; not used"),
             super::dane::HopDane::NoRecords => "no TLSA, opportunistic".to_string(),
             super::dane::HopDane::Unusable => "TLSA present, none usable: TLS required".into(),
             super::dane::HopDane::Records(r) => format!("{} usable TLSA record(s)", r.len()),
