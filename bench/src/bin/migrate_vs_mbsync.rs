@@ -284,6 +284,11 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The pairs as borrowed strings.
+fn refs(p: &[(String, String)]) -> Vec<(&str, &str)> {
+    p.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+}
+
 /// The parallel comparison: `--parallel 4` against 4 mbsync processes.
 fn parallel(
     ca: &TestCa,
@@ -337,9 +342,6 @@ fn parallel(
         let target = start_target(ca, &accounts);
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        let refs = |p: &[(String, String)]| -> Vec<(&str, &str)> {
-            p.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
-        };
         write_migrator_config(d, ca, source, &target, &refs(&ours_pairs));
         let groups: Vec<String> = theirs_pairs
             .chunks(users.len() / 4)
