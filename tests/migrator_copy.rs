@@ -5,7 +5,11 @@
 //!   batch the target refuses as a whole is sent again message by message, so
 //!   only the message at fault is refused.
 //! - An unchanged mailbox: `sync` opens each source folder and stops there
-//!   (its UIDNEXT is the one the last complete pass saw).
+//!   (its UIDNEXT and, with CONDSTORE, its HIGHESTMODSEQ are the ones the last
+//!   complete pass saw).
+//! - CONDSTORE (RFC 7162): a flag changed on the source after the copy is
+//!   carried over by the next `sync`, a new message is copied, and a folder
+//!   where nothing changed is still only opened.
 //! - Progress: in a real pseudo-terminal (`script`) a bar per user with
 //!   messages, bytes and ETA; without one, no bar at all.
 
@@ -307,4 +311,75 @@ fn a_sync_of_an_unchanged_mailbox_only_opens_its_folders() {
         "{err}"
     );
     assert_eq!(s.target.dump(ALICE_CLOUD), before);
+}
+
+/// On the source: INBOX.0 loses \Seen, INBOX.1 gets \Flagged \Answered (the
+/// folder's UIDNEXT stays the same); a new message lands in `Big`.
+const PY_CHANGE: &str = r#"
+M.select("INBOX")
+for mid, op, flags in [("<INBOX.0@x>", "-FLAGS", "(\\Seen)"), ("<INBOX.1@x>", "FLAGS", "(\\Flagged \\Answered)")]:
+    typ, data = M.uid("SEARCH", "HEADER", "Message-ID", '"' + mid + '"')
+    uids = data[0].split()
+    assert len(uids) == 1, (mid, data)
+    typ, resp = M.uid("STORE", uids[0].decode(), op, flags)
+    assert typ == "OK", resp
+msg = b"From: carol@example.net\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nlate\r\n"
+typ, resp = M.append("Big", "(\\Seen)", '"02-Mar-2023 12:00:00 +0100"', msg)
+assert typ == "OK", resp
+M.logout()
+"#;
+
+#[test]
+fn a_sync_carries_flag_changes_over_and_copies_what_is_new() {
+    let s = start(20, 200, 3, None);
+    let (code, out, _) = s.migrate();
+    assert_eq!(code, 0, "{out}");
+    s.source.imaplib(PY_CHANGE, ALICE, &[]);
+    assert_ne!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD)),
+        "the change is visible to the dump"
+    );
+    let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(s.config())
+        .args(["sync", ALICE])
+        .env("RUST_LOG", "migrator=debug")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD)),
+        "{err}"
+    );
+    assert!(
+        err.contains("INBOX: flags changed since mod-sequence")
+            && err.contains("2 message(s) updated on the target"),
+        "{err}"
+    );
+    // Calendar (nothing changed) and INBOX once its flags are carried over
+    // in the first pass; all three folders in the delta pass.
+    assert_eq!(
+        err.matches("unchanged since the last pass").count(),
+        5,
+        "{err}"
+    );
+    // Once more, nothing changed: every folder only opened, in both passes.
+    let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(s.config())
+        .args(["sync", ALICE])
+        .env("RUST_LOG", "migrator=debug")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("flags changed since"), "{err}");
+    assert_eq!(
+        err.matches("unchanged since the last pass").count(),
+        6,
+        "{err}"
+    );
 }

@@ -151,9 +151,20 @@ pub struct FolderState {
     /// folder after its EXAMINE.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub uid_next: u32,
+    /// The source's HIGHESTMODSEQ (RFC 7162 §3.1.2.1) at the EXAMINE after
+    /// which every flag change was carried over to the target (0: unknown, or
+    /// no CONDSTORE). A later change has a higher mod-sequence: the next pass
+    /// asks for those alone (FETCH CHANGEDSINCE) and, with UIDNEXT the same
+    /// too, skips the folder when it did not move.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub highest_modseq: u64,
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -162,7 +173,8 @@ impl FolderState {
     /// added since the last complete pass (RFC 3501 §2.3.1.1: UIDs are
     /// assigned in ascending order, so an unchanged UIDNEXT means no new
     /// message), nothing is pending, and no date range hides messages from
-    /// the last pass. Flag changes and expunges are not carried over anyway.
+    /// the last pass. Flag changes are looked at separately
+    /// ([`FolderState::flags_changed`]); expunges are not carried over.
     pub fn unchanged(&self, uid_validity: u32, uid_next: u32, dated: bool) -> bool {
         !dated
             && self.uid_next != 0
@@ -170,6 +182,19 @@ impl FolderState {
             && self.uid_validity == uid_validity
             && self.pending.is_empty()
             && self.refused.is_empty()
+    }
+}
+
+impl FolderState {
+    /// Whether flags may have changed on the source since they were last
+    /// carried over, as the EXAMINE shows it: both mod-sequences known, the
+    /// same UIDVALIDITY, and HIGHESTMODSEQ moved. Without CONDSTORE (0 on
+    /// either side) flag changes are not carried over.
+    pub fn flags_changed(&self, uid_validity: u32, highest_modseq: u64) -> bool {
+        self.highest_modseq != 0
+            && highest_modseq != 0
+            && self.uid_validity == uid_validity
+            && self.highest_modseq != highest_modseq
     }
 }
 
@@ -413,6 +438,24 @@ mod tests {
         f.pending.clear();
         f.uid_next = 0;
         assert!(!f.unchanged(7, 100, false), "never completed");
+    }
+
+    #[test]
+    fn flags_changed_only_when_the_modseq_moved_under_the_same_uidvalidity() {
+        let f = FolderState {
+            uid_validity: 7,
+            highest_modseq: 40,
+            ..FolderState::default()
+        };
+        assert!(!f.flags_changed(7, 40));
+        assert!(f.flags_changed(7, 41));
+        assert!(
+            !f.flags_changed(8, 41),
+            "UIDVALIDITY changed: all copied anew"
+        );
+        assert!(!f.flags_changed(7, 0), "no CONDSTORE now");
+        let unknown = FolderState::default();
+        assert!(!unknown.flags_changed(0, 41), "nothing carried over yet");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 /// Headers fetched per UID FETCH.
-const HEADER_CHUNK: usize = 500;
+pub const HEADER_CHUNK: usize = 500;
 
 /// The key a message is matched by: its Message-ID, or a hash of its header
 /// block when it has none (drafts and some calendar items).

@@ -8,6 +8,11 @@
 //! `pending` before its first APPEND is sent, and UIDs move to `copied` after
 //! the OKs, so a kill costs at most one window of lookups, never a duplicate.
 //!
+//! Where the source has CONDSTORE (RFC 7162), the EXAMINE also tells whether
+//! any flag changed since the last pass: the changed flags of messages already
+//! copied are carried over to the target (matched by Message-ID), and a folder
+//! with the same UIDNEXT and HIGHESTMODSEQ costs that one command.
+//!
 //! When the checkpoint cannot be trusted — no state for the folder, UIDVALIDITY
 //! changed (RFC 3501 §2.3.1.1), or a batch was pending — messages are looked up
 //! on the target first ([`super::dedupe`]).
@@ -84,7 +89,8 @@ pub async fn sync_folder(
 ) -> Result<(), CopyError> {
     let prepare_started = Instant::now();
     let Connections { src, dst } = conns;
-    let Some((mut todo, must_match, uid_next)) = still_to_copy(src, plan, filter, state).await?
+    let Some((mut todo, must_match, uid_next)) =
+        still_to_copy(src, dst, plan, filter, state, sink).await?
     else {
         tracing::debug!("{}: unchanged since the last pass (UIDNEXT)", plan.source);
         return Ok(());
@@ -164,23 +170,36 @@ fn complete(
 /// neither copied nor refused, whether they must be matched against the
 /// target (no checkpoint for the folder, or a new UIDVALIDITY), and the
 /// folder's UIDNEXT; `None` when nothing was added since the last complete
-/// pass ([`FolderState::unchanged`]): one round trip for the folder.
+/// pass ([`FolderState::unchanged`]): one round trip for the folder, when
+/// no flag changed either. Flag changes since the last pass are carried over
+/// first.
 async fn still_to_copy(
     src: &mut Session,
+    dst: &mut Session,
     plan: &FolderPlan,
     filter: &Filter,
     state: &mut FolderState,
-) -> Result<Option<(Vec<u32>, bool, u32)>, SideError> {
+    sink: &mut (dyn Sink + Send),
+) -> Result<Option<(Vec<u32>, bool, u32)>, CopyError> {
     let selected = src
         .open(&plan.source, false)
         .await
         .map_err(SideError::on(Side::Source))?;
+    let same_target = state.target == plan.target;
+    if same_target && state.flags_changed(selected.uid_validity, selected.highest_modseq) {
+        carry_flags(src, dst, plan, state).await?;
+    }
     let dated = filter.since.is_some() || filter.before.is_some();
-    if state.unchanged(selected.uid_validity, selected.uid_next, dated)
-        && state.target == plan.target
-    {
+    if state.unchanged(selected.uid_validity, selected.uid_next, dated) && same_target {
+        if state.highest_modseq != selected.highest_modseq {
+            state.highest_modseq = selected.highest_modseq;
+            sink.save(&plan.source, state)?;
+        }
         return Ok(None);
     }
+    // Messages copied from here on carry their flags as of this EXAMINE or
+    // later; a later change has a higher mod-sequence.
+    state.highest_modseq = selected.highest_modseq;
     let mut must_match = state.uid_validity == 0 && state.copied.is_empty();
     if state.uid_validity != 0 && state.uid_validity != selected.uid_validity {
         tracing::warn!(
@@ -217,6 +236,78 @@ async fn still_to_copy(
         .filter(|u| !state.copied.contains(*u) && !state.refused.contains(*u))
         .collect();
     Ok(Some((todo, must_match, uid_next)))
+}
+
+/// Carries the flags changed on the source since `state.highest_modseq` over
+/// to the messages already on the target (UID FETCH CHANGEDSINCE on the
+/// source; on the target each found by Message-ID, then one UID STORE FLAGS
+/// per distinct set of flags). A message without a Message-ID keeps the flags
+/// it was copied with. Leaves the source folder selected.
+async fn carry_flags(
+    src: &mut Session,
+    dst: &mut Session,
+    plan: &FolderPlan,
+    state: &FolderState,
+) -> Result<(), CopyError> {
+    let changed: Vec<_> = src
+        .changed_flags(state.highest_modseq)
+        .await
+        .map_err(SideError::on(Side::Source))?
+        .into_iter()
+        .filter(|(uid, _)| state.copied.contains(*uid))
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let uids: Vec<u32> = changed.iter().map(|(u, _)| *u).collect();
+    let mut ids = std::collections::HashMap::new();
+    for chunk in uids.chunks(dedupe::HEADER_CHUNK) {
+        for (uid, header) in src
+            .headers(chunk)
+            .await
+            .map_err(SideError::on(Side::Source))?
+        {
+            ids.insert(uid, dedupe::match_key(&header));
+        }
+    }
+    dst.open(&plan.target, true)
+        .await
+        .map_err(SideError::on(Side::Target))?;
+    // Target UIDs per set of flags, so one STORE sets each set.
+    let mut stores: std::collections::BTreeMap<String, (Vec<_>, Vec<u32>)> = Default::default();
+    let mut without_id = 0;
+    for (uid, flags) in changed {
+        let Some(id) = ids.get(&uid).and_then(|k| k.strip_prefix("id:")) else {
+            without_id += 1;
+            continue;
+        };
+        let found = dst
+            .search_message_id(id)
+            .await
+            .map_err(SideError::on(Side::Target))?;
+        let key = flags
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let entry = stores.entry(key).or_insert_with(|| (flags, Vec::new()));
+        entry.1.extend(found);
+    }
+    let mut carried = 0;
+    for (flags, mut target_uids) in stores.into_values() {
+        target_uids.sort_unstable();
+        target_uids.dedup();
+        carried += target_uids.len();
+        dst.store_flags(&target_uids, &flags)
+            .await
+            .map_err(SideError::on(Side::Target))?;
+    }
+    tracing::debug!(
+        "{}: flags changed since mod-sequence {}: {carried} message(s) updated on the target, {without_id} without a Message-ID left as copied",
+        plan.source,
+        state.highest_modseq
+    );
+    Ok(())
 }
 
 /// Splits `todo` into batches bounded by count and bytes (RFC822.SIZE).

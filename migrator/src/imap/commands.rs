@@ -4,12 +4,12 @@
 use super::session::Session;
 use super::{vec1, AppendRefusal, Folder, ImapError, Message, MessageMeta, Quota, Selected};
 use imap_next::client::Event;
-use imap_next::imap_types::command::CommandBody;
-use imap_next::imap_types::core::Literal;
+use imap_next::imap_types::command::{CommandBody, FetchModifier, SelectParameter};
+use imap_next::imap_types::core::{AString, Literal};
 use imap_next::imap_types::datetime::NaiveDate;
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section};
-use imap_next::imap_types::flag::{FlagFetch, FlagNameAttribute};
+use imap_next::imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, StoreResponse, StoreType};
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status, StatusKind};
 use imap_next::imap_types::search::SearchKey;
@@ -21,6 +21,17 @@ pub fn mailbox_name(mailbox: &Mailbox) -> String {
         Mailbox::Inbox => "INBOX".to_string(),
         Mailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
     }
+}
+
+/// Flags as FETCH returns them, without `\Recent` (which no client can set).
+fn without_recent(flags: Vec<FlagFetch<'static>>) -> Vec<Flag<'static>> {
+    flags
+        .into_iter()
+        .filter_map(|f| match f {
+            FlagFetch::Flag(f) => Some(f),
+            FlagFetch::Recent => None,
+        })
+        .collect()
 }
 
 fn mailbox(name: &str) -> Result<Mailbox<'static>, ImapError> {
@@ -97,19 +108,27 @@ impl Session {
     }
 
     /// SELECT (read-write) or EXAMINE (read-only, so fetching never sets \Seen).
+    /// EXAMINE asks for HIGHESTMODSEQ where the server has CONDSTORE (RFC
+    /// 7162 §3.1.8), so an unchanged folder is known from this one command.
     pub async fn open(&mut self, name: &str, write: bool) -> Result<Selected, ImapError> {
         let mb = mailbox(name)?;
-        let body = if write {
+        let mut body = if write {
             CommandBody::select(mb)
         } else {
             CommandBody::examine(mb)
         }
         .map_err(|e| ImapError::Protocol(format!("SELECT {name}: {e:?}")))?;
+        if let CommandBody::Examine { parameters, .. } = &mut body {
+            if self.can_condstore() {
+                parameters.push(SelectParameter::CondStore);
+            }
+        }
         let response = self.run(body).await?;
         let mut selected = Selected {
             uid_validity: 0,
             exists: 0,
             uid_next: 0,
+            highest_modseq: 0,
         };
         for data in &response.data {
             if let Data::Exists(n) = data {
@@ -120,6 +139,7 @@ impl Session {
             match &status.code {
                 Some(Code::UidValidity(v)) => selected.uid_validity = v.get(),
                 Some(Code::UidNext(n)) => selected.uid_next = n.get(),
+                Some(Code::HighestModSeq(m)) => selected.highest_modseq = m.get(),
                 _ => {}
             }
         }
@@ -180,6 +200,98 @@ impl Session {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Whether the server offers CONDSTORE (RFC 7162; QRESYNC implies it).
+    pub fn can_condstore(&self) -> bool {
+        self.has("CONDSTORE") || self.has("QRESYNC")
+    }
+
+    /// UID and flags of every message of the selected folder whose flags
+    /// changed after mod-sequence `since` (UID FETCH 1:* (UID FLAGS)
+    /// (CHANGEDSINCE since), RFC 7162 §3.1.4.1).
+    pub async fn changed_flags(
+        &mut self,
+        since: u64,
+    ) -> Result<Vec<(u32, Vec<Flag<'static>>)>, ImapError> {
+        let Some(since) = std::num::NonZeroU64::new(since) else {
+            return Ok(Vec::new());
+        };
+        let mut body = CommandBody::fetch(
+            "1:*",
+            vec![MessageDataItemName::Uid, MessageDataItemName::Flags],
+            true,
+        )
+        .map_err(|e| ImapError::Protocol(format!("UID FETCH CHANGEDSINCE: {e:?}")))?;
+        if let CommandBody::Fetch { modifiers, .. } = &mut body {
+            modifiers.push(FetchModifier::ChangedSince(since));
+        }
+        let response = self.run(body).await?;
+        Ok(response
+            .data
+            .into_iter()
+            .filter_map(|d| match d {
+                Data::Fetch { items, .. } => {
+                    let (mut uid, mut flags) = (None, None);
+                    for item in items.into_iter() {
+                        match item {
+                            MessageDataItem::Uid(u) => uid = Some(u.get()),
+                            MessageDataItem::Flags(f) => flags = Some(without_recent(f)),
+                            _ => {}
+                        }
+                    }
+                    Some((uid?, flags?))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// UIDs in the selected folder whose Message-ID header contains `<id>`
+    /// (UID SEARCH HEADER, a substring match: the angle brackets keep `<1@x>`
+    /// from matching `<11@x>`).
+    pub async fn search_message_id(&mut self, id: &str) -> Result<Vec<u32>, ImapError> {
+        let value = format!("<{id}>");
+        let key = SearchKey::Header(
+            AString::try_from("Message-ID".to_string())
+                .map_err(|e| ImapError::Protocol(format!("SEARCH HEADER: {e:?}")))?,
+            AString::try_from(value)
+                .map_err(|e| ImapError::Protocol(format!("SEARCH HEADER {id}: {e:?}")))?,
+        );
+        let response = self
+            .run(CommandBody::search(None, vec1(vec![key])?, true))
+            .await?;
+        Ok(response
+            .data
+            .iter()
+            .filter_map(|d| match d {
+                Data::Search(uids, ..) => Some(uids.iter().map(|u| u.get())),
+                _ => None,
+            })
+            .flatten()
+            .collect())
+    }
+
+    /// Sets the flags of `uids` in the selected folder to exactly `flags`
+    /// (UID STORE FLAGS.SILENT).
+    pub async fn store_flags(
+        &mut self,
+        uids: &[u32],
+        flags: &[Flag<'static>],
+    ) -> Result<(), ImapError> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let set = sequence_set(uids);
+        let body = CommandBody::store(
+            set.as_str(),
+            StoreType::Replace,
+            StoreResponse::Silent,
+            flags.to_vec(),
+            true,
+        )
+        .map_err(|e| ImapError::Protocol(format!("UID STORE {set}: {e:?}")))?;
+        self.run(body).await.map(|_| ())
     }
 
     /// UID and RFC822.SIZE of `uids`.
@@ -275,15 +387,7 @@ impl Session {
             for item in items {
                 match item {
                     MessageDataItem::Uid(u) => uid = Some(u.get()),
-                    MessageDataItem::Flags(flags) => {
-                        message.flags = flags
-                            .into_iter()
-                            .filter_map(|f| match f {
-                                FlagFetch::Flag(f) => Some(f),
-                                FlagFetch::Recent => None,
-                            })
-                            .collect()
-                    }
+                    MessageDataItem::Flags(flags) => message.flags = without_recent(flags),
                     MessageDataItem::InternalDate(d) => message.date = Some(d),
                     MessageDataItem::BodyExt { data, .. } => {
                         message.body = data

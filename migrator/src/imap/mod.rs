@@ -184,6 +184,9 @@ pub struct Selected {
     pub exists: u32,
     /// UIDNEXT (RFC 3501 §2.3.1.1), 0 when the server did not say.
     pub uid_next: u32,
+    /// HIGHESTMODSEQ (RFC 7162 §3.1.2.1), 0 without CONDSTORE or with NOMODSEQ:
+    /// while it stays the same, no message of the folder changed.
+    pub highest_modseq: u64,
 }
 
 /// A message's metadata from UID FETCH.
