@@ -277,8 +277,7 @@ fn main() -> ExitCode {
             before.as_deref(),
             work.path(),
             &many,
-            per_mailbox,
-            reps,
+            Size { per_mailbox, reps },
         );
     }
     ExitCode::SUCCESS
@@ -289,6 +288,12 @@ fn refs(p: &[(String, String)]) -> Vec<(&str, &str)> {
     p.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
 }
 
+/// How much the parallel comparison copies: messages per mailbox, repetitions.
+struct Size {
+    per_mailbox: usize,
+    reps: usize,
+}
+
 /// The parallel comparison: `--parallel 4` against 4 mbsync processes.
 fn parallel(
     ca: &TestCa,
@@ -297,9 +302,9 @@ fn parallel(
     before: Option<&Path>,
     work: &Path,
     users: &[String],
-    per_mailbox: usize,
-    reps: usize,
+    size: Size,
 ) {
+    let Size { per_mailbox, reps } = size;
     let t = Instant::now();
     let bytes: u64 = std::thread::scope(|s| {
         let seeds: Vec<_> = users
