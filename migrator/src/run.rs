@@ -224,9 +224,16 @@ async fn migrate_all(
     let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, user) in users.into_iter().enumerate() {
-        let (run, opts, permits) = (run.clone(), opts.clone(), permits.clone());
+        // The permit is taken here, not in the task: users start in the order
+        // given, whichever worker thread a task lands on first.
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (run, opts) = (run.clone(), opts.clone());
         tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
+            let _permit = permit;
             (i, migrate_user(&run, &opts, &user).await)
         });
     }
