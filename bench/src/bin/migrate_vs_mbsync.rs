@@ -225,11 +225,6 @@ fn main() -> ExitCode {
     let copied: usize = counts(&target, MIGRATE_TARGET).iter().map(|(_, n)| n).sum();
     assert_eq!(copied, messages);
 
-    let median = |v: &[(f64, f64)], i: usize| {
-        let mut x: Vec<f64> = v.iter().map(|p| if i == 0 { p.0 } else { p.1 }).collect();
-        x.sort_by(f64::total_cmp);
-        x[x.len() / 2]
-    };
     let (ow, oc, tw, tc) = (
         median(&ours, 0),
         median(&ours, 1),
@@ -281,6 +276,13 @@ fn main() -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// The median of field `i` (0 = wall, 1 = CPU seconds) of repetitions' (wall, CPU).
+fn median(v: &[(f64, f64)], i: usize) -> f64 {
+    let mut x: Vec<f64> = v.iter().map(|p| if i == 0 { p.0 } else { p.1 }).collect();
+    x.sort_by(f64::total_cmp);
+    x[x.len() / 2]
 }
 
 /// The pairs as borrowed strings.
@@ -418,11 +420,6 @@ fn parallel(
             assert_eq!(a.iter().map(|(_, n)| n).sum::<usize>(), per_mailbox);
         }
     }
-    let median = |v: &[(f64, f64)], i: usize| {
-        let mut x: Vec<f64> = v.iter().map(|p| if i == 0 { p.0 } else { p.1 }).collect();
-        x.sort_by(f64::total_cmp);
-        x[x.len() / 2]
-    };
     let (ow, oc, tw, tc) = (
         median(&ours, 0),
         median(&ours, 1),
