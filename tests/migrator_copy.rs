@@ -149,6 +149,19 @@ impl Setup {
         let json = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         (out.status.code().unwrap_or(-1), text, json)
     }
+
+    /// `sync` with the migrator's debug log: exit code and stderr.
+    fn sync_logged(&self) -> (Option<i32>, String) {
+        let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+            .arg("--config")
+            .arg(self.config())
+            .args(["sync", ALICE])
+            .env("RUST_LOG", "migrator=debug")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), err)
+    }
 }
 
 fn non_empty(dump: &Value) -> Value {
@@ -340,15 +353,8 @@ fn a_sync_carries_flag_changes_over_and_copies_what_is_new() {
         non_empty(&s.target.dump(ALICE_CLOUD)),
         "the change is visible to the dump"
     );
-    let out = Command::new(coexist_e2e::binary("coexist-migrator"))
-        .arg("--config")
-        .arg(s.config())
-        .args(["sync", ALICE])
-        .env("RUST_LOG", "migrator=debug")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let (code, err) = s.sync_logged();
+    assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         non_empty(&s.source.dump(ALICE)),
         non_empty(&s.target.dump(ALICE_CLOUD)),
@@ -367,15 +373,8 @@ fn a_sync_carries_flag_changes_over_and_copies_what_is_new() {
         "{err}"
     );
     // Once more, nothing changed: every folder only opened, in both passes.
-    let out = Command::new(coexist_e2e::binary("coexist-migrator"))
-        .arg("--config")
-        .arg(s.config())
-        .args(["sync", ALICE])
-        .env("RUST_LOG", "migrator=debug")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let (code, err) = s.sync_logged();
+    assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("flags changed since"), "{err}");
     assert_eq!(
         err.matches("unchanged since the last pass").count(),
