@@ -63,16 +63,7 @@ impl Radicale {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(d.join("radicale.log")).unwrap();
-        // Debian's launcher (its own /usr/bin/python3, where the module is).
-        let child = Command::new("/usr/bin/radicale")
-            .arg("--config")
-            .arg(d.join("config"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("/usr/bin/radicale (apt-get install radicale)");
+        let child = spawn(d);
         let mut r = Radicale { dir, port, child };
         r.wait_ready();
         r
@@ -106,15 +97,7 @@ impl Radicale {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(d.join("radicale.log")).unwrap();
-        let mut child = Command::new("/usr/bin/radicale")
-            .arg("--config")
-            .arg(d.join("config"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("/usr/bin/radicale (apt-get install radicale)");
+        let mut child = spawn(d);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
@@ -250,4 +233,18 @@ impl Drop for Radicale {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Radicale on the config in `d`, its output in `d/radicale.log`; Debian's
+/// launcher (its own /usr/bin/python3, where the module is).
+fn spawn(d: &std::path::Path) -> std::process::Child {
+    let log = std::fs::File::create(d.join("radicale.log")).unwrap();
+    Command::new("/usr/bin/radicale")
+        .arg("--config")
+        .arg(d.join("config"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("/usr/bin/radicale (apt-get install radicale)")
 }
