@@ -11,7 +11,7 @@
 //! Memory (the mirror holds every user and contact of the directory): an
 //! entry keeps only what routing reads ([`Slim`]), each key set holds one
 //! entry inline ([`Ids`]: an address or a contact is nearly always one
-//! entry's), and each routed address is 34 bytes of references (the user,
+//! entry's), and each routed address is 38 bytes of references (the user,
 //! the entry its target comes from, which of the user's addresses) keyed by
 //! the folded address; the strings stay in the entries. `directory-memory`
 //! in bench/ counts the bytes of each part.
@@ -42,6 +42,27 @@ struct Ref {
     source: Uuid,
     /// Which of the user's `addresses`.
     address: u16,
+    /// Where the checked target address is in the source's `targetAddress`
+    /// (start, length): a snapshot renders it without checking it again.
+    target: (u16, u16),
+}
+
+impl Ref {
+    fn target<'a>(&self, source: &'a Slim) -> Option<&'a str> {
+        let (start, len) = (usize::from(self.target.0), usize::from(self.target.1));
+        source.target_address.as_deref()?.get(start..start + len)
+    }
+}
+
+/// Where `target_of(value)` lies in `value`, as [`Ref::target`] reads it.
+fn target_span(value: &str) -> Option<(u16, u16)> {
+    let target = model::target_of(value).ok()?;
+    // `target_of` returns a slice of its argument.
+    let start = (target.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
+    (value.get(start..start + target.len()) == Some(target)).then_some((
+        u16::try_from(start).ok()?,
+        u16::try_from(target.len()).ok()?,
+    ))
 }
 
 /// What routing reads of an entry: [`DirEntry`] without the migrator's
@@ -267,6 +288,10 @@ impl Index {
             Some(alt) => contact_id(alt),
             None => Some(u),
         };
+        let target = source
+            .and_then(|s| entries.get(&s))
+            .and_then(|s| s.target_address.as_deref())
+            .and_then(target_span);
         let refs: Vec<(String, Ref)> = decision
             .routed
             .iter()
@@ -278,6 +303,7 @@ impl Index {
                         user: u,
                         source: source?,
                         address: u16::try_from(address).ok()?,
+                        target: target?,
                     },
                 ))
             })
@@ -295,7 +321,7 @@ impl Index {
         self.routed.values().filter_map(|r| {
             let user = self.entries.get(&r.user)?;
             let source = self.entries.get(&r.source)?;
-            let target = model::target_of(source.target_address.as_deref()?).ok()?;
+            let target = r.target(source)?;
             Some(Routed {
                 address: user.addresses.get(usize::from(r.address))?.to_string(),
                 target: target.to_string(),
@@ -315,7 +341,7 @@ impl Index {
             else {
                 continue;
             };
-            let Some(Ok(target)) = source.target_address.as_deref().map(model::target_of) else {
+            let Some(target) = r.target(source) else {
                 continue;
             };
             let Some(address) = user.addresses.get(usize::from(r.address)) else {
