@@ -115,7 +115,7 @@ fn main() {
         render.as_secs_f64() * 1e3
     );
     let t = std::time::Instant::now();
-    let table = ContactsTable::parse(&text, std::path::Path::new("contacts"), &known)
+    let table = ContactsTable::parse_checked(&text, std::path::Path::new("contacts"), &known)
         .unwrap_or_else(|e| panic!("{} errors", e.len()));
     let parse = t.elapsed();
     let after_table = LIVE.load(Ordering::Relaxed);
