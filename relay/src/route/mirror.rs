@@ -310,7 +310,7 @@ impl Mirror {
                     // snapshot was built); yielding every few lets the SMTP
                     // sessions on this worker run between them.
                     applied += 1;
-                    if applied % YIELD_EVERY == 0 {
+                    if applied.is_multiple_of(YIELD_EVERY) {
                         tokio::task::yield_now().await;
                     }
                 }
