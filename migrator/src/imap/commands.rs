@@ -468,15 +468,18 @@ impl Session {
             match self.next_event().await? {
                 Event::StatusReceived { status } => match status {
                     Status::Tagged(t) => {
-                        if let Some(&i) = by_tag.get(t.tag.as_ref()) {
-                            if results[i].is_none() {
-                                open -= 1;
-                            }
-                            results[i] = Some(match t.body.kind {
-                                StatusKind::Ok => Ok(()),
-                                _ => Err(AppendRefusal::from_status(Some(&t.body))),
-                            });
+                        let Some(&i) = by_tag.get(t.tag.as_ref()) else {
+                            // A pipelined batch's answer (see `send_multiappend`).
+                            self.keep_early(t.tag.as_ref(), t.body);
+                            continue;
+                        };
+                        if results[i].is_none() {
+                            open -= 1;
                         }
+                        results[i] = Some(match t.body.kind {
+                            StatusKind::Ok => Ok(()),
+                            _ => Err(AppendRefusal::from_status(Some(&t.body))),
+                        });
                     }
                     Status::Bye(bye) => return Err(ImapError::Bye(bye.text.to_string())),
                     Status::Untagged(_) => {}
@@ -517,6 +520,22 @@ impl Session {
         folder: &str,
         messages: &[Message],
     ) -> Result<Result<(), AppendRefusal>, ImapError> {
+        match self.send_multiappend(folder, messages)? {
+            Ok(tag) => self.append_answer(&tag).await,
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+
+    /// Writes one MULTIAPPEND of `messages` without waiting for its answer
+    /// and returns its tag ([`Session::append_answer`] waits for it), so the
+    /// next batch can go out while the target still stores this one. With
+    /// LITERAL+ nothing in it waits for a continuation. `Ok(Err)`: it cannot
+    /// be encoded (a message that is no valid literal); nothing was sent.
+    pub fn send_multiappend(
+        &mut self,
+        folder: &str,
+        messages: &[Message],
+    ) -> Result<Result<String, AppendRefusal>, ImapError> {
         let tag = self.next_tag_string();
         let wire = match multiappend_bytes(&tag, &mailbox(folder)?, messages) {
             Ok(w) => w,
@@ -533,15 +552,32 @@ impl Session {
                 "MULTIAPPEND needs the session's own transport".into(),
             ));
         }
+        Ok(Ok(tag))
+    }
+
+    /// Waits for the answer to the APPEND tagged `tag` (from
+    /// [`Session::send_multiappend`]); the answers of other commands
+    /// pipelined meanwhile are kept for whoever waits for them.
+    pub async fn append_answer(
+        &mut self,
+        tag: &str,
+    ) -> Result<Result<(), AppendRefusal>, ImapError> {
+        let verdict = |body: &imap_next::imap_types::response::StatusBody| match body.kind {
+            StatusKind::Ok => Ok(()),
+            _ => Err(AppendRefusal::from_status(Some(body))),
+        };
+        if let Some(body) = self.take_early(tag) {
+            return Ok(verdict(&body));
+        }
         loop {
             match self.next_event().await? {
                 Event::StatusReceived {
                     status: Status::Tagged(t),
-                } if t.tag.as_ref() == tag => {
-                    return Ok(match t.body.kind {
-                        StatusKind::Ok => Ok(()),
-                        _ => Err(AppendRefusal::from_status(Some(&t.body))),
-                    });
+                } => {
+                    if t.tag.as_ref() == tag {
+                        return Ok(verdict(&t.body));
+                    }
+                    self.keep_early(t.tag.as_ref(), t.body);
                 }
                 Event::StatusReceived {
                     status: Status::Bye(bye),
