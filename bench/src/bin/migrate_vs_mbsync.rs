@@ -30,7 +30,9 @@
 //! three tools' order rotating: a before/after comparison in one quiet window.
 //! With `MIGRATE_VS_MBSYNC_WRAP="valgrind --tool=callgrind ..."` (or `perf
 //! record ...`) the migrator's syncs run under that command: a profile on the
-//! bench's own servers and mailbox (its times then mean nothing).
+//! bench's own servers and mailbox (its times then mean nothing);
+//! `MIGRATE_VS_MBSYNC_WRAP_MBSYNC=1` runs the single-mailbox mbsync under it
+//! too.
 //!
 //! Printed per repetition and as medians: wall seconds, CPU seconds of the
 //! client processes (user + system, from the reaped children), messages per
@@ -162,12 +164,14 @@ fn main() -> ExitCode {
                     );
                 }
                 1 => {
-                    let (wall, cpu) = timed(
+                    let mut mbsync = if std::env::var_os("MIGRATE_VS_MBSYNC_WRAP_MBSYNC").is_some()
+                    {
+                        wrapped(Path::new("mbsync"))
+                    } else {
                         Command::new("mbsync")
-                            .arg("-c")
-                            .arg(dir.path().join("mbsyncrc"))
-                            .arg("-a"),
-                    );
+                    };
+                    let (wall, cpu) =
+                        timed(mbsync.arg("-c").arg(dir.path().join("mbsyncrc")).arg("-a"));
                     theirs.push((wall, cpu));
                     eprintln!("rep {}: mbsync {wall:.2} s ({cpu:.2} s CPU)", rep + 1);
                 }
