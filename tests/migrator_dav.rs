@@ -747,6 +747,34 @@ state_dir = "state"
         ),
     )
     .unwrap();
+    // The pre-flight sees that Cyrus schedules, through the user's own
+    // discovery (no dav_home on the target).
+    let check = |expect: i32| {
+        let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+            .arg("--config")
+            .arg(d.join("migrator.toml"))
+            .args(["check", ALICE])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(expect), "{text}");
+        text
+    };
+    let pre = check(0);
+    let scheduling = pre
+        .lines()
+        .find(|l| l.starts_with("ok    target DAV scheduling: "))
+        .unwrap_or_else(|| panic!("{pre}"));
+    assert!(
+        scheduling.contains("calendar-auto-schedule advertised")
+            && scheduling.contains("SCHEDULE-AGENT=CLIENT"),
+        "{scheduling}"
+    );
+    assert!(
+        pre.contains("ok    user alice@corp.example target DAV: homes from principal /dav/principals/user/alice"),
+        "{pre}"
+    );
+    assert_eq!(cyrus.sent(), "", "check sent mail");
     let report_file = d.join("report.json");
     let out = Command::new(coexist_e2e::binary("coexist-migrator"))
         .arg("--config")
@@ -804,6 +832,20 @@ state_dir = "state"
     cyrus.imap_admin("m.setquota('user/alice', '(STORAGE 1)')");
     let big = event("big-1", "20270601T090000Z", &"x".repeat(2000), "");
     source.put(ALICE, "pw", "/alice@corp.example/work/big.ics", &big, d);
+    // The pre-flight says so first: the event's bytes against Cyrus's quota.
+    let pre = check(1);
+    assert!(
+        pre.lines().any(
+            |l| l.starts_with("ok    user alice@corp.example target DAV quota: ")
+                && l.contains("2.2 KiB of calendars and contacts")
+        ),
+        "{pre}"
+    );
+    assert!(
+        pre.lines().any(|l| l.starts_with("fail  user alice@corp.example: ")
+            && l.contains("DOES NOT FIT")),
+        "{pre}"
+    );
     let out = Command::new(coexist_e2e::binary("coexist-migrator"))
         .arg("--config")
         .arg(d.join("migrator.toml"))

@@ -10,6 +10,7 @@ pub mod imap_proxy;
 pub mod knot;
 pub mod ldap_proxy;
 pub mod load;
+pub mod migrator_config;
 pub mod mta_sts;
 pub mod nginx;
 pub mod oauth;

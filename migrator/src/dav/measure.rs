@@ -24,6 +24,22 @@ pub struct DavMeasure {
     pub free: Option<u64>,
 }
 
+impl DavMeasure {
+    /// Adds DAV's share to the mail's measure: the bytes count with the
+    /// mail's, and the smaller free space of IMAP QUOTA and DAV quota wins.
+    pub fn add_to(&self, m: &mut crate::plan::Measure) {
+        m.bytes += self.bytes;
+        if let Some(free) = self.free {
+            if m.quota.is_none_or(|q| free < q.free()) {
+                m.quota = Some(crate::imap::Quota {
+                    usage: 0,
+                    limit: free,
+                });
+            }
+        }
+    }
+}
+
 static GETCONTENTLENGTH: PropertyName = PropertyName::new("DAV:", "getcontentlength");
 
 /// Measures the user `address` (contact `target`) for `content`; `state` is
@@ -110,6 +126,11 @@ async fn collection_bytes(
         let path = libdav::encoding::normalise_percent_encoded(&path)
             .map(|p| p.into_owned())
             .unwrap_or(path);
+        // The collection itself: Radicale gives it the length of the whole
+        // collection, which would count every resource twice.
+        if path.ends_with('/') {
+            continue;
+        }
         let etag = field(r, "getetag");
         let done = copied
             .and_then(|c| c.items.get(&path))
