@@ -6,6 +6,7 @@ pub mod cyrus;
 pub mod dns;
 pub mod dovecot;
 pub mod faults;
+pub mod http_proxy;
 pub mod imap_proxy;
 pub mod knot;
 pub mod ldap_proxy;
