@@ -74,6 +74,9 @@ pub enum RunError {
     /// The admin socket cannot be created.
     #[error("admin socket: {0}")]
     Admin(std::io::Error),
+    /// The directory mirror's snapshot thread cannot be started.
+    #[error("directory mirror: cannot start its snapshot thread: {0}")]
+    Mirror(std::io::Error),
 }
 
 impl RunError {
@@ -188,7 +191,8 @@ fn start_routing(
         }
         RoutingSource::Ldap(ldap) => {
             let contacts = Contacts::pending(&config.routing.contacts, routes);
-            let mirror = Mirror::new((**ldap).clone(), Arc::clone(&contacts));
+            let mirror =
+                Mirror::new((**ldap).clone(), Arc::clone(&contacts)).map_err(RunError::Mirror)?;
             mirror.load_cache();
             let (reread, rereads) = mpsc::unbounded_channel();
             let task = mirror.spawn(rereads, shutdown);

@@ -44,6 +44,10 @@ pub struct SlapdSetup {
     /// An LDIF file loaded offline with `slapadd` before the start (fast for
     /// a large directory); it must hold [`base_ldif`] itself.
     pub bulk: Option<PathBuf>,
+    /// The database without fsync (`dbnosync`): for a benchmark whose
+    /// directory stands for one on a machine of its own, so that its writes
+    /// do not queue on the relay's disk.
+    pub no_sync: bool,
 }
 
 /// A running slapd.
@@ -177,6 +181,10 @@ impl Slapd {
              access to * by * read\n",
             ROOT.1
         );
+        if setup.no_sync {
+            // A database directive: it must come before the next `database`.
+            c = c.replace("maxsize 1073741824\n", "maxsize 1073741824\ndbnosync\n");
+        }
         if let Some(provider) = &setup.provider {
             c.push_str(&format!(
                 "syncrepl rid=001 provider={provider} type=refreshAndPersist searchbase=\"{SUFFIX}\" \
@@ -266,13 +274,14 @@ impl Slapd {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{tool}: {e} (tests/run installs ldap-utils)"));
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        // Written from a thread: the tool prints a line per entry while it
+        // reads, and a big LDIF would fill its stdout pipe before we read it.
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_owned();
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        out
     }
 
     /// `ldapadd` as the administrator; panics on failure.

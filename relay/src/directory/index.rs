@@ -8,12 +8,17 @@
 //! under its old or its new DN. [`model::decide`] is the same function the
 //! whole-directory [`model::routing`] uses, so both give the same snapshot.
 //!
-//! Memory: each routed address is 33 bytes of references (the user, the entry
-//! its target comes from, which of the user's addresses) keyed by the folded
-//! address; the strings stay in the entries.
+//! Memory (the mirror holds every user and contact of the directory): an
+//! entry keeps only what routing reads ([`Slim`]), each key set holds one
+//! entry inline ([`Ids`]: an address or a contact is nearly always one
+//! entry's), and each routed address is 38 bytes of references (the user,
+//! the entry its target comes from, which of the user's addresses) keyed by
+//! the folded address; the strings stay in the entries. `directory-memory`
+//! in bench/ counts the bytes of each part.
 
-use super::model::{self, dn_key, DirEntry, Kind, Problem, Routed};
+use super::model::{self, dn_key, DirEntry, Fields, Kind, Problem, Routed};
 use crate::address::fold;
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// An entry's identity: its RFC 4533 entryUUID (16 octets).
@@ -37,18 +42,92 @@ struct Ref {
     source: Uuid,
     /// Which of the user's `addresses`.
     address: u16,
+    /// Where the checked target address is in the source's `targetAddress`
+    /// (start, length): a snapshot renders it without checking it again.
+    target: (u16, u16),
 }
+
+impl Ref {
+    fn target<'a>(&self, source: &'a Slim) -> Option<&'a str> {
+        let (start, len) = (usize::from(self.target.0), usize::from(self.target.1));
+        source.target_address.as_deref()?.get(start..start + len)
+    }
+}
+
+/// Where `target_of(value)` lies in `value`, as [`Ref::target`] reads it.
+fn target_span(value: &str) -> Option<(u16, u16)> {
+    let target = model::target_of(value).ok()?;
+    // `target_of` returns a slice of its argument.
+    let start = (target.as_ptr() as usize).checked_sub(value.as_ptr() as usize)?;
+    (value.get(start..start + target.len()) == Some(target)).then_some((
+        u16::try_from(start).ok()?,
+        u16::try_from(target.len()).ok()?,
+    ))
+}
+
+/// What routing reads of an entry: [`DirEntry`] without the migrator's
+/// fields, its strings boxed (no spare capacity, 16 bytes a pointer).
+#[derive(Debug)]
+struct Slim {
+    kind: Kind,
+    dn: Box<str>,
+    addresses: Box<[Box<str>]>,
+    alt_recipient: Option<Box<str>>,
+    target_address: Option<Box<str>>,
+    route: Option<Box<str>>,
+}
+
+impl Slim {
+    fn new(e: DirEntry) -> Slim {
+        Slim {
+            kind: e.kind,
+            dn: e.dn.into(),
+            addresses: e
+                .addresses
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+            alt_recipient: e.alt_recipient.map(String::into_boxed_str),
+            target_address: e.target_address.map(String::into_boxed_str),
+            route: e.route.map(String::into_boxed_str),
+        }
+    }
+}
+
+impl Fields for Slim {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+    fn dn(&self) -> &str {
+        &self.dn
+    }
+    fn addresses(&self) -> impl Iterator<Item = &str> {
+        self.addresses.iter().map(|a| &**a)
+    }
+    fn alt_recipient(&self) -> Option<&str> {
+        self.alt_recipient.as_deref()
+    }
+    fn target_address(&self) -> Option<&str> {
+        self.target_address.as_deref()
+    }
+    fn route(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+}
+
+/// The entries under one key: one, but for a conflict, so held inline.
+type Ids = SmallVec<[Uuid; 1]>;
 
 /// The entries and their routing decision, maintained per change.
 #[derive(Debug, Default)]
 pub struct Index {
-    entries: HashMap<Uuid, DirEntry>,
+    entries: HashMap<Uuid, Slim>,
     /// Contacts by `dn_key`.
-    contacts: HashMap<String, Uuid>,
+    contacts: HashMap<Box<str>, Uuid>,
     /// Users by the `dn_key` of their `altRecipient`.
-    forwarded_to: HashMap<String, Vec<Uuid>>,
+    forwarded_to: HashMap<Box<str>, Ids>,
     /// Users by each folded address they claim.
-    claims: HashMap<String, Vec<Uuid>>,
+    claims: HashMap<Box<str>, Ids>,
     /// The snapshot, sorted by folded address (a stable cache file).
     routed: BTreeMap<Box<str>, Ref>,
     /// Per user, what left (part of) it out.
@@ -56,8 +135,8 @@ pub struct Index {
     users: usize,
 }
 
-fn folded(a: &str) -> String {
-    fold(a).collect()
+fn folded(a: &str) -> Box<str> {
+    fold(a).collect::<String>().into_boxed_str()
 }
 
 impl Index {
@@ -89,7 +168,7 @@ impl Index {
     /// Adds or replaces an entry (`None`: it was deleted, or is no longer a
     /// user or contact) and re-decides the users that depend on it.
     pub fn apply(&mut self, id: Uuid, entry: Option<DirEntry>, known_route: &dyn Fn(&str) -> bool) {
-        let entry = entry.map(slim);
+        let entry = entry.map(Slim::new);
         let mut affected: HashSet<Uuid> = HashSet::new();
         if let Some(old) = self.entries.get(&id) {
             self.dependents(id, old, &mut affected);
@@ -113,7 +192,7 @@ impl Index {
     }
 
     /// The users whose decision depends on `e` (with id `id`).
-    fn dependents(&self, id: Uuid, e: &DirEntry, out: &mut HashSet<Uuid>) {
+    fn dependents(&self, id: Uuid, e: &Slim, out: &mut HashSet<Uuid>) {
         match e.kind {
             Kind::User => {
                 out.insert(id);
@@ -124,7 +203,7 @@ impl Index {
                 }
             }
             Kind::Contact => {
-                if let Some(f) = self.forwarded_to.get(&dn_key(&e.dn)) {
+                if let Some(f) = self.forwarded_to.get(dn_key(&e.dn).as_str()) {
                     out.extend(f.iter().copied());
                 }
             }
@@ -141,13 +220,13 @@ impl Index {
         };
         for a in &e.addresses {
             let key = folded(a);
-            if self.routed.get(key.as_str()).is_some_and(|r| r.user == u) {
-                self.routed.remove(key.as_str());
+            if self.routed.get(&key).is_some_and(|r| r.user == u) {
+                self.routed.remove(&key);
             }
         }
     }
 
-    fn unlink(&mut self, id: Uuid, e: &DirEntry) {
+    fn unlink(&mut self, id: Uuid, e: &Slim) {
         match e.kind {
             Kind::User => {
                 self.users -= 1;
@@ -160,14 +239,14 @@ impl Index {
             }
             Kind::Contact => {
                 let key = dn_key(&e.dn);
-                if self.contacts.get(&key) == Some(&id) {
-                    self.contacts.remove(&key);
+                if self.contacts.get(key.as_str()) == Some(&id) {
+                    self.contacts.remove(key.as_str());
                 }
             }
         }
     }
 
-    fn link(&mut self, id: Uuid, e: &DirEntry) {
+    fn link(&mut self, id: Uuid, e: &Slim) {
         match e.kind {
             Kind::User => {
                 self.users += 1;
@@ -175,11 +254,14 @@ impl Index {
                     self.claims.entry(folded(a)).or_default().push(id);
                 }
                 if let Some(alt) = &e.alt_recipient {
-                    self.forwarded_to.entry(dn_key(alt)).or_default().push(id);
+                    self.forwarded_to
+                        .entry(dn_key(alt).into_boxed_str())
+                        .or_default()
+                        .push(id);
                 }
             }
             Kind::Contact => {
-                self.contacts.insert(dn_key(&e.dn), id);
+                self.contacts.insert(dn_key(&e.dn).into_boxed_str(), id);
             }
         }
     }
@@ -189,14 +271,14 @@ impl Index {
             return;
         };
         let (entries, contacts, claims) = (&self.entries, &self.contacts, &self.claims);
-        let contact_id = |alt: &str| contacts.get(&dn_key(alt)).copied();
+        let contact_id = |alt: &str| contacts.get(dn_key(alt).as_str()).copied();
         let decision = model::decide(
             user,
             &|alt| contact_id(alt).and_then(|c| entries.get(&c)),
             &|key| {
                 claims.get(key).map_or(Vec::new(), |ids| {
                     ids.iter()
-                        .filter_map(|i| entries.get(i).map(|e| e.dn.as_str()))
+                        .filter_map(|i| entries.get(i).map(|e| &*e.dn))
                         .collect()
                 })
             },
@@ -206,17 +288,22 @@ impl Index {
             Some(alt) => contact_id(alt),
             None => Some(u),
         };
+        let target = source
+            .and_then(|s| entries.get(&s))
+            .and_then(|s| s.target_address.as_deref())
+            .and_then(target_span);
         let refs: Vec<(String, Ref)> = decision
             .routed
             .iter()
             .filter_map(|(key, r)| {
-                let address = user.addresses.iter().position(|a| *a == r.address)?;
+                let address = user.addresses.iter().position(|a| **a == r.address)?;
                 Some((
                     key.clone(),
                     Ref {
                         user: u,
                         source: source?,
                         address: u16::try_from(address).ok()?,
+                        target: target?,
                     },
                 ))
             })
@@ -234,12 +321,12 @@ impl Index {
         self.routed.values().filter_map(|r| {
             let user = self.entries.get(&r.user)?;
             let source = self.entries.get(&r.source)?;
-            let target = model::target_of(source.target_address.as_deref()?).ok()?;
+            let target = r.target(source)?;
             Some(Routed {
-                address: user.addresses.get(usize::from(r.address))?.clone(),
+                address: user.addresses.get(usize::from(r.address))?.to_string(),
                 target: target.to_string(),
-                route: source.route.clone(),
-                source_dn: source.dn.clone(),
+                route: source.route.as_deref().map(str::to_string),
+                source_dn: source.dn.to_string(),
             })
         })
     }
@@ -254,7 +341,7 @@ impl Index {
             else {
                 continue;
             };
-            let Some(Ok(target)) = source.target_address.as_deref().map(model::target_of) else {
+            let Some(target) = r.target(source) else {
                 continue;
             };
             let Some(address) = user.addresses.get(usize::from(r.address)) else {
@@ -268,6 +355,8 @@ impl Index {
                 &source.dn,
             );
         }
+        // Kept until the cache writer has written it: no spare capacity.
+        out.shrink_to_fit();
         out
     }
 
@@ -280,17 +369,7 @@ impl Index {
     }
 }
 
-/// Drops what routing never reads (the mirror asks for none of it, but an
-/// entry's `mail` is also its first address).
-fn slim(mut e: DirEntry) -> DirEntry {
-    e.mail = None;
-    e.display_name = None;
-    e.account_control = None;
-    e.addresses.shrink_to_fit();
-    e
-}
-
-fn remove_from(map: &mut HashMap<String, Vec<Uuid>>, key: &str, id: Uuid) {
+fn remove_from(map: &mut HashMap<Box<str>, Ids>, key: &str, id: Uuid) {
     if let Some(ids) = map.get_mut(key) {
         ids.retain(|i| *i != id);
         if ids.is_empty() {

@@ -23,7 +23,7 @@
 
 use super::cache::CacheWriter;
 use super::reload::Contacts;
-use super::table::ContactsTable;
+use super::snapshot::Builder;
 use crate::config::ldap::LdapConfig;
 use crate::directory::client::{self, Connection, DirectoryError};
 use crate::directory::index::{self, Index};
@@ -44,6 +44,9 @@ use tokio_util::sync::CancellationToken;
 pub const SETTLE: Duration = Duration::from_millis(50);
 /// ...or at the latest this long after the first unpublished change.
 pub const MAX_DELAY: Duration = Duration::from_millis(500);
+/// Changes applied between two yields to the other tasks of the worker
+/// (one costs 10–30 µs: 16 keep a session's wait well under a millisecond).
+const YIELD_EVERY: u64 = 16;
 /// How often the connection is proved alive (WhoAmI); with the timeout below,
 /// an outage shows in `routing_source_up` within 15 s (DESIGN.md).
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -60,6 +63,8 @@ pub struct Mirror {
     contacts: Arc<Contacts>,
     /// Writes each installed snapshot to `routing.contacts`.
     cache: Arc<CacheWriter>,
+    /// Builds each snapshot.
+    builder: Builder,
     /// Problems already logged, so a bad entry is reported once, not at every
     /// change.
     reported: Mutex<BTreeSet<Problem>>,
@@ -76,13 +81,14 @@ enum End {
 
 impl Mirror {
     /// A mirror of `config`'s directory into `contacts` (whose path is the cache).
-    pub fn new(config: LdapConfig, contacts: Arc<Contacts>) -> Arc<Mirror> {
-        Arc::new(Mirror {
+    pub fn new(config: LdapConfig, contacts: Arc<Contacts>) -> std::io::Result<Arc<Mirror>> {
+        Ok(Arc::new(Mirror {
             config: Arc::new(config),
             cache: CacheWriter::new(contacts.path().to_path_buf()),
+            builder: Builder::start()?,
             contacts,
             reported: Mutex::new(BTreeSet::new()),
-        })
+        }))
     }
 
     /// Serves the cache, if there is a usable one (at start, before the first
@@ -257,6 +263,7 @@ impl Mirror {
         let index = Arc::new(Mutex::new(Index::new()));
         let known = self.known();
         let mut refreshed = false;
+        let mut applied: u64 = 0;
         let mut pending: Option<(Instant, Instant)> = None; // (first, last) unpublished change
         let mut probe = probe_timer();
         loop {
@@ -299,6 +306,13 @@ impl Mirror {
                         let now = Instant::now();
                         pending = Some(pending.map_or((now, now), |(first, _)| (first, now)));
                     }
+                    // A backlog of changes is ready at once (read while a
+                    // snapshot was built); yielding every few lets the SMTP
+                    // sessions on this worker run between them.
+                    applied += 1;
+                    if applied.is_multiple_of(YIELD_EVERY) {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 _ = sleep_until(due), if due.is_some() => {
                     pending = None;
@@ -324,15 +338,13 @@ impl Mirror {
         DirEntry::parse(&e.dn, &e.attrs, self.config.route_attribute.as_deref())
     }
 
-    /// Builds the snapshot off the async threads, swaps it in, hands it to
-    /// the cache writer.
+    /// Builds the snapshot off the async threads (at a lower priority:
+    /// [`snapshot`](super::snapshot)), swaps it in, hands it to the cache
+    /// writer.
     async fn publish(&self, index: &Arc<Mutex<Index>>) {
         let routes = self.contacts.routes().clone();
         let cache = self.contacts.path().to_path_buf();
-        let index = Arc::clone(index);
-        let built =
-            tokio::task::spawn_blocking(move || build(&lock(&index), &routes, &cache)).await;
-        let Ok(snapshot) = built else {
+        let Some(snapshot) = self.builder.build(index, routes, cache).await else {
             tracing::error!("directory snapshot build failed");
             return;
         };
@@ -371,38 +383,6 @@ impl Mirror {
             metrics().routing_reload(false);
         }
         *reported = now;
-    }
-}
-
-/// A built snapshot and what building it found.
-struct Snapshot {
-    table: Result<ContactsTable, Vec<String>>,
-    problems: Vec<Problem>,
-    users: usize,
-    /// The table as the cache file's text.
-    text: String,
-    /// Time to render the text, and to build the table from it.
-    render: Duration,
-    parse: Duration,
-}
-
-/// The index's decision as a table and as the cache file's text. The table is
-/// parsed from the text so that its line numbers are the cache file's (which
-/// `route` reads to name the DN).
-fn build(index: &Index, routes: &BTreeSet<String>, cache: &std::path::Path) -> Snapshot {
-    let known = |r: &str| routes.contains(r);
-    let started = Instant::now();
-    let text = index.render();
-    let rendered = Instant::now();
-    let table = ContactsTable::parse(&text, cache, &known)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect());
-    Snapshot {
-        table,
-        problems: index.problems(),
-        users: index.users(),
-        text,
-        render: rendered - started,
-        parse: rendered.elapsed(),
     }
 }
 
