@@ -382,3 +382,99 @@ fn a_sync_carries_flag_changes_over_and_copies_what_is_new() {
         "{err}"
     );
 }
+
+/// Pipelining across batches: the next batch's MULTIAPPEND goes out before
+/// the previous one is answered, and a kill while two are stored on the
+/// target but unconfirmed loses and doubles nothing. A proxy in front of the
+/// target passes the first two APPEND answers and keeps every later one
+/// back: without pipelining the migrator would send a third APPEND and wait;
+/// with it, a fourth is on its way too. Every message the target then holds
+/// is `copied` or `pending` in the checkpoint, and the resumed run ends with
+/// each message there once.
+#[test]
+fn pipelined_batches_go_out_before_the_answers_and_a_kill_loses_or_doubles_nothing() {
+    const ANSWERED: usize = 2;
+    let s = start(600, 500, 0, None);
+    let held = ImapProxy::start(
+        &s._ca,
+        s.target.imaps_port,
+        Fault::None,
+        Some(Hold::AnswersAfterAppends(ANSWERED)),
+    );
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    std::fs::write(s.config(), config.replace(&s.proxy.url(), &held.url())).unwrap();
+    let mut child = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(s.config())
+        .args(["sync", ALICE])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        held.wait_held(std::time::Duration::from_secs(120)),
+        "the copy never got {ANSWERED} APPENDs answered"
+    );
+    // The hold keeps every answer back from here on: what still arrives was
+    // sent without waiting for one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while held.appends() < ANSWERED + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} APPEND command(s) after {ANSWERED} answers: the batches were not pipelined",
+            held.appends()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the copy ended");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Source UID i + 1 is `<INBOX.i@x>` (seeded in order into an empty folder).
+    let on_target: Vec<u32> = s
+        .target
+        .inbox_message_ids(ALICE_CLOUD)
+        .iter()
+        .map(|id| {
+            let i: u32 = id
+                .trim_start_matches("<INBOX.")
+                .trim_end_matches("@x>")
+                .parse()
+                .unwrap_or_else(|_| panic!("{id}"));
+            i + 1
+        })
+        .collect();
+    assert!(
+        on_target.len() >= 2 * 64,
+        "two unconfirmed batches are stored: {}",
+        on_target.len()
+    );
+    let state_file = s.dir.path().join("state").join(format!("{ALICE}.json"));
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let inbox = &state["folders"]["INBOX"];
+    let in_ranges = |uid: u32| {
+        inbox["copied"].as_array().unwrap().iter().any(|r| {
+            let (a, b) = (r[0].as_u64().unwrap(), r[1].as_u64().unwrap());
+            (a..=b).contains(&u64::from(uid))
+        })
+    };
+    let pending: Vec<u32> = inbox["pending"]
+        .as_array()
+        .map(|p| p.iter().map(|u| u.as_u64().unwrap() as u32).collect())
+        .unwrap_or_default();
+    for uid in &on_target {
+        assert!(
+            in_ranges(*uid) || pending.contains(uid),
+            "UID {uid} is on the target but neither copied nor pending: {inbox}"
+        );
+    }
+
+    held.release();
+    let (code, err) = s.sync_logged();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        non_empty(&s.source.dump(ALICE)),
+        non_empty(&s.target.dump(ALICE_CLOUD)),
+        "every message once"
+    );
+}

@@ -26,8 +26,13 @@
 //! fresh target per repetition, the order alternating. `--mailboxes 0` skips it.
 //!
 //! With `MIGRATE_VS_MBSYNC_BEFORE=PATH` (an older coexist-migrator), that
-//! binary is timed too in every repetition, into its own target users, after
-//! the other two: a before/after comparison in one quiet window.
+//! binary is timed too in every repetition, into its own target users, the
+//! three tools' order rotating: a before/after comparison in one quiet window.
+//! With `MIGRATE_VS_MBSYNC_WRAP="valgrind --tool=callgrind ..."` (or `perf
+//! record ...`) the migrator's syncs run under that command: a profile on the
+//! bench's own servers and mailbox (its times then mean nothing);
+//! `MIGRATE_VS_MBSYNC_WRAP_MBSYNC=1` runs the single-mailbox mbsync under it
+//! too.
 //!
 //! Printed per repetition and as medians: wall seconds, CPU seconds of the
 //! client processes (user + system, from the reaped children), messages per
@@ -127,65 +132,72 @@ fn main() -> ExitCode {
             &target,
             &[(USER, MBSYNC_TARGET)],
         );
-        let mut run_ours = || {
-            let sync = || {
-                timed(
-                    Command::new(&migrator)
-                        .arg("--config")
-                        .arg(dir.path().join("migrator.toml"))
-                        .args(["sync", USER]),
-                )
-            };
-            let (wall, cpu) = sync();
-            ours.push((wall, cpu));
-            eprintln!(
-                "rep {}: coexist-migrator sync {wall:.2} s ({cpu:.2} s CPU)",
-                rep + 1
-            );
-            let (wall, cpu) = sync();
-            unchanged.push((wall, cpu));
-            eprintln!(
-                "rep {}: coexist-migrator sync, nothing changed {wall:.3} s ({cpu:.3} s CPU)",
-                rep + 1
-            );
-        };
-        let mut run_theirs = || {
-            let (wall, cpu) = timed(
-                Command::new("mbsync")
-                    .arg("-c")
-                    .arg(dir.path().join("mbsyncrc"))
-                    .arg("-a"),
-            );
-            theirs.push((wall, cpu));
-            eprintln!("rep {}: mbsync {wall:.2} s ({cpu:.2} s CPU)", rep + 1);
-        };
-        if rep % 2 == 0 {
-            run_ours();
-            run_theirs();
-        } else {
-            run_theirs();
-            run_ours();
-        }
-        if let Some(before) = &before {
-            let bdir = tempfile::tempdir().expect("tempdir");
+        let bdir = tempfile::tempdir().expect("tempdir");
+        if before.is_some() {
             write_migrator_config(bdir.path(), &ca, &source, &target, &[(USER, BEFORE_TARGET)]);
-            let sync = || {
-                timed(
-                    Command::new(before)
-                        .arg("--config")
-                        .arg(bdir.path().join("migrator.toml"))
-                        .args(["sync", USER]),
-                )
-            };
-            let (wall, cpu) = sync();
-            befores.push((wall, cpu));
-            eprintln!("rep {}: before: sync {wall:.2} s ({cpu:.2} s CPU)", rep + 1);
-            let (wall, cpu) = sync();
-            befores_unchanged.push((wall, cpu));
-            eprintln!(
-                "rep {}: before: sync, nothing changed {wall:.3} s ({cpu:.3} s CPU)",
-                rep + 1
-            );
+        }
+        // Each tool in turn, the order rotating between repetitions, so no
+        // tool always meets the freshest (or the fullest) target.
+        let tools = if before.is_some() { 3 } else { 2 };
+        for k in 0..tools {
+            match (k + rep) % tools {
+                0 => {
+                    let sync = || {
+                        timed(
+                            wrapped(&migrator)
+                                .arg("--config")
+                                .arg(dir.path().join("migrator.toml"))
+                                .args(["sync", USER]),
+                        )
+                    };
+                    let (wall, cpu) = sync();
+                    ours.push((wall, cpu));
+                    eprintln!(
+                        "rep {}: coexist-migrator sync {wall:.2} s ({cpu:.2} s CPU)",
+                        rep + 1
+                    );
+                    let (wall, cpu) = sync();
+                    unchanged.push((wall, cpu));
+                    eprintln!(
+                        "rep {}: coexist-migrator sync, nothing changed {wall:.3} s ({cpu:.3} s CPU)",
+                        rep + 1
+                    );
+                }
+                1 => {
+                    let mut mbsync = if std::env::var_os("MIGRATE_VS_MBSYNC_WRAP_MBSYNC").is_some()
+                    {
+                        wrapped(Path::new("mbsync"))
+                    } else {
+                        Command::new("mbsync")
+                    };
+                    let (wall, cpu) =
+                        timed(mbsync.arg("-c").arg(dir.path().join("mbsyncrc")).arg("-a"));
+                    theirs.push((wall, cpu));
+                    eprintln!("rep {}: mbsync {wall:.2} s ({cpu:.2} s CPU)", rep + 1);
+                }
+                _ => {
+                    let before = before.as_ref().expect("a third tool only with BEFORE");
+                    let sync = || {
+                        timed(
+                            Command::new(before)
+                                .arg("--config")
+                                .arg(bdir.path().join("migrator.toml"))
+                                .args(["sync", USER]),
+                        )
+                    };
+                    let (wall, cpu) = sync();
+                    befores.push((wall, cpu));
+                    eprintln!("rep {}: before: sync {wall:.2} s ({cpu:.2} s CPU)", rep + 1);
+                    let (wall, cpu) = sync();
+                    befores_unchanged.push((wall, cpu));
+                    eprintln!(
+                        "rep {}: before: sync, nothing changed {wall:.3} s ({cpu:.3} s CPU)",
+                        rep + 1
+                    );
+                }
+            }
+        }
+        if before.is_some() {
             assert_eq!(
                 counts(&target, BEFORE_TARGET),
                 counts(&target, MBSYNC_TARGET)
@@ -359,60 +371,66 @@ fn parallel(
                 name
             })
             .collect();
-        let mut run_ours = || {
-            let (wall, cpu) = timed(
-                Command::new(migrator)
-                    .arg("--config")
-                    .arg(d.join("migrator.toml"))
-                    .arg("sync")
-                    .args(users)
-                    .args(["--parallel", "4"]),
-            );
-            ours.push((wall, cpu));
-            eprintln!(
-                "parallel rep {}: coexist-migrator sync --parallel 4 {wall:.2} s ({cpu:.2} s CPU)",
-                rep + 1
-            );
-        };
-        let mut run_theirs = || {
-            let mut cmds: Vec<Command> = groups
-                .iter()
-                .map(|g| {
-                    let mut c = Command::new("mbsync");
-                    c.arg("-c").arg(d.join(g)).arg("-a");
-                    c
-                })
-                .collect();
-            let (wall, cpu) = timed_all(&mut cmds);
-            theirs.push((wall, cpu));
-            eprintln!(
-                "parallel rep {}: 4 × mbsync {wall:.2} s ({cpu:.2} s CPU)",
-                rep + 1
-            );
-        };
-        if rep % 2 == 0 {
-            run_ours();
-            run_theirs();
-        } else {
-            run_theirs();
-            run_ours();
-        }
-        if let Some(before) = before {
-            let bdir = tempfile::tempdir().expect("tempdir");
+        let bdir = tempfile::tempdir().expect("tempdir");
+        if before.is_some() {
             write_migrator_config(bdir.path(), ca, source, &target, &refs(&before_pairs));
-            let (wall, cpu) = timed(
-                Command::new(before)
-                    .arg("--config")
-                    .arg(bdir.path().join("migrator.toml"))
-                    .arg("sync")
-                    .args(users)
-                    .args(["--parallel", "4"]),
-            );
-            befores.push((wall, cpu));
-            eprintln!(
-                "parallel rep {}: before: sync --parallel 4 {wall:.2} s ({cpu:.2} s CPU)",
-                rep + 1
-            );
+        }
+        let tools = if before.is_some() { 3 } else { 2 };
+        for k in 0..tools {
+            match (k + rep) % tools {
+                0 => {
+                    let (wall, cpu) = timed(
+                        wrapped(migrator)
+                            .arg("--config")
+                            .arg(d.join("migrator.toml"))
+                            .arg("sync")
+                            .args(users)
+                            .args(["--parallel", "4"]),
+                    );
+                    ours.push((wall, cpu));
+                    eprintln!(
+                        "parallel rep {}: coexist-migrator sync --parallel 4 {wall:.2} s ({cpu:.2} s CPU)",
+                        rep + 1
+                    );
+                }
+                1 => {
+                    let mut cmds: Vec<Command> = groups
+                        .iter()
+                        .map(|g| {
+                            let mut c = Command::new("mbsync");
+                            c.arg("-c").arg(d.join(g)).arg("-a");
+                            c
+                        })
+                        .collect();
+                    let (wall, cpu) = timed_all(&mut cmds);
+                    theirs.push((wall, cpu));
+                    eprintln!(
+                        "parallel rep {}: 4 × mbsync {wall:.2} s ({cpu:.2} s CPU)",
+                        rep + 1
+                    );
+                }
+                _ => {
+                    let before = before.expect("a third tool only with BEFORE");
+                    let (wall, cpu) = timed(
+                        Command::new(before)
+                            .arg("--config")
+                            .arg(bdir.path().join("migrator.toml"))
+                            .arg("sync")
+                            .args(users)
+                            .args(["--parallel", "4"]),
+                    );
+                    befores.push((wall, cpu));
+                    eprintln!(
+                        "parallel rep {}: before: sync --parallel 4 {wall:.2} s ({cpu:.2} s CPU)",
+                        rep + 1
+                    );
+                }
+            }
+        }
+        if before.is_some() {
+            for ((_, a), (_, b)) in before_pairs.iter().zip(&theirs_pairs) {
+                assert_eq!(counts(&target, a), counts(&target, b));
+            }
         }
         for ((_, a), (_, b)) in ours_pairs.iter().zip(&theirs_pairs) {
             let (a, b) = (counts(&target, a), counts(&target, b));
@@ -450,6 +468,22 @@ fn parallel(
         );
     }
     println!("ratio parallel CPU migrator/mbsync: {:.2}", oc / tc);
+}
+
+/// A command running `program`, under `MIGRATE_VS_MBSYNC_WRAP` when set
+/// (split at spaces, e.g. `valgrind --tool=callgrind
+/// --callgrind-out-file=/tmp/cg.%p` or `perf record -g -o /tmp/perf.data`):
+/// how the migrator is profiled on the bench's own servers and mailbox.
+fn wrapped(program: &Path) -> Command {
+    match std::env::var("MIGRATE_VS_MBSYNC_WRAP") {
+        Ok(wrap) if !wrap.trim().is_empty() => {
+            let mut words = wrap.split_whitespace();
+            let mut c = Command::new(words.next().expect("a word"));
+            c.args(words).arg(program);
+            c
+        }
+        _ => Command::new(program),
+    }
 }
 
 fn start_target(ca: &TestCa, users: &[(&str, &str)]) -> Dovecot {

@@ -36,6 +36,11 @@ const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 const IN_FLIGHT_BYTES: u64 = 2 * BATCH_BYTES;
 /// Batches fetched ahead of the one being appended.
 const FETCH_AHEAD: usize = 2;
+/// MULTIAPPENDs sent before the first of them is answered: the target has
+/// the next batch in hand when it answers one, instead of waiting a round
+/// trip (and our encoding) for it. Each holds its messages (for the
+/// one-by-one fallback) within the in-flight byte budget.
+const PIPELINE: usize = 2;
 /// The checkpoint is written when a window of at least this many messages
 /// starts (all of them `pending`)...
 const CHECKPOINT_MESSAGES: usize = 512;
@@ -349,6 +354,20 @@ struct Fetched<'a> {
     _budget: tokio::sync::SemaphorePermit<'a>,
 }
 
+/// A batch handed to the target: what is left of it once its messages are
+/// sent, until its answer is recorded. It keeps the batch's share of the
+/// byte budget.
+struct Begun<'a> {
+    index: usize,
+    /// Sorted.
+    uids: Vec<u32>,
+    count: usize,
+    bytes: u64,
+    fetch_time: Duration,
+    sent: Instant,
+    _budget: tokio::sync::SemaphorePermit<'a>,
+}
+
 /// Copies `batches`: the source FETCHes the next batches while the target
 /// APPENDs this one, over a channel bounded by batch count and by bytes
 /// ([`IN_FLIGHT_BYTES`]), so neither side waits for the other and memory stays
@@ -478,23 +497,78 @@ impl Appender<'_> {
         mut rx: tokio::sync::mpsc::Receiver<Fetched<'_>>,
         budget: &tokio::sync::Semaphore,
     ) -> Result<(), CopyError> {
-        let mut result = Ok(());
-        loop {
-            let t = Instant::now();
-            let Some(batch) = rx.recv().await else {
-                break;
-            };
-            self.times.wait += t.elapsed();
-            if let Err(e) = self.batch(batch).await {
-                result = Err(e);
-                break;
-            }
-        }
+        let result = self.pipeline(&mut rx).await;
         // Stop the fetcher at its next step; what it fetched is dropped.
         drop(rx);
         budget.close();
         let saved = self.save();
         result.and(saved)
+    }
+
+    /// Sends each batch as it comes, up to [`PIPELINE`] MULTIAPPENDs ahead of
+    /// their answers when the next batch is already fetched; a batch that
+    /// goes one APPEND per message (no MULTIAPPEND, a single message, or one
+    /// that cannot be encoded) goes alone, once the pipeline is empty, so the
+    /// target stores the batches in order.
+    async fn pipeline<'f>(
+        &mut self,
+        rx: &mut tokio::sync::mpsc::Receiver<Fetched<'f>>,
+    ) -> Result<(), CopyError> {
+        let mut in_flight: std::collections::VecDeque<(Begun<'f>, Vec<Message>, String)> =
+            Default::default();
+        let mut alone: Option<Fetched<'f>> = None;
+        loop {
+            while in_flight.len() < PIPELINE {
+                let batch = match alone.take() {
+                    Some(batch) => batch,
+                    None if in_flight.is_empty() => {
+                        let t = Instant::now();
+                        let Some(batch) = rx.recv().await else {
+                            break;
+                        };
+                        self.times.wait += t.elapsed();
+                        batch
+                    }
+                    None => match rx.try_recv() {
+                        Ok(batch) => batch,
+                        Err(_) => break,
+                    },
+                };
+                if batch.messages.len() < 2 || !self.dst.can_multiappend() {
+                    if in_flight.is_empty() {
+                        self.batch(batch).await?;
+                        continue;
+                    }
+                    alone = Some(batch);
+                    break;
+                }
+                let (begun, messages) = self.begin(batch)?;
+                let t = Instant::now();
+                let sent = self
+                    .dst
+                    .send_multiappend(&self.plan.target, &messages)
+                    .map_err(SideError::on(Side::Target))?;
+                self.times.append += t.elapsed();
+                match sent {
+                    Ok(tag) => in_flight.push_back((begun, messages, tag)),
+                    // Not encodable as one command, so nothing was sent: the
+                    // fallback finds the message at fault, its APPENDs
+                    // behind those in flight.
+                    Err(refusal) => self.finish(begun, messages, Err(refusal)).await?,
+                }
+            }
+            let Some((begun, messages, tag)) = in_flight.pop_front() else {
+                return Ok(());
+            };
+            let t = Instant::now();
+            let answer = self
+                .dst
+                .append_answer(&tag)
+                .await
+                .map_err(SideError::on(Side::Target))?;
+            self.times.append += t.elapsed();
+            self.finish(begun, messages, answer).await?;
+        }
     }
 
     fn save(&mut self) -> Result<(), CopyError> {
@@ -507,7 +581,8 @@ impl Appender<'_> {
     }
 
     /// Writes the window starting at batch `index` down as `pending`, before
-    /// its first APPEND is sent.
+    /// its first APPEND is sent. What is still `pending` then is the batches
+    /// sent and not yet answered, which stay pending.
     fn start_window(&mut self, index: usize) -> Result<(), CopyError> {
         let mut end = index;
         let mut count = 0;
@@ -515,12 +590,14 @@ impl Appender<'_> {
             count += self.ahead[end].len();
             end += 1;
         }
-        self.state.pending = self.ahead[index..end].concat();
+        let window = self.ahead[index..end].concat();
+        self.state.pending.extend(window);
         self.window_end = end;
         self.save()
     }
 
-    async fn batch(&mut self, batch: Fetched<'_>) -> Result<(), CopyError> {
+    /// A batch about to be sent: its number, its window written down first.
+    fn begin<'f>(&mut self, batch: Fetched<'f>) -> Result<(Begun<'f>, Vec<Message>), CopyError> {
         let index = self.next;
         self.next += 1;
         if index >= self.window_end {
@@ -530,20 +607,53 @@ impl Appender<'_> {
             mut uids,
             messages,
             fetch_time,
-            ..
+            _budget,
         } = batch;
         uids.sort_unstable();
         if self.plan.calendar {
             self.check_calendar_items(&messages);
         }
-        let bytes: u64 = messages.iter().map(|m| m.body.len() as u64).sum();
-        let count = messages.len();
+        let begun = Begun {
+            index,
+            uids,
+            count: messages.len(),
+            bytes: messages.iter().map(|m| m.body.len() as u64).sum(),
+            fetch_time,
+            sent: Instant::now(),
+            _budget,
+        };
+        Ok((begun, messages))
+    }
+
+    /// One batch sent and answered before the next is sent.
+    async fn batch(&mut self, batch: Fetched<'_>) -> Result<(), CopyError> {
+        let (begun, messages) = self.begin(batch)?;
         let t = Instant::now();
         self.append_with_backoff(messages).await?;
-        let append_time = t.elapsed();
-        self.times.append += append_time;
-        // Every UID of the batch is now copied, refused, or was expunged
-        // between SEARCH and FETCH (nothing to copy).
+        self.times.append += t.elapsed();
+        self.end(begun)
+    }
+
+    /// The answer to a batch's MULTIAPPEND is in: recorded, or on a refusal
+    /// the batch sent again one message at a time.
+    async fn finish(
+        &mut self,
+        begun: Begun<'_>,
+        messages: Vec<Message>,
+        answer: Result<(), AppendRefusal>,
+    ) -> Result<(), CopyError> {
+        let t = Instant::now();
+        if !self.multiappended(&messages, answer).await? {
+            self.append_each(messages).await?;
+        }
+        self.times.append += t.elapsed();
+        self.end(begun)
+    }
+
+    /// Every UID of the batch is now copied, refused, or was expunged between
+    /// SEARCH and FETCH (nothing to copy): none is pending any more.
+    fn end(&mut self, begun: Begun<'_>) -> Result<(), CopyError> {
+        let uids = &begun.uids;
         self.state
             .pending
             .retain(|u| uids.binary_search(u).is_err());
@@ -551,18 +661,37 @@ impl Appender<'_> {
             self.save()?;
         }
         tracing::trace!(
-            "{}: batch {index}: {count} message(s), {bytes} B: fetch {fetch_time:?}, append {append_time:?}",
-            self.plan.source
+            "{}: batch {}: {} message(s), {} B: fetch {:?}, sent to answered {:?}",
+            self.plan.source,
+            begun.index,
+            begun.count,
+            begun.bytes,
+            begun.fetch_time,
+            begun.sent.elapsed()
         );
         Ok(())
     }
 
-    /// APPENDs `messages`; what the target asks to slow down for is sent again
-    /// after 1 s, 2 s, 4 s, ... rather than counted as a failure.
-    async fn append_with_backoff(&mut self, mut messages: Vec<Message>) -> Result<(), CopyError> {
-        if messages.len() > 1 && self.dst.can_multiappend() && self.multiappend(&messages).await? {
-            return Ok(());
+    /// APPENDs `messages`: as one MULTIAPPEND where the target offers it,
+    /// else (or when it is refused) one APPEND each.
+    async fn append_with_backoff(&mut self, messages: Vec<Message>) -> Result<(), CopyError> {
+        if messages.len() > 1 && self.dst.can_multiappend() {
+            let answer = self
+                .dst
+                .multiappend(&self.plan.target, &messages)
+                .await
+                .map_err(SideError::on(Side::Target))?;
+            if self.multiappended(&messages, answer).await? {
+                return Ok(());
+            }
         }
+        self.append_each(messages).await
+    }
+
+    /// One APPEND per message, pipelined; what the target asks to slow down
+    /// for is sent again after 1 s, 2 s, 4 s, ... rather than counted as a
+    /// failure.
+    async fn append_each(&mut self, mut messages: Vec<Message>) -> Result<(), CopyError> {
         for attempt in 1..=ATTEMPTS {
             let results = self
                 .dst
@@ -586,16 +715,15 @@ impl Appender<'_> {
         Ok(())
     }
 
-    /// The batch as one MULTIAPPEND (one save transaction on the target);
-    /// `false` when the target refused it, having stored none of it (RFC
-    /// 3502): then each message goes on its own, so the one at fault is
-    /// found and the rest copied, and throttling is backed off per message.
-    async fn multiappend(&mut self, messages: &[Message]) -> Result<bool, CopyError> {
-        let answer = self
-            .dst
-            .multiappend(&self.plan.target, messages)
-            .await
-            .map_err(SideError::on(Side::Target))?;
+    /// The answer to the batch as one MULTIAPPEND (one save transaction on
+    /// the target); `false` when the target refused it, having stored none of
+    /// it (RFC 3502): then each message goes on its own, so the one at fault
+    /// is found and the rest copied, and throttling is backed off per message.
+    async fn multiappended(
+        &mut self,
+        messages: &[Message],
+        answer: Result<(), AppendRefusal>,
+    ) -> Result<bool, CopyError> {
         match answer {
             Ok(()) => {
                 let all = vec![Ok(()); messages.len()];

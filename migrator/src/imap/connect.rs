@@ -296,6 +296,7 @@ impl Session {
             next_tag,
             capabilities: Vec::new(),
             label,
+            early: Vec::new(),
         })
     }
 

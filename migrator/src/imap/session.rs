@@ -27,6 +27,10 @@ pub struct Session {
     pub(super) capabilities: Vec<String>,
     /// `side login` for messages.
     pub(super) label: String,
+    /// Tagged completions that came while another command was being waited
+    /// for: with pipelined MULTIAPPENDs, the answer to the next batch can
+    /// arrive while the one-by-one APPENDs of a refused batch are awaited.
+    pub(super) early: Vec<(String, StatusBody<'static>)>,
 }
 
 /// The untagged data and statuses a command produced, and its completion.
@@ -66,6 +70,7 @@ impl Session {
             next_tag: 1,
             capabilities: Vec::new(),
             label,
+            early: Vec::new(),
         }
     }
 
@@ -134,7 +139,7 @@ impl Session {
                     }
                     Status::Untagged(body) => response.untagged.push(body),
                     Status::Bye(bye) => return Err(ImapError::Bye(bye.text.to_string())),
-                    Status::Tagged(_) => {}
+                    Status::Tagged(t) => self.keep_early(t.tag.as_ref(), t.body),
                 },
                 Event::CommandRejected { status, .. } => {
                     return Err(refusal(name, &status));
@@ -142,6 +147,17 @@ impl Session {
                 _ => {}
             }
         }
+    }
+
+    /// Keeps the completion of a command nobody is waiting for right now.
+    pub(super) fn keep_early(&mut self, tag: &str, body: StatusBody<'static>) {
+        self.early.push((tag.to_string(), body));
+    }
+
+    /// The completion of `tag`, if it came while something else was awaited.
+    pub(super) fn take_early(&mut self, tag: &str) -> Option<StatusBody<'static>> {
+        let i = self.early.iter().position(|(t, _)| t == tag)?;
+        Some(self.early.swap_remove(i).1)
     }
 
     pub(super) async fn refresh_capabilities(&mut self) -> Result<(), ImapError> {

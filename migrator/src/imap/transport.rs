@@ -82,8 +82,8 @@ fn stream_error<E: std::fmt::Display>(e: imap_next::stream::Error<E>) -> ImapErr
 pub(super) struct Pipe {
     reader: ReadHalf<Box<dyn ByteStream>>,
     writer: WriteHalf<Box<dyn ByteStream>>,
-    /// What was read and not yet handed to the client.
-    input: Vec<u8>,
+    /// `chunk[..filled]` was read and not yet handed to the client.
+    filled: usize,
     /// What the client produced; `output[written..]` is not yet written.
     output: Vec<u8>,
     written: usize,
@@ -99,7 +99,7 @@ impl Pipe {
         Pipe {
             reader,
             writer,
-            input: Vec::new(),
+            filled: 0,
             output: Vec::new(),
             written: 0,
             chunk: vec![0u8; READ_CHUNK].into_boxed_slice(),
@@ -108,9 +108,9 @@ impl Pipe {
 
     async fn next(&mut self, client: &mut Client) -> Result<Event, ImapError> {
         loop {
-            if !self.input.is_empty() {
-                client.enqueue_input(&self.input);
-                self.input.clear();
+            if self.filled > 0 {
+                client.enqueue_input(&self.chunk[..self.filled]);
+                self.filled = 0;
             }
             match client.next() {
                 Ok(event) => return Ok(event),
@@ -124,10 +124,10 @@ impl Pipe {
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {}
             }
             if self.written == self.output.len() {
-                read(&mut self.reader, &mut self.chunk, &mut self.input).await?;
+                read(&mut self.reader, &mut self.chunk, &mut self.filled).await?;
             } else {
                 tokio::select! {
-                    read = read(&mut self.reader, &mut self.chunk, &mut self.input) => read?,
+                    read = read(&mut self.reader, &mut self.chunk, &mut self.filled) => read?,
                     written = self.writer.write(&self.output[self.written..]) => match written {
                         Ok(0) => return Err(ImapError::Io(CLOSED.into())),
                         Ok(n) => {
@@ -149,16 +149,18 @@ impl Pipe {
     }
 }
 
-/// One read into `input`; cancel-safe (nothing is read unless it completes).
+/// One read into `chunk`, its length into `filled` (handed to the client
+/// from there, not copied first); cancel-safe (nothing is read unless it
+/// completes).
 async fn read(
     reader: &mut ReadHalf<Box<dyn ByteStream>>,
     chunk: &mut [u8],
-    input: &mut Vec<u8>,
+    filled: &mut usize,
 ) -> Result<(), ImapError> {
     match reader.read(chunk).await {
         Ok(0) => Err(ImapError::Io(CLOSED.into())),
         Ok(n) => {
-            input.extend_from_slice(&chunk[..n]);
+            *filled = n;
             Ok(())
         }
         Err(e) => Err(io_error(e)),
@@ -167,4 +169,59 @@ async fn read(
 
 fn io_error(e: std::io::Error) -> ImapError {
     ImapError::Io(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use imap_next::client::{Client, Event};
+    use imap_next::imap_types::fetch::MessageDataItem;
+    use imap_next::imap_types::response::Data;
+    use imap_next::{Interrupt, Io, State};
+
+    /// The patched fragmentizer (`patches/imap-codec`) copies the two halves
+    /// of its input deque: every literal still arrives byte for byte,
+    /// however the input is cut (sizes that make the deque wrap around).
+    #[test]
+    fn literals_arrive_whole_however_the_input_is_cut() {
+        let bodies: Vec<Vec<u8>> = (0..40)
+            .map(|i| (0..i * 397 + 1).map(|j| (j % 251 + 1) as u8).collect())
+            .collect();
+        let mut wire = b"* OK hi\r\n".to_vec();
+        for (i, body) in bodies.iter().enumerate() {
+            let n = i + 1;
+            wire.extend(format!("* {n} FETCH (UID {n} BODY[] {{{}}}\r\n", body.len()).as_bytes());
+            wire.extend(body);
+            wire.extend(b")\r\n");
+        }
+        for cut in [1, 7, 64, 4093, 65536] {
+            let mut client = Client::new(super::super::session::client_options(false));
+            let mut chunks = wire.chunks(cut);
+            let mut got = Vec::new();
+            loop {
+                match client.next() {
+                    Ok(Event::DataReceived {
+                        data: Data::Fetch { items, .. },
+                    }) => {
+                        for item in items.into_iter() {
+                            if let MessageDataItem::BodyExt { data, .. } = item {
+                                got.push(data.into_option().unwrap().into_owned());
+                            }
+                        }
+                    }
+                    Ok(_) | Err(Interrupt::Io(Io::Output(_))) => {}
+                    Err(Interrupt::Io(Io::NeedMoreInput)) => match chunks.next() {
+                        Some(chunk) => client.enqueue_input(chunk),
+                        None => break,
+                    },
+                    Err(Interrupt::Error(e)) => panic!("cut {cut}: {e}"),
+                }
+            }
+            assert!(
+                got == bodies,
+                "cut {cut}: {} of {} literals whole",
+                got.len(),
+                bodies.len()
+            );
+        }
+    }
 }
