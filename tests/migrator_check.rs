@@ -3,11 +3,15 @@
 //! on the target). Each line is ok / warn / fail with a `fix:`, as
 //! `coexist-relay doctor`; `--json`; exit 0 / 1 / 2; nothing is written.
 
-use coexist_e2e::dovecot::{Dovecot, DovecotSetup, TestCa, MASTER};
+use coexist_e2e::dovecot::{Dovecot, DovecotSetup, TestCa};
+use coexist_e2e::migrator_config::MigratorConfig;
+use coexist_e2e::radicale::Radicale;
+use coexist_e2e::slapd::{self, Slapd, SlapdSetup};
 use serde_json::Value;
 use std::process::Command;
 
 const ALICE: &str = "alice@corp.example";
+const ALICE_CLOUD: &str = "alice@tenant.cloud.example";
 
 struct Setup {
     ca: TestCa,
@@ -66,58 +70,19 @@ fn start(target_quota: &str, body_bytes: usize) -> Setup {
         target,
         dir,
     };
-    s.write_config("ca = \"ca.pem\"");
+    s.write_config("ca.pem");
     s
 }
 
 impl Setup {
+    /// The shared set-up; `target_ca` is the target's `ca` value.
+    fn config(&self, target_ca: &str) -> MigratorConfig {
+        MigratorConfig::new(&self.source.url(), &self.target.url()).set("target", "ca", target_ca)
+    }
+
     fn write_config(&self, target_ca: &str) {
-        let d = self.dir.path();
-        std::fs::write(d.join("ca.pem"), &self.ca.ca_pem).unwrap();
-        std::fs::write(d.join("source.password"), format!("{}\n", MASTER.1)).unwrap();
-        std::fs::write(d.join("target.password"), format!("{}\n", MASTER.1)).unwrap();
-        std::fs::write(d.join("contacts"), "# address target [route]\n").unwrap();
-        std::fs::write(
-            d.join("users.csv"),
-            "address,display_name,target,quota,enabled\n\
-             alice@corp.example,Alice,,,true\n\
-             bob@corp.example,Bob,,,true\n\
-             carol@corp.example,Carol,,,false\n",
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("migrator.toml"),
-            format!(
-                r#"[directory]
-users = "users.csv"
-
-[routing]
-contacts = "contacts"
-target_template = "{{local}}@tenant.cloud.example"
-
-[source]
-url = "{source}"
-auth = "master"
-master_user = "{master}"
-password_file = "source.password"
-ca = "ca.pem"
-
-[target]
-url = "{target}"
-auth = "authzid"
-master_user = "{master}"
-password_file = "target.password"
-{target_ca}
-
-[migration]
-state_dir = "state"
-"#,
-                source = self.source.url(),
-                target = self.target.url(),
-                master = MASTER.0,
-            ),
-        )
-        .unwrap();
+        self.config(target_ca)
+            .write(self.dir.path(), &self.ca.ca_pem);
     }
 
     fn check(&self, args: &[&str]) -> (i32, String, String) {
@@ -224,7 +189,7 @@ fn failures_come_with_their_fixes_and_exit_1() {
     );
 
     // The target's CA not trusted: the TLS line fails, no user can be opened.
-    s.write_config("ca = \"\"");
+    s.write_config("");
     let (code, out, _) = s.check(&[ALICE]);
     assert_eq!(code, 1, "{out}");
     let tls = line(&out, "fail", "target IMAP ").expect(&out);
@@ -250,4 +215,299 @@ fn a_config_that_does_not_load_exits_2() {
     assert_eq!(code, 2, "{out}\n{err}");
     assert!(err.contains("migrator.toml:"), "{err}");
     assert!(err.contains("migration.stat_dir: unknown key"), "{err}");
+}
+
+/// Two Radicales beside the Dovecots: alice has a calendar (one event) and an
+/// address book on the source; the target Radicale has never seen her.
+fn start_dav() -> (Setup, Radicale, Radicale) {
+    let s = start("100M", 1000);
+    let source = Radicale::start("source", &[(ALICE, "pw")], &s.ca);
+    let target = Radicale::start("target", &[(ALICE_CLOUD, "pw")], &s.ca);
+    source.must(
+        ALICE,
+        "pw",
+        &["mkcalendar", "/alice@corp.example/work/", "Work"],
+    );
+    source.must(
+        ALICE,
+        "pw",
+        &["mkaddressbook", "/alice@corp.example/contacts/", "Contacts"],
+    );
+    let event = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//coexist//test//EN\r\nBEGIN:VEVENT\r\n\
+                 UID:e1\r\nDTSTAMP:20250101T080000Z\r\nDTSTART:20250310T090000Z\r\nSUMMARY:x\r\n\
+                 END:VEVENT\r\nEND:VCALENDAR\r\n";
+    source.put(
+        ALICE,
+        "pw",
+        "/alice@corp.example/work/e1.ics",
+        event,
+        s.dir.path(),
+    );
+    (s, source, target)
+}
+
+#[test]
+fn dav_homes_scheduling_and_quota_are_checked_and_nothing_is_created() {
+    let (s, source, target) = start_dav();
+    let dav = s.config("ca.pem").dav(&source.url(), &target.url());
+    dav.write(s.dir.path(), &s.ca.ca_pem);
+    let (code, out, err) = s.check(&[ALICE]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for side in ["source", "target"] {
+        let l = line(&out, "ok", &format!("{side} DAV https://127.0.0.1:")).expect(&out);
+        assert!(l.contains("TLS certificate verified for 127.0.0.1"), "{l}");
+    }
+    let src = line(&out, "ok", "user alice@corp.example source DAV: ").expect(&out);
+    assert!(
+        src.contains(
+            "homes from dav_home: 1 calendar(s) at /alice@corp.example/; 1 address book(s) at /alice@corp.example/"
+        ),
+        "{src}"
+    );
+    let dst = line(&out, "ok", "user alice@corp.example target DAV: ").expect(&out);
+    assert!(
+        dst.contains("/alice@tenant.cloud.example/ is not there yet: migrate creates it"),
+        "{dst}"
+    );
+    let scheduling = line(&out, "ok", "target DAV scheduling: ").expect(&out);
+    assert!(
+        scheduling.contains("no calendar-auto-schedule"),
+        "{scheduling}"
+    );
+    let quota = line(&out, "ok", "user alice@corp.example target DAV quota: ").expect(&out);
+    assert!(quota.contains("no RFC 4331 quota"), "{quota}");
+    let user = line(&out, "ok", "user alice@corp.example: ").expect(&out);
+    assert!(user.contains("of calendars and contacts to copy"), "{user}");
+    // Nothing created on the target, not even the missing home.
+    assert!(
+        !target
+            .dir
+            .path()
+            .join("collections/collection-root/alice@tenant.cloud.example")
+            .exists(),
+        "check created the target home"
+    );
+    assert!(!s.dir.path().join("state").exists());
+
+    let (code, json, _) = s.check(&["--json", ALICE]);
+    assert_eq!(code, 0);
+    let json: Value = serde_json::from_str(&json).unwrap();
+    let checks = json["checks"].as_array().unwrap();
+    for what in [
+        "user alice@corp.example source DAV",
+        "user alice@corp.example target DAV",
+        "target DAV scheduling",
+        "user alice@corp.example target DAV quota",
+    ] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["what"] == what && c["status"] == "ok"),
+            "no ok {what} in {json:#}"
+        );
+    }
+
+    // After a migrate, what is copied no longer counts against the quota.
+    let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+        .arg("--config")
+        .arg(s.dir.path().join("migrator.toml"))
+        .args(["migrate", ALICE])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, out, _) = s.check(&[ALICE]);
+    assert_eq!(code, 0, "{out}");
+    let quota = line(&out, "ok", "user alice@corp.example target DAV quota: ").expect(&out);
+    assert!(quota.contains(": 0 B of calendars and contacts"), "{quota}");
+    let dst = line(&out, "ok", "user alice@corp.example target DAV: ").expect(&out);
+    assert!(
+        dst.contains("1 calendar(s) at /alice@tenant.cloud.example/"),
+        "{dst}"
+    );
+
+    // Without dav_home, as the user: found through current-user-principal.
+    let own = dav
+        .set("source", "auth", "password")
+        .set("source", "login", "{address}")
+        .unset("source", "master_user")
+        .unset("source", "dav_home")
+        .file("source.password", &format!("{ALICE} pw\n"));
+    own.write(s.dir.path(), &s.ca.ca_pem);
+    let (code, out, err) = s.check(&[ALICE]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let src = line(&out, "ok", "user alice@corp.example source DAV: ").expect(&out);
+    assert!(
+        src.contains("homes from principal /alice@corp.example/: 1 calendar(s)"),
+        "{src}"
+    );
+}
+
+#[test]
+fn dav_failures_come_with_their_fixes_and_exit_1() {
+    let (s, source, target) = start_dav();
+    // The target's DAV server is not there; the source's home template is wrong.
+    let closed = format!("https://127.0.0.1:{}", coexist_e2e::free_port());
+    s.config("ca.pem")
+        .dav(&source.url(), &closed)
+        .set("source", "dav_home", "/nobody-{local}/")
+        .write(s.dir.path(), &s.ca.ca_pem);
+    let (code, out, err) = s.check(&[ALICE]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let reach = line(&out, "fail", &format!("target DAV {closed}/: ")).expect(&out);
+    assert!(
+        fix_after(&out, reach).contains("check [target] dav_url"),
+        "{out}"
+    );
+    let dst = line(&out, "fail", "user alice@corp.example target DAV: ").expect(&out);
+    assert!(fix_after(&out, dst).contains("[target] dav_url"), "{out}");
+    let src = line(&out, "warn", "user alice@corp.example source DAV: ").expect(&out);
+    assert!(src.contains("/nobody-alice/ is not there (404)"), "{src}");
+    assert!(
+        fix_after(&out, src).contains("correct [source] dav_home"),
+        "{out}"
+    );
+    // No quota line without both sides: the gate could not be measured.
+    assert!(!out.contains("target DAV quota"), "{out}");
+
+    // The target's CA not trusted: the DAV line says TLS, and what to do.
+    s.config("other-ca.pem")
+        .dav(&source.url(), &target.url())
+        .file("other-ca.pem", &TestCa::new().ca_pem)
+        .write(s.dir.path(), &s.ca.ca_pem);
+    let (code, out, _) = s.check(&[ALICE]);
+    assert_eq!(code, 1, "{out}");
+    let tls = line(&out, "fail", &format!("target DAV {}/: ", target.url())).expect(&out);
+    assert!(tls.contains("TLS"), "{tls}");
+    assert!(fix_after(&out, tls).contains("[target] ca"), "{out}");
+}
+
+/// The Dovecots and a real slapd holding alice, bob and (disabled) carol;
+/// `service_writes`: the service account may write contacts and the users'
+/// forwarding attributes.
+fn start_ldap(service_writes: bool) -> (Setup, Slapd, MigratorConfig) {
+    let s = start("100M", 1000);
+    let ldif = format!(
+        "{}{}{}",
+        slapd::user_ldif("alice", ALICE, &[]),
+        slapd::user_ldif("bob", "bob@corp.example", &[]),
+        slapd::user_ldif("carol", "carol@corp.example", &[])
+            .replace("userAccountControl: 512", "userAccountControl: 514"),
+    );
+    let ldap = Slapd::start(
+        SlapdSetup {
+            name: "ad".into(),
+            ldif,
+            service_writes,
+            ..Default::default()
+        },
+        &s.ca,
+    );
+    let config = s
+        .config("ca.pem")
+        .unset("directory", "users")
+        .set("directory", "source", "ldap")
+        .unset("routing", "contacts")
+        .raw("ldap", "url", &format!("[\"{}\"]", ldap.url()))
+        .set("ldap", "ca", "ca.pem")
+        .set("ldap", "bind_dn", slapd::SERVICE.0)
+        .set("ldap", "password_file", "ldap.password")
+        .set("ldap", "base", slapd::SUFFIX)
+        .set("ldap", "contacts_base", slapd::CONTACTS)
+        .file("ldap.password", &format!("{}\n", slapd::SERVICE.1));
+    config.write(s.dir.path(), &s.ca.ca_pem);
+    (s, ldap, config)
+}
+
+/// What the directory holds that a flip would have written.
+fn flip_traces(ldap: &Slapd) -> String {
+    format!(
+        "{}{}",
+        ldap.search("(objectClass=contact)", &["dn"]),
+        ldap.search("(altRecipient=*)", &["dn"])
+    )
+}
+
+#[test]
+fn ldap_bind_users_and_both_flip_writes_are_asked_without_writing() {
+    let (s, ldap, _) = start_ldap(true);
+    let (code, out, err) = s.check(&[ALICE]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let bind = line(&out, "ok", "directory bind: ").expect(&out);
+    assert!(
+        bind.contains(&format!(
+            "{}: bound as \"{}\"",
+            ldap.url(),
+            slapd::SERVICE.0
+        )),
+        "{bind}"
+    );
+    let users = line(&out, "ok", "directory users: ").expect(&out);
+    assert!(
+        users.contains("3 user(s) with mail, 2 enabled, 0 forwarded already"),
+        "{users}"
+    );
+    assert!(
+        line(
+            &out,
+            "ok",
+            &format!("contacts_base: {} is there", slapd::CONTACTS)
+        )
+        .is_some(),
+        "{out}"
+    );
+    let add = line(&out, "ok", "contacts_base write: ").expect(&out);
+    assert!(
+        add.contains("No-Op control") && add.contains("wrote nothing"),
+        "{add}"
+    );
+    let modify = line(&out, "ok", "user alice@corp.example forwarding write: ").expect(&out);
+    assert!(modify.contains("No-Op control"), "{modify}");
+    assert!(
+        !out.contains("contacts table"),
+        "a file-directory line: {out}"
+    );
+    assert_eq!(flip_traces(&ldap), "", "check wrote to the directory");
+}
+
+#[test]
+fn ldap_refusals_a_bad_bind_and_a_missing_contacts_base_fail_with_fixes() {
+    let (s, ldap, config) = start_ldap(false);
+    let (code, out, err) = s.check(&[ALICE]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let add = line(&out, "fail", "contacts_base write: ").expect(&out);
+    assert!(add.contains("insufficientAccessRights (50)"), "{add}");
+    assert!(
+        fix_after(&out, add).contains("the right to add and delete contact entries"),
+        "{out}"
+    );
+    let modify = line(&out, "fail", "user alice@corp.example forwarding write: ").expect(&out);
+    assert!(modify.contains("insufficientAccessRights (50)"), "{modify}");
+    assert!(
+        fix_after(&out, modify).contains("write access to users' altRecipient"),
+        "{out}"
+    );
+    assert_eq!(flip_traces(&ldap), "");
+
+    config
+        .clone()
+        .set("ldap", "contacts_base", "ou=Nowhere,dc=corp,dc=example")
+        .write(s.dir.path(), &s.ca.ca_pem);
+    let (code, out, _) = s.check(&[ALICE]);
+    assert_eq!(code, 1, "{out}");
+    let base = line(&out, "fail", "contacts_base: ").expect(&out);
+    assert!(base.contains("noSuchObject (32)"), "{base}");
+    assert!(fix_after(&out, base).contains("create that entry"), "{out}");
+
+    config
+        .file("ldap.password", "not-the-password\n")
+        .write(s.dir.path(), &s.ca.ca_pem);
+    let (code, out, _) = s.check(&[ALICE]);
+    assert_eq!(code, 1, "{out}");
+    let bind = line(&out, "fail", "directory bind: ").expect(&out);
+    assert!(bind.contains("invalidCredentials (49)"), "{bind}");
+    assert!(fix_after(&out, bind).contains("[ldap] bind_dn"), "{out}");
 }

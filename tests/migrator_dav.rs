@@ -5,7 +5,8 @@
 //! seeded and read back with `tests/py/dav.py`, a client independent of the
 //! migrator, and compared by UID and content.
 
-use coexist_e2e::dovecot::{Dovecot, DovecotSetup, TestCa, MASTER};
+use coexist_e2e::dovecot::{Dovecot, DovecotSetup, TestCa};
+use coexist_e2e::migrator_config::MigratorConfig;
 use coexist_e2e::radicale::Radicale;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -88,11 +89,13 @@ struct Setup {
 }
 
 fn start() -> Setup {
-    start_with("")
+    start_with("", true)
 }
 
-/// [`start`] with more `[server]` settings for the target Radicale.
-fn start_with(target_server: &str) -> Setup {
+/// [`start`] with more `[server]` settings for the target Radicale;
+/// `seed_target`: the target user already has a "Work" calendar (else the
+/// target has never seen the user: no home).
+fn start_with(target_server: &str, seed_target: bool) -> Setup {
     let ca = TestCa::new();
     let dovecot = |name, user| {
         Dovecot::start(
@@ -119,13 +122,13 @@ fn start_with(target_server: &str) -> Setup {
         target,
         dir,
     };
-    s.seed();
+    s.seed(seed_target);
     s.write_config();
     s
 }
 
 impl Setup {
-    fn seed(&self) {
+    fn seed(&self, seed_target: bool) {
         let (src, d) = (&self.source, self.dir.path());
         src.must(
             ALICE,
@@ -210,6 +213,9 @@ impl Setup {
                 d,
             );
         }
+        if !seed_target {
+            return;
+        }
         // The target user already has a "Work" calendar, at another path,
         // holding an older version of one event under another name.
         let tgt = &self.target;
@@ -231,53 +237,15 @@ impl Setup {
         );
     }
 
+    /// The set-up's config: both DAV sides by `dav_home` as the admin.
+    fn config(&self) -> MigratorConfig {
+        MigratorConfig::new(&self._source_imap.url(), &self._target_imap.url())
+            .users("alice@corp.example,Alice,,,true\n")
+            .dav(&self.source.url(), &format!("{}/", self.target.url()))
+    }
+
     fn write_config(&self) {
-        let d = self.dir.path();
-        std::fs::write(d.join("ca.pem"), &self._ca.ca_pem).unwrap();
-        std::fs::write(d.join("source.password"), format!("{}\n", MASTER.1)).unwrap();
-        std::fs::write(d.join("target.password"), format!("{}\n", MASTER.1)).unwrap();
-        std::fs::write(d.join("contacts"), "# address target [route]\n").unwrap();
-        std::fs::write(
-            d.join("users.csv"),
-            "address,display_name,target,quota,enabled\nalice@corp.example,Alice,,,true\n",
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("migrator.toml"),
-            format!(
-                r#"[directory]
-users = "users.csv"
-[routing]
-contacts = "contacts"
-target_template = "{{local}}@tenant.cloud.example"
-[source]
-url = "{}"
-auth = "master"
-master_user = "{m}"
-password_file = "source.password"
-ca = "ca.pem"
-dav_url = "{}"
-dav_home = "/{{address}}/"
-[target]
-url = "{}"
-auth = "authzid"
-master_user = "{m}"
-password_file = "target.password"
-ca = "ca.pem"
-dav_url = "{}/"
-dav_home = "/{{target}}/"
-[migration]
-content = ["mail", "calendar", "contacts"]
-state_dir = "state"
-"#,
-                self._source_imap.url(),
-                self.source.url(),
-                self._target_imap.url(),
-                self.target.url(),
-                m = MASTER.0,
-            ),
-        )
-        .unwrap();
+        self.config().write(self.dir.path(), &self._ca.ca_pem);
     }
 
     /// Runs the migrator; (exit code, stdout+stderr, report).
@@ -704,49 +672,45 @@ fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
     }
     cyrus.clear_sent();
 
-    std::fs::write(d.join("ca.pem"), &ca.ca_pem).unwrap();
-    std::fs::write(d.join("source.password"), format!("{}\n", MASTER.1)).unwrap();
-    std::fs::write(d.join("target.password"), "alice anything\n").unwrap();
-    std::fs::write(d.join("contacts"), "# address target [route]\n").unwrap();
-    std::fs::write(
-        d.join("users.csv"),
-        "address,display_name,target,quota,enabled\nalice@corp.example,Alice,,,true\n",
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("migrator.toml"),
-        format!(
-            r#"[directory]
-users = "users.csv"
-[routing]
-contacts = "contacts"
-target_template = "{{local}}@tenant.cloud.example"
-[source]
-url = "{}"
-auth = "master"
-master_user = "{m}"
-password_file = "source.password"
-ca = "ca.pem"
-dav_url = "{}"
-dav_home = "/{{address}}/"
-[target]
-url = "{}"
-auth = "password"
-login = "{{local}}"
-password_file = "target.password"
-ca = "ca.pem"
-dav_url = "{}"
-[migration]
-state_dir = "state"
-"#,
-            source_imap.url(),
-            source.url(),
-            cyrus.imap_url(),
-            cyrus.dav_url(),
-            m = MASTER.0,
-        ),
-    )
-    .unwrap();
+    // As the admin on the source; as the user on Cyrus (no dav_home: its
+    // principal and home sets are discovered).
+    MigratorConfig::new(&source_imap.url(), &cyrus.imap_url())
+        .users("alice@corp.example,Alice,,,true\n")
+        .dav(&source.url(), &cyrus.dav_url())
+        .unset("target", "dav_home")
+        .unset("target", "master_user")
+        .set("target", "auth", "password")
+        .set("target", "login", "{local}")
+        .file("target.password", "alice anything\n")
+        .write(d, &ca.ca_pem);
+    // The pre-flight sees that Cyrus schedules, through the user's own
+    // discovery (no dav_home on the target).
+    let check = |expect: i32| {
+        let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+            .arg("--config")
+            .arg(d.join("migrator.toml"))
+            .args(["check", ALICE])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(expect), "{text}");
+        text
+    };
+    let pre = check(0);
+    let scheduling = pre
+        .lines()
+        .find(|l| l.starts_with("ok    target DAV scheduling: "))
+        .unwrap_or_else(|| panic!("{pre}"));
+    assert!(
+        scheduling.contains("calendar-auto-schedule advertised")
+            && scheduling.contains("SCHEDULE-AGENT=CLIENT"),
+        "{scheduling}"
+    );
+    assert!(
+        pre.contains("ok    user alice@corp.example target DAV: homes from principal /dav/principals/user/alice"),
+        "{pre}"
+    );
+    assert_eq!(cyrus.sent(), "", "check sent mail");
     let report_file = d.join("report.json");
     let out = Command::new(coexist_e2e::binary("coexist-migrator"))
         .arg("--config")
@@ -804,6 +768,20 @@ state_dir = "state"
     cyrus.imap_admin("m.setquota('user/alice', '(STORAGE 1)')");
     let big = event("big-1", "20270601T090000Z", &"x".repeat(2000), "");
     source.put(ALICE, "pw", "/alice@corp.example/work/big.ics", &big, d);
+    // The pre-flight says so first: the event's bytes against Cyrus's quota.
+    let pre = check(1);
+    assert!(
+        pre.lines().any(
+            |l| l.starts_with("ok    user alice@corp.example target DAV quota: ")
+                && l.contains("2.2 KiB of calendars and contacts")
+        ),
+        "{pre}"
+    );
+    assert!(
+        pre.lines().any(|l| l.starts_with("fail  user alice@corp.example: ")
+            && l.contains("DOES NOT FIT")),
+        "{pre}"
+    );
     let out = Command::new(coexist_e2e::binary("coexist-migrator"))
         .arg("--config")
         .arg(d.join("migrator.toml"))
@@ -827,7 +805,7 @@ state_dir = "state"
 /// pass tries it again (the token did not move past it).
 #[test]
 fn a_refused_resource_is_a_warning_with_the_reason_and_exit_1() {
-    let s = start_with("max_content_length = 6000");
+    let s = start_with("max_content_length = 6000", true);
     let d = s.dir.path();
     let mut big = vcard("big", "Bigphoto");
     let filler: String = (0..100)
@@ -857,4 +835,171 @@ fn a_refused_resource_is_a_warning_with_the_reason_and_exit_1() {
     assert_eq!(code, 1);
     assert_eq!(count(&again, "contacts", "refused"), 1, "{again:#}");
     assert_eq!(count(&again, "contacts", "copied"), 0, "{again:#}");
+}
+
+/// The target has never seen the user: Radicale has no home for her (a
+/// principal appears on the user's own first login, not the admin's). The
+/// migrator makes it (MKCOL) and copies everything into it.
+#[test]
+fn a_missing_home_on_the_target_is_created_and_filled() {
+    let s = start_with("", false);
+    assert!(s.target.stored(ALICE_CLOUD).is_empty());
+    let (code, out, report) = s.run(&["migrate", ALICE]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("created the home /alice@tenant.cloud.example/ on the target"),
+        "{out}"
+    );
+    // No conflicting copy this time: all six calendar objects and the cards.
+    assert_eq!(count(&report, "calendar", "copied"), 6, "{report:#}");
+    assert_eq!(count(&report, "contacts", "copied"), 3, "{report:#}");
+    let dst = assert_copied(&s, &[]);
+    assert_eq!(dst["Work"].len(), 5);
+    assert_eq!(dst["Tasks"].len(), 1);
+}
+
+/// Another object already holds a source resource's name in the paired
+/// target calendar: the source's goes beside it as `coexist-<hash>.ics`,
+/// the target's own is left alone, and a second pass writes nothing.
+#[test]
+fn a_name_taken_on_the_target_by_another_object_goes_beside_it() {
+    let s = start();
+    let theirs = event("someone-else", "20250311T090000Z", "the cloud's own", "");
+    s.target.put(
+        ALICE_CLOUD,
+        "pw",
+        "/alice@tenant.cloud.example/calendar-1/weekly.ics",
+        &theirs,
+        s.dir.path(),
+    );
+    let (code, out, report) = s.run(&["migrate", ALICE]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(count(&report, "calendar", "copied"), 5, "{report:#}");
+    assert_eq!(count(&report, "calendar", "skipped"), 1, "{report:#}");
+    let stored = s.target.stored(ALICE_CLOUD);
+    let work = &stored["Work"];
+    assert_eq!(uid_of(&work["weekly.ics"]), "someone-else", "{work:#?}");
+    let beside: Vec<&String> = work
+        .keys()
+        .filter(|name| name.starts_with("coexist-"))
+        .collect();
+    assert_eq!(beside.len(), 1, "{work:#?}");
+    let name = beside[0];
+    let hex = name
+        .strip_prefix("coexist-")
+        .and_then(|n| n.strip_suffix(".ics"))
+        .unwrap();
+    assert!(
+        hex.len() == 20 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{name}"
+    );
+    assert_eq!(uid_of(&work[name]), "weekly-1");
+    // The checkpoint knows where it went: the next pass writes nothing.
+    let state = s.state();
+    let item =
+        &state["dav"]["/alice@corp.example/work/"]["items"]["/alice@corp.example/work/weekly.ics"];
+    assert_eq!(
+        item["target"],
+        format!("/alice@tenant.cloud.example/calendar-1/{name}"),
+        "{state:#}"
+    );
+    let (code, out, again) = s.run(&["migrate", ALICE]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(count(&again, "calendar", "copied"), 0, "{again:#}");
+    assert_eq!(s.target.stored(ALICE_CLOUD), stored);
+}
+
+/// A source resource the migrator cannot parse (here: a proxy in front of
+/// the source Radicale puts a line before one object's BEGIN:VCALENDAR) is
+/// still offered to the target as it is; Radicale refuses it, so it is a
+/// warning with the server's reason and the note that it does not parse,
+/// the rest is copied, and the run exits 1.
+#[test]
+fn a_source_resource_that_does_not_parse_is_offered_as_is_and_reported() {
+    use coexist_e2e::http_proxy::{HttpFault, HttpProxy};
+    let s = start();
+    let bad = event("bad-1", "20250320T090000Z", "broken", "")
+        .replace("PRODID:-//coexist//test//EN", "PRODID:-//coexist//bad//EN");
+    s.source.put(
+        ALICE,
+        "pw",
+        "/alice@corp.example/work/bad.ics",
+        &bad,
+        s.dir.path(),
+    );
+    let rewrite = std::sync::Arc::new(|body: &[u8]| {
+        let marker = b"PRODID:-//coexist//bad//EN";
+        let at = body.windows(marker.len()).position(|w| w == marker)?;
+        let begin = b"BEGIN:VCALENDAR";
+        let start = body[..at].windows(begin.len()).rposition(|w| w == begin)?;
+        let mut out = body[..start].to_vec();
+        out.extend_from_slice(b"THIS IS NOT ICALENDAR\r\n");
+        out.extend_from_slice(&body[start..]);
+        Some(out)
+    });
+    let proxy = HttpProxy::start(s.source.port, &s._ca, HttpFault::Rewrite(rewrite));
+    s.config()
+        .set("source", "dav_url", &proxy.url())
+        .write(s.dir.path(), &s._ca.ca_pem);
+    let (code, out, report) = s.run(&["migrate", ALICE]);
+    assert_eq!(code, 1, "{out}");
+    assert!(proxy.rewritten() >= 1);
+    assert_eq!(count(&report, "calendar", "refused"), 1, "{report:#}");
+    assert_eq!(count(&report, "calendar", "copied"), 5, "{report:#}");
+    assert_eq!(count(&report, "contacts", "copied"), 3, "{report:#}");
+    let warning = &report["users"][0]["content"]["calendar"]["warnings"][0];
+    assert_eq!(warning["resource"], "/alice@corp.example/work/bad.ics");
+    let reason = warning["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("400") && reason.ends_with("does not parse as iCalendar"),
+        "{reason}"
+    );
+    let dst = by_uid(&s.target.dump(DST_HOME));
+    assert!(!dst["Work"].contains_key("bad-1"));
+    assert!(dst["Work"].contains_key("weekly-1"));
+}
+
+/// The connection to the target drops in the middle of the copy, after the
+/// target stored a PUT whose answer never came back (a real TCP/TLS proxy
+/// that closes the connection). The PUT is tried again, finds its own copy
+/// there (412, same UID and version: adopted), and the copy goes on: every
+/// object once on the target, exit 0.
+#[test]
+fn a_connection_dropped_mid_copy_is_retried_and_nothing_is_doubled() {
+    use coexist_e2e::http_proxy::{HttpFault, HttpProxy};
+    let s = start_with("", false);
+    for i in 0..30 {
+        s.source.put(
+            ALICE,
+            "pw",
+            &format!("/alice@corp.example/work/more-{i}.ics"),
+            &event(&format!("more-{i}"), "20250401T090000Z", "more", ""),
+            s.dir.path(),
+        );
+    }
+    // Discovery, the home, two MKCALENDARs and an MKCOL are a few KB; then
+    // about 600 bytes per PUT: 12 KB falls among the PUTs.
+    let proxy = HttpProxy::start(s.target.port, &s._ca, HttpFault::DropAfter(12_000));
+    s.config()
+        .set("target", "dav_url", &format!("{}/", proxy.url()))
+        .write(s.dir.path(), &s._ca.ca_pem);
+    let (code, out, report) = s.run(&["migrate", ALICE]);
+    assert!(proxy.dropped(), "the proxy never dropped: {out}");
+    assert_eq!(code, 0, "{out}\n{}", s.target.log());
+    assert!(out.contains("trying again"), "{out}");
+    let copied = count(&report, "calendar", "copied") + count(&report, "calendar", "skipped");
+    assert_eq!(copied, 36, "{report:#}");
+    let dump = s.target.dump(DST_HOME);
+    let mut uids: Vec<String> = dump["Work"]["items"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| uid_of(v.as_str().unwrap()))
+        .collect();
+    let n = uids.len();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), n, "a UID twice on the target");
+    assert_eq!(n, 35, "{uids:?}");
+    assert_copied(&s, &[]);
 }

@@ -176,7 +176,7 @@ impl ImapProxy {
     }
 }
 
-fn tls(ca: &TestCa) -> (tokio_rustls::TlsAcceptor, tokio_rustls::TlsConnector) {
+pub(crate) fn tls(ca: &TestCa) -> (tokio_rustls::TlsAcceptor, tokio_rustls::TlsConnector) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes())

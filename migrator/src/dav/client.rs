@@ -96,6 +96,50 @@ impl Pool {
         self.with(side, base, Credentials::Bearer { logins, side })
     }
 
+    /// One OPTIONS on `url` with no credentials (`check`): proves TCP, TLS
+    /// (the certificate verified unless insecure) and HTTP. Any answer will
+    /// do, a 401 included; its status is returned.
+    pub async fn reach(&self, side: Side, url: &str) -> Result<StatusCode, DavError> {
+        let request = Request::builder()
+            .method(http::Method::OPTIONS)
+            .uri(url)
+            .body(String::new())
+            .map_err(|e| DavError::Config(format!("{side} dav_url {url:?}: {e}")))?;
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(request))
+            .await
+            .map_err(|_| {
+                DavError::Transport(format!(
+                    "{side} OPTIONS {url}: no answer in {}s",
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            })?;
+        match answer {
+            Ok(r) => Ok(r.status()),
+            Err(e) => {
+                let mut words = e.to_string();
+                let mut tls = false;
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    words.push_str(&format!(": {s}"));
+                    tls |= s
+                        .downcast_ref::<std::io::Error>()
+                        .and_then(|io| io.get_ref())
+                        .is_some_and(|inner| inner.is::<rustls::Error>());
+                    tls |= s.is::<rustls::Error>();
+                    source = s.source();
+                }
+                // rustls' own words, where its error is wrapped out of reach.
+                tls |= words.contains("peer certificate") || words.contains("handshake");
+                let text = format!("{side} {url}: {words}");
+                Err(if tls {
+                    DavError::Tls(text)
+                } else {
+                    DavError::Transport(text)
+                })
+            }
+        }
+    }
+
     fn with(
         &self,
         side: Side,

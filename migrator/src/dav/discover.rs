@@ -24,6 +24,22 @@ pub struct Homes {
     pub calendars: Option<String>,
     /// Where the address books are.
     pub addressbooks: Option<String>,
+    /// How they were found (for `check`).
+    pub found: Found,
+}
+
+/// How a side's homes were found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// The `dav_home` / `dav_addressbook_home` templates, expanded.
+    Template,
+    /// The home sets of the user's principal.
+    Principal {
+        /// The principal's path (RFC 5397 `current-user-principal`).
+        principal: String,
+        /// Whether it was found only behind `/.well-known/caldav` (RFC 6764).
+        well_known: bool,
+    },
 }
 
 /// Runs one request with the DAV timeout; a timeout is a transport failure.
@@ -59,9 +75,10 @@ pub async fn homes(
         return Ok(Homes {
             calendars: Some(calendars),
             addressbooks: Some(addressbooks),
+            found: Found::Template,
         });
     }
-    let principal = principal(dav, side, endpoint).await?;
+    let (principal, well_known) = principal(dav, side, endpoint).await?;
     let calendars = timed(side, "calendar-home-set", async {
         dav.request(FindCalendarHomeSet::new(&principal))
             .await
@@ -92,11 +109,20 @@ pub async fn homes(
     Ok(Homes {
         calendars,
         addressbooks,
+        found: Found::Principal {
+            principal,
+            well_known,
+        },
     })
 }
 
-/// `current-user-principal` at `dav_url` (or `/`), else behind the well-known URI.
-async fn principal(dav: &Dav, side: Side, endpoint: &DavEndpoint) -> Result<String, DavError> {
+/// `current-user-principal` at `dav_url` (or `/`), else behind the well-known
+/// URI (then `true`).
+async fn principal(
+    dav: &Dav,
+    side: Side,
+    endpoint: &DavEndpoint,
+) -> Result<(String, bool), DavError> {
     let none_found = || {
         DavError::Discovery(format!(
             "{side} {}: no current-user-principal (RFC 5397) at the URL, at / or behind \
@@ -111,7 +137,7 @@ async fn principal(dav: &Dav, side: Side, endpoint: &DavEndpoint) -> Result<Stri
     })
     .await;
     match found {
-        Ok(Some(uri)) => return Ok(uri.path().to_string()),
+        Ok(Some(uri)) => return Ok((uri.path().to_string(), false)),
         Ok(None) | Err(DavError::Status(_)) => {}
         Err(e) => return Err(e),
     }
@@ -136,7 +162,7 @@ async fn principal(dav: &Dav, side: Side, endpoint: &DavEndpoint) -> Result<Stri
             .map_err(|e| DavError::Status(format!("{side} {}: {e}", endpoint.url)))
     })
     .await?
-    .map(|uri| uri.path().to_string())
+    .map(|uri| (uri.path().to_string(), true))
     .ok_or_else(none_found)
 }
 

@@ -60,6 +60,10 @@ pub enum DavError {
     /// 404: the path is not there.
     #[error("{0}")]
     NotFound(String),
+    /// 401 or 403: the credentials were refused, or they may not read or
+    /// write there.
+    #[error("{0}")]
+    Denied(String),
     /// No calendar or address book home could be found for the user.
     #[error("{0}")]
     Discovery(String),
@@ -82,6 +86,9 @@ impl DavError {
         match e {
             W::Request(_) => DavError::Transport(text),
             W::BadStatusCode(http::StatusCode::NOT_FOUND) => DavError::NotFound(text),
+            W::BadStatusCode(http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN) => {
+                DavError::Denied(text)
+            }
             W::BadStatusCode(s) if s.is_server_error() => DavError::Transport(text),
             _ => DavError::Status(text),
         }

@@ -22,6 +22,8 @@
 //! waits on it from the caller's thread: it works from async code and from
 //! plain `main` alike.
 
+pub mod probe;
+
 use crate::directory::user::User;
 use ldap3::{Mod, Scope};
 use relay::config::ldap::LdapConfig;
@@ -151,6 +153,35 @@ impl LdapDirectory {
     pub fn unflip(&self, address: &str) -> Result<bool, DirectoryError> {
         let (this, address) = (self.clone(), address.to_string());
         self.block(async move { this.remove_flip(&address).await })
+    }
+
+    /// `check`: connects and binds; the server's URL.
+    pub fn check_bind(&self) -> Result<String, DirectoryError> {
+        let this = self.clone();
+        self.block(async move { probe::bind(&this).await })
+    }
+
+    /// `check`: `contacts_base` (else `base`) exists; its DN.
+    pub fn check_contacts_base(&self) -> Result<String, DirectoryError> {
+        let this = self.clone();
+        self.block(async move {
+            probe::contacts_base(&this).await?;
+            Ok(this.contacts_base().to_string())
+        })
+    }
+
+    /// `check`: whether a contact may be added under `contacts_base`
+    /// (asked without writing where the server allows, [`probe`]).
+    pub fn probe_contact_write(&self) -> probe::WriteProbe {
+        let this = self.clone();
+        self.block(async move { probe::add_contact(&this).await })
+    }
+
+    /// `check`: whether `address`'s entry may get the flip's attributes
+    /// (never written for real, [`probe`]).
+    pub fn probe_user_write(&self, address: &str) -> probe::WriteProbe {
+        let (this, address) = (self.clone(), address.to_string());
+        self.block(async move { probe::modify_user(&this, &address).await })
     }
 
     /// The connection, (re)made when there is none or it has closed. The

@@ -1,0 +1,121 @@
+//! Each side's IMAP server: TCP and TLS, the fix for a failed login, and the
+//! capabilities the copy uses.
+
+use super::token::token_fix;
+use crate::config::{Auth, Config, Endpoint, Side};
+use crate::imap::{ImapError, Session, SideError};
+use relay::doctor::Check;
+
+/// TCP and TLS to one side, nothing sent but CAPABILITY.
+pub(super) async fn connection(endpoint: &Endpoint, insecure: bool) -> Check {
+    let what = format!("{} IMAP {}", endpoint.side, endpoint.url);
+    match Session::secured(endpoint, format!("{} check", endpoint.side), insecure).await {
+        Ok(session) => {
+            let detail = if insecure {
+                "connected (certificate verification off: allow_insecure)".to_string()
+            } else {
+                format!("connected, TLS certificate verified for {}", endpoint.host)
+            };
+            session.logout().await;
+            Check::ok(what, detail)
+        }
+        Err(e) => Check::fail(what, e.to_string(), fix_for_imap(endpoint, &e)),
+    }
+}
+
+/// What to do about an IMAP failure on `endpoint`.
+fn fix_for_imap(endpoint: &Endpoint, e: &ImapError) -> String {
+    match e {
+        ImapError::Tls(_) => format!(
+            "give {} a certificate for {} from a public CA, or name the issuing CA's PEM in [{}] ca",
+            endpoint.host, endpoint.host, endpoint.side
+        ),
+        ImapError::Insecure(_) => format!(
+            "use imaps:// (port 993) or enable STARTTLS on {}",
+            endpoint.host
+        ),
+        ImapError::Io(_) | ImapError::Timeout(_) | ImapError::Bye(_) => format!(
+            "check [{}] url and that {}:{} is reachable from this machine",
+            endpoint.side, endpoint.host, endpoint.port
+        ),
+        ImapError::Login { .. } | ImapError::Refused { .. } => match endpoint.auth {
+            Auth::OAuth2 => "grant the application access to this mailbox in the tenant (Exchange Online: a service principal with FullAccess; Google: domain-wide delegation), and check scope".into(),
+            Auth::Password => format!("check the user's line in [{}] password_file", endpoint.side),
+            Auth::Master | Auth::Authzid => format!(
+                "check [{}] master_user and password_file, and that the master user may open this mailbox",
+                endpoint.side
+            ),
+        },
+        ImapError::Secret(_) => format!("create [{}] password_file (mode 0600)", endpoint.side),
+        ImapError::OAuth(e) => token_fix(e),
+        ImapError::Protocol(_) => "report this server's answer; it is not one the migrator understands".into(),
+    }
+}
+
+pub(super) fn user_failure(what: &str, config: &Config, e: &SideError) -> Check {
+    let endpoint = match e.side {
+        Side::Source => &config.source,
+        Side::Target => &config.target,
+    };
+    Check::fail(what, e.to_string(), fix_for_imap(endpoint, &e.source))
+}
+
+/// What the copy uses on each side, as advertised after login.
+pub(super) fn capabilities(side: Side, session: &Session) -> Vec<Check> {
+    // (capability, why it matters, what is lost without it)
+    let wanted: &[(&[&str], &str, &str)] = match side {
+        Side::Target => &[
+            (
+                &["LITERAL+", "LITERAL-"],
+                "pipelined APPEND (RFC 7888)",
+                "each APPEND waits a round trip for the server's go-ahead",
+            ),
+            (
+                &["UIDPLUS"],
+                "APPENDUID (RFC 4315)",
+                "copied messages are found again by Message-ID only",
+            ),
+            (
+                &["MULTIAPPEND"],
+                "several messages per APPEND (RFC 3502)",
+                "one APPEND command per message",
+            ),
+            (
+                &["QUOTA"],
+                "the quota gate (RFC 9208)",
+                "the gate uses [directory] default_quota or the users file",
+            ),
+            (
+                &["COMPRESS=DEFLATE"],
+                "compression (RFC 4978)",
+                "mail crosses the link uncompressed",
+            ),
+        ],
+        Side::Source => &[
+            (
+                &["CONDSTORE", "QRESYNC"],
+                "changes since the last pass (RFC 7162)",
+                "each sync lists every UID of every folder",
+            ),
+            (
+                &["COMPRESS=DEFLATE"],
+                "compression (RFC 4978)",
+                "mail crosses the link uncompressed",
+            ),
+        ],
+    };
+    wanted
+        .iter()
+        .map(|(names, use_, without)| {
+            let what = format!("{side} capability {}", names.join("/"));
+            match names.iter().find(|n| session.has(n)) {
+                Some(n) => Check::ok(what, format!("{n} offered: {use_}")),
+                None => Check::warn(
+                    what,
+                    format!("not offered: {without}"),
+                    "none needed to migrate; on a slow or distant link the copy takes longer",
+                ),
+            }
+        })
+        .collect()
+}
