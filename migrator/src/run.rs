@@ -350,7 +350,7 @@ async fn plan_and_gate(
 ) -> Result<Measure, UserError> {
     let mut m = plan::measure(conns, &ctx.state, &ctx.run.filter, ctx.user.quota).await?;
     if let (Some(servers), true) = (&ctx.run.dav, ctx.run.filter.content.wants_dav()) {
-        // Calendars and contacts count with the mail; the smaller free space wins.
+        // Calendars and contacts count with the mail (`DavMeasure::add_to`).
         let dav = crate::dav::measure::measure(
             servers,
             &ctx.user.address,
@@ -359,15 +359,7 @@ async fn plan_and_gate(
             &ctx.state.dav,
         )
         .await?;
-        m.bytes += dav.bytes;
-        if let Some(free) = dav.free {
-            if m.quota.is_none_or(|q| free < q.free()) {
-                m.quota = Some(crate::imap::Quota {
-                    usage: 0,
-                    limit: free,
-                });
-            }
-        }
+        dav.add_to(&mut m);
     }
     ctx.report.planned_messages = m.messages;
     ctx.report.planned_bytes = m.bytes;
