@@ -163,6 +163,7 @@ impl Slapd {
             "read"
         };
         let (svc, root) = (SERVICE.0, ROOT.0);
+        let nosync = if setup.no_sync { "dbnosync\n" } else { "" };
         let mut c = format!(
             "include /etc/ldap/schema/core.schema\n\
              include /etc/ldap/schema/cosine.schema\n\
@@ -171,7 +172,7 @@ impl Slapd {
              pidfile {d}/slapd.pid\nargsfile {d}/slapd.args\n\
              modulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload syncprov\n\
              TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/cert.pem\nTLSCertificateKeyFile {d}/key.pem\n\
-             database mdb\nsuffix \"{SUFFIX}\"\nrootdn \"{root}\"\nrootpw {}\ndirectory {d}/db\nmaxsize 1073741824\n\
+             database mdb\nsuffix \"{SUFFIX}\"\nrootdn \"{root}\"\nrootpw {}\ndirectory {d}/db\nmaxsize 1073741824\n{nosync}\
              index objectClass,entryCSN,entryUUID eq\nindex mail,proxyAddresses,targetAddress,altRecipient eq\n\
              limits dn.exact=\"{svc}\" size=unlimited time=unlimited\n\
              access to attrs=userPassword by self write by anonymous auth by * none\n\
@@ -181,10 +182,6 @@ impl Slapd {
              access to * by * read\n",
             ROOT.1
         );
-        if setup.no_sync {
-            // A database directive: it must come before the next `database`.
-            c = c.replace("maxsize 1073741824\n", "maxsize 1073741824\ndbnosync\n");
-        }
         if let Some(provider) = &setup.provider {
             c.push_str(&format!(
                 "syncrepl rid=001 provider={provider} type=refreshAndPersist searchbase=\"{SUFFIX}\" \

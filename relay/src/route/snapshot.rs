@@ -48,7 +48,7 @@ struct Job {
 
 /// The handle of one builder thread; the thread ends with the last handle.
 pub struct Builder {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Builder {
@@ -76,9 +76,7 @@ impl Builder {
                     let _ = job.done.send(built);
                 }
             })?;
-        Ok(Builder {
-            jobs: Mutex::new(tx),
-        })
+        Ok(Builder { jobs: tx })
     }
 
     /// The snapshot of `index` now (`None` if the thread is gone).
@@ -95,11 +93,7 @@ impl Builder {
             cache,
             done,
         };
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send(job)
-            .ok()?;
+        self.jobs.send(job).ok()?;
         built.await.ok()
     }
 }

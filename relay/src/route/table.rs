@@ -149,8 +149,13 @@ impl ContactsTable {
         check: bool,
     ) -> Result<ContactsTable, Vec<TableError>> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut builder = Builder::new(file, routes, text.len(), count_lines(text.as_bytes()));
-        builder.check = check;
+        let mut builder = Builder::new(
+            file,
+            routes,
+            text.len(),
+            count_lines(text.as_bytes()),
+            check,
+        );
         for (i, line) in text.split('\n').enumerate() {
             builder.line(i + 1, line);
         }
@@ -168,7 +173,7 @@ impl ContactsTable {
             return Self::parse(text, file, routes);
         }
         let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-        let mut builder = Builder::new(file, routes, bytes.len(), count_lines(bytes));
+        let mut builder = Builder::new(file, routes, bytes.len(), count_lines(bytes), true);
         for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
             match std::str::from_utf8(line) {
                 Ok(line) => builder.line(i + 1, line),
@@ -336,6 +341,7 @@ impl<'a> Builder<'a> {
         known_route: &'a dyn Fn(&str) -> bool,
         bytes: usize,
         lines: usize,
+        check: bool,
     ) -> Self {
         let mut table = ContactsTable::default();
         // Upper bounds: the text minus separators, and one contact per line. Pages
@@ -348,7 +354,7 @@ impl<'a> Builder<'a> {
             known_route,
             table,
             errors: Vec::new(),
-            check: true,
+            check,
         }
     }
 
