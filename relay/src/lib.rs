@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod allocator;
 pub mod client_trust;
 pub mod config;
 pub mod daemon;

@@ -48,6 +48,10 @@ pub struct SlapdSetup {
     /// directory stands for one on a machine of its own, so that its writes
     /// do not queue on the relay's disk.
     pub no_sync: bool,
+    /// The CPUs (a `taskset` list) slapd and its command-line tools run on:
+    /// for a benchmark that keeps the directory's CPU work off the relay's
+    /// cores, as a directory on a machine of its own would.
+    pub cpus: Option<String>,
 }
 
 /// A running slapd.
@@ -61,6 +65,8 @@ pub struct Slapd {
     /// PEM file of the CA that signed the server certificate.
     pub ca_file: PathBuf,
     name: String,
+    /// [`SlapdSetup::cpus`].
+    cpus: Option<String>,
 }
 
 /// The entries every provider starts with: the suffix, the OUs and the
@@ -123,6 +129,7 @@ impl Slapd {
             ca_file,
             child: None,
             name: setup.name.clone(),
+            cpus: setup.cpus.clone(),
             dir,
         };
         std::fs::write(slapd.dir.path().join("slapd.conf"), slapd.config(&setup)).unwrap();
@@ -214,7 +221,8 @@ impl Slapd {
             .append(true)
             .open(d.join("slapd.log"))
             .unwrap();
-        let child = Command::new("/usr/sbin/slapd")
+        let child = self
+            .command("/usr/sbin/slapd")
             .arg("-f")
             .arg(d.join("slapd.conf"))
             .arg("-h")
@@ -261,8 +269,22 @@ impl Slapd {
         std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
     }
 
+    /// `program`, on [`SlapdSetup::cpus`] when set (taskset execs it: the
+    /// child's pid is the program's).
+    fn command(&self, program: &str) -> Command {
+        match &self.cpus {
+            None => Command::new(program),
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus, program]);
+                c
+            }
+        }
+    }
+
     fn tool(&self, tool: &str, args: &[&str], input: &str) -> std::process::Output {
-        let mut child = Command::new(tool)
+        let mut child = self
+            .command(tool)
             .args(["-x", "-H", &self.url(), "-D", ROOT.0, "-w", ROOT.1])
             .args(args)
             .env("LDAPNOINIT", "1")

@@ -23,7 +23,12 @@
 //! It times things: run it on a quiet machine. `--directory-nosync` runs
 //! slapd with `dbnosync`: its writes then stop queueing on the disk the
 //! relay's spool fsyncs to, which is how a directory on a machine of its own
-//! behaves (the CPU is still shared).
+//! behaves (the CPU is still shared). `--directory-cpu N` runs slapd and
+//! ldapmodify on CPU N and this program, the relay and the sink on the
+//! others (`taskset`): the directory's CPU work then no longer competes with
+//! the relay's, as on a machine of its own. With both, the control's ratio
+//! shows what is left of the directory's cost, and the burst's what the
+//! relay's own mirroring adds.
 
 use coexist_e2e::dovecot::TestCa;
 use coexist_e2e::load::memory_kib;
@@ -43,6 +48,10 @@ struct Args {
     burst: usize,
     /// slapd's database without fsync (`--directory-nosync`).
     directory_nosync: bool,
+    /// The CPU slapd and its tools run on (`--directory-cpu`).
+    directory_cpu: Option<usize>,
+    /// Control-and-burst pairs (`--reps`); the medians are printed.
+    reps: usize,
 }
 
 fn args() -> Args {
@@ -52,6 +61,8 @@ fn args() -> Args {
         changes: 100,
         burst: 10_000,
         directory_nosync: false,
+        directory_cpu: None,
+        reps: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -68,8 +79,10 @@ fn args() -> Args {
             "--migrated" => a.migrated = value,
             "--changes" => a.changes = value,
             "--burst" => a.burst = value,
+            "--directory-cpu" => a.directory_cpu = Some(value),
+            "--reps" => a.reps = value.max(1),
             other => {
-                panic!("unknown flag {other}; use --users N --migrated N --changes N --burst N [--directory-nosync]")
+                panic!("unknown flag {other}; use --users N --migrated N --changes N --burst N --reps N [--directory-nosync] [--directory-cpu N]")
             }
         }
     }
@@ -159,8 +172,36 @@ fn transaction(c: &mut Client, n: usize) -> Duration {
     started.elapsed()
 }
 
+/// Runs this process's threads (and so every thread and child started
+/// after: the relay, the sink, the SMTP client) on every CPU but `cpu`.
+fn keep_off_cpu(cpu: usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let others: Vec<String> = (0..cpus)
+        .filter(|c| *c != cpu)
+        .map(|c| c.to_string())
+        .collect();
+    assert!(
+        !others.is_empty(),
+        "--directory-cpu {cpu}: no other CPU left for the relay"
+    );
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &others.join(",")])
+        .arg(std::process::id().to_string())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("taskset (util-linux)");
+    assert!(status.success(), "taskset failed");
+    eprintln!(
+        "directory on CPU {cpu}; relay, sink and client on CPU {}",
+        others.join(",")
+    );
+}
+
 fn main() {
     let a = args();
+    if let Some(cpu) = a.directory_cpu {
+        keep_off_cpu(cpu);
+    }
     let ca = TestCa::new();
     let work = tempfile::tempdir().unwrap();
     let ldif = work.path().join("bulk.ldif");
@@ -171,6 +212,7 @@ fn main() {
             name: "bench".into(),
             bulk: Some(ldif),
             no_sync: a.directory_nosync,
+            cpus: a.directory_cpu.map(|c| c.to_string()),
             ..Default::default()
         },
         &ca,
@@ -261,23 +303,35 @@ fn main() {
     // 3. Bursts while mail flows: first writes the relay does not see (the
     // decoys are no user or contact), as a control for what slapd's own work
     // costs the relay's accept latency on a shared machine; then the burst.
-    let mut decoys = String::with_capacity(a.burst * 100);
-    for i in 0..a.burst {
-        decoys.push_str(&format!(
-            "dn: {}\nchangetype: modify\nreplace: description\ndescription: burst {i}\n\n",
-            decoy_dn(i)
-        ));
+    // Repeated in pairs: one burst's p99 is a few dozen samples.
+    let mut ratios = (Vec::new(), Vec::new());
+    for rep in 0..a.reps {
+        let mut decoys = String::with_capacity(a.burst * 100);
+        for i in 0..a.burst {
+            decoys.push_str(&format!(
+                "dn: {}\nchangetype: modify\nreplace: description\ndescription: burst {rep} {i}\n\n",
+                decoy_dn(i)
+            ));
+        }
+        ratios.0.push(burst(&relay, &dir, "control", &decoys, None));
+        let mut change = String::with_capacity(a.burst * 160);
+        for i in 0..a.burst {
+            change.push_str(&format!(
+                "dn: {}\nchangetype: modify\nreplace: targetAddress\ntargetAddress: SMTP:user{i}@burst{rep}.cloud.example\n\n",
+                slapd::contact_dn(&address(i))
+            ));
+        }
+        let last = format!("user{}@burst{rep}.cloud.example", a.burst - 1);
+        ratios
+            .1
+            .push(burst(&relay, &dir, "burst", &change, Some(&last)));
     }
-    burst(&relay, &dir, "control", &decoys, None);
-    let mut change = String::with_capacity(a.burst * 160);
-    for i in 0..a.burst {
-        change.push_str(&format!(
-            "dn: {}\nchangetype: modify\nreplace: targetAddress\ntargetAddress: SMTP:user{i}@burst.cloud.example\n\n",
-            slapd::contact_dn(&address(i))
-        ));
-    }
-    let last = format!("user{}@burst.cloud.example", a.burst - 1);
-    burst(&relay, &dir, "burst", &change, Some(&last));
+    println!(
+        "median of {} pairs: control ratio={:.2} burst ratio={:.2}",
+        a.reps,
+        median(&mut ratios.0),
+        median(&mut ratios.1)
+    );
     let (rss, hwm) = memory_kib(relay.pid());
     println!(
         "at the end: rss={:.1}MB peak_rss={:.1}MB queued={} (mail accepted in the bursts, not yet delivered to the sink)",
@@ -287,10 +341,16 @@ fn main() {
     );
 }
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// One ldapmodify of `ldif` while a client sends mail; with `last`, the
 /// burst ends when the relay's snapshot holds that address (else when
-/// ldapmodify returns). Prints accept p99 before and during.
-fn burst(relay: &Relay, dir: &Slapd, label: &str, ldif: &str, last: Option<&str>) {
+/// ldapmodify returns). Prints accept p99 before and during; returns their
+/// ratio.
+fn burst(relay: &Relay, dir: &Slapd, label: &str, ldif: &str, last: Option<&str>) -> f64 {
     let changes = ldif.matches("changetype: modify").count();
     let stop = Arc::new(AtomicBool::new(false));
     let samples: Arc<Mutex<Vec<(Instant, Duration)>>> = Arc::default();
@@ -378,8 +438,10 @@ fn burst(relay: &Relay, dir: &Slapd, label: &str, ldif: &str, last: Option<&str>
         .collect();
     before.sort();
     during.sort();
+    let ratio =
+        percentile(&during, 0.99).as_secs_f64() / percentile(&before, 0.99).as_secs_f64().max(1e-9);
     println!(
-        "{label}: changes={changes} applied_in={:.2}s (ldapmodify {:.2}s) snapshots={} accept p99 before={} ({} msgs) during={} ({} msgs) ratio={:.2}",
+        "{label}: changes={changes} applied_in={:.2}s (ldapmodify {:.2}s) snapshots={} accept p99 before={} ({} msgs) during={} ({} msgs) ratio={ratio:.2}",
         (burst_end - burst_start).as_secs_f64(),
         (written - burst_start).as_secs_f64(),
         snapshots.lock().unwrap().len(),
@@ -387,6 +449,6 @@ fn burst(relay: &Relay, dir: &Slapd, label: &str, ldif: &str, last: Option<&str>
         before.len(),
         ms(percentile(&during, 0.99)),
         during.len(),
-        percentile(&during, 0.99).as_secs_f64() / percentile(&before, 0.99).as_secs_f64().max(1e-9)
     );
+    ratio
 }

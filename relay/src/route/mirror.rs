@@ -70,6 +70,15 @@ pub struct Mirror {
     reported: Mutex<BTreeSet<Problem>>,
 }
 
+/// What a snapshot follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// A full read of the directory (start, reconnection, re-read).
+    Full,
+    /// Changes applied to the last one.
+    Changes,
+}
+
 /// How a session with one server ended, other than by an error.
 enum End {
     Shutdown,
@@ -213,7 +222,7 @@ impl Mirror {
                     fresh.apply(index::uuid(&(n as u128).to_be_bytes()), Some(entry), &known);
                 }
             }
-            self.publish(&Arc::new(Mutex::new(fresh))).await;
+            self.publish(&Arc::new(Mutex::new(fresh)), Load::Full).await;
             let next = tokio::time::sleep(self.config.refresh);
             tokio::pin!(next);
             loop {
@@ -286,7 +295,7 @@ impl Mirror {
                     if item.is_intermediate() {
                         if refresh_done(item) && !refreshed {
                             refreshed = true;
-                            self.publish(&index).await;
+                            self.publish(&index, Load::Full).await;
                         }
                         continue;
                     }
@@ -316,7 +325,7 @@ impl Mirror {
                 }
                 _ = sleep_until(due), if due.is_some() => {
                     pending = None;
-                    self.publish(&index).await;
+                    self.publish(&index, Load::Changes).await;
                 }
                 _ = probe.tick() => probed(conn).await?,
                 asked = reread.recv() => match asked {
@@ -340,8 +349,9 @@ impl Mirror {
 
     /// Builds the snapshot off the async threads (at a lower priority:
     /// [`snapshot`](super::snapshot)), swaps it in, hands it to the cache
-    /// writer.
-    async fn publish(&self, index: &Arc<Mutex<Index>>) {
+    /// writer. After a full load, the memory the load freed goes back to the
+    /// OS before the snapshot is announced.
+    async fn publish(&self, index: &Arc<Mutex<Index>>, load: Load) {
         let routes = self.contacts.routes().clone();
         let cache = self.contacts.path().to_path_buf();
         let Some(snapshot) = self.builder.build(index, routes, cache).await else {
@@ -354,6 +364,9 @@ impl Mirror {
                 let n = table.len();
                 self.contacts.install(table, chrono::Utc::now().timestamp());
                 metrics().routing_source_up.set(1);
+                if load == Load::Full {
+                    let _ = tokio::task::spawn_blocking(crate::allocator::release_freed).await;
+                }
                 tracing::info!(
                     contacts = n,
                     users = snapshot.users,

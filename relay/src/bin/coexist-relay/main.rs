@@ -14,6 +14,27 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's pages freed but kept for reuse, returned to the OS now (see
+/// `relay::allocator`: after a full directory load).
+#[cfg(feature = "jemalloc")]
+fn purge_jemalloc() {
+    // "arena.<i>.purge" with i = MALLCTL_ARENAS_ALL (4096): every arena.
+    // SAFETY: the name is NUL-terminated, and this control neither reads nor
+    // writes a value, so every pointer is null and the length 0.
+    let rc = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"arena.4096.purge".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("jemalloc purge failed: error {rc}");
+    }
+}
+
 /// Exit code for usage and configuration errors (DESIGN.md: 0 ok, 1 runtime, 2 config).
 const EXIT_CONFIG: u8 = 2;
 
@@ -83,6 +104,8 @@ fn main() -> ExitCode {
         Command::Sink => sink::run(&cli.config),
         Command::Run => {
             init_logging();
+            #[cfg(feature = "jemalloc")]
+            relay::allocator::set_release(purge_jemalloc);
             match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime.block_on(run(cli.config)),
                 Err(e) => {
