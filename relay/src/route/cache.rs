@@ -1,8 +1,10 @@
 //! The directory snapshot's cache file (`routing.contacts`), written off the
 //! routing path: the mirror hands each new snapshot's text over and goes on;
 //! this writer replaces the file atomically (write, fsync, rename: the
-//! contacts-table writer of `safeio`) with the newest text once no snapshot
-//! came for [`QUIET`], or at the latest [`MAX_AGE`] after the oldest one not
+//! contacts-table writer of `safeio`) at once when it has been idle for
+//! [`QUIET`] (the first load, a lone change); a snapshot that follows a write
+//! sooner is part of a burst, and the newest text is written once no snapshot
+//! came for [`QUIET`], or at the latest [`MAX_AGE`] after the first one not
 //! yet written. At shutdown the newest text is written before the relay
 //! exits, so the file is always, eventually, the last good snapshot.
 //!
@@ -21,7 +23,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The cache is written once no new snapshot came for this long...
+/// A snapshot this long after the last write is written at once; during a
+/// burst, the cache is written once no new snapshot came for this long...
 pub const QUIET: Duration = Duration::from_secs(1);
 /// ...or at the latest this long after the oldest snapshot not yet written.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
@@ -54,15 +57,22 @@ impl CacheWriter {
     pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
         tokio::spawn(async move {
+            let mut last_write = None;
             loop {
                 tokio::select! {
                     _ = this.wake.notified() => {}
                     _ = shutdown.cancelled() => break,
                 }
-                if !this.settle(&shutdown).await {
+                // A snapshot after a quiet spell (the first load, a lone
+                // change) is written at once; one that comes soon after a
+                // write is part of a burst, written once the burst settles.
+                let recent =
+                    last_write.is_some_and(|at: tokio::time::Instant| at.elapsed() < QUIET);
+                if recent && !this.settle(&shutdown).await {
                     break;
                 }
                 this.write_pending().await;
+                last_write = Some(tokio::time::Instant::now());
             }
             this.write_pending().await;
         })
@@ -116,8 +126,8 @@ mod tests {
         std::fs::read_to_string(path).ok()
     }
 
-    /// A burst of snapshots is written once it settles, or after MAX_AGE if it
-    /// does not; shutdown writes the newest at once. (Virtual time: tokio does
+    /// A first snapshot is written at once, a burst after it once it settles
+    /// or after MAX_AGE if it does not; shutdown writes the newest at once. (Virtual time: tokio does
     /// not advance it while the blocking write runs.)
     #[tokio::test(start_paused = true)]
     async fn writes_when_the_changes_settle_or_at_the_latest_after_max_age() {
@@ -127,15 +137,14 @@ mod tests {
         let shutdown = CancellationToken::new();
         let task = writer.spawn(shutdown.clone());
 
-        // One snapshot: written after QUIET, not before.
+        // A first snapshot is written at once (a relay that dies soon
+        // after its first load still leaves a cache).
         writer.offer("one\n".into());
-        tokio::time::sleep(QUIET / 2).await;
-        assert_eq!(read(&path), None);
-        tokio::time::sleep(QUIET).await;
+        tokio::time::sleep(QUIET / 10).await;
         assert_eq!(read(&path).as_deref(), Some("one\n"));
 
-        // A snapshot every QUIET/2 for longer than MAX_AGE: none is written
-        // until MAX_AGE after the first, then the newest.
+        // Right after it, a snapshot every QUIET/2 for longer than MAX_AGE:
+        // none is written until MAX_AGE after the first, then the newest.
         let step = QUIET / 2;
         let mut waited = Duration::ZERO;
         let mut n = 0;
