@@ -156,9 +156,13 @@ impl Drop for ScriptSink {
 
 fn serve(stream: TcpStream, n: usize, script: &Script, shared: &Shared) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    // Each reply goes out in one write with Nagle off: a reply split over two
+    // segments waits for the relay's delayed ACK and made the sink, not the relay,
+    // the bottleneck (~150 msg/s).
+    stream.set_nodelay(true)?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
-    writeln!(w, "{}\r", (script.greeting)(n))?;
+    w.write_all(format!("{}\r\n", (script.greeting)(n)).as_bytes())?;
     if (script.greeting)(n).starts_with('4') || (script.greeting)(n).starts_with('5') {
         return Ok(());
     }
@@ -193,7 +197,7 @@ fn serve(stream: TcpStream, n: usize, script: &Script, shared: &Shared) -> std::
             }
             reply
         } else if upper == "DATA" {
-            writeln!(w, "354 go ahead\r")?;
+            w.write_all(b"354 go ahead\r\n")?;
             let mut data = Vec::new();
             loop {
                 let mut l = Vec::new();
@@ -230,12 +234,12 @@ fn serve(stream: TcpStream, n: usize, script: &Script, shared: &Shared) -> std::
             txn = None;
             "250 2.0.0 Ok".into()
         } else if upper == "QUIT" {
-            writeln!(w, "221 2.0.0 Bye\r")?;
+            w.write_all(b"221 2.0.0 Bye\r\n")?;
             return Ok(());
         } else {
             "502 5.5.2 unknown".into()
         };
-        writeln!(w, "{reply}\r")?;
+        w.write_all(format!("{reply}\r\n").as_bytes())?;
     }
 }
 
