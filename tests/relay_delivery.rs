@@ -424,11 +424,7 @@ fn queue_commands_flush_and_delete() {
 #[test]
 fn sigkill_with_200_queued_then_restart_delivers_all() {
     // A next hop that is down: connections refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = coexist_e2e::free_port();
     let hop = format!("127.0.0.1:{port}");
     let mut relay = relay_to(&hop, &hop, "retry_schedule = [\"1s\"]");
     for i in 0..200 {

@@ -3,7 +3,7 @@
 
 use coexist_e2e::binary;
 use coexist_e2e::dns::Zone;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -22,10 +22,7 @@ impl Drop for Sink {
 }
 
 fn smtp_sink() -> Sink {
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], coexist_e2e::free_port()).into();
     let child = Command::new("/usr/sbin/smtp-sink")
         .args(["-u", "root", &addr.to_string(), "10"])
         .stdout(Stdio::null())

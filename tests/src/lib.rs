@@ -61,12 +61,51 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A loopback port nothing listens on (bound, then released).
+/// A loopback port nothing listens on, for a peer (Dovecot, Postfix, …) that
+/// must be told its port rather than bind port 0 itself.
+///
+/// Taken below the kernel's ephemeral range: a port from `bind(0)` comes from
+/// that range, and between its release and the peer's own bind any outgoing
+/// connection on the machine may take it as its local port (a CI run failed
+/// so, with Dovecot's "Address already in use", while another test opened
+/// thousands of connections). Below the range only another test's pick can
+/// collide; the start varies by process and time and the port is checked free.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let (low, high) = ephemeral_range();
+    let (first, last) = if low > 11_000 {
+        (10_000, low - 1)
+    } else {
+        (high.saturating_add(1).max(10_000), 65_535)
+    };
+    let span = u64::from(last - first) + 1;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = u64::from(std::process::id()) * 7919 + u64::from(nanos);
+    for _ in 0..1_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // A multiplicative hash spreads consecutive picks over the span.
+        let hash = seed.wrapping_add(n).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let port = first + (hash % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {first}-{last}");
+}
+
+/// The kernel's ephemeral port range (Linux's default when unreadable).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut it = text.split_whitespace().map(|n| n.parse::<u16>());
+            Some((it.next()?.ok()?, it.next()?.ok()?))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// A relay configuration under construction: sections of TOML text.

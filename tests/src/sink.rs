@@ -260,11 +260,7 @@ pub struct PostfixSink {
 impl PostfixSink {
     /// Starts `smtp-sink -c -d DIR/msg. 127.0.0.1:PORT 100` on a free port.
     pub fn start() -> PostfixSink {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_port();
         let dir = tempfile::tempdir().unwrap();
         let template = format!("{}/msg.", dir.path().display());
         let child = Command::new("/usr/sbin/smtp-sink")
