@@ -554,6 +554,24 @@ fn content_mail_leaves_calendars_and_since_selects_by_occurrence() {
 /// external attendee and the attendee's copy of an external organizer's event
 /// go with `SCHEDULE-AGENT=CLIENT`, and Cyrus sends nothing. Without the
 /// marking (the control, a direct PUT) Cyrus does send an invitation.
+/// The migrator's config with `cyrus` as the target: as the admin on the
+/// source; as the user on Cyrus (no dav_home: its principal and home sets are
+/// discovered).
+fn cyrus_target_config(
+    source_imap: &Dovecot,
+    source_dav: &str,
+    cyrus: &coexist_e2e::cyrus::Cyrus,
+) -> MigratorConfig {
+    MigratorConfig::new(&source_imap.url(), &cyrus.imap_url())
+        .users("alice@corp.example,Alice,,,true\n")
+        .dav(source_dav, &cyrus.dav_url())
+        .unset("target", "dav_home")
+        .unset("target", "master_user")
+        .set("target", "auth", "password")
+        .set("target", "login", "{local}")
+        .file("target.password", "alice anything\n")
+}
+
 #[test]
 fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
     use coexist_e2e::cyrus::Cyrus;
@@ -672,17 +690,7 @@ fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
     }
     cyrus.clear_sent();
 
-    // As the admin on the source; as the user on Cyrus (no dav_home: its
-    // principal and home sets are discovered).
-    MigratorConfig::new(&source_imap.url(), &cyrus.imap_url())
-        .users("alice@corp.example,Alice,,,true\n")
-        .dav(&source.url(), &cyrus.dav_url())
-        .unset("target", "dav_home")
-        .unset("target", "master_user")
-        .set("target", "auth", "password")
-        .set("target", "login", "{local}")
-        .file("target.password", "alice anything\n")
-        .write(d, &ca.ca_pem);
+    cyrus_target_config(&source_imap, &source.url(), &cyrus).write(d, &ca.ca_pem);
     // The pre-flight sees that Cyrus schedules, through the user's own
     // discovery (no dav_home on the target).
     let check = |expect: i32| {
@@ -957,6 +965,124 @@ fn a_source_resource_that_does_not_parse_is_offered_as_is_and_reported() {
     let dst = by_uid(&s.target.dump(DST_HOME));
     assert!(!dst["Work"].contains_key("bad-1"));
     assert!(dst["Work"].contains_key("weekly-1"));
+}
+
+/// The other half of the rule: a source resource the parser cannot read is
+/// offered to the target byte for byte, and a target that takes it (Cyrus,
+/// whose libical skips what comes before BEGIN:VCALENDAR) stores it. It is
+/// counted as copied, and marked SCHEDULE-AGENT=CLIENT like any other (the
+/// marking works on the text): Cyrus, which schedules, sends no mail.
+#[test]
+fn a_source_resource_that_does_not_parse_is_copied_as_is_when_the_target_takes_it() {
+    use coexist_e2e::cyrus::Cyrus;
+    use coexist_e2e::http_proxy::{HttpFault, HttpProxy};
+    let ca = TestCa::new();
+    let source_imap = Dovecot::start(
+        DovecotSetup {
+            name: "source",
+            users: vec![(ALICE, "pw")],
+            quota: None,
+            max_mail_size: None,
+            tls: true,
+        },
+        &ca,
+    );
+    let source = Radicale::start("source", &[(ALICE, "pw")], &ca);
+    let cyrus = Cyrus::start(&["alice"], &ca);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let work = "/alice@corp.example/work/";
+    source.must(ALICE, "pw", &["mkcalendar", work, "Work"]);
+    source.put(
+        ALICE,
+        "pw",
+        &format!("{work}plain.ics"),
+        &event("plain-1", "20270310T090000Z", "dentist", ""),
+        d,
+    );
+    // An organizer's event: Cyrus would invite the attendee were it not marked
+    // (the marking is made in the text, parsed or not).
+    let odd = event(
+        "odd-1",
+        "20270320T090000Z",
+        "odd one",
+        "ORGANIZER:mailto:alice@corp.example\r\nATTENDEE;RSVP=TRUE:mailto:quinn@partner.example\r\n",
+    )
+        .replace("PRODID:-//coexist//test//EN", "PRODID:-//coexist//odd//EN");
+    source.put(ALICE, "pw", &format!("{work}odd.ics"), &odd, d);
+    // The source serves a line before BEGIN:VCALENDAR (Radicale itself would
+    // refuse to store it, hence the proxy).
+    let rewrite = std::sync::Arc::new(|body: &[u8]| {
+        let marker = b"PRODID:-//coexist//odd//EN";
+        let at = body.windows(marker.len()).position(|w| w == marker)?;
+        let begin = b"BEGIN:VCALENDAR";
+        let start = body[..at].windows(begin.len()).rposition(|w| w == begin)?;
+        let mut out = body[..start].to_vec();
+        out.extend_from_slice(b"X-LEGACY-EXPORT:1\r\n");
+        out.extend_from_slice(&body[start..]);
+        Some(out)
+    });
+    let proxy = HttpProxy::start(source.port, &ca, HttpFault::Rewrite(rewrite));
+    cyrus_target_config(&source_imap, &proxy.url(), &cyrus).write(d, &ca.ca_pem);
+    let run = |verb: &str| {
+        let report_file = d.join("report.json");
+        let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+            .arg("--config")
+            .arg(d.join("migrator.toml"))
+            .args([verb, ALICE, "--report"])
+            .arg(&report_file)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+        (out.status.code(), text, report)
+    };
+    let (code, text, report) = run("migrate");
+    assert!(proxy.rewritten() >= 1);
+    assert_eq!(code, Some(0), "{text}\n{}", cyrus.log());
+    assert_eq!(count(&report, "calendar", "copied"), 2, "{report:#}");
+    assert_eq!(count(&report, "calendar", "refused"), 0, "{report:#}");
+    assert_eq!(
+        count(&report, "calendar", "schedule_agent_marked"),
+        1,
+        "{report:#}"
+    );
+    assert_eq!(cyrus.sent(), "", "Cyrus sent mail during the migration");
+    let cyrus_dav = |args: &[&str]| {
+        let mut all = vec![
+            cyrus.dav_url(),
+            "alice".into(),
+            "x".into(),
+            cyrus.dir.path().join("ca.pem").display().to_string(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        coexist_e2e::python("dav.py", &refs)
+    };
+    let (ok, dump, err) = cyrus_dav(&["dump", "/dav/calendars/user/alice/"]);
+    assert!(ok, "{err}");
+    let cal = by_uid(&serde_json::from_str(&dump).unwrap());
+    let work_cal = cal
+        .get("Work")
+        .unwrap_or_else(|| panic!("no Work calendar on Cyrus: {cal:#?}"));
+    assert!(work_cal.contains_key("plain-1"), "{work_cal:#?}");
+    let stored = work_cal["odd-1"].replace("\r\n ", "");
+    assert!(stored.contains("SUMMARY:odd one"), "{stored}");
+    assert!(
+        stored.contains("ATTENDEE;SCHEDULE-AGENT=CLIENT"),
+        "{stored}"
+    );
+    // A second migrate writes nothing twice.
+    let (code, text, report) = run("migrate");
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(count(&report, "calendar", "copied"), 0, "{report:#}");
+    let (ok, dump, _) = cyrus_dav(&["dump", "/dav/calendars/user/alice/"]);
+    assert!(ok);
+    assert_eq!(dump.matches("UID:odd-1").count(), 1, "{dump}");
 }
 
 /// The connection to the target drops in the middle of the copy, after the

@@ -292,7 +292,9 @@ impl Job<'_> {
     /// last segment, or an update of this migrator's copy with `If-Match`.
     fn plan(&self, st: &CollectionState, href: &str, data: &str) -> Planned {
         let item = Item::read(self.source.kind, data);
-        let marked = if self.marking && item.scheduling {
+        // Marked in the text whatever the parser made of it: a resource it
+        // cannot read may still carry attendees a scheduling target would mail.
+        let marked = if self.marking {
             schedule::mark_client_scheduling(data)
         } else {
             None

@@ -1,7 +1,8 @@
 //! What the copy needs to know about one resource, read with calcard
-//! (Stalwart's iCalendar / vCard parser): its UID, its version, and whether it
-//! has scheduling properties. The bytes themselves are never re-serialised:
-//! servers rewrite what they store, and the copy must not.
+//! (Stalwart's iCalendar / vCard parser): its UID and its version. The bytes
+//! themselves are never re-serialised: servers rewrite what they store, and
+//! the copy must not (the SCHEDULE-AGENT marking works on the text, parsed or
+//! not: `schedule`).
 
 use super::state::Kind;
 use calcard::icalendar::{ICalendar, ICalendarComponentType, ICalendarProperty};
@@ -18,9 +19,6 @@ pub struct Item {
     /// else DTSTAMP (iCalendar); REV (vCard). DESIGN.md: "the same" means
     /// the same UID, SEQUENCE and LAST-MODIFIED/DTSTAMP, never the same bytes.
     pub version: String,
-    /// Whether a component has an ORGANIZER or an ATTENDEE: what a scheduling
-    /// server would send invitations or replies for.
-    pub scheduling: bool,
 }
 
 impl Item {
@@ -80,10 +78,6 @@ fn calendar(data: &str) -> Item {
         parsed: true,
         uid: main.uid().map(str::to_string),
         version: format!("{}|{modified}", text(&ICalendarProperty::Sequence)),
-        scheduling: objects.iter().any(|c| {
-            c.has_property(&ICalendarProperty::Organizer)
-                || c.has_property(&ICalendarProperty::Attendee)
-        }),
     }
 }
 
@@ -100,7 +94,6 @@ fn vcard(data: &str) -> Item {
         parsed: true,
         uid: card.uid().map(str::to_string),
         version: rev,
-        scheduling: false,
     }
 }
 
@@ -118,7 +111,6 @@ END:VCALENDAR\r\n";
         let item = Item::read(Kind::Calendar, SERIES);
         assert!(item.parsed);
         assert_eq!(item.uid.as_deref(), Some("w1"));
-        assert!(item.scheduling, "the override has an ATTENDEE");
         let newer = SERIES.replacen("SEQUENCE:2", "SEQUENCE:3", 1);
         assert!(!item.same_as(&Item::read(Kind::Calendar, &newer)));
         // Reordered properties (as Cyrus stores them) are still the same.
@@ -135,7 +127,6 @@ END:VCALENDAR\r\n";
         let card = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:c1\r\nFN:Carol\r\nREV:20250101T000000Z\r\nEND:VCARD\r\n";
         let item = Item::read(Kind::Contacts, card);
         assert_eq!(item.uid.as_deref(), Some("c1"));
-        assert!(!item.scheduling);
         assert!(!Item::read(Kind::Calendar, "not a calendar").parsed);
         assert!(!Item::read(Kind::Contacts, "").parsed);
     }
