@@ -1085,6 +1085,27 @@ fn a_source_resource_that_does_not_parse_is_copied_as_is_when_the_target_takes_i
     assert_eq!(dump.matches("UID:odd-1").count(), 1, "{dump}");
 }
 
+/// The source's connection drops after a listing request reached it but
+/// before its answer came back. A read is asked again (the source only ever
+/// reads), and the copy completes: exit 0, every object once.
+#[test]
+fn a_source_read_whose_answer_is_lost_is_asked_again() {
+    use coexist_e2e::http_proxy::{HttpFault, HttpProxy};
+    let s = start();
+    // Discovery and the home's PROPFIND are the first ~1 KB: the mark falls
+    // among the collections' listings and multigets.
+    let proxy = HttpProxy::start(s.source.port, &s._ca, HttpFault::DropAfter(2_000));
+    s.config()
+        .set("source", "dav_url", &proxy.url())
+        .write(s.dir.path(), &s._ca.ca_pem);
+    let (code, out, report) = s.run(&["migrate", ALICE]);
+    assert!(proxy.dropped(), "the proxy never dropped: {out}");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("trying again"), "{out}");
+    assert_eq!(count(&report, "calendar", "refused"), 0, "{report:#}");
+    assert_copied(&s, &["single-1"]);
+}
+
 /// The connection to the target drops in the middle of the copy, after the
 /// target stored a PUT whose answer never came back (a real TCP/TLS proxy
 /// that closes the connection). The PUT is tried again, finds its own copy

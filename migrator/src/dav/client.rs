@@ -4,7 +4,8 @@
 //! the side's credentials on every request: HTTP Basic, or with
 //! `auth = "oauth2"` the side's OAuth2 token as `Authorization: Bearer` — the
 //! same cached token the IMAP logins present, fetched again once when the
-//! server answers 401 (expired or revoked mid-run).
+//! server answers 401 (expired or revoked mid-run). A read (PROPFIND, REPORT,
+//! GET) whose answer is lost with its connection is sent again.
 
 use super::DavError;
 use crate::config::{Endpoint, Side};
@@ -209,18 +210,62 @@ impl tower_service::Service<Request<String>> for Authorized {
         self.inner.poll_ready(cx).map_err(HttpError::Http)
     }
 
-    fn call(&mut self, mut request: Request<String>) -> Self::Future {
-        let inner = self.inner.clone();
-        match &self.credentials {
-            Credentials::Basic(header) => {
-                request.headers_mut().insert(AUTHORIZATION, header.clone());
-                let answer = inner.request(request);
-                Box::pin(async move { Ok(answer.await?) })
+    fn call(&mut self, request: Request<String>) -> Self::Future {
+        let (inner, credentials) = (self.inner.clone(), self.credentials.clone());
+        Box::pin(async move {
+            let mut request = request;
+            let mut attempt = 0;
+            loop {
+                // A read can be sent again as it is; a write is retried by
+                // its caller, who knows how to tell whether it landed.
+                let again = (is_safe(request.method()) && attempt < READ_RETRIES)
+                    .then(|| copy_of(&request));
+                match send(&inner, &credentials, request).await {
+                    Err(HttpError::Http(e)) if again.is_some() => {
+                        let again = again.expect("checked");
+                        attempt += 1;
+                        let delay = Duration::from_secs(1 << attempt);
+                        tracing::warn!(
+                            "DAV {} {}: {e}; trying again in {delay:?}",
+                            again.method(),
+                            again.uri().path()
+                        );
+                        tokio::time::sleep(delay).await;
+                        request = again;
+                    }
+                    answer => return answer,
+                }
             }
-            Credentials::Bearer { logins, side } => {
-                let (logins, side) = (logins.clone(), *side);
-                Box::pin(async move { with_bearer(inner, &logins, side, request).await })
-            }
+        })
+    }
+}
+
+/// How often a read that got no answer is sent again (after 2, 4, 8 s).
+const READ_RETRIES: u32 = 3;
+
+/// Methods that change nothing on the server (RFC 9110 §9.2.1; PROPFIND and
+/// REPORT, RFC 4918 §9.1 and RFC 3253 §3.6), so a lost answer can be asked
+/// for again.
+fn is_safe(method: &http::Method) -> bool {
+    matches!(
+        method.as_str(),
+        "GET" | "HEAD" | "OPTIONS" | "PROPFIND" | "REPORT"
+    )
+}
+
+/// One exchange with the login's credentials.
+async fn send(
+    inner: &Client<Https, String>,
+    credentials: &Credentials,
+    mut request: Request<String>,
+) -> Answer {
+    match credentials {
+        Credentials::Basic(header) => {
+            request.headers_mut().insert(AUTHORIZATION, header.clone());
+            Ok(inner.request(request).await?)
+        }
+        Credentials::Bearer { logins, side } => {
+            with_bearer(inner.clone(), logins, *side, request).await
         }
     }
 }
