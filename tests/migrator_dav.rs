@@ -550,46 +550,94 @@ fn content_mail_leaves_calendars_and_since_selects_by_occurrence() {
     let _ = Path::new("");
 }
 
+/// Radicale (with its Dovecot) as the source, Cyrus as the target: a server
+/// that schedules (RFC 6638).
+struct CyrusSetup {
+    ca: TestCa,
+    source_imap: Dovecot,
+    source: Radicale,
+    cyrus: coexist_e2e::cyrus::Cyrus,
+    dir: tempfile::TempDir,
+}
+
+impl CyrusSetup {
+    fn start() -> CyrusSetup {
+        let ca = TestCa::new();
+        let source_imap = Dovecot::start(
+            DovecotSetup {
+                name: "source",
+                users: vec![(ALICE, "pw")],
+                quota: None,
+                max_mail_size: None,
+                tls: true,
+            },
+            &ca,
+        );
+        let source = Radicale::start("source", &[(ALICE, "pw")], &ca);
+        let cyrus = coexist_e2e::cyrus::Cyrus::start(&["alice"], &ca);
+        CyrusSetup {
+            ca,
+            source_imap,
+            source,
+            cyrus,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The migrator's config, reading the source's DAV at `source_dav`: as the
+    /// admin on the source; as the user on Cyrus (no dav_home: its principal
+    /// and home sets are discovered).
+    fn write_config(&self, source_dav: &str) {
+        MigratorConfig::new(&self.source_imap.url(), &self.cyrus.imap_url())
+            .users("alice@corp.example,Alice,,,true\n")
+            .dav(source_dav, &self.cyrus.dav_url())
+            .unset("target", "dav_home")
+            .unset("target", "master_user")
+            .set("target", "auth", "password")
+            .set("target", "login", "{local}")
+            .file("target.password", "alice anything\n")
+            .write(self.dir.path(), &self.ca.ca_pem);
+    }
+
+    /// Alice's calendars on Cyrus, by display name and UID.
+    fn calendars(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        by_uid(&self.cyrus.dump("alice", "/dav/calendars/user/alice/"))
+    }
+
+    /// Runs the migrator; (exit code, stdout+stderr, report).
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, Value) {
+        let d = self.dir.path();
+        let report_file = d.join("report.json");
+        let _ = std::fs::remove_file(&report_file);
+        let out = Command::new(coexist_e2e::binary("coexist-migrator"))
+            .arg("--config")
+            .arg(d.join("migrator.toml"))
+            .args(args)
+            .arg("--report")
+            .arg(&report_file)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = std::fs::read(&report_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        (out.status.code(), text, report)
+    }
+}
+
 /// Radicale → Cyrus, which schedules (RFC 6638): the organizer's event with an
 /// external attendee and the attendee's copy of an external organizer's event
 /// go with `SCHEDULE-AGENT=CLIENT`, and Cyrus sends nothing. Without the
 /// marking (the control, a direct PUT) Cyrus does send an invitation.
-/// The migrator's config with `cyrus` as the target: as the admin on the
-/// source; as the user on Cyrus (no dav_home: its principal and home sets are
-/// discovered).
-fn cyrus_target_config(
-    source_imap: &Dovecot,
-    source_dav: &str,
-    cyrus: &coexist_e2e::cyrus::Cyrus,
-) -> MigratorConfig {
-    MigratorConfig::new(&source_imap.url(), &cyrus.imap_url())
-        .users("alice@corp.example,Alice,,,true\n")
-        .dav(source_dav, &cyrus.dav_url())
-        .unset("target", "dav_home")
-        .unset("target", "master_user")
-        .set("target", "auth", "password")
-        .set("target", "login", "{local}")
-        .file("target.password", "alice anything\n")
-}
-
 #[test]
 fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
-    use coexist_e2e::cyrus::Cyrus;
-    let ca = TestCa::new();
-    let source_imap = Dovecot::start(
-        DovecotSetup {
-            name: "source",
-            users: vec![(ALICE, "pw")],
-            quota: None,
-            max_mail_size: None,
-            tls: true,
-        },
-        &ca,
-    );
-    let source = Radicale::start("source", &[(ALICE, "pw")], &ca);
-    let cyrus = Cyrus::start(&["alice"], &ca);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    let s = CyrusSetup::start();
+    let (source, cyrus, d) = (&s.source, &s.cyrus, s.dir.path());
     // Cyrus schedules only events that are still to come.
     let work = "/alice@corp.example/work/";
     source.must(
@@ -651,17 +699,6 @@ fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
     }
 
     // The control: Cyrus mails an invitation for an unmarked organizer's event.
-    let cyrus_dav = |args: &[&str]| {
-        let mut all = vec![
-            cyrus.dav_url(),
-            "alice".into(),
-            "x".into(),
-            cyrus.dir.path().join("ca.pem").display().to_string(),
-        ];
-        all.extend(args.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        coexist_e2e::python("dav.py", &refs)
-    };
     let control = d.join("control.ics");
     std::fs::write(
         &control,
@@ -673,11 +710,14 @@ fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
         ),
     )
     .unwrap();
-    let (ok, out, err) = cyrus_dav(&[
-        "put",
-        "/dav/calendars/user/alice/Default/control.ics",
-        control.to_str().unwrap(),
-    ]);
+    let (ok, out, err) = cyrus.dav(
+        "alice",
+        &[
+            "put",
+            "/dav/calendars/user/alice/Default/control.ics",
+            control.to_str().unwrap(),
+        ],
+    );
     assert!(ok, "{out}{err}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !cyrus.sent().contains("RCPT TO:<quinn@partner.example>") {
@@ -690,7 +730,7 @@ fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
     }
     cyrus.clear_sent();
 
-    cyrus_target_config(&source_imap, &source.url(), &cyrus).write(d, &ca.ca_pem);
+    s.write_config(&source.url());
     // The pre-flight sees that Cyrus schedules, through the user's own
     // discovery (no dav_home on the target).
     let check = |expect: i32| {
@@ -719,21 +759,8 @@ fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
         "{pre}"
     );
     assert_eq!(cyrus.sent(), "", "check sent mail");
-    let report_file = d.join("report.json");
-    let out = Command::new(coexist_e2e::binary("coexist-migrator"))
-        .arg("--config")
-        .arg(d.join("migrator.toml"))
-        .args(["migrate", ALICE, "--report"])
-        .arg(&report_file)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{text}\n{}", cyrus.log());
-    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    let (code, text, report) = s.run(&["migrate", ALICE]);
+    assert_eq!(code, Some(0), "{text}\n{}", cyrus.log());
     assert_eq!(count(&report, "calendar", "copied"), 4, "{report:#}");
     assert_eq!(
         count(&report, "calendar", "schedule_agent_marked"),
@@ -744,9 +771,7 @@ fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
     assert_eq!(count(&report, "calendar", "refused"), 0, "{report:#}");
 
     // Read back from Cyrus (discovered homes: /dav/calendars/user/alice/).
-    let (ok, dump, err) = cyrus_dav(&["dump", "/dav/calendars/user/alice/"]);
-    assert!(ok, "{err}");
-    let cal = by_uid(&serde_json::from_str(&dump).unwrap());
+    let cal = s.calendars();
     let work = cal
         .get("Work")
         .unwrap_or_else(|| panic!("no Work calendar on Cyrus: {cal:#?}"));
@@ -790,22 +815,13 @@ fn a_target_that_schedules_gets_schedule_agent_client_and_sends_no_mail() {
             && l.contains("DOES NOT FIT")),
         "{pre}"
     );
-    let out = Command::new(coexist_e2e::binary("coexist-migrator"))
-        .arg("--config")
-        .arg(d.join("migrator.toml"))
-        .args(["sync", ALICE])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text, _) = s.run(&["sync", ALICE]);
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("nothing was written"), "{text}");
-    let (ok, dump, err) = cyrus_dav(&["dump", "/dav/calendars/user/alice/"]);
-    assert!(ok, "{err}");
-    assert!(!dump.contains("big-1"), "written past the quota gate");
+    assert!(
+        !s.calendars()["Work"].contains_key("big-1"),
+        "written past the quota gate"
+    );
 }
 
 /// A resource the target refuses (here: too large, 413) is a warning with the
@@ -974,23 +990,9 @@ fn a_source_resource_that_does_not_parse_is_offered_as_is_and_reported() {
 /// marking works on the text): Cyrus, which schedules, sends no mail.
 #[test]
 fn a_source_resource_that_does_not_parse_is_copied_as_is_when_the_target_takes_it() {
-    use coexist_e2e::cyrus::Cyrus;
     use coexist_e2e::http_proxy::{HttpFault, HttpProxy};
-    let ca = TestCa::new();
-    let source_imap = Dovecot::start(
-        DovecotSetup {
-            name: "source",
-            users: vec![(ALICE, "pw")],
-            quota: None,
-            max_mail_size: None,
-            tls: true,
-        },
-        &ca,
-    );
-    let source = Radicale::start("source", &[(ALICE, "pw")], &ca);
-    let cyrus = Cyrus::start(&["alice"], &ca);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    let s = CyrusSetup::start();
+    let (source, d) = (&s.source, s.dir.path());
     let work = "/alice@corp.example/work/";
     source.must(ALICE, "pw", &["mkcalendar", work, "Work"]);
     source.put(
@@ -1008,7 +1010,7 @@ fn a_source_resource_that_does_not_parse_is_copied_as_is_when_the_target_takes_i
         "odd one",
         "ORGANIZER:mailto:alice@corp.example\r\nATTENDEE;RSVP=TRUE:mailto:quinn@partner.example\r\n",
     )
-        .replace("PRODID:-//coexist//test//EN", "PRODID:-//coexist//odd//EN");
+    .replace("PRODID:-//coexist//test//EN", "PRODID:-//coexist//odd//EN");
     source.put(ALICE, "pw", &format!("{work}odd.ics"), &odd, d);
     // The source serves a line before BEGIN:VCALENDAR (Radicale itself would
     // refuse to store it, hence the proxy).
@@ -1022,28 +1024,11 @@ fn a_source_resource_that_does_not_parse_is_copied_as_is_when_the_target_takes_i
         out.extend_from_slice(&body[start..]);
         Some(out)
     });
-    let proxy = HttpProxy::start(source.port, &ca, HttpFault::Rewrite(rewrite));
-    cyrus_target_config(&source_imap, &proxy.url(), &cyrus).write(d, &ca.ca_pem);
-    let run = |verb: &str| {
-        let report_file = d.join("report.json");
-        let out = Command::new(coexist_e2e::binary("coexist-migrator"))
-            .arg("--config")
-            .arg(d.join("migrator.toml"))
-            .args([verb, ALICE, "--report"])
-            .arg(&report_file)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
-        (out.status.code(), text, report)
-    };
-    let (code, text, report) = run("migrate");
+    let proxy = HttpProxy::start(source.port, &s.ca, HttpFault::Rewrite(rewrite));
+    s.write_config(&proxy.url());
+    let (code, text, report) = s.run(&["migrate", ALICE]);
     assert!(proxy.rewritten() >= 1);
-    assert_eq!(code, Some(0), "{text}\n{}", cyrus.log());
+    assert_eq!(code, Some(0), "{text}\n{}", s.cyrus.log());
     assert_eq!(count(&report, "calendar", "copied"), 2, "{report:#}");
     assert_eq!(count(&report, "calendar", "refused"), 0, "{report:#}");
     assert_eq!(
@@ -1051,21 +1036,8 @@ fn a_source_resource_that_does_not_parse_is_copied_as_is_when_the_target_takes_i
         1,
         "{report:#}"
     );
-    assert_eq!(cyrus.sent(), "", "Cyrus sent mail during the migration");
-    let cyrus_dav = |args: &[&str]| {
-        let mut all = vec![
-            cyrus.dav_url(),
-            "alice".into(),
-            "x".into(),
-            cyrus.dir.path().join("ca.pem").display().to_string(),
-        ];
-        all.extend(args.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        coexist_e2e::python("dav.py", &refs)
-    };
-    let (ok, dump, err) = cyrus_dav(&["dump", "/dav/calendars/user/alice/"]);
-    assert!(ok, "{err}");
-    let cal = by_uid(&serde_json::from_str(&dump).unwrap());
+    assert_eq!(s.cyrus.sent(), "", "Cyrus sent mail during the migration");
+    let cal = s.calendars();
     let work_cal = cal
         .get("Work")
         .unwrap_or_else(|| panic!("no Work calendar on Cyrus: {cal:#?}"));
@@ -1077,12 +1049,10 @@ fn a_source_resource_that_does_not_parse_is_copied_as_is_when_the_target_takes_i
         "{stored}"
     );
     // A second migrate writes nothing twice.
-    let (code, text, report) = run("migrate");
+    let (code, text, report) = s.run(&["migrate", ALICE]);
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(count(&report, "calendar", "copied"), 0, "{report:#}");
-    let (ok, dump, _) = cyrus_dav(&["dump", "/dav/calendars/user/alice/"]);
-    assert!(ok);
-    assert_eq!(dump.matches("UID:odd-1").count(), 1, "{dump}");
+    assert_eq!(s.calendars()["Work"].len(), 2);
 }
 
 /// The source's connection drops after a listing request reached it but

@@ -223,6 +223,23 @@ impl Cyrus {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs `tests/py/dav.py ARGS...` against this Cyrus as `user` (any
+    /// password logs in): (success, stdout, stderr).
+    pub fn dav(&self, user: &str, args: &[&str]) -> (bool, String, String) {
+        let ca = self.dir.path().join("ca.pem").display().to_string();
+        let url = self.dav_url();
+        let mut all = vec![url.as_str(), user, "x", ca.as_str()];
+        all.extend_from_slice(args);
+        crate::python("dav.py", &all)
+    }
+
+    /// Every collection under `home` with its items, as `user` (`dav.py dump`).
+    pub fn dump(&self, user: &str, home: &str) -> serde_json::Value {
+        let (ok, out, err) = self.dav(user, &["dump", home]);
+        assert!(ok, "dump {home}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("dump: {e}: {out}"))
+    }
+
     /// `https://127.0.0.1:PORT`.
     pub fn dav_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.https_port)

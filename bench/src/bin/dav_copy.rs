@@ -158,7 +158,7 @@ fn main() -> ExitCode {
             "/dav/addressbooks/user/alice/",
         ]
         .iter()
-        .map(|home| count_items(&cyrus_dump(c, home)))
+        .map(|home| count_items(&c.dump("alice", home)))
         .sum(),
     };
     println!(
@@ -178,17 +178,6 @@ fn main() -> ExitCode {
         eprintln!("dav-copy: expected {events} + {contacts}");
         ExitCode::from(1)
     }
-}
-
-/// Every item of `home` on Cyrus, as the user, read with `tests/py/dav.py`.
-fn cyrus_dump(cyrus: &Cyrus, home: &str) -> serde_json::Value {
-    let ca = cyrus.dir.path().join("ca.pem").display().to_string();
-    let (ok, out, err) = coexist_e2e::python(
-        "dav.py",
-        &[&cyrus.dav_url(), "alice", "x", &ca, "dump", home],
-    );
-    assert!(ok, "dump {home}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("dump: {e}: {out}"))
 }
 
 /// The items of every collection in a `dav.py dump`.
