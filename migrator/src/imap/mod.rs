@@ -233,6 +233,7 @@ pub(crate) fn code_name(code: &Code) -> String {
         Code::TooBig => "TOOBIG".into(),
         Code::Alert => "ALERT".into(),
         Code::TryCreate => "TRYCREATE".into(),
+        Code::CompressionActive => "COMPRESSIONACTIVE".into(),
         other => format!("{other:?}"),
     }
 }
