@@ -353,7 +353,7 @@ mod tests {
                 "ESMTPS",
             ][(i >> 60) as usize % 8];
             m.extend_from_slice(word.as_bytes());
-            m.extend_from_slice(if i % 7 == 0 { b"\r\n" } else { b" " });
+            m.extend_from_slice(if i.is_multiple_of(7) { b"\r\n" } else { b" " });
         }
         m.truncate(n);
         m
