@@ -126,7 +126,8 @@ pub(super) struct Pipe {
     /// What the client produced; `output[written..]` is not yet written.
     output: Vec<u8>,
     written: usize,
-    /// Written and not yet flushed (TLS records, deflate's sync flush).
+    /// A burst of output was written and is not yet flushed (TLS records,
+    /// deflate's sync flush).
     unflushed: bool,
     chunk: Box<[u8]>,
     /// Watching for the answer to COMPRESS, and the level to compress at.
@@ -172,9 +173,19 @@ impl Pipe {
             }
             // Reading goes on while writing or flushing: both are
             // cancel-safe, and a server that answers before it has read
-            // everything must never find us deaf.
+            // everything must never find us deaf. A finished burst is
+            // flushed before the next is written (RFC 4978: deflate's sync
+            // flush, so the server can act on each command at once).
             let read = read(&mut self.reader, &mut self.chunk, &mut self.filled);
-            if self.written < self.output.len() {
+            if self.unflushed {
+                tokio::select! {
+                    read = read => read?,
+                    flushed = self.writer.flush() => {
+                        flushed.map_err(io_error)?;
+                        self.unflushed = false;
+                    }
+                }
+            } else if self.written < self.output.len() {
                 tokio::select! {
                     read = read => read?,
                     written = self.writer.write(&self.output[self.written..]) => match written {
@@ -184,22 +195,14 @@ impl Pipe {
                             // in many writes, and moving the rest each time
                             // would copy it over and over.
                             self.written += n;
-                            self.unflushed = true;
                             if self.written == self.output.len() {
                                 self.output.clear();
                                 self.written = 0;
+                                self.unflushed = true;
                             }
                         }
                         Err(e) => return Err(io_error(e)),
                     },
-                }
-            } else if self.unflushed {
-                tokio::select! {
-                    read = read => read?,
-                    flushed = self.writer.flush() => {
-                        flushed.map_err(io_error)?;
-                        self.unflushed = false;
-                    }
                 }
             } else {
                 read.await?;
