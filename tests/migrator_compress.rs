@@ -8,6 +8,8 @@
 //!   and `check` says why.
 //! - `always` on a target without `imap_zlib`: `check` fails with the fix;
 //!   the copy warns once (two users, four sessions) and goes on uncompressed.
+//! - A plaintext source (`imap://`, `allow_insecure`), whose session first
+//!   leaves imap-next's TCP stream for the migrator's own: compressed too.
 
 use coexist_e2e::dovecot::{Dovecot, DovecotSetup, TestCa};
 use coexist_e2e::migrator_config::MigratorConfig;
@@ -89,6 +91,7 @@ fn dovecot(
     name: &'static str,
     users: Vec<(&'static str, &'static str)>,
     zlib: bool,
+    tls: bool,
     ca: &TestCa,
 ) -> Dovecot {
     Dovecot::start_with(
@@ -97,7 +100,7 @@ fn dovecot(
             users,
             quota: None,
             max_mail_size: None,
-            tls: true,
+            tls,
         },
         ca,
         if zlib { ZLIB } else { "" },
@@ -106,10 +109,17 @@ fn dovecot(
 
 /// Alice with 200 text mails of ~15 KB, Bob with 3; both sides with
 /// `imap_zlib` unless `target_zlib` is false; `compress` on both sides
-/// (`None`: the key left out).
-fn start(target_zlib: bool, compress: Option<&str>) -> Setup {
+/// (`None`: the key left out); over implicit TLS, or with `plain` the
+/// source in plaintext (`imap://`, `allow_insecure`).
+fn start(target_zlib: bool, compress: Option<&str>, plain: bool) -> Setup {
     let ca = TestCa::new();
-    let source = dovecot("source", vec![(ALICE, "pw"), (BOB, "pw")], true, &ca);
+    let source = dovecot(
+        "source",
+        vec![(ALICE, "pw"), (BOB, "pw")],
+        true,
+        !plain,
+        &ca,
+    );
     let target = dovecot(
         "target",
         vec![
@@ -117,6 +127,7 @@ fn start(target_zlib: bool, compress: Option<&str>) -> Setup {
             ("bob@tenant.cloud.example", "pw"),
         ],
         target_zlib,
+        true,
         &ca,
     );
     let dir = tempfile::tempdir().unwrap();
@@ -135,12 +146,23 @@ fn start(target_zlib: bool, compress: Option<&str>) -> Setup {
         std::fs::write(&spec_file, serde_json::to_vec(&spec).unwrap()).unwrap();
         source.seed(user, &spec_file);
     }
-    let source_meter = TcpMeter::start(source.imaps_port);
+    let (source_meter, source_url) = if plain {
+        let meter = TcpMeter::start(source.imap_port);
+        let url = format!("imap://127.0.0.1:{}", meter.port());
+        (meter, url)
+    } else {
+        let meter = TcpMeter::start(source.imaps_port);
+        let url = format!("imaps://127.0.0.1:{}", meter.port());
+        (meter, url)
+    };
     let target_meter = TcpMeter::start(target.imaps_port);
     let mut config = MigratorConfig::new(
-        &format!("imaps://127.0.0.1:{}", source_meter.port()),
+        &source_url,
         &format!("imaps://127.0.0.1:{}", target_meter.port()),
     );
+    if plain {
+        config = config.raw("migration", "allow_insecure", "true");
+    }
     if let Some(c) = compress {
         config = config
             .set("source", "compress", c)
@@ -211,7 +233,7 @@ fn line<'a>(out: &'a str, status: &str, prefix: &str) -> Option<&'a str> {
 
 #[test]
 fn always_compresses_both_ways_and_the_mail_arrives_byte_for_byte() {
-    let s = start(true, Some("always"));
+    let s = start(true, Some("always"), false);
     s.migrate();
     let (fetched, appended) = (s.source_meter.to_client(), s.target_meter.to_server());
     eprintln!(
@@ -235,7 +257,7 @@ fn always_compresses_both_ways_and_the_mail_arrives_byte_for_byte() {
 
 #[test]
 fn auto_leaves_a_loopback_link_uncompressed() {
-    let s = start(true, None);
+    let s = start(true, None, false);
     s.migrate();
     let (fetched, appended) = (s.source_meter.to_client(), s.target_meter.to_server());
     eprintln!(
@@ -257,7 +279,7 @@ fn auto_leaves_a_loopback_link_uncompressed() {
 
 #[test]
 fn always_without_the_plugin_fails_check_and_the_copy_warns_once() {
-    let s = start(false, Some("always"));
+    let s = start(false, Some("always"), false);
     let (code, out, err) = s.run(&["check", ALICE]);
     assert_eq!(code, 1, "{out}\n{err}");
     let fail = line(
@@ -300,4 +322,16 @@ fn always_without_the_plugin_fails_check_and_the_copy_warns_once() {
         s.mailbox_bytes
     );
     assert!(s.target_meter.to_server() > s.mailbox_bytes);
+}
+
+#[test]
+fn a_plaintext_session_compresses_too() {
+    let s = start(true, Some("always"), true);
+    s.migrate();
+    let fetched = s.source_meter.to_client();
+    assert!(
+        fetched * 2 < s.mailbox_bytes,
+        "{fetched} of {}",
+        s.mailbox_bytes
+    );
 }
