@@ -83,7 +83,10 @@ impl Servers {
     /// offer COMPRESS=DEFLATE (`check` fails it), or a refused COMPRESS. The
     /// copy goes on: compression saves time, it is not needed to migrate.
     fn warn_uncompressed(&self, endpoint: &Endpoint, session: &Session) {
-        let warned = &self.compress_warned[endpoint.side as usize];
+        let warned = match endpoint.side {
+            Side::Source => &self.compress_warned[0],
+            Side::Target => &self.compress_warned[1],
+        };
         if session.compression().disappoints(endpoint.compress)
             && !warned.swap(true, Ordering::Relaxed)
         {
