@@ -149,8 +149,14 @@ fn a_ready_setup_passes_and_nothing_is_written() {
         .unwrap()
         .contains("certificate verified"));
     // Dovecot without its zlib plugin: a warning, with what it costs.
-    let compress = line(&out, "warn", "target capability COMPRESS=DEFLATE: ").expect(&out);
-    assert!(!fix_after(&out, compress).is_empty());
+    let compress = line(
+        &out,
+        "warn",
+        "target COMPRESS=DEFLATE (compress = \"auto\"): ",
+    )
+    .expect(&out);
+    assert!(compress.contains("not offered"), "{compress}");
+    assert!(fix_after(&out, compress).contains("imap_zlib"), "{out}");
 
     // The pre-flight wrote nothing.
     assert!(!s.dir.path().join("state").exists());

@@ -107,6 +107,19 @@ pub enum Auth {
     OAuth2,
 }
 
+/// Whether a side's sessions use COMPRESS=DEFLATE (RFC 4978), `compress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    /// When the server offers it and is not on loopback (the default).
+    Auto,
+    /// Whenever the server offers it, loopback included. A server that does
+    /// not offer it fails `check`; the copy warns once and goes on
+    /// uncompressed.
+    Always,
+    /// Never.
+    Never,
+}
+
 /// `[source]` or `[target]`.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -133,6 +146,8 @@ pub struct Endpoint {
     pub login: String,
     /// Extra PEM trust anchor.
     pub ca: Option<PathBuf>,
+    /// COMPRESS=DEFLATE after login.
+    pub compress: Compress,
     /// The side's CalDAV/CardDAV server (`dav_url`, `dav_home`,
     /// `dav_addressbook_home`); `None` without `dav_url`.
     pub dav: Option<DavEndpoint>,
@@ -247,6 +262,7 @@ const ENDPOINT_KEYS: &[&str] = &[
     "password_file",
     "login",
     "ca",
+    "compress",
     "dav_url",
     "dav_home",
     "dav_addressbook_home",
@@ -467,6 +483,7 @@ fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -
             oauth2: Some(oauth2),
             login: login(d, &t, side),
             ca: ca(d, &t, base),
+            compress: compress(d, &t)?,
             dav: crate::dav::config::read(d, &t, auth)?,
         });
     }
@@ -492,6 +509,7 @@ fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -
             return None;
         }
     };
+    let compress = compress(d, &t)?;
     let dav = crate::dav::config::read(d, &t, auth)?;
     Some(Endpoint {
         side,
@@ -505,6 +523,7 @@ fn read_endpoint(d: &mut Diagnostics, root: &Section, base: &Path, side: Side) -
         oauth2: None,
         login: login(d, &t, side),
         ca: ca(d, &t, base),
+        compress,
         dav,
     })
 }
@@ -526,6 +545,20 @@ fn ca(d: &mut Diagnostics, t: &Section, base: &Path) -> Option<PathBuf> {
         Some(s) if s.get_ref().is_empty() => None,
         Some(s) => Some(base.join(s.get_ref())),
         None => None,
+    }
+}
+
+/// `compress`: "auto" when absent.
+fn compress(d: &mut Diagnostics, t: &Section) -> Option<Compress> {
+    let choices = [
+        ("auto", Compress::Auto),
+        ("always", Compress::Always),
+        ("never", Compress::Never),
+    ];
+    match t.choice(d, "compress", &choices) {
+        Some(c) => Some(c.into_inner()),
+        None if t.has("compress") => None,
+        None => Some(Compress::Auto),
     }
 }
 
@@ -762,6 +795,7 @@ parallel = 2
         assert_eq!(c.target.login, "{target}");
         assert_eq!(c.source.login, "{address}");
         assert_eq!(c.target.ca.as_deref(), Some(Path::new("/etc/m/ca.pem")));
+        assert_eq!(c.source.compress, Compress::Auto);
         assert!(c.migration.content.mail && !c.migration.content.calendar);
         assert_eq!(c.migration.parallel, 2);
         assert_eq!(c.migration.calendar_folders, ["Calendar"]);
@@ -848,6 +882,27 @@ parallel = 2
         assert_eq!(c.target.master_user, None);
         assert_eq!(c.target.ca.as_deref(), Some(Path::new("/etc/m/ca.pem")));
         assert!(c.source.oauth2.is_none());
+    }
+
+    #[test]
+    fn compress_is_read_per_side() {
+        let text = GOOD
+            .replace("ca = \"ca.pem\"", "ca = \"ca.pem\"\ncompress = \"always\"")
+            .replace(
+                "password_file = \"secrets/source.password\"",
+                "password_file = \"secrets/source.password\"\ncompress = \"never\"",
+            );
+        let c = Config::from_str(&text, Path::new("/etc/m/migrator.toml")).unwrap();
+        assert_eq!(c.target.compress, Compress::Always);
+        assert_eq!(c.source.compress, Compress::Never);
+        let e = errors(&GOOD.replace("ca = \"ca.pem\"", "compress = \"yes\""));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains(
+                ":17: target.compress: unknown value \"yes\"; expected one of: auto, always, never"
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

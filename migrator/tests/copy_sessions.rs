@@ -7,12 +7,12 @@
 
 mod scripted;
 
-use migrator::config::{Config, Side};
+use migrator::config::{Compress, Config, Side};
 use migrator::context::{RunContext, UserContext, UserGauge};
 use migrator::copy::mail::{sync_folder, CopyError, Sink};
 use migrator::directory::{Directory, User};
 use migrator::imap::connect::{Connector, Opening};
-use migrator::imap::{Connections, ImapError, Session, SideError};
+use migrator::imap::{Compression, Connections, ImapError, Session, SideError};
 use migrator::plan::{Filter, FolderPlan};
 use migrator::progress::Progress;
 use migrator::report::UserReport;
@@ -85,13 +85,32 @@ impl Pair {
         }
     }
 
+    /// Both sessions after `COMPRESS DEFLATE` where the server offers it.
+    async fn connect_compressed(&self) -> Connections {
+        let Connections { src, dst } = self.connect().await;
+        Connections {
+            src: src.compress(Compress::Always).await.unwrap(),
+            dst: dst.compress(Compress::Always).await.unwrap(),
+        }
+    }
+
     /// One `sync_folder` of INBOX on new sessions.
     async fn copy_inbox(
         &self,
         state: &mut FolderState,
         report: &mut UserReport,
     ) -> Result<(), CopyError> {
-        let mut conns = self.connect().await;
+        let conns = self.connect().await;
+        self.copy_inbox_over(conns, state, report).await
+    }
+
+    /// One `sync_folder` of INBOX over `conns`.
+    async fn copy_inbox_over(
+        &self,
+        mut conns: Connections,
+        state: &mut FolderState,
+        report: &mut UserReport,
+    ) -> Result<(), CopyError> {
         let plan = inbox();
         let mut sink = Recorder(self.journal.clone());
         sync_folder(
@@ -425,6 +444,102 @@ async fn a_bye_mid_batch_leaves_the_window_pending_and_the_resume_copies_each_me
     assert_eq!((r.counters.copied, r.counters.skipped), (2, 3));
     assert_eq!(uids(&state.copied), [1, 2, 3, 4, 5]);
     assert!(state.pending.is_empty());
+}
+
+/// Mail big enough that a FETCH answer, inflated, is many times the
+/// transport's 64 KiB read.
+fn long_mail(i: usize) -> Vec<u8> {
+    let mut m = mail(&format!("m{i}"), Some(&format!("m{i}@x")));
+    for line in 0..400 {
+        m.extend(
+            format!("line {line} of message {i}: the quarterly figures, again\r\n").as_bytes(),
+        );
+    }
+    m
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_folder_is_copied_over_compressed_sessions_byte_for_byte() {
+    let p = Pair::new();
+    p.source.offer_compress();
+    p.target.offer_compress();
+    for i in 1..=150 {
+        p.source.add("INBOX", &["\\Seen"], DATE, long_mail(i));
+    }
+    let conns = p.connect_compressed().await;
+    assert_eq!(conns.src.compression(), &Compression::On);
+    assert_eq!(conns.dst.compression(), &Compression::On);
+    let mut state = FolderState::default();
+    let mut r = report();
+    p.copy_inbox_over(conns, &mut state, &mut r).await.unwrap();
+    assert_eq!(
+        (
+            p.source.compressed_sessions(),
+            p.target.compressed_sessions()
+        ),
+        (1, 1)
+    );
+    // The target could only store what it inflated from our APPENDs, and we
+    // could only append what we inflated from the source's FETCH answers.
+    let (src, dst) = (p.source.messages("INBOX"), p.target.messages("INBOX"));
+    assert_eq!(dst.len(), 150);
+    for (s, d) in src.iter().zip(&dst) {
+        assert!(s.body == d.body && s.flags == d.flags, "uid {}", s.uid);
+    }
+    assert_eq!(r.counters.copied, 150);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_hangs_up_mid_compressed_answer_is_a_closed_connection() {
+    let p = Pair::new();
+    p.source.offer_compress();
+    for i in 1..=20 {
+        p.source.add("INBOX", &[], DATE, long_mail(i));
+    }
+    p.source.faults(Faults {
+        hang_up_mid_fetch: true,
+        ..Faults::default()
+    });
+    let mut src = p.connect_compressed().await.src;
+    src.open("INBOX", false).await.unwrap();
+    let uids: Vec<u32> = (1..=20).collect();
+    // Paused clock: a hang would run into the response timeout instead.
+    match src.messages(&uids).await {
+        Err(ImapError::Io(text)) => assert_eq!(text, "connection closed by the server"),
+        other => panic!("{:?}", other.map(|m| m.len())),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_or_absent_compress_leaves_the_session_plain_and_working() {
+    let p = Pair::new();
+    p.seed(3);
+    // The target does not offer it; the source offers it, then says NO.
+    p.source.offer_compress();
+    p.source.faults(Faults {
+        refuse_compress: true,
+        ..Faults::default()
+    });
+    let conns = p.connect_compressed().await;
+    assert!(
+        matches!(conns.src.compression(), Compression::Refused(t) if t.contains("COMPRESSIONACTIVE")),
+        "{:?}",
+        conns.src.compression()
+    );
+    assert_eq!(conns.dst.compression(), &Compression::NotOffered);
+    assert!(conns.dst.compression().disappoints(Compress::Always));
+    let mut state = FolderState::default();
+    p.copy_inbox_over(conns, &mut state, &mut report())
+        .await
+        .unwrap();
+    assert_eq!(p.target.subjects("INBOX"), names(&["m1", "m2", "m3"]));
+    assert_eq!(
+        (
+            p.source.compressed_sessions(),
+            p.target.compressed_sessions()
+        ),
+        (0, 0)
+    );
 }
 
 /// New sessions on the scripted servers, for the copy's reconnects.

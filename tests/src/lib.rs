@@ -22,6 +22,7 @@ pub mod radicale;
 pub mod sink;
 pub mod slapd;
 pub mod smtp;
+pub mod tcp_meter;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,9 +1,9 @@
-//! Each side's IMAP server: TCP and TLS, the fix for a failed login, and the
-//! capabilities the copy uses.
+//! Each side's IMAP server: TCP and TLS, the fix for a failed login, the
+//! capabilities the copy uses, and what its `compress` setting does there.
 
 use super::token::token_fix;
-use crate::config::{Auth, Config, Endpoint, Side};
-use crate::imap::{ImapError, Session, SideError};
+use crate::config::{Auth, Compress, Config, Endpoint, Side};
+use crate::imap::{Compression, ImapError, Session, SideError};
 use relay::doctor::Check;
 
 /// TCP and TLS to one side, nothing sent but CAPABILITY.
@@ -85,24 +85,12 @@ pub(super) fn capabilities(side: Side, session: &Session) -> Vec<Check> {
                 "the quota gate (RFC 9208)",
                 "the gate uses [directory] default_quota or the users file",
             ),
-            (
-                &["COMPRESS=DEFLATE"],
-                "compression (RFC 4978)",
-                "mail crosses the link uncompressed",
-            ),
         ],
-        Side::Source => &[
-            (
-                &["CONDSTORE", "QRESYNC"],
-                "changes since the last pass (RFC 7162)",
-                "each sync lists every UID of every folder",
-            ),
-            (
-                &["COMPRESS=DEFLATE"],
-                "compression (RFC 4978)",
-                "mail crosses the link uncompressed",
-            ),
-        ],
+        Side::Source => &[(
+            &["CONDSTORE", "QRESYNC"],
+            "changes since the last pass (RFC 7162)",
+            "each sync lists every UID of every folder",
+        )],
     };
     wanted
         .iter()
@@ -118,4 +106,48 @@ pub(super) fn capabilities(side: Side, session: &Session) -> Vec<Check> {
             }
         })
         .collect()
+}
+
+/// What the side's `compress` setting did on a session opened as the copy
+/// opens them (COMPRESS=DEFLATE, RFC 4978).
+pub(super) fn compression(endpoint: &Endpoint, session: &Session) -> Check {
+    let side = endpoint.side;
+    let setting = match endpoint.compress {
+        Compress::Auto => "auto",
+        Compress::Always => "always",
+        Compress::Never => "never",
+    };
+    let what = format!("{side} COMPRESS=DEFLATE (compress = \"{setting}\")");
+    let enable = format!(
+        "offer COMPRESS=DEFLATE on {} (Dovecot: mail_plugins = $mail_plugins imap_zlib in protocol imap)",
+        endpoint.host
+    );
+    match session.compression() {
+        Compression::On => Check::ok(what, "on: mail crosses the link compressed (RFC 4978)"),
+        Compression::Never => Check::ok(what, "off, as set"),
+        Compression::Loopback => Check::ok(
+            what,
+            "offered; off: the server is on loopback, where compressing only costs CPU (\"always\" turns it on)",
+        ),
+        Compression::NotOffered if endpoint.compress == Compress::Always => Check::fail(
+            what,
+            "the server does not offer it: the copy will warn and go on uncompressed",
+            format!("{enable}, or set [{side}] compress = \"auto\""),
+        ),
+        Compression::NotOffered => Check::warn(
+            what,
+            "not offered: mail crosses the link uncompressed",
+            format!("none needed to migrate; on a slow or distant link, {enable}"),
+        ),
+        Compression::Refused(text) => Check::warn(
+            what,
+            format!("offered, but COMPRESS DEFLATE was refused ({text}): mail crosses the link uncompressed"),
+            format!("look in the server's log why it refuses COMPRESS, or set [{side}] compress = \"never\""),
+        ),
+        Compression::NotAsked => Check::warn(
+            what,
+            "not tried on this session",
+            "report this: check opens sessions as the copy does",
+        ),
+    }
 }

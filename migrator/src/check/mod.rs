@@ -11,7 +11,8 @@
 //!   address-book homes on both sides, whether the target schedules, the DAV
 //!   quota; both mailboxes opened with the configured logins, what is left to
 //!   copy against the target's free quota; from the first one that opens, the
-//!   capabilities the copy uses on each side.
+//!   capabilities the copy uses on each side and whether `compress` turned
+//!   COMPRESS=DEFLATE on (the quota measure then runs compressed).
 //!
 //! Nothing is written: no contact, no checkpoint, no mail.
 //!
@@ -105,6 +106,8 @@ pub async fn run(config: &Config, opts: &CheckOptions) -> Report {
                 if !capabilities_checked {
                     checks.extend(imap::capabilities(Side::Source, &conns.src));
                     checks.extend(imap::capabilities(Side::Target, &conns.dst));
+                    checks.push(imap::compression(&config.source, &conns.src));
+                    checks.push(imap::compression(&config.target, &conns.dst));
                     capabilities_checked = true;
                 }
                 checks.push(

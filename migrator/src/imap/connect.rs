@@ -16,6 +16,7 @@ use imap_next::stream::Stream;
 use relay::address::same_address;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
@@ -58,6 +59,9 @@ pub struct Servers {
     insecure: bool,
     source_tokens: Option<Arc<TokenSource>>,
     target_tokens: Option<Arc<TokenSource>>,
+    /// Per side: a session has already warned that `compress` did not get
+    /// its way (said once per run, not once per mailbox).
+    compress_warned: Arc<[AtomicBool; 2]>,
 }
 
 impl Servers {
@@ -70,7 +74,28 @@ impl Servers {
             insecure,
             source_tokens: TokenSource::for_endpoint(&config.source, insecure)?.map(Arc::new),
             target_tokens: TokenSource::for_endpoint(&config.target, insecure)?.map(Arc::new),
+            compress_warned: Arc::default(),
         })
+    }
+
+    /// Warns, once per side and run, when `session` is uncompressed though
+    /// the side's `compress` wanted it: `always` on a server that does not
+    /// offer COMPRESS=DEFLATE (`check` fails it), or a refused COMPRESS. The
+    /// copy goes on: compression saves time, it is not needed to migrate.
+    fn warn_uncompressed(&self, endpoint: &Endpoint, session: &Session) {
+        let warned = match endpoint.side {
+            Side::Source => &self.compress_warned[0],
+            Side::Target => &self.compress_warned[1],
+        };
+        if session.compression().disappoints(endpoint.compress)
+            && !warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "{}: compression {}; copying uncompressed",
+                endpoint.side,
+                session.compression().describe()
+            );
+        }
     }
 
     /// The token source of `side`, when it logs in with OAuth2.
@@ -114,6 +139,8 @@ impl Connector for Servers {
             )
             .await
             .map_err(SideError::on(Side::Target))?;
+            self.warn_uncompressed(&self.source, &src);
+            self.warn_uncompressed(&self.target, &dst);
             Ok(Connections { src, dst })
         })
     }
@@ -218,7 +245,7 @@ impl Session {
         session.login(endpoint, login, secret).await?;
         session.refresh_capabilities().await?;
         tracing::debug!("{}: capabilities {:?}", session.label, session.capabilities);
-        Ok(session)
+        session.compress(endpoint.compress).await
     }
 
     /// Connects to `endpoint` and secures the connection (implicit TLS or
@@ -242,6 +269,9 @@ impl Session {
             })?;
         // Commands and their literals are written whole; Nagle would only delay them.
         let _ = tcp.set_nodelay(true);
+        let loopback = tcp
+            .peer_addr()
+            .is_ok_and(|a| a.ip().to_canonical().is_loopback());
         let mut session = match endpoint.security {
             Security::Implicit => {
                 let mut s = Session::new(tls.handshake(tcp).await?, label);
@@ -270,6 +300,7 @@ impl Session {
             }
         };
         session.refresh_capabilities().await?;
+        session.loopback = loopback;
         Ok(session)
     }
 
@@ -297,6 +328,8 @@ impl Session {
             capabilities: Vec::new(),
             label,
             early: Vec::new(),
+            loopback: false,
+            compression: super::Compression::NotAsked,
         })
     }
 

@@ -9,14 +9,19 @@
 //! - [`session`]: one session: tags, the tagged completion, capabilities;
 //!   [`Session::over`] runs one over any byte stream ([`transport`]);
 //! - [`commands`]: LIST, GETQUOTAROOT, SELECT/EXAMINE, UID SEARCH by
-//!   INTERNALDATE, batched UID FETCH, CREATE, pipelined APPEND with LITERAL+.
+//!   INTERNALDATE, batched UID FETCH, CREATE, pipelined APPEND with LITERAL+;
+//! - [`compress`]: COMPRESS=DEFLATE (RFC 4978) by the side's `compress`
+//!   setting, over [`deflate`]'s compressed streams.
 
 pub mod commands;
+pub mod compress;
 pub mod connect;
+pub mod deflate;
 pub mod session;
 pub mod tls;
 pub mod transport;
 
+pub use compress::Compression;
 pub use connect::Connections;
 pub use session::Session;
 pub use transport::ByteStream;
@@ -228,6 +233,7 @@ pub(crate) fn code_name(code: &Code) -> String {
         Code::TooBig => "TOOBIG".into(),
         Code::Alert => "ALERT".into(),
         Code::TryCreate => "TRYCREATE".into(),
+        Code::CompressionActive => "COMPRESSIONACTIVE".into(),
         other => format!("{other:?}"),
     }
 }

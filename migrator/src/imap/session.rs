@@ -6,6 +6,7 @@
 //! A session runs over a real connection or, through [`Session::over`], over any
 //! byte stream: the scripted tests talk to it through `tokio::io::duplex`.
 
+use super::compress::Compression;
 use super::transport::{ByteStream, Pipe, Transport};
 use super::{code_name, is_temporary_code, status_text, ImapError};
 use imap_next::client::{Client, Event, Options};
@@ -31,6 +32,11 @@ pub struct Session {
     /// for: with pipelined MULTIAPPENDs, the answer to the next batch can
     /// arrive while the one-by-one APPENDs of a refused batch are awaited.
     pub(super) early: Vec<(String, StatusBody<'static>)>,
+    /// The server's address is a loopback one (`compress = "auto"` leaves
+    /// such links uncompressed).
+    pub(super) loopback: bool,
+    /// What became of the side's `compress` setting ([`super::compress`]).
+    pub(super) compression: Compression,
 }
 
 /// The untagged data and statuses a command produced, and its completion.
@@ -71,6 +77,8 @@ impl Session {
             capabilities: Vec::new(),
             label,
             early: Vec::new(),
+            loopback: false,
+            compression: Compression::NotAsked,
         }
     }
 
@@ -119,6 +127,16 @@ impl Session {
         let name = body.name();
         let (tag, command) = self.command(body)?;
         self.client.enqueue_command(command);
+        self.completion(&tag, name).await
+    }
+
+    /// Waits for the tagged completion of the command `tag` (`name` in
+    /// errors), collecting its untagged data; NO and BAD are errors.
+    pub(super) async fn completion(
+        &mut self,
+        tag: &str,
+        name: &'static str,
+    ) -> Result<Response, ImapError> {
         let mut response = Response {
             data: Vec::new(),
             untagged: Vec::new(),

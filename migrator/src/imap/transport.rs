@@ -6,18 +6,28 @@
 //! commands and the copy above it run the same code against a scripted server
 //! with no network. Only a plaintext TCP connection (before STARTTLS, or
 //! without TLS where allowed) uses imap-next's own `Stream`, from which the
-//! TCP stream can be taken back for the handshake.
+//! TCP stream can be taken back for the handshake; it becomes a `Pipe` for
+//! COMPRESS.
+//!
+//! After `COMPRESS DEFLATE` (RFC 4978) the `Pipe` reads through [`Inflate`]
+//! and writes through [`Deflate`]: the client state machine above never sees
+//! a compressed byte.
 
+use super::deflate::{CompressStart, Deflate, Found, Inflate};
 use super::ImapError;
 use imap_next::client::{Client, Event};
 use imap_next::stream::Stream;
 use imap_next::{Interrupt, Io, State};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A byte stream a session can run over.
 pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
+
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// What a session reads from and writes to.
 pub(super) enum Transport {
@@ -38,6 +48,35 @@ impl Transport {
             Transport::Net(stream) => stream.next(client).await.map_err(stream_error),
             Transport::Pipe(pipe) => pipe.next(client).await,
         }
+    }
+
+    /// The same connection as a [`Pipe`]: plain TCP is taken back from
+    /// imap-next's stream, which holds nothing between commands.
+    pub(super) fn into_pipe(self) -> Transport {
+        match self {
+            Transport::Net(stream) => {
+                Transport::Pipe(Pipe::new(Box::new(TcpStream::from(*stream))))
+            }
+            pipe => pipe,
+        }
+    }
+
+    /// Makes everything after the tagged OK to the command `tag` (COMPRESS
+    /// DEFLATE) go through deflate, both ways, at `level`. Only over a
+    /// [`Pipe`] ([`Transport::into_pipe`] first): `false` otherwise.
+    pub(super) fn compress_after(&mut self, tag: &str, level: u32) -> bool {
+        match self {
+            Transport::Net(_) => false,
+            Transport::Pipe(pipe) => {
+                pipe.compress_at = Some((CompressStart::new(tag), level));
+                true
+            }
+        }
+    }
+
+    /// Whether the bytes now go through deflate.
+    pub(super) fn compressed(&self) -> bool {
+        matches!(self, Transport::Pipe(pipe) if pipe.compressed)
     }
 }
 
@@ -80,14 +119,21 @@ fn stream_error<E: std::fmt::Display>(e: imap_next::stream::Error<E>) -> ImapErr
 /// is pending read at the same time, so a server that answers while a big
 /// pipelined APPEND is still being written never deadlocks against us.
 pub(super) struct Pipe {
-    reader: ReadHalf<Box<dyn ByteStream>>,
-    writer: WriteHalf<Box<dyn ByteStream>>,
+    reader: Reader,
+    writer: Writer,
     /// `chunk[..filled]` was read and not yet handed to the client.
     filled: usize,
     /// What the client produced; `output[written..]` is not yet written.
     output: Vec<u8>,
     written: usize,
+    /// A burst of output was written and is not yet flushed (TLS records,
+    /// deflate's sync flush).
+    unflushed: bool,
     chunk: Box<[u8]>,
+    /// Watching for the answer to COMPRESS, and the level to compress at.
+    compress_at: Option<(CompressStart, u32)>,
+    /// Reading through [`Inflate`] and writing through [`Deflate`].
+    compressed: bool,
 }
 
 /// Bytes read at once.
@@ -97,20 +143,22 @@ impl Pipe {
     pub(super) fn new(stream: Box<dyn ByteStream>) -> Pipe {
         let (reader, writer) = tokio::io::split(stream);
         Pipe {
-            reader,
-            writer,
+            reader: Box::new(reader),
+            writer: Box::new(writer),
             filled: 0,
             output: Vec::new(),
             written: 0,
+            unflushed: false,
             chunk: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            compress_at: None,
+            compressed: false,
         }
     }
 
     async fn next(&mut self, client: &mut Client) -> Result<Event, ImapError> {
         loop {
             if self.filled > 0 {
-                client.enqueue_input(&self.chunk[..self.filled]);
-                self.filled = 0;
+                self.hand_input(client);
             }
             match client.next() {
                 Ok(event) => return Ok(event),
@@ -123,11 +171,23 @@ impl Pipe {
                 Err(Interrupt::Io(Io::Output(bytes))) => self.output.extend(bytes),
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {}
             }
-            if self.written == self.output.len() {
-                read(&mut self.reader, &mut self.chunk, &mut self.filled).await?;
-            } else {
+            // Reading goes on while writing or flushing: both are
+            // cancel-safe, and a server that answers before it has read
+            // everything must never find us deaf. A finished burst is
+            // flushed before the next is written (RFC 4978: deflate's sync
+            // flush, so the server can act on each command at once).
+            let read = read(&mut self.reader, &mut self.chunk, &mut self.filled);
+            if self.unflushed {
                 tokio::select! {
-                    read = read(&mut self.reader, &mut self.chunk, &mut self.filled) => read?,
+                    read = read => read?,
+                    flushed = self.writer.flush() => {
+                        flushed.map_err(io_error)?;
+                        self.unflushed = false;
+                    }
+                }
+            } else if self.written < self.output.len() {
+                tokio::select! {
+                    read = read => read?,
                     written = self.writer.write(&self.output[self.written..]) => match written {
                         Ok(0) => return Err(ImapError::Io(CLOSED.into())),
                         Ok(n) => {
@@ -138,25 +198,59 @@ impl Pipe {
                             if self.written == self.output.len() {
                                 self.output.clear();
                                 self.written = 0;
-                                self.writer.flush().await.map_err(io_error)?;
+                                self.unflushed = true;
                             }
                         }
                         Err(e) => return Err(io_error(e)),
                     },
                 }
+            } else {
+                read.await?;
             }
         }
+    }
+
+    /// Hands what was read to the client; while the answer to COMPRESS is
+    /// awaited, only up to its end, and what follows it is compressed.
+    fn hand_input(&mut self, client: &mut Client) {
+        let input = &self.chunk[..self.filled];
+        self.filled = 0;
+        let Some((start, level)) = &mut self.compress_at else {
+            client.enqueue_input(input);
+            return;
+        };
+        let level = *level;
+        match start.find(input) {
+            Found::NotYet => client.enqueue_input(input),
+            Found::Refused(_) => {
+                client.enqueue_input(input);
+                self.compress_at = None;
+            }
+            Found::Compressed(at) => {
+                client.enqueue_input(&input[..at]);
+                let already = input[at..].to_vec();
+                self.compress_at = None;
+                self.start_deflate(&already, level);
+            }
+        }
+    }
+
+    /// From here on both ways go through deflate. Output not yet written
+    /// was queued after COMPRESS, so it goes compressed too; a flush still
+    /// owed passes down through [`Deflate`]'s.
+    fn start_deflate(&mut self, already: &[u8], level: u32) {
+        let reader = std::mem::replace(&mut self.reader, Box::new(tokio::io::empty()));
+        self.reader = Box::new(Inflate::new(reader, already));
+        let writer = std::mem::replace(&mut self.writer, Box::new(tokio::io::sink()));
+        self.writer = Box::new(Deflate::new(writer, level));
+        self.compressed = true;
     }
 }
 
 /// One read into `chunk`, its length into `filled` (handed to the client
 /// from there, not copied first); cancel-safe (nothing is read unless it
 /// completes).
-async fn read(
-    reader: &mut ReadHalf<Box<dyn ByteStream>>,
-    chunk: &mut [u8],
-    filled: &mut usize,
-) -> Result<(), ImapError> {
+async fn read(reader: &mut Reader, chunk: &mut [u8], filled: &mut usize) -> Result<(), ImapError> {
     match reader.read(chunk).await {
         Ok(0) => Err(ImapError::Io(CLOSED.into())),
         Ok(n) => {

@@ -4,13 +4,21 @@
 //! LOGOUT), and the faults a cloud service throws at a migration:
 //! `NO [THROTTLED]` for the first APPENDs, `NO [LIMIT]` for one message, and a
 //! `* BYE` in place of one APPEND's answer after the message was stored.
+//! Where asked, it offers COMPRESS=DEFLATE (RFC 4978): after its OK (sent in
+//! one write with its first compressed bytes) it inflates what it reads with
+//! the migrator's [`Inflate`] and compresses what it writes with flate2 itself,
+//! so each direction meets a deflate the other side did not write.
 //!
 //! Everything the client does lands in a [`Journal`] shared with the test's
 //! checkpoint sink, in the order it happened, with the (paused) clock's time.
 
+use flate2::{Compress, Compression, FlushCompress};
+use migrator::imap::deflate::Inflate;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream, WriteHalf,
+};
 use tokio::time::Instant;
 
 /// One thing that happened, as the test sees it.
@@ -110,6 +118,11 @@ pub struct Faults {
     pub bye_at_append: Option<usize>,
     /// A message whose subject is this is answered `NO [LIMIT]`.
     pub limit_subject: Option<String>,
+    /// In a compressed session, the first FETCH of whole messages gets half
+    /// its compressed answer, then the connection closes.
+    pub hang_up_mid_fetch: bool,
+    /// COMPRESS is offered but answered `NO`.
+    pub refuse_compress: bool,
 }
 
 struct Inner {
@@ -118,6 +131,10 @@ struct Inner {
     faults: Faults,
     appends: usize,
     journal: Journal,
+    /// COMPRESS=DEFLATE is offered.
+    compress: bool,
+    /// Sessions that turned compression on.
+    compressed_sessions: usize,
 }
 
 /// One scripted IMAP server; each [`Server::connect`] is a new session on it.
@@ -151,6 +168,8 @@ impl Server {
             faults: Faults::default(),
             appends: 0,
             journal: journal.clone(),
+            compress: false,
+            compressed_sessions: 0,
         })));
         server.folder("INBOX", 1);
         server
@@ -181,6 +200,16 @@ impl Server {
             body,
         });
         uid
+    }
+
+    /// Offers COMPRESS=DEFLATE from now on.
+    pub fn offer_compress(&self) {
+        self.0.lock().unwrap().compress = true;
+    }
+
+    /// How many sessions turned compression on.
+    pub fn compressed_sessions(&self) -> usize {
+        self.0.lock().unwrap().compressed_sessions
     }
 
     /// Sets the faults from now on.
@@ -230,17 +259,57 @@ struct Command {
     literals: Vec<Vec<u8>>,
 }
 
+/// The server's end of one session: plain, or DEFLATE both ways once
+/// COMPRESS has been answered.
+struct Wire {
+    r: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
+    w: WriteHalf<DuplexStream>,
+    deflate: Option<Compress>,
+}
+
+impl Wire {
+    /// Writes `bytes`, compressed with a sync flush when compression is on.
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let bytes = self.seal(bytes);
+        self.w.write_all(&bytes).await?;
+        self.w.flush().await
+    }
+
+    /// `bytes` as they go on the wire.
+    fn seal(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let Some(deflate) = &mut self.deflate else {
+            return bytes.to_vec();
+        };
+        let mut out = Vec::with_capacity(bytes.len() / 2 + 64);
+        let start = deflate.total_in();
+        while deflate.total_in() - start < bytes.len() as u64 || out.len() == out.capacity() {
+            let taken = (deflate.total_in() - start) as usize;
+            out.reserve(64 * 1024);
+            deflate
+                .compress_vec(&bytes[taken..], &mut out, FlushCompress::Sync)
+                .expect("deflate");
+        }
+        out
+    }
+
+    /// From here on both ways are compressed: what the reader buffered
+    /// already is the start of the client's deflate stream.
+    fn start_deflate(&mut self) {
+        let already = self.r.buffer().to_vec();
+        let plain = std::mem::replace(&mut self.r, BufReader::new(Box::new(tokio::io::empty())));
+        self.r = BufReader::new(Box::new(Inflate::new(plain.into_inner(), &already)));
+        self.deflate = Some(Compress::new(Compression::new(6), false));
+    }
+}
+
 /// Reads one command with its literals; `+` continuations for synchronising
 /// literals (RFC 3501 §7.5), none for LITERAL+ (RFC 7888).
-async fn read_command(
-    r: &mut BufReader<tokio::io::ReadHalf<DuplexStream>>,
-    w: &mut tokio::io::WriteHalf<DuplexStream>,
-) -> Option<Command> {
+async fn read_command(wire: &mut Wire) -> Option<Command> {
     let mut first = None;
     let mut literals = Vec::new();
     loop {
         let mut line = Vec::new();
-        if r.read_until(b'\n', &mut line).await.ok()? == 0 {
+        if wire.r.read_until(b'\n', &mut line).await.ok()? == 0 {
             return None;
         }
         let text = String::from_utf8_lossy(&line)
@@ -252,10 +321,10 @@ async fn read_command(
             break;
         };
         if sync {
-            w.write_all(b"+ go ahead\r\n").await.ok()?;
+            wire.send(b"+ go ahead\r\n").await.ok()?;
         }
         let mut data = vec![0; n];
-        r.read_exact(&mut data).await.ok()?;
+        wire.r.read_exact(&mut data).await.ok()?;
         literals.push(data);
     }
     Some(Command {
@@ -366,25 +435,76 @@ struct Reply {
 }
 
 async fn serve(inner: Arc<Mutex<Inner>>, stream: DuplexStream) {
-    let (r, mut w) = tokio::io::split(stream);
-    let mut r = BufReader::new(r);
-    if w.write_all(b"* OK scripted IMAP ready\r\n").await.is_err() {
+    let (r, w) = tokio::io::split(stream);
+    let mut wire = Wire {
+        r: BufReader::new(Box::new(r)),
+        w,
+        deflate: None,
+    };
+    if wire.send(b"* OK scripted IMAP ready\r\n").await.is_err() {
         return;
     }
     let mut selected: Option<String> = None;
-    while let Some(command) = read_command(&mut r, &mut w).await {
+    while let Some(command) = read_command(&mut wire).await {
+        if is_compress(&command) {
+            if compress(&inner, &mut wire, &command).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let whole_fetch = command.line.to_ascii_uppercase().contains("BODY.PEEK[]");
         let reply = answer(&inner, &mut selected, command);
-        if w.write_all(&reply.bytes).await.is_err() || w.flush().await.is_err() {
+        let hang_up = wire.deflate.is_some() && whole_fetch && {
+            let mut inner = inner.lock().unwrap();
+            std::mem::take(&mut inner.faults.hang_up_mid_fetch)
+        };
+        if hang_up {
+            let sealed = wire.seal(&reply.bytes);
+            let _ = wire.w.write_all(&sealed[..sealed.len() / 2]).await;
+            return;
+        }
+        if wire.send(&reply.bytes).await.is_err() {
             return;
         }
         if reply.bye {
             // As a server that closes after BYE: read on until the client
             // hangs up, so what it pipelined meanwhile is not refused.
             let mut sink = [0u8; 4096];
-            while matches!(r.read(&mut sink).await, Ok(n) if n > 0) {}
+            while matches!(wire.r.read(&mut sink).await, Ok(n) if n > 0) {}
             return;
         }
     }
+}
+
+fn is_compress(command: &Command) -> bool {
+    let words = tokens(&command.line);
+    words
+        .get(1)
+        .is_some_and(|w| w.eq_ignore_ascii_case("COMPRESS"))
+}
+
+/// RFC 4978: the tagged OK in plain, and in the same write the first
+/// compressed bytes (an untagged OK the client files with its next command).
+async fn compress(inner: &Mutex<Inner>, wire: &mut Wire, command: &Command) -> std::io::Result<()> {
+    let tag = tokens(&command.line).remove(0);
+    let (offered, refuse) = {
+        let inner = inner.lock().unwrap();
+        (inner.compress, inner.faults.refuse_compress)
+    };
+    if wire.deflate.is_some() || !offered {
+        let bad = format!("{tag} BAD COMPRESS not available\r\n");
+        return wire.send(bad.as_bytes()).await;
+    }
+    if refuse {
+        let no = format!("{tag} NO [COMPRESSIONACTIVE] already compressed by TLS\r\n");
+        return wire.send(no.as_bytes()).await;
+    }
+    inner.lock().unwrap().compressed_sessions += 1;
+    let mut out = format!("{tag} OK DEFLATE active\r\n").into_bytes();
+    wire.start_deflate();
+    out.extend(wire.seal(b"* OK compressed from here\r\n"));
+    wire.w.write_all(&out).await?;
+    wire.w.flush().await
 }
 
 fn answer(inner: &Mutex<Inner>, selected: &mut Option<String>, command: Command) -> Reply {
@@ -399,7 +519,11 @@ fn answer(inner: &Mutex<Inner>, selected: &mut Option<String>, command: Command)
     let ok = |text: &str| format!("{tag} OK {text}\r\n").into_bytes();
     let bytes = match verb.first().map(String::as_str) {
         Some("CAPABILITY") => {
-            let mut b = b"* CAPABILITY IMAP4rev1 LITERAL+\r\n".to_vec();
+            let mut b = b"* CAPABILITY IMAP4rev1 LITERAL+".to_vec();
+            if inner.compress {
+                b.extend(b" COMPRESS=DEFLATE");
+            }
+            b.extend(b"\r\n");
             b.extend(ok("CAPABILITY done"));
             b
         }

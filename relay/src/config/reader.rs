@@ -373,11 +373,18 @@ impl<'a, 'i> Section<'a, 'i> {
         key: &str,
         choices: &[(&str, T)],
     ) -> Option<Spanned<T>> {
+        let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+        let value = self.value(key)?;
+        if !matches!(value.get_ref(), DeValue::String(_)) {
+            // `compress = true`: the fix is the list, not just "a string".
+            let expected = format!("a string (one of: {})", names.join(", "));
+            self.wrong_type(d, key, value, &expected);
+            return None;
+        }
         let text = self.string(d, key)?;
         match choices.iter().find(|(name, _)| *name == text.get_ref()) {
             Some((_, v)) => Some(Spanned::new(text.span(), *v)),
             None => {
-                let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
                 d.error(
                     Some(&text.span()),
                     &self.key(key),
