@@ -347,14 +347,30 @@ pub fn normalize_newlines(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Counts `Received:` fields in the header section (RFC 5321 §6.3 loop detection).
+///
+/// Field names only, line by line (RFC 5322 §2.2: a field starts a line, a
+/// line starting with white space continues the one before, an empty line
+/// ends the section; `obs-optional` allows white space before the colon).
+/// Parsing the fields with mail-parser read every value by its kind
+/// (addresses, dates, each clause of each `Received:`): 8 % of the relay's
+/// instructions per 4 KiB message, for a count that needs none of it.
 pub fn count_received(message: &[u8]) -> usize {
-    let headers = mail_parser::MessageParser::new().parse_headers(message);
-    headers.map_or(0, |m| {
-        m.headers()
-            .iter()
-            .filter(|h| h.name == mail_parser::HeaderName::Received)
-            .count()
-    })
+    let mut count = 0;
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match line.first() {
+            None => break,
+            Some(b' ' | b'\t') => continue,
+            Some(_) => {}
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if line[..colon].trim_ascii_end().eq_ignore_ascii_case(b"received") {
+            count += 1;
+        }
+    }
+    count
 }
 
 #[cfg(test)]
@@ -509,6 +525,42 @@ mod tests {
             Err(ContentError::TooManyReceived)
         );
         assert_eq!(check_content(&mut m, BareNewline::Reject, 3), Ok(()));
+    }
+
+    /// The count by field names is mail-parser's count, on fields whose
+    /// values it reads by kind (addresses, dates, ids, received) and on the
+    /// odd lines (folded, no colon, white space before the colon).
+    #[test]
+    fn received_count_by_names_is_the_full_parse_count() {
+        fn full_parse(message: &[u8]) -> usize {
+            mail_parser::MessageParser::new()
+                .parse_headers(message)
+                .map_or(0, |m| {
+                    m.headers()
+                        .iter()
+                        .filter(|h| h.name == mail_parser::HeaderName::Received)
+                        .count()
+                })
+        }
+        let samples: [&[u8]; 8] = [
+            b"Received: from a (a [192.0.2.1]) by b with ESMTPS id X;\r\n Mon, 1 Jan 2024 00:00:00 +0000\r\nFrom: \"Q, R\" <q@r>, (c) s@t\r\nReceived: by c; Tue, 2 Jan 2024 00:00:00 +0000\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <a@b>\r\n\r\nReceived: body\r\n",
+            b"To: a@b,\r\n c@d\r\nreceived:x\r\nRECEIVED : y\r\n\tReceived: folded\r\nSubject: =?utf-8?q?Received=3A?=\r\n\r\n",
+            b"Received: from x\r\n",
+            b"no colon here\r\nReceived: after\r\n\r\n",
+            b"\r\nReceived: none (body only)\r\n",
+            b"From: (comment\r\n continued) a@b\r\nReceived: z\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\nReceived: part\r\n",
+            b"",
+            b"X: bare\nReceived: lf only\n\nReceived: body\n",
+        ];
+        for m in samples {
+            assert_eq!(
+                count_received(m),
+                full_parse(m),
+                "{:?}",
+                String::from_utf8_lossy(m)
+            );
+        }
+        assert_eq!(count_received(samples[0]), 2);
     }
 
     /// Streams `message` behind `prefix` in pieces of `piece` bytes, moving
