@@ -746,7 +746,8 @@ fn message_file(dir: &std::path::Path, len: usize, crc_off: bool) -> (Message, V
 #[tokio::test]
 async fn a_large_message_goes_from_its_file_in_bdat_chunks() {
     let dir = tempfile::tempdir().unwrap();
-    let (message, bytes) = message_file(dir.path(), 700 * 1024, false);
+    let chunk = crate::message::CHUNK;
+    let (message, bytes) = message_file(dir.path(), 2 * chunk + chunk / 2, false);
     let mut script = Script::default();
     script.extensions.push("CHUNKING");
     let sink = Sink::start(script).await;
@@ -761,7 +762,11 @@ async fn a_large_message_goes_from_its_file_in_bdat_chunks() {
         .iter()
         .filter(|c| c.starts_with("BDAT"))
         .collect();
-    assert_eq!(bdats.len(), 3, "three chunks of at most 256 KiB: {bdats:?}");
+    assert_eq!(
+        bdats.len(),
+        3,
+        "three chunks of at most {chunk} bytes: {bdats:?}"
+    );
     assert!(bdats[2].ends_with(" LAST"));
 }
 
@@ -769,7 +774,8 @@ async fn a_large_message_goes_from_its_file_in_bdat_chunks() {
 #[tokio::test]
 async fn a_large_message_goes_from_its_file_by_data_dot_stuffed() {
     let dir = tempfile::tempdir().unwrap();
-    let (message, bytes) = message_file(dir.path(), 600 * 1024, false);
+    let chunk = crate::message::CHUNK;
+    let (message, bytes) = message_file(dir.path(), chunk + chunk / 4, false);
     let sink = Sink::start(Script::default()).await;
     let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
     let env = envelope("cloud", &["a@cloud.test"]);
@@ -784,7 +790,8 @@ async fn a_large_message_goes_from_its_file_by_data_dot_stuffed() {
 async fn a_damaged_message_file_is_not_completed() {
     let dir = tempfile::tempdir().unwrap();
     for chunking in [true, false] {
-        let (message, _) = message_file(dir.path(), 300 * 1024, true);
+        let chunk = crate::message::CHUNK;
+        let (message, _) = message_file(dir.path(), chunk + chunk / 2, true);
         let mut script = Script::default();
         if chunking {
             script.extensions.push("CHUNKING");

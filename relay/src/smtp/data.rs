@@ -366,7 +366,10 @@ pub fn count_received(message: &[u8]) -> usize {
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
-        if line[..colon].trim_ascii_end().eq_ignore_ascii_case(b"received") {
+        if line[..colon]
+            .trim_ascii_end()
+            .eq_ignore_ascii_case(b"received")
+        {
             count += 1;
         }
     }
