@@ -164,12 +164,23 @@ impl Session {
             .map(|r| rcpt_command(self.capabilities, r))
             .collect();
         let broken = |stage| move |e| (DeliverError::from_client(stage, e), false);
-        // RFC 2920 §3.1: MAIL and the RCPTs go out in one write, replies read after.
+        // RFC 2920 §3.1: MAIL and the RCPTs go out in one write, replies read
+        // after. One buffer, so one segment and one syscall (mail-send's
+        // `cmds` writes each command on its own: a sendto per command).
         if self.offers(EXT_PIPELINING) {
-            let mut cmds = Vec::with_capacity(rcpts.len() + 1);
-            cmds.push(mail.as_str());
-            cmds.extend(rcpts.iter().map(String::as_str));
-            let replies = self.client.cmds(cmds).await.map_err(broken(Stage::Rcpt))?;
+            let mut group = mail.into_bytes();
+            for rcpt in &rcpts {
+                group.extend_from_slice(rcpt.as_bytes());
+            }
+            let client = &mut self.client;
+            let replies = tokio::time::timeout(client.timeout, async {
+                client.stream.write_all(&group).await?;
+                client.stream.flush().await?;
+                client.read_many(rcpts.len() + 1).await
+            })
+            .await
+            .unwrap_or(Err(mail_send::Error::Timeout))
+            .map_err(broken(Stage::Rcpt))?;
             return Ok(replies.iter().map(Reply::from_response).collect());
         }
         let mut replies = Vec::with_capacity(rcpts.len() + 1);
