@@ -22,20 +22,28 @@ pub struct Sending {
     pub timeout: Duration,
 }
 
-/// Sends the message and returns the next hop's final reply.
+/// Sends the message and returns the next hop's final reply. `data_reply` is
+/// the reply to a DATA already sent, pipelined with the envelope; without
+/// it, DATA is sent here.
 pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<S>,
     message: &Message,
     how: &Sending,
+    data_reply: Option<Reply>,
 ) -> Result<Reply, DeliverError> {
     if how.chunking {
         return bdat(client, message, how).await;
     }
-    let reply = client
-        .cmd(b"DATA\r\n")
-        .await
-        .map_err(|e| DeliverError::from_client(Stage::Data, e))?;
-    let reply = Reply::from_response(&reply);
+    let reply = match data_reply {
+        Some(reply) => reply,
+        None => {
+            let reply = client
+                .cmd(b"DATA\r\n")
+                .await
+                .map_err(|e| DeliverError::from_client(Stage::Data, e))?;
+            Reply::from_response(&reply)
+        }
+    };
     if reply.code != 354 {
         return Err(DeliverError::Rejected {
             stage: Stage::Data,
