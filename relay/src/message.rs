@@ -9,9 +9,10 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// How much of a message file one read brings in: the same bound as what a
-/// session buffers on the way in.
-pub const CHUNK: usize = 256 * 1024;
+/// How much of a message file one read brings in: what a session gathers
+/// before each write on the way in (`queue::incoming::SPILL`). Each read is a
+/// hop to the blocking pool and back; 256 KiB made 40 of them per 10 MiB.
+pub const CHUNK: usize = 512 * 1024;
 
 /// The most of a header section read to build a DSN's returned headers.
 const MAX_HEADERS: usize = 256 * 1024;
@@ -61,13 +62,36 @@ impl Message {
                 let end = start.saturating_add(len).min(m.len());
                 Ok(m[start..end].to_vec())
             }
-            Message::File(f) => {
-                let len = len.min(f.len.saturating_sub(offset) as usize);
-                let mut buf = vec![0; len];
-                f.file.read_exact_at(&mut buf, offset)?;
+            Message::File(_) => {
+                let mut buf = Vec::new();
+                self.read_into(offset, len, &mut buf)?;
                 Ok(buf)
             }
         }
+    }
+
+    /// The same bytes as [`Message::read_at`], into `buf`, which keeps its
+    /// allocation from one chunk to the next. A fresh buffer per chunk cost a
+    /// calloc (jemalloc zeroes a large one by purging its pages) and then a
+    /// page fault per 4 KiB inside the read: a fifth of the relay's CPU with
+    /// 10 MiB messages. Blocking for a file.
+    pub fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            Message::Memory(m) => {
+                let start = (offset as usize).min(m.len());
+                let end = start.saturating_add(len).min(m.len());
+                buf.clear();
+                buf.extend_from_slice(&m[start..end]);
+            }
+            Message::File(f) => {
+                let len = len.min(f.len.saturating_sub(offset) as usize);
+                // Only bytes the buffer never had are zeroed: a reused one is
+                // overwritten by the read as it is.
+                buf.resize(len, 0);
+                f.file.read_exact_at(buf, offset)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every byte, in one buffer: for what must have the whole (tests, tools);
@@ -147,6 +171,12 @@ mod tests {
             assert_eq!(m.len(), bytes.len() as u64);
             assert_eq!(m.read_at(3, 5).unwrap(), &bytes[3..8]);
             assert_eq!(m.read_at(30, 100).unwrap(), &bytes[30..]);
+            // A reused buffer, longer or shorter than the read, holds just it.
+            let mut buf = vec![b'#'; 100];
+            m.read_into(3, 5, &mut buf).unwrap();
+            assert_eq!(buf, &bytes[3..8]);
+            m.read_into(0, 1000, &mut buf).unwrap();
+            assert_eq!(buf, bytes);
             assert_eq!(
                 m.header_section().unwrap(),
                 b"Received: x\r\nSubject: s\r\n"

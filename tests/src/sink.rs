@@ -196,6 +196,10 @@ fn serve(stream: TcpStream, n: usize, script: &Script, shared: &Shared) -> std::
                 }
             }
             reply
+        } else if upper == "DATA" && txn.as_ref().is_none_or(|t| t.recipients.is_empty()) {
+            // As Postfix: a pipelining client sends DATA with the envelope
+            // (RFC 2920) and learns here that there is nobody to send to.
+            "554 5.5.1 Error: no valid recipients".into()
         } else if upper == "DATA" {
             w.write_all(b"354 go ahead\r\n")?;
             let mut data = Vec::new();

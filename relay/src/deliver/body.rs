@@ -8,7 +8,6 @@
 use super::status::{DeliverError, Reply, Stage};
 use crate::message::{Damaged, Message, CHUNK};
 use mail_send::SmtpClient;
-use std::borrow::Cow;
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -23,20 +22,28 @@ pub struct Sending {
     pub timeout: Duration,
 }
 
-/// Sends the message and returns the next hop's final reply.
+/// Sends the message and returns the next hop's final reply. `data_reply` is
+/// the reply to a DATA already sent, pipelined with the envelope; without
+/// it, DATA is sent here.
 pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<S>,
     message: &Message,
     how: &Sending,
+    data_reply: Option<Reply>,
 ) -> Result<Reply, DeliverError> {
     if how.chunking {
         return bdat(client, message, how).await;
     }
-    let reply = client
-        .cmd(b"DATA\r\n")
-        .await
-        .map_err(|e| DeliverError::from_client(Stage::Data, e))?;
-    let reply = Reply::from_response(&reply);
+    let reply = match data_reply {
+        Some(reply) => reply,
+        None => {
+            let reply = client
+                .cmd(b"DATA\r\n")
+                .await
+                .map_err(|e| DeliverError::from_client(Stage::Data, e))?;
+            Reply::from_response(&reply)
+        }
+    };
     if reply.code != 354 {
         return Err(DeliverError::Rejected {
             stage: Stage::Data,
@@ -47,7 +54,7 @@ pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     let mut w = BufWriter::with_capacity(64 * 1024, &mut client.stream);
     let mut chunks = Chunks::new(message);
     while let Some(chunk) = chunks.next().await? {
-        within(how.timeout, stuffer.write(&mut w, &chunk)).await?;
+        within(how.timeout, stuffer.write(&mut w, chunk)).await?;
     }
     within(how.timeout, async {
         stuffer.finish(&mut w).await?;
@@ -68,7 +75,7 @@ async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
     let mut sent = 0u64;
     let mut unanswered = 0usize;
     loop {
-        let chunk = chunks.next().await?.unwrap_or(Cow::Borrowed(&[]));
+        let chunk = chunks.next().await?.unwrap_or(&[]);
         sent += chunk.len() as u64;
         let last = sent >= message.len();
         let command = if last {
@@ -79,7 +86,7 @@ async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
         within(how.timeout, async {
             let mut w = BufWriter::with_capacity(64 * 1024, &mut client.stream);
             w.write_all(command.as_bytes()).await?;
-            w.write_all(&chunk).await?;
+            w.write_all(chunk).await?;
             w.flush().await
         })
         .await?;
@@ -150,12 +157,13 @@ async fn within<T>(
 }
 
 /// The message a chunk at a time: in memory, the whole at once; from a file,
-/// [`CHUNK`] bytes per read (on the blocking pool), its CRC checked before the
-/// last one is handed out.
+/// [`CHUNK`] bytes per read (on the blocking pool) into one buffer reused for
+/// every chunk, its CRC checked before the last one is handed out.
 struct Chunks<'a> {
     message: &'a Message,
     offset: u64,
     crc: crc32fast::Hasher,
+    buf: Vec<u8>,
 }
 
 impl<'a> Chunks<'a> {
@@ -164,34 +172,38 @@ impl<'a> Chunks<'a> {
             message,
             offset: 0,
             crc: crc32fast::Hasher::new(),
+            buf: Vec::new(),
         }
     }
 
-    async fn next(&mut self) -> Result<Option<Cow<'a, [u8]>>, DeliverError> {
+    async fn next(&mut self) -> Result<Option<&[u8]>, DeliverError> {
         let len = self.message.len();
         if self.offset >= len {
             return Ok(None);
         }
         if let Some(whole) = self.message.in_memory() {
             self.offset = len;
-            return Ok(Some(Cow::Borrowed(whole)));
+            return Ok(Some(whole));
         }
         let (message, offset) = (self.message.clone(), self.offset);
-        let chunk = tokio::task::spawn_blocking(move || message.read_at(offset, CHUNK))
-            .await
-            .map_err(|e| DeliverError::Spool(e.to_string()))?
-            .map_err(|e| DeliverError::Spool(e.to_string()))?;
-        if chunk.is_empty() {
+        let mut buf = std::mem::take(&mut self.buf);
+        self.buf = tokio::task::spawn_blocking(move || {
+            message.read_into(offset, CHUNK, &mut buf).map(|()| buf)
+        })
+        .await
+        .map_err(|e| DeliverError::Spool(e.to_string()))?
+        .map_err(|e| DeliverError::Spool(e.to_string()))?;
+        if self.buf.is_empty() {
             return Err(DeliverError::Spool(format!(
                 "message file ends at {offset} of {len} bytes"
             )));
         }
-        self.offset += chunk.len() as u64;
-        self.crc.update(&chunk);
+        self.offset += self.buf.len() as u64;
+        self.crc.update(&self.buf);
         if self.offset >= len {
             self.check()?;
         }
-        Ok(Some(Cow::Owned(chunk)))
+        Ok(Some(&self.buf))
     }
 
     /// The file read back is the message stored, before its end goes out.

@@ -93,18 +93,23 @@ impl Session {
             recipients: (0..n).map(|_| Err(e.clone())).collect(),
             reusable,
         };
-        let replies = match self.envelope(txn).await {
+        // RFC 2920 §3.1: DATA may end the pipelined group (BDAT goes after
+        // the replies, RFC 3030 §4.2): a round trip and a write fewer.
+        let pipelined_data = self.offers(EXT_PIPELINING) && !self.offers(EXT_CHUNKING);
+        let mut replies = match self.envelope(txn, pipelined_data).await {
             Ok(replies) => replies,
             Err((e, reusable)) => return all(e, reusable),
         };
+        let data_reply = if pipelined_data { replies.pop() } else { None };
         let mail_reply = &replies[0];
         if !mail_reply.is_positive() {
+            let reusable = self.unwanted_data(data_reply.as_ref()).await;
             return all(
                 DeliverError::Rejected {
                     stage: Stage::Mail,
                     reply: mail_reply.clone(),
                 },
-                true,
+                reusable,
             );
         }
         let mut results: Vec<Result<Reply, DeliverError>> = replies[1..]
@@ -121,12 +126,13 @@ impl Session {
             })
             .collect();
         if !results.iter().any(Result::is_ok) {
+            let reusable = self.unwanted_data(data_reply.as_ref()).await;
             return TxnResult {
                 recipients: results,
-                reusable: true,
+                reusable,
             };
         }
-        let (final_reply, reusable) = match self.data(txn).await {
+        let (final_reply, reusable) = match self.data(txn, data_reply).await {
             Ok(reply) => (Ok(reply), true),
             Err(e) => {
                 let reusable = matches!(e, DeliverError::Rejected { .. });
@@ -151,11 +157,25 @@ impl Session {
         }
     }
 
-    /// MAIL and the RCPTs; their replies, MAIL's first. On error, whether the
-    /// session may still be reused.
+    /// DATA was pipelined but there is nothing to send (MAIL or every RCPT
+    /// refused). A server that answered 354 anyway waits for a message: it
+    /// gets just the final dot (RFC 2920 §3.1). Whether the session may be
+    /// reused.
+    async fn unwanted_data(&mut self, data_reply: Option<&Reply>) -> bool {
+        if data_reply.is_none_or(|r| r.code != 354) {
+            return true;
+        }
+        // The reply (a refusal of the empty message, or not) changes nothing.
+        self.client.cmd(b".\r\n").await.is_ok()
+    }
+
+    /// MAIL and the RCPTs, and DATA when `with_data` (pipelining only);
+    /// their replies in that order. On error, whether the session may still
+    /// be reused.
     async fn envelope(
         &mut self,
         txn: &Transaction<'_>,
+        with_data: bool,
     ) -> Result<Vec<Reply>, (DeliverError, bool)> {
         let mail = mail_command(self.capabilities, txn).map_err(|e| (e, true))?;
         let rcpts: Vec<String> = txn
@@ -164,12 +184,27 @@ impl Session {
             .map(|r| rcpt_command(self.capabilities, r))
             .collect();
         let broken = |stage| move |e| (DeliverError::from_client(stage, e), false);
-        // RFC 2920 §3.1: MAIL and the RCPTs go out in one write, replies read after.
+        // RFC 2920 §3.1: MAIL and the RCPTs go out in one write, replies read
+        // after. One buffer, so one segment and one syscall (mail-send's
+        // `cmds` writes each command on its own: a sendto per command).
         if self.offers(EXT_PIPELINING) {
-            let mut cmds = Vec::with_capacity(rcpts.len() + 1);
-            cmds.push(mail.as_str());
-            cmds.extend(rcpts.iter().map(String::as_str));
-            let replies = self.client.cmds(cmds).await.map_err(broken(Stage::Rcpt))?;
+            let mut group = mail.into_bytes();
+            for rcpt in &rcpts {
+                group.extend_from_slice(rcpt.as_bytes());
+            }
+            if with_data {
+                group.extend_from_slice(b"DATA\r\n");
+            }
+            let expected = rcpts.len() + 1 + usize::from(with_data);
+            let client = &mut self.client;
+            let replies = tokio::time::timeout(client.timeout, async {
+                client.stream.write_all(&group).await?;
+                client.stream.flush().await?;
+                client.read_many(expected).await
+            })
+            .await
+            .unwrap_or(Err(mail_send::Error::Timeout))
+            .map_err(broken(Stage::Rcpt))?;
             return Ok(replies.iter().map(Reply::from_response).collect());
         }
         let mut replies = Vec::with_capacity(rcpts.len() + 1);
@@ -192,13 +227,18 @@ impl Session {
         Ok(replies)
     }
 
-    /// The message, as BDAT chunks or dot-stuffed DATA, and the final reply.
-    async fn data(&mut self, txn: &Transaction<'_>) -> Result<Reply, DeliverError> {
+    /// The message, as BDAT chunks or dot-stuffed DATA, and the final reply;
+    /// `data_reply` is the reply to a DATA already sent in the envelope's group.
+    async fn data(
+        &mut self,
+        txn: &Transaction<'_>,
+        data_reply: Option<Reply>,
+    ) -> Result<Reply, DeliverError> {
         let how = Sending {
             chunking: self.offers(EXT_CHUNKING),
             pipelining: self.offers(EXT_PIPELINING),
             timeout: self.data_timeout,
         };
-        body::send(&mut self.client, txn.message, &how).await
+        body::send(&mut self.client, txn.message, &how, data_reply).await
     }
 }

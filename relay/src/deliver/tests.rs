@@ -158,6 +158,8 @@ struct Script {
     rcpt_replies: Vec<(&'static str, &'static str)>,
     /// Close the connection after reading part of the message.
     drop_in_data: bool,
+    /// Answer DATA with 354 even when no RCPT was accepted (Postfix says 554).
+    data_without_recipients: bool,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -174,6 +176,7 @@ impl Default for Script {
             ],
             rcpt_replies: Vec::new(),
             drop_in_data: false,
+            data_without_recipients: false,
             tls: None,
         }
     }
@@ -185,6 +188,8 @@ struct Seen {
     commands: Vec<String>,
     /// (recipients, unstuffed message bytes)
     messages: Vec<(Vec<String>, Vec<u8>)>,
+    /// DATA was already read, with the envelope, when MAIL was (pipelined).
+    data_with_mail: Vec<bool>,
 }
 
 struct Sink {
@@ -274,6 +279,11 @@ async fn sink_session(stream: Box<dyn Io>, script: Script, seen: Arc<Mutex<Seen>
             }
         } else if upper.starts_with("MAIL") {
             rcpts.clear();
+            let pending = String::from_utf8_lossy(r.buffer()).to_ascii_uppercase();
+            seen.lock()
+                .unwrap()
+                .data_with_mail
+                .push(pending.contains("\r\nDATA\r\n"));
             "250 2.1.0 ok\r\n".into()
         } else if upper.starts_with("RCPT") {
             let addr =
@@ -285,6 +295,8 @@ async fn sink_session(stream: Box<dyn Io>, script: Script, seen: Arc<Mutex<Seen>
                     "250 2.1.5 ok\r\n".into()
                 }
             }
+        } else if upper == "DATA" && rcpts.is_empty() && !script.data_without_recipients {
+            "554 5.5.1 Error: no valid recipients\r\n".into()
         } else if upper == "DATA" {
             if r.get_mut().write_all(b"354 go ahead\r\n").await.is_err() {
                 return;
@@ -383,6 +395,59 @@ fn is_delivered(o: &Outcome) -> bool {
 }
 
 // ---------------------------------------------------------------- tests
+
+/// RFC 2920 §3.1: with PIPELINING (and no CHUNKING), DATA ends the group
+/// MAIL and the RCPTs go in: one write, one round trip.
+#[tokio::test]
+async fn data_is_pipelined_with_the_envelope() {
+    let sink = Sink::start(Script::default()).await;
+    let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
+    let env = envelope("cloud", &["a@cloud.test", "b@cloud.test"]);
+    let message = Message::Memory(Arc::new(MESSAGE.to_vec()));
+    let out = d.deliver(&env, &all(2), message.clone()).await;
+    assert!(out.iter().all(|(_, o)| is_delivered(o)), "{out:?}");
+    let seen = sink.seen.lock().unwrap();
+    assert_eq!(seen.data_with_mail, [true], "DATA came with MAIL");
+    assert_eq!(seen.messages[0].1, MESSAGE);
+}
+
+/// Every RCPT refused, DATA already sent: a server that says 554 to it is
+/// left as it is; one that says 354 gets just the final dot, no message.
+/// Either way the session is still good for the next message.
+#[tokio::test]
+async fn pipelined_data_after_every_rcpt_refused_sends_nothing() {
+    for data_without_recipients in [false, true] {
+        let sink = Sink::start(Script {
+            rcpt_replies: vec![("b@cloud.test", "550 5.1.1 no such user")],
+            data_without_recipients,
+            ..Script::default()
+        })
+        .await;
+        let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
+        let message = Message::Memory(Arc::new(MESSAGE.to_vec()));
+        let refused = envelope("cloud", &["b@cloud.test"]);
+        let out = d.deliver(&refused, &all(1), message.clone()).await;
+        assert!(
+            matches!(&out[0].1, Outcome::Permanent(f) if f.status == "5.1.1"),
+            "{out:?}"
+        );
+        let good = envelope("cloud", &["a@cloud.test"]);
+        let out = d.deliver(&good, &all(1), message).await;
+        assert!(is_delivered(&out[0].1), "{out:?}");
+        let seen = sink.seen.lock().unwrap();
+        assert_eq!(seen.accepts, 1, "one session for both");
+        let delivered: Vec<_> = seen
+            .messages
+            .iter()
+            .filter(|(rcpts, _)| !rcpts.is_empty())
+            .collect();
+        assert_eq!(delivered.len(), 1, "only the second message");
+        assert_eq!(delivered[0].1, MESSAGE);
+        if data_without_recipients {
+            assert_eq!(seen.messages[0], (vec![], vec![]), "just the dot");
+        }
+    }
+}
 
 #[tokio::test]
 async fn one_550_does_not_fail_the_others() {
@@ -746,7 +811,8 @@ fn message_file(dir: &std::path::Path, len: usize, crc_off: bool) -> (Message, V
 #[tokio::test]
 async fn a_large_message_goes_from_its_file_in_bdat_chunks() {
     let dir = tempfile::tempdir().unwrap();
-    let (message, bytes) = message_file(dir.path(), 700 * 1024, false);
+    let chunk = crate::message::CHUNK;
+    let (message, bytes) = message_file(dir.path(), 2 * chunk + chunk / 2, false);
     let mut script = Script::default();
     script.extensions.push("CHUNKING");
     let sink = Sink::start(script).await;
@@ -761,7 +827,11 @@ async fn a_large_message_goes_from_its_file_in_bdat_chunks() {
         .iter()
         .filter(|c| c.starts_with("BDAT"))
         .collect();
-    assert_eq!(bdats.len(), 3, "three chunks of at most 256 KiB: {bdats:?}");
+    assert_eq!(
+        bdats.len(),
+        3,
+        "three chunks of at most {chunk} bytes: {bdats:?}"
+    );
     assert!(bdats[2].ends_with(" LAST"));
 }
 
@@ -769,7 +839,8 @@ async fn a_large_message_goes_from_its_file_in_bdat_chunks() {
 #[tokio::test]
 async fn a_large_message_goes_from_its_file_by_data_dot_stuffed() {
     let dir = tempfile::tempdir().unwrap();
-    let (message, bytes) = message_file(dir.path(), 600 * 1024, false);
+    let chunk = crate::message::CHUNK;
+    let (message, bytes) = message_file(dir.path(), chunk + chunk / 4, false);
     let sink = Sink::start(Script::default()).await;
     let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
     let env = envelope("cloud", &["a@cloud.test"]);
@@ -784,7 +855,8 @@ async fn a_large_message_goes_from_its_file_by_data_dot_stuffed() {
 async fn a_damaged_message_file_is_not_completed() {
     let dir = tempfile::tempdir().unwrap();
     for chunking in [true, false] {
-        let (message, _) = message_file(dir.path(), 300 * 1024, true);
+        let chunk = crate::message::CHUNK;
+        let (message, _) = message_file(dir.path(), chunk + chunk / 2, true);
         let mut script = Script::default();
         if chunking {
             script.extensions.push("CHUNKING");

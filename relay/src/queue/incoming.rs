@@ -1,5 +1,5 @@
-//! A message being received. A session holds at most [`BUFFER`] bytes of it:
-//! beyond that, the bytes go to the message's own file in the queue folder as
+//! A message being received. A session holds at most [`BUFFER`] bytes of it
+//! (then [`SPILL`] at a time): beyond that, the bytes go to the message's own file in the queue folder as
 //! they arrive (`<id>.msg`, as Postfix and OpenSMTPD stream into their queue
 //! files), so a 35 MiB message costs disk bandwidth, not RAM. Small messages
 //! never touch that file: their record goes to a segment in one group commit.
@@ -17,6 +17,11 @@ use std::path::PathBuf;
 
 /// What a session keeps in memory of a message before it goes to its file.
 pub const BUFFER: usize = 256 * 1024;
+
+/// Once a message has its file, how much is gathered before each write: every
+/// write is a hop to the blocking pool and back (a thread wakeup each way),
+/// and at [`BUFFER`] a 10 MiB message made 40 of them.
+pub const SPILL: usize = 512 * 1024;
 
 /// One message on its way in.
 #[derive(Debug)]
@@ -77,7 +82,14 @@ impl Incoming {
         self.written
     }
 
-    /// When the buffer holds [`BUFFER`] bytes or more, moves all but its last
+    /// Whether the buffer should go to the file: it holds [`BUFFER`] bytes
+    /// (the message is a large one), or [`SPILL`] once it has its file.
+    pub fn is_full(&self) -> bool {
+        let limit = if self.file.is_some() { SPILL } else { BUFFER };
+        self.buf.len() >= limit
+    }
+
+    /// When the buffer [is full](Incoming::is_full), moves all but its last
     /// `keep` bytes to the file (a reader may still rewrite those). A write
     /// that fails is remembered (the message will be refused with it) and the
     /// rest is thrown away as it comes; the body is still read to its end.
@@ -86,7 +98,7 @@ impl Incoming {
             self.buf.clear();
             return;
         }
-        if self.buf.len() < BUFFER || keep >= self.buf.len() {
+        if !self.is_full() || keep >= self.buf.len() {
             return;
         }
         let cut = self.buf.len() - keep;

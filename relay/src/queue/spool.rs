@@ -955,7 +955,7 @@ mod tests {
             n += 1;
             all.extend_from_slice(line.as_bytes());
             incoming.buffer().extend_from_slice(line.as_bytes());
-            if incoming.buffered().len() >= super::super::incoming::BUFFER {
+            if incoming.is_full() {
                 incoming.make_room(0).await;
             }
         }

@@ -1,11 +1,11 @@
 //! The body being received: our `Received:` field first, then the client's
 //! bytes as they arrive, checked as they pass (bare newlines, the loop count)
 //! and moved to the spool whenever the session's buffer is full, so a session
-//! holds at most [`BUFFER`] bytes of any message (DESIGN.md "Memory").
+//! holds at most a few hundred KiB of any message (DESIGN.md "Memory").
 
 use super::data::{ContentError, ContentScan};
 use crate::config::Limits;
-use crate::queue::incoming::{Incoming, BUFFER};
+use crate::queue::incoming::Incoming;
 
 /// One message on its way into the spool.
 #[derive(Debug)]
@@ -48,7 +48,7 @@ impl Body {
     /// the spool when the buffer is full.
     pub async fn absorb(&mut self) {
         self.scan.scan(self.incoming.buffer());
-        if self.incoming.buffered().len() < BUFFER {
+        if !self.incoming.is_full() {
             return;
         }
         let before = self.incoming.buffered().len();

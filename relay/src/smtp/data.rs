@@ -297,11 +297,30 @@ pub fn check_content(
 }
 
 /// True when `bytes` holds an LF not preceded by CR or a CR not followed by LF.
+///
+/// In a CRLF-only text every pair of neighbouring bytes is either "CR, LF" or
+/// has neither (a CR first without the LF, or an LF second without the CR, is
+/// a bare one), and it neither starts with LF nor ends with CR. The pairs are
+/// compared in blocks the compiler vectorises: stopping at every CR and LF
+/// (memchr2, twice a line) was a tenth of the relay's CPU with 10 MiB messages.
 pub fn has_bare_newline(bytes: &[u8]) -> bool {
-    memchr::memchr2_iter(b'\r', b'\n', bytes).any(|i| match bytes[i] {
-        b'\n' => i == 0 || bytes[i - 1] != b'\r',
-        _ => bytes.get(i + 1) != Some(&b'\n'),
-    })
+    const BLOCK: usize = 512;
+    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    if first == b'\n' || last == b'\r' {
+        return true;
+    }
+    let (firsts, seconds) = (&bytes[..bytes.len() - 1], &bytes[1..]);
+    firsts
+        .chunks(BLOCK)
+        .zip(seconds.chunks(BLOCK))
+        .any(|(firsts, seconds)| {
+            let bare = firsts.iter().zip(seconds).fold(0u8, |bare, (&a, &b)| {
+                bare | ((a == b'\r') as u8 ^ (b == b'\n') as u8)
+            });
+            bare != 0
+        })
 }
 
 /// Rewrites every bare LF and bare CR as CRLF.
@@ -328,14 +347,33 @@ pub fn normalize_newlines(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Counts `Received:` fields in the header section (RFC 5321 §6.3 loop detection).
+///
+/// Field names only, line by line (RFC 5322 §2.2: a field starts a line, a
+/// line starting with white space continues the one before, an empty line
+/// ends the section; `obs-optional` allows white space before the colon).
+/// Parsing the fields with mail-parser read every value by its kind
+/// (addresses, dates, each clause of each `Received:`): 8 % of the relay's
+/// instructions per 4 KiB message, for a count that needs none of it.
 pub fn count_received(message: &[u8]) -> usize {
-    let headers = mail_parser::MessageParser::new().parse_headers(message);
-    headers.map_or(0, |m| {
-        m.headers()
-            .iter()
-            .filter(|h| h.name == mail_parser::HeaderName::Received)
-            .count()
-    })
+    let mut count = 0;
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match line.first() {
+            None => break,
+            Some(b' ' | b'\t') => continue,
+            Some(_) => {}
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if line[..colon]
+            .trim_ascii_end()
+            .eq_ignore_ascii_case(b"received")
+        {
+            count += 1;
+        }
+    }
+    count
 }
 
 #[cfg(test)]
@@ -442,6 +480,39 @@ mod tests {
         assert_eq!(m, b"a\r\nb\r\n");
     }
 
+    /// The pairwise check against the definition, byte by byte, on inputs
+    /// dense in CRs and LFs, long enough to cross its blocks.
+    #[test]
+    fn bare_newline_check_matches_the_definition() {
+        fn by_definition(bytes: &[u8]) -> bool {
+            (0..bytes.len()).any(|i| match bytes[i] {
+                b'\n' => i == 0 || bytes[i - 1] != b'\r',
+                b'\r' => bytes.get(i + 1) != Some(&b'\n'),
+                _ => false,
+            })
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2000 {
+            let len = (next() % 1100) as usize;
+            let mut bytes: Vec<u8> = b"ab\r\n".repeat(len / 4 + 1);
+            bytes.truncate(len);
+            // A few bytes changed at random places, often none.
+            for _ in 0..next() % 3 {
+                if !bytes.is_empty() {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] = b"\r\nx"[(next() % 3) as usize];
+                }
+            }
+            assert_eq!(has_bare_newline(&bytes), by_definition(&bytes), "{bytes:?}");
+        }
+    }
+
     #[test]
     fn received_loop() {
         let mut m = Vec::new();
@@ -457,6 +528,42 @@ mod tests {
             Err(ContentError::TooManyReceived)
         );
         assert_eq!(check_content(&mut m, BareNewline::Reject, 3), Ok(()));
+    }
+
+    /// The count by field names is mail-parser's count, on fields whose
+    /// values it reads by kind (addresses, dates, ids, received) and on the
+    /// odd lines (folded, no colon, white space before the colon).
+    #[test]
+    fn received_count_by_names_is_the_full_parse_count() {
+        fn full_parse(message: &[u8]) -> usize {
+            mail_parser::MessageParser::new()
+                .parse_headers(message)
+                .map_or(0, |m| {
+                    m.headers()
+                        .iter()
+                        .filter(|h| h.name == mail_parser::HeaderName::Received)
+                        .count()
+                })
+        }
+        let samples: [&[u8]; 8] = [
+            b"Received: from a (a [192.0.2.1]) by b with ESMTPS id X;\r\n Mon, 1 Jan 2024 00:00:00 +0000\r\nFrom: \"Q, R\" <q@r>, (c) s@t\r\nReceived: by c; Tue, 2 Jan 2024 00:00:00 +0000\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <a@b>\r\n\r\nReceived: body\r\n",
+            b"To: a@b,\r\n c@d\r\nreceived:x\r\nRECEIVED : y\r\n\tReceived: folded\r\nSubject: =?utf-8?q?Received=3A?=\r\n\r\n",
+            b"Received: from x\r\n",
+            b"no colon here\r\nReceived: after\r\n\r\n",
+            b"\r\nReceived: none (body only)\r\n",
+            b"From: (comment\r\n continued) a@b\r\nReceived: z\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\nReceived: part\r\n",
+            b"",
+            b"X: bare\nReceived: lf only\n\nReceived: body\n",
+        ];
+        for m in samples {
+            assert_eq!(
+                count_received(m),
+                full_parse(m),
+                "{:?}",
+                String::from_utf8_lossy(m)
+            );
+        }
+        assert_eq!(count_received(samples[0]), 2);
     }
 
     /// Streams `message` behind `prefix` in pieces of `piece` bytes, moving

@@ -23,8 +23,10 @@ pub struct Trace<'a> {
     pub single_recipient: Option<&'a str>,
 }
 
-/// Builds the field, folded, CRLF-terminated.
+/// Builds the field, folded, CRLF-terminated, in one buffer (it is built for
+/// every message: a `format!` per clause cost an allocation each).
 pub fn received_header(t: &Trace<'_>) -> Vec<u8> {
+    use std::fmt::Write;
     // RFC 3848 / RFC 6531 §4.3 "with" protocol names.
     let protocol = match (t.smtputf8, t.extended, t.tls.is_some()) {
         (true, _, true) => "UTF8SMTPS",
@@ -33,40 +35,45 @@ pub fn received_header(t: &Trace<'_>) -> Vec<u8> {
         (false, true, false) => "ESMTP",
         (false, false, _) => "SMTP",
     };
-    let ip = match t.client_ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("IPv6:{v6}"),
+    let mut s = String::with_capacity(256);
+    s.push_str("Received: from ");
+    push_sanitized(&mut s, t.helo);
+    // Writing to a String cannot fail.
+    let _ = match t.client_ip {
+        IpAddr::V4(v4) => write!(s, " ([{v4}])\r\n"),
+        IpAddr::V6(v6) => write!(s, " ([IPv6:{v6}])\r\n"),
     };
-    let mut s = format!("Received: from {} ([{}])\r\n", sanitize(t.helo), ip);
     if let Some(tls) = t.tls {
-        s.push_str(&format!(
+        let _ = write!(
+            s,
             "\t(using {} with cipher {})\r\n",
             tls.version, tls.cipher
-        ));
+        );
     }
-    s.push_str(&format!(
-        "\tby {} (coexist) with {} id {}",
-        t.hostname, protocol, t.id
-    ));
+    let _ = write!(
+        s,
+        "\tby {} (coexist) with {protocol} id {}",
+        t.hostname, t.id
+    );
     if let Some(rcpt) = t.single_recipient {
-        s.push_str(&format!("\r\n\tfor <{}>", sanitize(rcpt)));
+        s.push_str("\r\n\tfor <");
+        push_sanitized(&mut s, rcpt);
+        s.push('>');
     }
-    s.push_str(&format!(";\r\n\t{}\r\n", chrono::Local::now().to_rfc2822()));
+    let _ = write!(s, ";\r\n\t{}\r\n", chrono::Local::now().to_rfc2822());
     s.into_bytes()
 }
 
-/// Client-supplied text must not break the header (no CR/LF, no control characters).
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() || c == '(' || c == ')' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .take(255)
-        .collect()
+/// Client-supplied text must not break the header (no CR/LF, no control
+/// characters): appends `text`, at most 255 characters, with those replaced.
+fn push_sanitized(out: &mut String, text: &str) {
+    out.extend(text.chars().take(255).map(|c| {
+        if c.is_control() || c == '(' || c == ')' {
+            '_'
+        } else {
+            c
+        }
+    }));
 }
 
 #[cfg(test)]

@@ -187,3 +187,47 @@ fn signals() -> std::io::Result<(relay::Control, tokio::task::JoinHandle<()>)> {
     };
     Ok((control, task))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// What a subscriber built like [`super::init_logging`]'s writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A client's text in a log message (the delivery lines are messages)
+    /// cannot drive the terminal that reads the log: ESC and C1 controls are
+    /// escaped, anything else is written as is (patches/tracing-subscriber
+    /// writes the clean text before the first escape in one piece).
+    #[test]
+    fn control_characters_in_logged_text_are_escaped() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let sender = "evil\u{1b}[2J@x.example \u{85}next £ é\u{7f}";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("queued from=<{sender}>");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let escaped = r"evil\x1b[2J@x.example \u{85}next £ é\x7f";
+        assert!(text.contains(escaped), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{85}'),
+            "{text}"
+        );
+    }
+}
