@@ -89,7 +89,10 @@ impl DecodeV2 for FlateDecoder {
         )? {
             Status::Ok => Ok(false),
             Status::StreamEnd => Ok(true),
-            Status::BufError => Err(io::Error::other("unexpected BufError")),
+            // `finish` runs once the input has ended, with room for output:
+            // no progress then means the stream was cut short, which the
+            // other decoders report as `UnexpectedEof` too.
+            Status::BufError => Err(io::ErrorKind::UnexpectedEof.into()),
         }
     }
 }
