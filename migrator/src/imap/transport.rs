@@ -9,11 +9,11 @@
 //! TCP stream can be taken back for the handshake; it becomes a `Pipe` for
 //! COMPRESS.
 //!
-//! After `COMPRESS DEFLATE` (RFC 4978) the `Pipe` reads through [`Inflate`]
-//! and writes through [`Deflate`]: the client state machine above never sees
-//! a compressed byte.
+//! After `COMPRESS DEFLATE` (RFC 4978) the `Pipe` reads through
+//! [`deflate::inflate`] and writes through [`deflate::deflate`]: the client
+//! state machine above never sees a compressed byte.
 
-use super::deflate::{CompressStart, Deflate, Found, Inflate};
+use super::deflate::{self, CompressStart, Found, InflateError};
 use super::ImapError;
 use imap_next::client::{Client, Event};
 use imap_next::stream::Stream;
@@ -132,7 +132,7 @@ pub(super) struct Pipe {
     chunk: Box<[u8]>,
     /// Watching for the answer to COMPRESS, and the level to compress at.
     compress_at: Option<(CompressStart, u32)>,
-    /// Reading through [`Inflate`] and writing through [`Deflate`].
+    /// Reading and writing through deflate.
     compressed: bool,
 }
 
@@ -171,12 +171,18 @@ impl Pipe {
                 Err(Interrupt::Io(Io::Output(bytes))) => self.output.extend(bytes),
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {}
             }
-            // Reading goes on while writing or flushing: both are
-            // cancel-safe, and a server that answers before it has read
-            // everything must never find us deaf. A finished burst is
-            // flushed before the next is written (RFC 4978: deflate's sync
-            // flush, so the server can act on each command at once).
-            let read = read(&mut self.reader, &mut self.chunk, &mut self.filled);
+            // Reading goes on while writing or flushing: all three are
+            // cancel-safe (through deflate too, see its module), and a server
+            // that answers before it has read everything must never find us
+            // deaf. A finished burst is flushed before the next is written
+            // (RFC 4978: deflate's sync flush, so the server can act on each
+            // command at once).
+            let read = read(
+                &mut self.reader,
+                &mut self.chunk,
+                &mut self.filled,
+                self.compressed,
+            );
             if self.unflushed {
                 tokio::select! {
                     read = read => read?,
@@ -237,26 +243,39 @@ impl Pipe {
 
     /// From here on both ways go through deflate. Output not yet written
     /// was queued after COMPRESS, so it goes compressed too; a flush still
-    /// owed passes down through [`Deflate`]'s.
+    /// owed passes down through the deflater's (which adds no bytes when
+    /// nothing was written through it).
     fn start_deflate(&mut self, already: &[u8], level: u32) {
         let reader = std::mem::replace(&mut self.reader, Box::new(tokio::io::empty()));
-        self.reader = Box::new(Inflate::new(reader, already));
+        self.reader = Box::new(deflate::inflate(reader, already));
         let writer = std::mem::replace(&mut self.writer, Box::new(tokio::io::sink()));
-        self.writer = Box::new(Deflate::new(writer, level));
+        self.writer = Box::new(deflate::deflate(writer, level));
         self.compressed = true;
     }
 }
 
 /// One read into `chunk`, its length into `filled` (handed to the client
 /// from there, not copied first); cancel-safe (nothing is read unless it
-/// completes).
-async fn read(reader: &mut Reader, chunk: &mut [u8], filled: &mut usize) -> Result<(), ImapError> {
+/// completes). Through deflate (`compressed`) the decoder reports a hang-up
+/// as an error and gives 0 bytes only after a final block: this is where
+/// both are said in the session's words ([`InflateError`]).
+async fn read(
+    reader: &mut Reader,
+    chunk: &mut [u8],
+    filled: &mut usize,
+    compressed: bool,
+) -> Result<(), ImapError> {
     match reader.read(chunk).await {
+        Ok(0) if compressed => Err(ImapError::Io(InflateError::Ended.to_string())),
         Ok(0) => Err(ImapError::Io(CLOSED.into())),
         Ok(n) => {
             *filled = n;
             Ok(())
         }
+        Err(e) if compressed => Err(match InflateError::from_read(e) {
+            InflateError::HungUp => ImapError::Io(CLOSED.into()),
+            other => ImapError::Io(other.to_string()),
+        }),
         Err(e) => Err(io_error(e)),
     }
 }

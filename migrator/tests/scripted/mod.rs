@@ -6,14 +6,14 @@
 //! `* BYE` in place of one APPEND's answer after the message was stored.
 //! Where asked, it offers COMPRESS=DEFLATE (RFC 4978): after its OK (sent in
 //! one write with its first compressed bytes) it inflates what it reads with
-//! the migrator's [`Inflate`] and compresses what it writes with flate2 itself,
+//! the migrator's [`inflate`] and compresses what it writes with flate2 itself,
 //! so each direction meets a deflate the other side did not write.
 //!
 //! Everything the client does lands in a [`Journal`] shared with the test's
 //! checkpoint sink, in the order it happened, with the (paused) clock's time.
 
 use flate2::{Compress, Compression, FlushCompress};
-use migrator::imap::deflate::Inflate;
+use migrator::imap::deflate::inflate;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::io::{
@@ -297,7 +297,7 @@ impl Wire {
     fn start_deflate(&mut self) {
         let already = self.r.buffer().to_vec();
         let plain = std::mem::replace(&mut self.r, BufReader::new(Box::new(tokio::io::empty())));
-        self.r = BufReader::new(Box::new(Inflate::new(plain.into_inner(), &already)));
+        self.r = BufReader::new(Box::new(inflate(plain.into_inner(), &already)));
         self.deflate = Some(Compress::new(Compression::new(6), false));
     }
 }
