@@ -56,18 +56,9 @@ impl Message {
     /// The bytes at `offset..offset + len` (blocking for a file: call it from
     /// the blocking pool).
     pub fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        match self {
-            Message::Memory(m) => {
-                let start = (offset as usize).min(m.len());
-                let end = start.saturating_add(len).min(m.len());
-                Ok(m[start..end].to_vec())
-            }
-            Message::File(_) => {
-                let mut buf = Vec::new();
-                self.read_into(offset, len, &mut buf)?;
-                Ok(buf)
-            }
-        }
+        let mut buf = Vec::new();
+        self.read_into(offset, len, &mut buf)?;
+        Ok(buf)
     }
 
     /// The same bytes as [`Message::read_at`], into `buf`, which keeps its

@@ -1,8 +1,9 @@
 //! A message being received. A session holds at most [`BUFFER`] bytes of it
-//! (then [`SPILL`] at a time): beyond that, the bytes go to the message's own file in the queue folder as
-//! they arrive (`<id>.msg`, as Postfix and OpenSMTPD stream into their queue
-//! files), so a 35 MiB message costs disk bandwidth, not RAM. Small messages
-//! never touch that file: their record goes to a segment in one group commit.
+//! (then [`SPILL`] at a time): beyond that, the bytes go to the message's own
+//! file in the queue folder as they arrive (`<id>.msg`, as Postfix and
+//! OpenSMTPD stream into their queue files), so a 35 MiB message costs disk
+//! bandwidth, not RAM. Small messages never touch that file: their record
+//! goes to a segment in one group commit.
 //!
 //! Until its record is committed the file is nobody's: a message that ends in
 //! an error (too large, timeout, client gone, disk full) removes it when the
