@@ -120,6 +120,23 @@ pub enum Compress {
     Never,
 }
 
+impl Compress {
+    /// Each value as migrator.toml spells it.
+    const CHOICES: [(&'static str, Compress); 3] = [
+        ("auto", Compress::Auto),
+        ("always", Compress::Always),
+        ("never", Compress::Never),
+    ];
+
+    /// The value as migrator.toml spells it.
+    pub fn name(self) -> &'static str {
+        Compress::CHOICES
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map_or("auto", |(name, _)| name)
+    }
+}
+
 /// `[source]` or `[target]`.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -550,12 +567,7 @@ fn ca(d: &mut Diagnostics, t: &Section, base: &Path) -> Option<PathBuf> {
 
 /// `compress`: "auto" when absent.
 fn compress(d: &mut Diagnostics, t: &Section) -> Option<Compress> {
-    let choices = [
-        ("auto", Compress::Auto),
-        ("always", Compress::Always),
-        ("never", Compress::Never),
-    ];
-    match t.choice(d, "compress", &choices) {
+    match t.choice(d, "compress", &Compress::CHOICES) {
         Some(c) => Some(c.into_inner()),
         None if t.has("compress") => None,
         None => Some(Compress::Auto),

@@ -112,11 +112,7 @@ pub(super) fn capabilities(side: Side, session: &Session) -> Vec<Check> {
 /// opens them (COMPRESS=DEFLATE, RFC 4978).
 pub(super) fn compression(endpoint: &Endpoint, session: &Session) -> Check {
     let side = endpoint.side;
-    let setting = match endpoint.compress {
-        Compress::Auto => "auto",
-        Compress::Always => "always",
-        Compress::Never => "never",
-    };
+    let setting = endpoint.compress.name();
     let what = format!("{side} COMPRESS=DEFLATE (compress = \"{setting}\")");
     let enable = format!(
         "offer COMPRESS=DEFLATE on {} (Dovecot: mail_plugins = $mail_plugins imap_zlib in protocol imap)",
