@@ -37,6 +37,22 @@ pub struct MessageFile {
     pub len: u64,
     /// CRC-32 of its bytes, as recorded.
     pub crc: u32,
+    /// Set for the first attempt at a file this process wrote and
+    /// fdatasynced: `None` after a restart and for later attempts.
+    pub fresh: Option<Fresh>,
+}
+
+/// What the first attempt knows of a file the relay has just written. Its
+/// bytes are the ones the CRC was taken of a moment ago (they come from the
+/// page cache the relay filled), so that attempt may hand the file to a
+/// plain-TCP socket whole (sendfile) instead of reading it back through user
+/// space: the read-back CRC check guards a file across a crash or a long
+/// stay in the queue, which the later attempts still get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fresh {
+    /// No line begins with "." and the last ends with CRLF: DATA can carry
+    /// the bytes as they are (BDAT always can).
+    pub data_ready: bool,
 }
 
 impl Message {
@@ -156,6 +172,7 @@ mod tests {
             path,
             len: bytes.len() as u64,
             crc: crc32fast::hash(&bytes),
+            fresh: None,
         }));
         let memory = Message::Memory(Arc::new(bytes.clone()));
         for m in [&file, &memory] {

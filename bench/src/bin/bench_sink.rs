@@ -4,6 +4,8 @@
 //!
 //! It advertises PIPELINING and 8BITMIME (and STARTTLS with `--tls`), writes
 //! nothing to disk, and answers each batch of pipelined commands in one write.
+//! It shares the machine with the relay it measures, so it is kept light: a
+//! body is searched for its end in 256 KiB reads, not read line by line.
 //! Records stay in memory; a line protocol on the control port reads them:
 //! `COUNT PREFIX` → `TRANSACTIONS RCPTS` for Message-IDs starting with PREFIX,
 //! `DUMP PREFIX` → a JSON array of those records (removed from memory).
@@ -32,6 +34,10 @@ struct Record {
 
 type Records = Arc<Mutex<Vec<Record>>>;
 
+/// Per session: line-by-line reads of an 8 KiB buffer made the sink cost
+/// two thirds of the relay's CPU per 10 MiB message, on the same two cores.
+const READ_BUFFER: usize = 256 * 1024;
+
 struct Listener {
     name: Arc<str>,
     records: Records,
@@ -47,7 +53,7 @@ enum End {
 
 async fn serve(conn: TcpStream, l: Arc<Listener>) -> io::Result<()> {
     conn.set_nodelay(true)?;
-    let mut r = BufReader::new(conn);
+    let mut r = BufReader::with_capacity(READ_BUFFER, conn);
     r.write_all(b"220 sink.bench.example ESMTP bench-sink\r\n")
         .await?;
     if let End::StartTls = session(&mut r, &l, l.tls.is_some()).await? {
@@ -55,7 +61,7 @@ async fn serve(conn: TcpStream, l: Arc<Listener>) -> io::Result<()> {
             return Ok(());
         };
         let tls = acceptor.accept(r.into_inner()).await?;
-        session(&mut BufReader::new(tls), &l, false).await?;
+        session(&mut BufReader::with_capacity(READ_BUFFER, tls), &l, false).await?;
     }
     Ok(())
 }
@@ -133,17 +139,19 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Reads the message up to the `.` line, picking Message-ID and X-Bench-Sent from
-/// the header section; the arrival time is taken at the end of data.
+/// the header section (line by line); the body is searched for its end a
+/// buffer at a time. The arrival time is taken at the end of data.
 async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
     r: &mut BufReader<S>,
     line: &mut Vec<u8>,
     l: &Listener,
     rcpts: u32,
 ) -> io::Result<Record> {
-    let mut in_headers = true;
     let mut message_id = String::new();
     let mut sent_ns = 0u64;
     let mut bytes = 0u64;
+    // A message with no body ends at a dot line among its header fields.
+    let mut body = false;
     loop {
         line.clear();
         if r.read_until(b'\n', line).await? == 0 {
@@ -153,13 +161,11 @@ async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
         bytes += line.len() as u64;
-        if !in_headers {
-            continue;
-        }
         let text = String::from_utf8_lossy(line);
         let t = text.trim_end();
         if t.is_empty() {
-            in_headers = false;
+            body = true;
+            break;
         } else if let Some((name, value)) = t.split_once(':') {
             if name.eq_ignore_ascii_case("message-id") {
                 message_id = value.trim().trim_matches(['<', '>']).to_string();
@@ -167,6 +173,9 @@ async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
                 sent_ns = value.trim().parse().unwrap_or(0);
             }
         }
+    }
+    if body {
+        bytes += body_to_end(r).await?;
     }
     Ok(Record {
         listener: Arc::clone(&l.name),
@@ -176,6 +185,40 @@ async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
         rcpts,
         bytes,
     })
+}
+
+/// Consumes the body after the header section's empty line, through the
+/// `<CRLF>.<CRLF>` that ends it; returns its length (the final CRLF counted,
+/// the dot line not). The marker may straddle two reads: the last bytes of
+/// one are kept and searched with the start of the next.
+async fn body_to_end<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> io::Result<u64> {
+    const END: &[u8] = b"\r\n.\r\n";
+    // The empty line just read ended with CRLF: a body may be the dot alone.
+    let mut carry = b"\r\n".to_vec();
+    let mut consumed = 0u64;
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut joined = carry.clone();
+        joined.extend_from_slice(&buf[..buf.len().min(END.len() - 1)]);
+        let found = match memchr::memmem::find(&joined, END) {
+            Some(at) => Some(at + END.len() - carry.len()),
+            None => memchr::memmem::find(buf, END).map(|at| at + END.len()),
+        };
+        if let Some(end) = found {
+            r.consume(end);
+            // The dot line is not the message's.
+            return Ok((consumed + end as u64).saturating_sub(3));
+        }
+        let n = buf.len();
+        joined.truncate(carry.len());
+        joined.extend_from_slice(&buf[n.saturating_sub(END.len() - 1)..]);
+        carry = joined[joined.len().saturating_sub(END.len() - 1)..].to_vec();
+        consumed += n as u64;
+        r.consume(n);
+    }
 }
 
 async fn control(conn: TcpStream, records: Records) -> io::Result<()> {
@@ -308,6 +351,30 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("bench-sink: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The end marker is found wherever the reads cut it, and nothing after
+    /// it is consumed.
+    #[tokio::test]
+    async fn a_body_ends_at_its_dot_line_across_any_read_boundary() {
+        let bodies: [&[u8]; 4] = [b"", b"a\r\n", b"..x\r\n.\r\r\nb\r\n", b"line\r\n\r\n"];
+        for body in bodies {
+            let mut input = body.to_vec();
+            input.extend_from_slice(b".\r\nQUIT\r\n");
+            for capacity in 1..=16 {
+                let mut r = BufReader::with_capacity(capacity, input.as_slice());
+                let len = body_to_end(&mut r).await.unwrap();
+                assert_eq!(len, body.len() as u64, "{body:?} in reads of {capacity}");
+                let mut rest = Vec::new();
+                r.read_until(b'\n', &mut rest).await.unwrap();
+                assert_eq!(rest, b"QUIT\r\n", "{body:?} in reads of {capacity}");
+            }
         }
     }
 }

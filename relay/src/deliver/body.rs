@@ -4,13 +4,34 @@
 //! is read and sent a chunk at a time, so no copy of the whole is ever held,
 //! and its CRC is checked before the last chunk (or the end marker) goes: a
 //! damaged copy is never completed at the next hop.
+//!
+//! The first attempt at a file the relay has just written ([`Fresh`]) over
+//! plain TCP skips all of that: the file goes to the socket whole by
+//! sendfile(2), as one `BDAT <n> LAST`, or after DATA when it needs no
+//! stuffing. Reading it back through user space (a copy, the CRC, the
+//! stuffing scan, a copy into the socket) was a fifth of the relay's CPU
+//! with 10 MiB messages.
 
 use super::status::{DeliverError, Reply, Stage};
-use crate::message::{Damaged, Message, CHUNK};
+#[cfg(doc)]
+use crate::message::Fresh;
+use crate::message::{Damaged, Message, MessageFile, CHUNK};
 use mail_send::SmtpClient;
 use std::io;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, Interest};
+use tokio::net::TcpStream;
+
+/// The socket under a stream when nothing sits between it and the next hop
+/// (no TLS): a file can then be handed to the kernel whole.
+pub trait PlainTcp {
+    /// The TCP socket, or `None` when the stream encrypts.
+    fn plain_tcp(&self) -> Option<&TcpStream>;
+}
+
+/// The most one sendfile call is asked for: the socket takes what fits in
+/// its buffer anyway; this only bounds a call on a very large file.
+const SENDFILE_MAX: usize = 8 * 1024 * 1024;
 
 /// How to send: the next hop's extensions and the time one step may take.
 pub struct Sending {
@@ -25,7 +46,7 @@ pub struct Sending {
 /// Sends the message and returns the next hop's final reply. `data_reply` is
 /// the reply to a DATA already sent, pipelined with the envelope; without
 /// it, DATA is sent here.
-pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn send<S: AsyncRead + AsyncWrite + Unpin + PlainTcp>(
     client: &mut SmtpClient<S>,
     message: &Message,
     how: &Sending,
@@ -50,6 +71,17 @@ pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(
             reply,
         });
     }
+    if let Some(file) = sendable(message, false) {
+        if let Some(tcp) = client.stream.plain_tcp() {
+            send_file(tcp, file, how.timeout).await?;
+            within(how.timeout, async {
+                client.stream.write_all(b".\r\n").await?;
+                client.stream.flush().await
+            })
+            .await?;
+            return final_reply(client, how.timeout).await;
+        }
+    }
     let mut stuffer = DotStuffer::default();
     let mut w = BufWriter::with_capacity(64 * 1024, &mut client.stream);
     let mut chunks = Chunks::new(message);
@@ -66,11 +98,25 @@ pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// `BDAT <n>` per chunk, the last `BDAT <n> LAST`: pipelined when the next hop
 /// offers PIPELINING, each reply awaited otherwise (RFC 3030 §4.2).
-async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
+async fn bdat<S: AsyncRead + AsyncWrite + Unpin + PlainTcp>(
     client: &mut SmtpClient<S>,
     message: &Message,
     how: &Sending,
 ) -> Result<Reply, DeliverError> {
+    if let Some(file) = sendable(message, true) {
+        if client.stream.plain_tcp().is_some() {
+            let command = format!("BDAT {} LAST\r\n", file.len);
+            within(how.timeout, async {
+                client.stream.write_all(command.as_bytes()).await?;
+                client.stream.flush().await
+            })
+            .await?;
+            if let Some(tcp) = client.stream.plain_tcp() {
+                send_file(tcp, file, how.timeout).await?;
+            }
+            return final_reply(client, how.timeout).await;
+        }
+    }
     let mut chunks = Chunks::new(message);
     let mut sent = 0u64;
     let mut unanswered = 0usize;
@@ -114,6 +160,57 @@ async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
         Some(refused) => Ok(refused),
         None => Ok(last),
     }
+}
+
+/// The file of a first attempt ([`Fresh`]) that can go out as it is: always
+/// for BDAT, for DATA when it needs no dot-stuffing.
+fn sendable(message: &Message, bdat: bool) -> Option<&MessageFile> {
+    match message {
+        Message::File(file) => file
+            .fresh
+            .filter(|fresh| bdat || fresh.data_ready)
+            .map(|_| file.as_ref()),
+        Message::Memory(_) => None,
+    }
+}
+
+/// The whole file to the socket by sendfile(2): the kernel hands the
+/// page-cache pages to TCP and nothing passes through the relay. The file was
+/// written a moment ago, so its pages are in memory and the call does not
+/// wait on the disk. Each wait for room in the socket is bounded by `timeout`.
+async fn send_file(
+    tcp: &TcpStream,
+    file: &MessageFile,
+    timeout: Duration,
+) -> Result<(), DeliverError> {
+    let mut offset = 0u64;
+    while offset < file.len {
+        within(timeout, tcp.writable()).await?;
+        let count = usize::try_from(file.len - offset)
+            .unwrap_or(usize::MAX)
+            .min(SENDFILE_MAX);
+        let sent = tcp.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(tcp, &file.file, Some(&mut offset), count).map_err(io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                return Err(DeliverError::Spool(format!(
+                    "{}: ends at {offset} of {} bytes",
+                    file.path.display(),
+                    file.len
+                )))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                return Err(DeliverError::ConnectionLost {
+                    stage: Stage::Message,
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The reply to a non-final chunk: a refusal ends the transaction.

@@ -88,6 +88,15 @@ impl AsyncWrite for Stream {
     }
 }
 
+impl super::body::PlainTcp for Stream {
+    fn plain_tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(_) => None,
+        }
+    }
+}
+
 /// A session greeted and EHLO'd, with TLS as the policy wants it.
 pub struct Opened {
     /// The client over the (possibly encrypted) stream.

@@ -36,6 +36,8 @@ pub struct Incoming {
     failure: Option<SpoolError>,
     /// Its record refers to the file now: leave it.
     kept: bool,
+    /// Its bytes are DATA content as they stand (see `Fresh`).
+    data_ready: bool,
 }
 
 impl Incoming {
@@ -50,6 +52,7 @@ impl Incoming {
             crc: crc32fast::Hasher::new(),
             failure: None,
             kept: false,
+            data_ready: false,
         }
     }
 
@@ -76,6 +79,12 @@ impl Incoming {
     /// True before the first byte.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The session found no line beginning with "." and a final line end:
+    /// delivery may send the file as it is (sendfile), without stuffing.
+    pub fn set_data_ready(&mut self, ready: bool) {
+        self.data_ready = ready;
     }
 
     /// Bytes already in the file.
@@ -173,6 +182,7 @@ impl Incoming {
         Ok(Finished::File {
             len: self.written,
             crc: self.crc.clone().finalize(),
+            data_ready: self.data_ready,
         })
     }
 
@@ -201,6 +211,8 @@ pub(super) enum Finished {
         len: u64,
         /// CRC-32 of its bytes.
         crc: u32,
+        /// DATA content as they stand.
+        data_ready: bool,
     },
 }
 

@@ -6,6 +6,7 @@
 
 use super::segment::Location;
 use crate::envelope::External;
+use crate::message::Fresh;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct Index {
     pub segments: BTreeMap<u64, Segment>,
     hot: HashMap<String, Arc<Vec<u8>>>,
     hot_bytes: usize,
+    /// Large messages just written, until their first attempt is over.
+    fresh: HashMap<String, Fresh>,
 }
 
 impl Index {
@@ -113,15 +116,31 @@ impl Index {
         }
     }
 
+    /// Remembers, for its first attempt, that a large message's file was
+    /// just written (see [`Fresh`]).
+    pub fn keep_fresh(&mut self, id: &str, fresh: Fresh) {
+        // Not for one removed meanwhile: nothing would forget it.
+        if self.messages.contains_key(id) {
+            self.fresh.insert(id.to_string(), fresh);
+        }
+    }
+
+    /// What [`Index::keep_fresh`] kept of a message, if it still applies.
+    pub fn fresh(&self, id: &str) -> Option<Fresh> {
+        self.fresh.get(id).copied()
+    }
+
     /// The kept bytes of a message, if any.
     pub fn hot(&self, id: &str) -> Option<Arc<Vec<u8>>> {
         self.hot.get(id).cloned()
     }
 
-    /// Frees the kept bytes of a message (its first attempt is over).
+    /// Frees the kept bytes of a message (its first attempt is over), and
+    /// forgets that its file is fresh.
     pub fn drop_hot(&mut self, id: &str) {
         if let Some(m) = self.hot.remove(id) {
             self.hot_bytes -= m.len();
         }
+        self.fresh.remove(id);
     }
 }

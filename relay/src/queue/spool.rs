@@ -32,7 +32,7 @@ use super::layout::{self, fsync_dir, CORRUPT_DIR, DIR_MODE, FILE_MODE, LOCK_FILE
 use super::recovery;
 use super::segment::{self, ReadError};
 use crate::envelope::{Envelope, External};
-use crate::message::{Message, MessageFile};
+use crate::message::{Fresh, Message, MessageFile};
 use crate::safeio::{self, Mode};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
@@ -173,11 +173,15 @@ impl Spool {
             let finished = incoming.finish();
             (incoming, finished)
         };
-        let message = match finished? {
-            Finished::Memory(bytes) => Some(Arc::new(bytes)),
-            Finished::File { len, crc } => {
+        let (message, fresh) = match finished? {
+            Finished::Memory(bytes) => (Some(Arc::new(bytes)), None),
+            Finished::File {
+                len,
+                crc,
+                data_ready,
+            } => {
                 envelope.external = Some(External { len, crc });
-                None
+                (None, Some(Fresh { data_ready }))
             }
         };
         let body: &[&[u8]] = match &message {
@@ -186,7 +190,11 @@ impl Spool {
         };
         let prefix =
             file_format::encode_prefix(&envelope.id, &file_format::envelope_json(&envelope)?, body);
-        self.commit(envelope, prefix, message, incoming).await
+        let envelope = self.commit(envelope, prefix, message, incoming).await?;
+        if let Some(fresh) = fresh {
+            self.index().keep_fresh(&envelope.id, fresh);
+        }
+        Ok(envelope)
     }
 
     /// Stores a message the relay made itself (a DSN), whole in memory.
@@ -248,7 +256,7 @@ impl Spool {
     /// from the blocking pool unless [`Spool::message_in_memory`] answered.
     pub fn read_message(&self, id: &str) -> Result<Message, SpoolError> {
         valid_id(id)?;
-        let (at, file, external) = {
+        let (at, file, external, fresh) = {
             let index = self.index();
             if let Some(message) = index.hot(id) {
                 return Ok(Message::Memory(message));
@@ -261,10 +269,11 @@ impl Spool {
                 .segments
                 .get(&entry.at.segment)
                 .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
-            (entry.at, Arc::clone(&segment.file), entry.external)
+            let fresh = index.fresh(id);
+            (entry.at, Arc::clone(&segment.file), entry.external, fresh)
         };
         if let Some(external) = external {
-            return open_message_file(&self.queue, id, external);
+            return open_message_file(&self.queue, id, external, fresh);
         }
         let path = self.queue.join(layout::segment_name(at.segment));
         match segment::read_record(&file, at, id) {
@@ -364,7 +373,7 @@ impl Spool {
             .find(|e| e.id == id)
             .ok_or_else(|| SpoolError::NotFound(id.to_string()))?;
         if let Some(external) = entry.external {
-            return Ok((envelope, open_message_file(&queue, id, external)?));
+            return Ok((envelope, open_message_file(&queue, id, external, None)?));
         }
         let segment = &recovered.index.segments[&entry.at.segment];
         let path = queue.join(layout::segment_name(entry.at.segment));
@@ -391,7 +400,12 @@ impl Spool {
 }
 
 /// Opens a large message's own file; it must be as long as its record says.
-fn open_message_file(queue: &Path, id: &str, external: External) -> Result<Message, SpoolError> {
+fn open_message_file(
+    queue: &Path,
+    id: &str,
+    external: External,
+    fresh: Option<Fresh>,
+) -> Result<Message, SpoolError> {
     let path = queue.join(layout::message_name(id));
     let file = File::open(&path).map_err(|e| SpoolError::io(&path, e))?;
     let len = file.metadata().map_err(|e| SpoolError::io(&path, e))?.len();
@@ -409,6 +423,7 @@ fn open_message_file(queue: &Path, id: &str, external: External) -> Result<Messa
         path,
         len,
         crc: external.crc,
+        fresh,
     })))
 }
 
@@ -1006,6 +1021,40 @@ mod tests {
         spool.remove(&id).expect("remove");
         spool.flush();
         assert!(!file.exists(), "its file goes with it");
+    }
+
+    fn fresh(message: &Message) -> Option<Fresh> {
+        match message {
+            Message::File(f) => f.fresh,
+            Message::Memory(_) => panic!("a large message is read from its file"),
+        }
+    }
+
+    /// Only the first attempt at a file this process wrote is told it is
+    /// fresh (and so may skip the read-back check): not a later attempt,
+    /// nor any attempt after a restart.
+    #[tokio::test]
+    async fn a_large_message_is_fresh_for_its_first_attempt_only() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (spool, _) = open(tmp.path());
+        let mut ids = Vec::new();
+        for ready in [true, false] {
+            let id = spool.new_id();
+            let (mut incoming, _) = receive(&spool, &id, 600 * 1024).await;
+            incoming.set_data_ready(ready);
+            let stored = spool
+                .store(sample_envelope(&id), incoming)
+                .await
+                .expect("store");
+            let message = spool.read_message(&id).expect("read");
+            assert_eq!(fresh(&message), Some(Fresh { data_ready: ready }));
+            ids.push(stored);
+        }
+        spool.update(&ids[0]).expect("first attempt over");
+        assert_eq!(fresh(&spool.read_message(&ids[0].id).expect("read")), None);
+        drop(spool);
+        let (spool, _) = open(tmp.path());
+        assert_eq!(fresh(&spool.read_message(&ids[1].id).expect("read")), None);
     }
 
     /// A message that ends in an error leaves nothing (its file goes when the

@@ -60,7 +60,9 @@ impl Body {
 
     /// The message is complete: the last checks.
     pub fn finish(&mut self) -> Result<(), ContentError> {
-        self.scan.finish(self.incoming.buffer())
+        self.scan.finish(self.incoming.buffer())?;
+        self.incoming.set_data_ready(self.scan.data_ready());
+        Ok(())
     }
 
     /// The message for the spool.

@@ -162,6 +162,10 @@ pub struct ContentScan {
     in_headers: bool,
     headers: Vec<u8>,
     received: usize,
+    /// A line of the message begins with "." (DATA must stuff it).
+    dot_line: bool,
+    /// The last byte scanned ended a line (so does our `Received:` field).
+    line_start: bool,
 }
 
 /// The last line of the buffer is left for later up to this length (the DATA
@@ -180,7 +184,17 @@ impl ContentScan {
             in_headers: true,
             headers: Vec::new(),
             received: 0,
+            dot_line: false,
+            line_start: true,
         }
+    }
+
+    /// After [`ContentScan::finish`]: whether the bytes as stored are DATA
+    /// content as they stand (no line begins with ".", the last ends with
+    /// CRLF), so delivery may send the file without reading it (sendfile).
+    /// Base64 never has a dot at a line's start, so large attachments are.
+    pub fn data_ready(&self) -> bool {
+        !self.dot_line && self.line_start
     }
 
     /// How much of the buffer is checked (and may leave it).
@@ -234,13 +248,27 @@ impl ContentScan {
                 let fixed = normalize_newlines(region);
                 let grown = fixed.len() - region.len();
                 buf.splice(start..end, fixed);
+                self.note_lines(&buf[start..end + grown]);
                 self.count_received(&buf[start..end + grown]);
                 self.scanned = end + grown;
                 return;
             }
         }
+        self.note_lines(&buf[start..end]);
         self.count_received(&buf[start..end]);
         self.scanned = end;
+    }
+
+    /// Looks for a line beginning with "." in bytes as they will be stored.
+    fn note_lines(&mut self, bytes: &[u8]) {
+        let Some(&last) = bytes.last() else {
+            return;
+        };
+        if !self.dot_line {
+            self.dot_line = (self.line_start && bytes[0] == b'.')
+                || memchr::memmem::find(bytes, b"\n.").is_some();
+        }
+        self.line_start = last == b'\n';
     }
 
     /// Keeps the header section (up to [`MAX_HEADERS`]) as it passes; when
@@ -619,6 +647,37 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Issue #15: `data_ready` says, in any pieces, whether the stored bytes
+    /// can go out as DATA unchanged: no line starts with a dot, the last ends.
+    #[test]
+    fn data_ready_is_no_dot_line_and_a_final_line_end() {
+        let prefix: &[u8] = b"Received: ours\r\n";
+        let samples: [(&[u8], bool); 7] = [
+            (b"Subject: s\r\n\r\nbody\r\n", true),
+            (b".starts with a dot\r\n", false),
+            (b"Subject: s\r\n\r\nline\r\n.dot line\r\n", false),
+            (b"Subject: s\r\n\r\na.b\r\n", true),
+            (b"Subject: s\r\n\r\nno final line end", false),
+            (b"Subject: s\r\n\r\nbare\n.dot after a bare LF\r\n", false),
+            (b"", true),
+        ];
+        for (message, ready) in samples {
+            for piece in 1..=message.len() + 1 {
+                let mut buf = prefix.to_vec();
+                let mut scan = ContentScan::new(BareNewline::Normalize, 30, prefix.len());
+                for chunk in message.chunks(piece) {
+                    buf.extend_from_slice(chunk);
+                    scan.scan(&mut buf);
+                    let n = scan.scanned();
+                    buf.drain(..n);
+                    scan.moved_out(n);
+                }
+                scan.finish(&mut buf).unwrap();
+                assert_eq!(scan.data_ready(), ready, "{message:?} in pieces of {piece}");
             }
         }
     }
