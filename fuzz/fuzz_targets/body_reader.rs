@@ -7,7 +7,8 @@
 //! grows far past the limit (memory stays bounded); DATA ends only on CRLF.CRLF;
 //! after `bare_newline = "normalize"` no bare CR or LF is left; the checks made as
 //! the message streams past (`ContentScan`, in the read size's pieces, moved out
-//! as a session moves them to the spool) give what the whole-message checks give.
+//! as a session moves them to the spool) give what the whole-message checks give,
+//! and `data_ready` says whether the stored bytes could go out as DATA unchanged.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -87,6 +88,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(verdict, expected, "streamed checks differ");
         if verdict.is_ok() {
             assert_eq!(out, whole, "streamed normalization differs");
+            // Sendable as DATA unchanged: no line begins with a dot, the last ends.
+            let dot_line = out.first() == Some(&b'.') || out.windows(2).any(|w| w == b"\n.");
+            let ends = out.is_empty() || out.ends_with(b"\n");
+            assert_eq!(scan.data_ready(), !dot_line && ends, "data_ready differs");
         }
     }
 });
