@@ -862,6 +862,20 @@ async fn a_large_message_goes_from_its_file_by_data_dot_stuffed() {
     assert_eq!(sink.seen.lock().unwrap().messages[0].1, bytes);
 }
 
+/// Delivers `message` to one recipient at a scripted sink over plain TCP,
+/// offering CHUNKING or not.
+async fn deliver_to_sink(message: Message, chunking: bool) -> (Vec<(usize, Outcome)>, Sink) {
+    let mut script = Script::default();
+    if chunking {
+        script.extensions.push("CHUNKING");
+    }
+    let sink = Sink::start(script).await;
+    let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
+    let env = envelope("cloud", &["a@cloud.test"]);
+    let out = d.deliver(&env, &all(1), message).await;
+    (out, sink)
+}
+
 /// A file that is not what was stored is never completed at the next hop:
 /// its CRC is checked before the last chunk goes.
 #[tokio::test]
@@ -870,14 +884,7 @@ async fn a_damaged_message_file_is_not_completed() {
     for chunking in [true, false] {
         let chunk = crate::message::CHUNK;
         let (message, _) = message_file(dir.path(), chunk + chunk / 2, true);
-        let mut script = Script::default();
-        if chunking {
-            script.extensions.push("CHUNKING");
-        }
-        let sink = Sink::start(script).await;
-        let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
-        let env = envelope("cloud", &["a@cloud.test"]);
-        let out = d.deliver(&env, &all(1), message).await;
+        let (out, sink) = deliver_to_sink(message, chunking).await;
         match &out[0].1 {
             Outcome::Temporary(f) => {
                 assert_eq!(f.status, "4.3.0");
@@ -904,14 +911,7 @@ async fn a_fresh_file_goes_whole_by_sendfile() {
     for chunking in [true, false] {
         let len = 3 * crate::message::CHUNK + 1000;
         let (message, bytes) = spool_file(dir.path(), len, false, true, fresh);
-        let mut script = Script::default();
-        if chunking {
-            script.extensions.push("CHUNKING");
-        }
-        let sink = Sink::start(script).await;
-        let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
-        let env = envelope("cloud", &["a@cloud.test"]);
-        let out = d.deliver(&env, &all(1), message).await;
+        let (out, sink) = deliver_to_sink(message, chunking).await;
         assert!(is_delivered(&out[0].1), "chunking {chunking}: {out:?}");
         let seen = sink.seen.lock().unwrap();
         assert_eq!(
@@ -940,10 +940,7 @@ async fn a_fresh_file_with_dot_lines_is_stuffed_and_checked() {
     let len = crate::message::CHUNK + 1000;
     for crc_off in [false, true] {
         let (message, bytes) = spool_file(dir.path(), len, true, crc_off, fresh);
-        let sink = Sink::start(Script::default()).await;
-        let d = Deliverer::new(&smarthost_config(&[sink.addr], OutboundTls::None)).unwrap();
-        let env = envelope("cloud", &["a@cloud.test"]);
-        let out = d.deliver(&env, &all(1), message).await;
+        let (out, sink) = deliver_to_sink(message, false).await;
         if crc_off {
             assert!(
                 matches!(&out[0].1, Outcome::Temporary(f) if f.status == "4.3.0"),
