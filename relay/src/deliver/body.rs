@@ -71,16 +71,8 @@ pub async fn send<S: AsyncRead + AsyncWrite + Unpin + PlainTcp>(
             reply,
         });
     }
-    if let Some(file) = sendable(message, false) {
-        if let Some(tcp) = client.stream.plain_tcp() {
-            send_file(tcp, file, how.timeout).await?;
-            within(how.timeout, async {
-                client.stream.write_all(b".\r\n").await?;
-                client.stream.flush().await
-            })
-            .await?;
-            return final_reply(client, how.timeout).await;
-        }
+    if let Some(file) = sendable(message, &client.stream, false) {
+        return send_whole(client, file, b"", b".\r\n", how.timeout).await;
     }
     let mut stuffer = DotStuffer::default();
     let mut w = BufWriter::with_capacity(64 * 1024, &mut client.stream);
@@ -103,19 +95,9 @@ async fn bdat<S: AsyncRead + AsyncWrite + Unpin + PlainTcp>(
     message: &Message,
     how: &Sending,
 ) -> Result<Reply, DeliverError> {
-    if let Some(file) = sendable(message, true) {
-        if client.stream.plain_tcp().is_some() {
-            let command = format!("BDAT {} LAST\r\n", file.len);
-            within(how.timeout, async {
-                client.stream.write_all(command.as_bytes()).await?;
-                client.stream.flush().await
-            })
-            .await?;
-            if let Some(tcp) = client.stream.plain_tcp() {
-                send_file(tcp, file, how.timeout).await?;
-            }
-            return final_reply(client, how.timeout).await;
-        }
+    if let Some(file) = sendable(message, &client.stream, true) {
+        let command = format!("BDAT {} LAST\r\n", file.len);
+        return send_whole(client, file, command.as_bytes(), b"", how.timeout).await;
     }
     let mut chunks = Chunks::new(message);
     let mut sent = 0u64;
@@ -162,9 +144,15 @@ async fn bdat<S: AsyncRead + AsyncWrite + Unpin + PlainTcp>(
     }
 }
 
-/// The file of a first attempt ([`Fresh`]) that can go out as it is: always
-/// for BDAT, for DATA when it needs no dot-stuffing.
-fn sendable(message: &Message, bdat: bool) -> Option<&MessageFile> {
+/// The file of a first attempt ([`Fresh`]) that can go out as it is over
+/// `stream`: plain TCP only; always for BDAT, for DATA when it needs no
+/// dot-stuffing.
+fn sendable<'a>(
+    message: &'a Message,
+    stream: &impl PlainTcp,
+    bdat: bool,
+) -> Option<&'a MessageFile> {
+    stream.plain_tcp()?;
     match message {
         Message::File(file) => file
             .fresh
@@ -172,6 +160,34 @@ fn sendable(message: &Message, bdat: bool) -> Option<&MessageFile> {
             .map(|_| file.as_ref()),
         Message::Memory(_) => None,
     }
+}
+
+/// `before` (a command), the whole [`sendable`] file, `after` (the end
+/// marker), then the next hop's final reply.
+async fn send_whole<S: AsyncRead + AsyncWrite + Unpin + PlainTcp>(
+    client: &mut SmtpClient<S>,
+    file: &MessageFile,
+    before: &[u8],
+    after: &[u8],
+    timeout: Duration,
+) -> Result<Reply, DeliverError> {
+    within(timeout, async {
+        client.stream.write_all(before).await?;
+        client.stream.flush().await
+    })
+    .await?;
+    // `sendable` said the stream is plain TCP.
+    let tcp = client
+        .stream
+        .plain_tcp()
+        .ok_or(DeliverError::Protocol(Stage::Message))?;
+    send_file(tcp, file, timeout).await?;
+    within(timeout, async {
+        client.stream.write_all(after).await?;
+        client.stream.flush().await
+    })
+    .await?;
+    final_reply(client, timeout).await
 }
 
 /// The whole file to the socket by sendfile(2): the kernel hands the

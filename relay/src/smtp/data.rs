@@ -596,14 +596,14 @@ mod tests {
 
     /// Streams `message` behind `prefix` in pieces of `piece` bytes, moving
     /// what is scanned out of the buffer as a session does; returns what
-    /// reached the spool and the verdict.
+    /// reached the spool, the verdict and `data_ready`.
     fn streamed(
         prefix: &[u8],
         message: &[u8],
         piece: usize,
         policy: BareNewline,
         max: usize,
-    ) -> (Vec<u8>, Result<(), ContentError>) {
+    ) -> (Vec<u8>, Result<(), ContentError>, bool) {
         let mut buf = prefix.to_vec();
         let mut out = Vec::new();
         let mut scan = ContentScan::new(policy, max, prefix.len());
@@ -616,7 +616,7 @@ mod tests {
         }
         let verdict = scan.finish(&mut buf);
         out.extend_from_slice(&buf);
-        (out, verdict)
+        (out, verdict, scan.data_ready())
     }
 
     /// Issue #15: checks made as the message passes, in any pieces, are the
@@ -640,7 +640,7 @@ mod tests {
                     let mut expected_out = prefix.to_vec();
                     expected_out.extend_from_slice(&whole);
                     for piece in 1..=message.len() + 1 {
-                        let (out, verdict) = streamed(prefix, message, piece, policy, max);
+                        let (out, verdict, _) = streamed(prefix, message, piece, policy, max);
                         assert_eq!(verdict, expected, "{message:?} in pieces of {piece}");
                         if verdict.is_ok() {
                             assert_eq!(out, expected_out, "{message:?} in pieces of {piece}");
@@ -667,17 +667,10 @@ mod tests {
         ];
         for (message, ready) in samples {
             for piece in 1..=message.len() + 1 {
-                let mut buf = prefix.to_vec();
-                let mut scan = ContentScan::new(BareNewline::Normalize, 30, prefix.len());
-                for chunk in message.chunks(piece) {
-                    buf.extend_from_slice(chunk);
-                    scan.scan(&mut buf);
-                    let n = scan.scanned();
-                    buf.drain(..n);
-                    scan.moved_out(n);
-                }
-                scan.finish(&mut buf).unwrap();
-                assert_eq!(scan.data_ready(), ready, "{message:?} in pieces of {piece}");
+                let (_, verdict, data_ready) =
+                    streamed(prefix, message, piece, BareNewline::Normalize, 30);
+                verdict.unwrap();
+                assert_eq!(data_ready, ready, "{message:?} in pieces of {piece}");
             }
         }
     }
